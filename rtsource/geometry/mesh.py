@@ -167,24 +167,39 @@ class Mesh:
         return total > 2.0 * np.pi
 
 
+def signed_distance(points_m: np.ndarray, mesh: Mesh) -> np.ndarray:
+    """Signed distance (metres) from points to a closed mesh: negative inside.
+
+    The sign comes from the closest point's pseudo-normal (the barycentric blend of vertex
+    normals, which equals the face normal inside a face and is a safe average on edges and
+    corners; Baerentzen & Aanaes 2005, IEEE TVCG 11:243). O(n log m), unlike the exact
+    winding number of :meth:`Mesh.contains`.
+    """
+    proj = project_onto_mesh(points_m, mesh)
+    vn = mesh.vertex_normals()
+    tri = mesh.triangles[proj.triangles]
+    normal = np.einsum("nk,nkj->nj", proj.weights, vn[tri])
+    side = np.einsum("nj,nj->n", np.atleast_2d(points_m) - proj.points_m, normal)
+    return np.where(side < 0, -proj.distances_m, proj.distances_m)
+
+
 def check_nested(inner: Mesh, outer: Mesh, *, min_gap_m: float = 0.0) -> None:
-    """Raise if any vertex of ``inner`` is not inside ``outer`` (by at least ``min_gap_m``)."""
+    """Raise if any vertex of ``inner`` is not inside ``outer`` by at least ``min_gap_m``."""
     check_same_frame(inner.frame, outer.frame, f"mesh {inner.name!r}", f"mesh {outer.name!r}")
-    inside = outer.contains(inner.vertices_m)
-    if not np.all(inside):
-        i = int(np.argmin(inside))
+    depth = -signed_distance(inner.vertices_m, outer)  # positive inside
+    bad = depth <= 0
+    if np.any(bad):
+        i = int(np.argmax(bad))
         raise GeometryError(
-            f"surfaces are not nested: {int((~inside).sum())} vertices of {inner.name!r} lie "
+            f"surfaces are not nested: {int(bad.sum())} vertices of {inner.name!r} lie "
             f"outside {outer.name!r} (first: vertex {i} at {inner.vertices_m[i].round(4).tolist()} m)"
         )
-    if min_gap_m > 0:
-        gap = project_onto_mesh(inner.vertices_m, outer).distances_m
-        if gap.min() < min_gap_m:
-            i = int(np.argmin(gap))
-            raise GeometryError(
-                f"{inner.name!r} comes within {gap[i] * 1e3:.2f} mm of {outer.name!r} at vertex {i} "
-                f"({inner.vertices_m[i].round(4).tolist()} m); at least {min_gap_m * 1e3:.1f} mm needed"
-            )
+    if min_gap_m > 0 and depth.min() < min_gap_m:
+        i = int(np.argmin(depth))
+        raise GeometryError(
+            f"{inner.name!r} comes within {depth[i] * 1e3:.2f} mm of {outer.name!r} at vertex {i} "
+            f"({inner.vertices_m[i].round(4).tolist()} m); at least {min_gap_m * 1e3:.1f} mm needed"
+        )
 
 
 @dataclass(frozen=True)
@@ -298,4 +313,4 @@ def project_onto_mesh(points_m: np.ndarray | Points, mesh: Mesh, *, n_candidates
     return Projection(q, best_t, best_w, best_d)
 
 
-__all__ = ["Mesh", "Projection", "check_nested", "project_onto_mesh", "Frame"]
+__all__ = ["Mesh", "Projection", "check_nested", "project_onto_mesh", "signed_distance"]
