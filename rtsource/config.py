@@ -1,0 +1,355 @@
+"""TOML configuration -> validated, frozen settings.
+
+One file describes the whole path from head model to published sample. Each ``[section]``
+maps onto a frozen dataclass below; every key is checked on load, and an error names the
+file, the key, the value and what is allowed. Unknown keys are errors (a typo must not be
+silently ignored). Every key has a default, so an empty file is a valid configuration:
+the template head with a 64-channel cap, dSPM, and the simulator's stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .sensors.montage import CAP_64
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _nonneg(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def _unit_interval(v: float) -> str | None:
+    return None if 0 <= v <= 1 else "must be between 0 and 1"
+
+
+def _one_of(*allowed: str):
+    def check(v: str) -> str | None:
+        return None if v in allowed else f"must be one of {', '.join(repr(a) for a in allowed)}"
+
+    return check
+
+
+def _opt(check, doc: str = "", default=dataclasses.MISSING, factory=dataclasses.MISSING):
+    meta = {"check": check, "doc": doc}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """[head]: the head model geometry."""
+
+    model: str = _opt(_one_of("template"), "head surfaces: the embedded fsaverage template", "template")
+    bem_order: int = _opt(_one_of(3, 4), "icosphere order of the head surfaces (3: 642, 4: 2562 vertices)", 4)
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    """[sensors]: which electrodes, where, and how the data are referenced."""
+
+    montage: str = _opt(
+        _one_of("standard_1020", "standard_1010", "standard_1005"),
+        "electrode positions on the template scalp",
+        "standard_1005",
+    )
+    channels: tuple[str, ...] = _opt(None, "channel names the operator expects, in order", factory=lambda: CAP_64)
+    reference: str = _opt(None, "'average' or the name of the reference channel", "average")
+    aliases: dict = _opt(None, "stream name -> montage name, for non-standard labels", factory=dict)
+
+
+@dataclass(frozen=True)
+class SourceSpaceSettings:
+    """[source_space]: where the dipoles sit."""
+
+    spacing: str = _opt(_one_of("ico4", "ico5"), "ico4: 5124 sources, ico5: 20484", "ico4")
+    surface: str = _opt(_one_of("white", "mid", "pial"), "cortical depth of the dipoles", "white")
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    """[forward]: the forward model."""
+
+    method: str = _opt(_one_of("sphere"), "forward model", "sphere")
+    relative_radii: tuple[float, ...] = _opt(None, "shell radii relative to the fitted scalp sphere, inner to outer", factory=lambda: (0.90, 0.92, 0.97, 1.0))
+    conductivities: tuple[float, ...] = _opt(None, "S/m per shell, inner to outer", factory=lambda: (0.33, 1.0, 0.004, 0.33))
+    rtol: float = _opt(_positive, "relative convergence of the sphere series", 1e-6)
+
+
+@dataclass(frozen=True)
+class InverseSettings:
+    """[inverse]: the inverse operator."""
+
+    method: str = _opt(_one_of("MNE", "dSPM", "sLORETA"), "minimum-norm variant", "dSPM")
+    snr: float = _opt(_positive, "assumed SNR; lambda2 = 1 / snr^2", 3.0)
+    loose: float = _opt(_unit_interval, "tangential source variance (0 fixed-like, 1 free)", 0.2)
+    depth: float = _opt(_nonneg, "depth-weighting exponent (0 disables)", 0.8)
+    fixed: bool = _opt(None, "surface-normal orientation only (signed output)", False)
+
+
+@dataclass(frozen=True)
+class NoiseCovSettings:
+    """[noise_cov]: the noise covariance the inverse whitens with."""
+
+    source: str = _opt(_one_of("stream", "file", "ad_hoc"), "capture from the stream, load a file, or diagonal", "stream")
+    seconds: float = _opt(_positive, "calibration length when capturing from the stream", 20.0)
+    path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
+    method: str = _opt(_one_of("shrunk", "empirical"), "estimator", "shrunk")
+    ad_hoc_std_uv: float = _opt(_positive, "per-channel noise std for source = 'ad_hoc'", 0.2)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """[stream]: which LSL stream to read."""
+
+    name: str = _opt(None, "LSL stream name (empty: any)", "rtsource-sim-eeg")
+    type: str = _opt(None, "LSL stream type (empty: any)", "EEG")
+    source_id: str = _opt(None, "LSL source_id (empty: any)", "")
+    sfreq: float = _opt(_nonneg, "expected sampling rate in Hz (0: take it from the stream at setup)", 0.0)
+    resolve_timeout: float = _opt(_positive, "seconds to wait for the stream", 10.0)
+    assume_unit: str = _opt(None, "unit for channels whose metadata has none (e.g. 'uV'); empty: refuse", "")
+    max_chunk: int = _opt(lambda v: None if 1 <= v <= 65536 else "must be in 1..65536", "largest chunk processed at once (samples)", 1024)
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """[preprocess]: causal filtering before the operator."""
+
+    highpass_hz: float = _opt(_nonneg, "Butterworth high-pass corner (0: off)", 0.0)
+    lowpass_hz: float = _opt(_nonneg, "Butterworth low-pass corner (0: off)", 0.0)
+    order: int = _opt(lambda v: None if 1 <= v <= 8 else "must be in 1..8", "filter order", 2)
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """[output]: the LSL outlet of source time courses."""
+
+    name: str = _opt(None, "outlet name", "rtsource-sources")
+    type: str = _opt(None, "outlet type", "Sources")
+    source_id: str = _opt(None, "outlet source_id (empty: derived from the bundle)", "")
+
+
+@dataclass(frozen=True)
+class BundleSettings:
+    """[bundle]: where the operator bundle is written / read."""
+
+    path: str = _opt(None, "bundle file (.npz); relative to the config file", "rtsource_bundle.npz")
+
+
+@dataclass(frozen=True)
+class SimulatedSource:
+    """One entry of [[simulate.sources]]."""
+
+    position_mm: tuple[float, ...] = _opt(None, "template-frame position in mm (snapped to the simulator's cortex)", factory=lambda: (0.0, -95.0, 5.0))
+    frequency_hz: float = _opt(_positive, "oscillation frequency", 10.0)
+    amplitude_nam: float = _opt(_positive, "peak dipole moment in nA*m", 20.0)
+    modulation_hz: float = _opt(_nonneg, "amplitude modulation frequency (0: constant)", 0.2)
+    orientation: str = _opt(_one_of("normal"), "dipole orientation", "normal")
+
+
+@dataclass(frozen=True)
+class SimulateSettings:
+    """[simulate]: the simulated EEG stream (``rtsource simulate`` and the demo)."""
+
+    sfreq: float = _opt(_positive, "sampling rate in Hz", 500.0)
+    chunk_size: int = _opt(lambda v: None if 1 <= v <= 4096 else "must be in 1..4096", "samples per pushed chunk", 10)
+    unit: str = _opt(_one_of("uV", "V"), "unit the samples are published in", "uV")
+    spacing: str = _opt(_one_of("ico4", "ico5"), "simulator cortex density (ico5: not the inverse's grid)", "ico5")
+    surface: str = _opt(_one_of("white", "mid", "pial"), "simulator cortex depth", "mid")
+    relative_radii: tuple[float, ...] = _opt(None, "simulator's own head model (differs from the inverse's)", factory=lambda: (0.87, 0.92, 1.0))
+    conductivities: tuple[float, ...] = _opt(None, "simulator's shell conductivities (S/m)", factory=lambda: (0.33, 0.0042, 0.33))
+    brain_noise_nam: float = _opt(_nonneg, "rms of the random background dipoles, nA*m", 1.0)
+    n_noise_sources: int = _opt(lambda v: None if v >= 0 else "must be >= 0", "number of background dipoles", 200)
+    sensor_noise_uv: float = _opt(_nonneg, "white sensor noise std in uV", 1.0)
+    baseline_seconds: float = _opt(_nonneg, "noise only at the start (for the calibration)", 0.0)
+    seed: int = _opt(None, "random seed", 0)
+    sources: tuple[SimulatedSource, ...] = _opt(
+        None,
+        "the oscillating sources",
+        factory=lambda: (
+            SimulatedSource((20.0, -92.0, 2.0), 10.0, 30.0, 0.2),
+            SimulatedSource((-38.0, -22.0, 58.0), 20.0, 15.0, 0.3),
+        ),
+    )
+    stream_name: str = _opt(None, "LSL name of the simulated stream", "rtsource-sim-eeg")
+    source_id: str = _opt(None, "LSL source_id of the simulated stream", "rtsource-sim-eeg-0")
+    truth_stream: bool = _opt(None, "also publish the true source amplitudes", True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one rtsource configuration."""
+
+    head: HeadSettings = field(default_factory=HeadSettings)
+    sensors: SensorSettings = field(default_factory=SensorSettings)
+    source_space: SourceSpaceSettings = field(default_factory=SourceSpaceSettings)
+    forward: ForwardSettings = field(default_factory=ForwardSettings)
+    inverse: InverseSettings = field(default_factory=InverseSettings)
+    noise_cov: NoiseCovSettings = field(default_factory=NoiseCovSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+    bundle: BundleSettings = field(default_factory=BundleSettings)
+    simulate: SimulateSettings = field(default_factory=SimulateSettings)
+    base_dir: str = "."  # directory relative paths are resolved against (the config's folder)
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Settings) if f.name != "base_dir"}
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field annotation and convert it (lists -> tuples)."""
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} = {value!r}: must be true or false")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} = {value!r}: must be an integer")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} = {value!r}: must be a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} = {value!r}: must be finite")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} = {value!r}: must be a string (in quotes)")
+        return value
+    if annotation is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"{where} = {value!r}: must be a table of name = \"name\" pairs")
+        return dict(value)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} = {value!r}: must be a list")
+        if dataclasses.is_dataclass(item):
+            return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    raise ConfigError(f"{where}: unsupported setting type {annotation!r}")  # pragma: no cover
+
+
+def _build(cls, table: Any, where: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table ([section] or {{key = value}}), got {table!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(repr(k) for k in unknown)}; allowed keys are "
+            f"{', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, value in table.items():
+        key = f"{where}.{name}" if where.startswith("[") is False else f"{where} {name}"
+        converted = _convert(value, hints[name], key)
+        check = fields[name].metadata.get("check")
+        if check is not None:
+            problem = check(converted)
+            if problem:
+                doc = fields[name].metadata.get("doc", "")
+                raise ConfigError(f"{key} = {value!r}: {problem}" + (f" ({doc})" if doc else ""))
+        kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def _cross_checks(s: Settings, where: str) -> None:
+    f = s.forward
+    if len(f.relative_radii) != len(f.conductivities) or not 1 <= len(f.relative_radii) <= 6:
+        raise ConfigError(
+            f"{where} [forward]: relative_radii ({len(f.relative_radii)}) and conductivities "
+            f"({len(f.conductivities)}) must have the same length, 1 to 6 shells"
+        )
+    for sec, radii, cond in (("forward", f.relative_radii, f.conductivities), ("simulate", s.simulate.relative_radii, s.simulate.conductivities)):
+        if len(radii) != len(cond):
+            raise ConfigError(f"{where} [{sec}]: {len(radii)} relative_radii but {len(cond)} conductivities")
+        if any(b <= a for a, b in zip(radii, radii[1:])) or radii[-1] != 1.0 or radii[0] <= 0:
+            raise ConfigError(f"{where} [{sec}] relative_radii = {list(radii)}: must increase and end at 1.0")
+        if any(c <= 0 for c in cond):
+            raise ConfigError(f"{where} [{sec}] conductivities = {list(cond)}: must all be > 0 S/m")
+    if len(s.sensors.channels) < 3:
+        raise ConfigError(f"{where} [sensors] channels: need at least 3 channels, got {len(s.sensors.channels)}")
+    if len(set(c.casefold() for c in s.sensors.channels)) != len(s.sensors.channels):
+        raise ConfigError(f"{where} [sensors] channels: names repeat (case-insensitive)")
+    if s.sensors.reference != "average" and s.sensors.reference not in s.sensors.channels:
+        raise ConfigError(
+            f"{where} [sensors] reference = {s.sensors.reference!r}: must be 'average' or one of the channels"
+        )
+    if s.noise_cov.source == "file" and not s.noise_cov.path:
+        raise ConfigError(f"{where} [noise_cov]: source = 'file' needs path = '...'")
+    for src in s.simulate.sources:
+        if len(src.position_mm) != 3:
+            raise ConfigError(f"{where} [[simulate.sources]] position_mm = {list(src.position_mm)}: needs 3 numbers")
+    if s.stream.assume_unit:
+        from .geometry.units import parse_signal_unit
+
+        try:
+            parse_signal_unit(s.stream.assume_unit)
+        except Exception as exc:
+            raise ConfigError(f"{where} [stream] assume_unit: {exc}") from None
+
+
+def settings_from_dict(data: dict, *, where: str = "config", base_dir: str = ".") -> Settings:
+    """Validate a parsed TOML document (a dict of sections) into :class:`Settings`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a table of sections")
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown section(s) {', '.join(repr(k) for k in unknown)}; allowed sections are "
+            f"{', '.join(sorted(_SECTIONS))}"
+        )
+    hints = typing.get_type_hints(Settings)
+    sections = {name: _build(hints[name], table, f"{where} [{name}]") for name, table in data.items()}
+    s = Settings(**sections, base_dir=str(base_dir))
+    _cross_checks(s, where)
+    return s
+
+
+def load_config(path: str | Path) -> Settings:
+    """Read and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return settings_from_dict(data, where=str(path), base_dir=str(path.resolve().parent))
+
+
+def settings_to_dict(s: Settings) -> dict:
+    """Plain-data form of the settings (for bundles and logs)."""
+    out = dataclasses.asdict(s)
+    out.pop("base_dir", None)
+    return out
