@@ -1,0 +1,658 @@
+"""The minimum-norm inverse family: MNE, dSPM and sLORETA, as MNE-Python defines them.
+
+An inverse operator is built once, offline, from the lead field, the noise covariance and
+the re-referencing matrix; streaming then only multiplies each chunk by a small kernel.
+The steps follow ``reference/forward_inverse.md`` section 5 (names below match it):
+
+1. Re-reference the gain and the covariance with ``M`` (``M G``, ``M C M^T``); whitener
+   ``W = diag(1/sqrt(e)) E^T`` on the top ``rank`` eigenpairs of ``M C M^T``.
+2. Depth prior (Lin et al. 2006, NeuroImage 31:160): ``d_k`` = largest eigenvalue of
+   ``G_k^T G_k`` per source, ``w = 1/d``, capped and raised to the power ``depth``.
+3. Orientation prior (Lin et al. 2006): in a frame aligned with the cortical normal the two
+   tangential components get variance ``loose``, the normal one 1.
+4. ``Gt = W M G sqrt(R)`` scaled so that ``||Gt||_F^2 = rank``; SVD ``Gt = U S V^T``.
+5. ``Gamma = s / (s^2 + lambda2)``; kernel ``K = sqrt(R) V Gamma U^T W M``
+   (Hamalainen & Ilmoniemi 1994, Med Biol Eng Comput 32:35).
+6. Noise normalisation: dSPM (Dale et al. 2000, Neuron 26:55) divides by the noise standard
+   deviation of each source, sLORETA (Pascual-Marqui 2002, Methods Find Exp Clin Pharmacol
+   24D:5) by the square root of the resolution matrix diagonal.
+
+The kernel contains ``M`` and the whitener, so it is applied to raw data in V in the
+operator's channel order. Rows of the kernel for ``n_orient == 3`` are, per source, the
+two tangential directions then the normal (``source_rotation`` holds the axes).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InverseError
+from .covariance import NoiseCovariance, _check_reference_matrix
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("MNE", "dSPM", "sLORETA")
+
+# Normals may come from float32 files; anything further from unit length is a bug upstream.
+_NORMAL_TOL = 1e-4
+
+
+def _short_list(items: Sequence, n: int = 6) -> str:
+    """``"a, b, c, ... (64 in all)"`` for error messages."""
+    items = [str(i) for i in items]
+    if len(items) <= n:
+        return ", ".join(items)
+    return ", ".join(items[:n]) + f", ... ({len(items)} in all)"
+
+
+def _readonly(a, dtype=np.float64) -> np.ndarray:
+    out = np.array(a, dtype=dtype)  # own copy, so nobody else can write through a view
+    out.flags.writeable = False
+    return out
+
+
+@dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly
+class InverseOperator:
+    """A minimum-norm inverse operator ready to be applied to raw sensor data.
+
+    Attributes
+    ----------
+    kernel : ndarray, shape (n_sources * n_orient, n_chan)
+        Applied to raw (un-referenced) data in V in the order of ``ch_names``; it already
+        contains the re-referencing matrix and the whitener. Read-only.
+    noise_norm : ndarray, shape (n_sources,)
+        Divisors of the pooled (``n_orient == 3``) or signed (``n_orient == 1``) output.
+        For dSPM and sLORETA in units of the kernel output (A*m); all ones for MNE.
+    n_orient : int
+        3 (loose or free orientation: three rows per source, output is
+        ``||K_k x|| / noise_norm_k``) or 1 (fixed, normal orientation: ``K_k x / noise_norm_k``).
+    method : str
+        ``"MNE"``, ``"dSPM"`` or ``"sLORETA"``.
+    lambda2 : float
+        Regularisation parameter (``1 / snr**2`` unless given).
+    loose : float
+        Tangential source variance relative to the normal one (0 for fixed orientation).
+    depth : float or None
+        Depth weighting exponent, None if depth weighting is off.
+    rank : int
+        Rank of the whitened data space.
+    ch_names : tuple of str
+        Channel order of the kernel's columns.
+    source_rotation : ndarray, shape (n_sources, 3, 3)
+        Per source, the rows are the local frame axes (tangential 1, tangential 2, normal)
+        as unit vectors in the gain's frame: the kernel rows of a source for
+        ``n_orient == 3`` are in that frame, so ``rot.T @ q_local`` gives x, y, z.
+    singular_values : ndarray, shape (n_components,)
+        Singular values of the whitened, weighted, trace-scaled gain ``Gt``.
+    output_unit : str
+        ``"A*m"`` for MNE, ``""`` (dimensionless) for dSPM and sLORETA.
+    """
+
+    kernel: np.ndarray
+    noise_norm: np.ndarray
+    n_orient: int
+    method: str
+    lambda2: float
+    loose: float
+    depth: float | None
+    rank: int
+    ch_names: tuple[str, ...]
+    source_rotation: np.ndarray
+    singular_values: np.ndarray
+    output_unit: str
+
+    def __post_init__(self) -> None:
+        kernel = _readonly(self.kernel)
+        noise_norm = _readonly(self.noise_norm)
+        rot = _readonly(self.source_rotation)
+        names = tuple(str(c) for c in self.ch_names)
+        if self.n_orient not in (1, 3):
+            raise InverseError(f"n_orient is {self.n_orient!r}; it must be 1 or 3")
+        if self.method not in METHODS:
+            raise InverseError(f"method {self.method!r} is not one of {METHODS}")
+        n_src = noise_norm.shape[0] if noise_norm.ndim == 1 else -1
+        if kernel.ndim != 2 or kernel.shape != (n_src * self.n_orient, len(names)):
+            raise InverseError(
+                f"kernel has shape {kernel.shape}, expected ({n_src} sources x "
+                f"{self.n_orient} orientations, {len(names)} channels)"
+            )
+        if rot.shape != (n_src, 3, 3):
+            raise InverseError(
+                f"source_rotation has shape {rot.shape}, expected ({n_src}, 3, 3)"
+            )
+        if not np.all(np.isfinite(kernel)):
+            raise InverseError("kernel contains NaN or Inf; rebuild the operator")
+        if not np.all(np.isfinite(noise_norm) & (noise_norm > 0)):
+            raise InverseError(
+                "noise_norm must be finite and positive (it divides the output); "
+                "rebuild the operator"
+            )
+        object.__setattr__(self, "kernel", kernel)
+        object.__setattr__(self, "noise_norm", noise_norm)
+        object.__setattr__(self, "source_rotation", rot)
+        object.__setattr__(self, "singular_values", _readonly(self.singular_values))
+        object.__setattr__(self, "ch_names", names)
+
+    @property
+    def n_sources(self) -> int:
+        """Number of source locations."""
+        return self.noise_norm.shape[0]
+
+    @property
+    def n_chan(self) -> int:
+        """Number of channels the kernel expects."""
+        return len(self.ch_names)
+
+
+# --------------------------------------------------------------------------------------
+# Re-referencing matrices
+# --------------------------------------------------------------------------------------
+
+
+def average_reference_matrix(n_chan: int) -> np.ndarray:
+    """The average-reference projector ``I - 1 1^T / n``.
+
+    Parameters
+    ----------
+    n_chan : int
+        Number of channels.
+
+    Returns
+    -------
+    ndarray, shape (n_chan, n_chan)
+        ``M`` such that ``M @ x`` subtracts the channel mean from ``x``.
+    """
+    n = int(n_chan)
+    if n < 2 or n != n_chan:
+        raise InverseError(
+            f"n_chan is {n_chan!r}; an average reference needs an integer number of "
+            "channels >= 2"
+        )
+    return np.eye(n) - np.full((n, n), 1.0 / n)
+
+
+def reference_to_channel_matrix(ch_names: Sequence[str], ref_name: str) -> np.ndarray:
+    """Re-referencing to one channel: ``x_i -> x_i - x_ref``.
+
+    Parameters
+    ----------
+    ch_names : sequence of str
+        Channel names in data order.
+    ref_name : str
+        The reference channel; its row of the result is zero.
+
+    Returns
+    -------
+    ndarray, shape (n_chan, n_chan)
+        ``M = I - 1 e_ref^T``.
+    """
+    names = [str(c) for c in ch_names]
+    if names.count(ref_name) != 1:
+        what = "is not among" if ref_name not in names else "appears more than once in"
+        raise InverseError(
+            f"ref_name {ref_name!r} {what} the channels ({_short_list(names)}); "
+            "pass the name of exactly one channel"
+        )
+    m = np.eye(len(names))
+    m[:, names.index(ref_name)] -= 1.0
+    return m
+
+
+def reference_matrix(ch_names: Sequence[str], reference: str) -> np.ndarray:
+    """``M`` for a reference named as in configs and bundles: ``"average"`` or a channel name."""
+    if reference == "average":
+        return average_reference_matrix(len(ch_names))
+    return reference_to_channel_matrix(ch_names, reference)
+
+
+# --------------------------------------------------------------------------------------
+# Building blocks of the operator (section 5, steps 1-3)
+# --------------------------------------------------------------------------------------
+
+
+def _whitener(cov_ref: np.ndarray, rank: int | None, rank_m: int) -> tuple[np.ndarray, int]:
+    """Whitener on the top ``rank`` eigenpairs of the re-referenced covariance.
+
+    Parameters
+    ----------
+    cov_ref : ndarray, shape (n_chan, n_chan)
+        ``M C M^T`` in V^2.
+    rank : int or None
+        Requested rank; None for the numerical rank (capped by ``rank_m``).
+    rank_m : int
+        Rank of the re-referencing matrix.
+
+    Returns
+    -------
+    w : ndarray, shape (rank, n_chan)
+        ``diag(1/sqrt(e)) E^T`` in 1/V.
+    rank : int
+    """
+    n_chan = cov_ref.shape[0]
+    eig, vec = np.linalg.eigh(cov_ref)
+    eig, vec = eig[::-1], vec[:, ::-1]  # descending
+    if not eig[0] > 0:
+        raise InverseError(
+            "the re-referenced noise covariance is zero; estimate it from real data or "
+            "use ad_hoc_noise_covariance"
+        )
+    # numpy.linalg.matrix_rank's tolerance; also never more than M lets through.
+    numerical = min(int(np.sum(eig > eig[0] * n_chan * np.finfo(float).eps)), rank_m)
+    if rank is None:
+        rank = numerical
+    else:
+        is_int = isinstance(rank, (int, np.integer)) and not isinstance(rank, bool)
+        if not is_int or not 1 <= rank <= numerical:
+            raise InverseError(
+                f"rank is {rank!r} but the re-referenced noise covariance has numerical "
+                f"rank {numerical}; pass an integer in [1, {numerical}] or rank=None"
+            )
+        rank = int(rank)
+    w = vec[:, :rank].T / np.sqrt(eig[:rank])[:, None]
+    return w, rank
+
+
+def _depth_prior(gain: np.ndarray, exponent: float | None, limit: float | None) -> np.ndarray:
+    """Depth weighting prior per source (Lin et al. 2006, NeuroImage 31:160).
+
+    As MNE-Python's ``make_inverse_operator`` (``compute_depth_prior`` with
+    ``combine_xyz="spectral"``, ``limit_depth_chs=True``): ``d_k`` is the largest eigenvalue
+    of ``G_k^T G_k`` of the un-whitened, un-referenced gain; ``w = 1/d``; the dynamic range
+    is limited by capping ``w`` at the first sorted value above ``limit**2 * min(w)``
+    (``limit`` bounds the ratio of gain norms, hence the square); the prior is
+    ``min(w / cap, 1) ** exponent``.
+
+    Parameters
+    ----------
+    gain : ndarray, shape (n_chan, 3 * n_sources)
+        Lead field, dipole-major x, y, z columns.
+    exponent : float or None
+        Depth exponent; None or 0 gives all ones.
+    limit : float or None
+        Largest ratio of gain norms that the weighting compensates; None for no limit.
+
+    Returns
+    -------
+    ndarray, shape (n_sources,)
+        Source variance factors in (0, 1].
+    """
+    n_src = gain.shape[1] // 3
+    if not exponent:
+        return np.ones(n_src)
+    g = gain.reshape(gain.shape[0], n_src, 3)
+    gram = np.einsum("cki,ckj->kij", g, g)  # G_k^T G_k, (n_src, 3, 3)
+    d = np.linalg.eigvalsh(gram)[:, -1]
+    if np.any(d <= 0):
+        # A source the sensors cannot see at all (e.g. a radial-only MEG source at the
+        # sphere centre): treat it like the weakest visible one.
+        bad = np.flatnonzero(d <= 0)
+        logger.warning(
+            "%d source(s) have an all-zero lead field (first: %s); depth weighting uses "
+            "the weakest non-zero source for them",
+            bad.size,
+            _short_list(bad),
+        )
+        d[bad] = np.min(d[d > 0])
+    w = 1.0 / d
+    if limit is not None:
+        ws = np.sort(w)
+        cap = ws[-1]
+        above = np.flatnonzero(ws > limit**2 * ws[0])
+        if above.size:
+            cap = ws[above[0]]
+        w = np.minimum(w / cap, 1.0)
+    return w**exponent
+
+
+def _local_frames(normals: np.ndarray) -> np.ndarray:
+    """Right-handed orthonormal frames whose last axis is the source normal.
+
+    Parameters
+    ----------
+    normals : ndarray, shape (n_sources, 3)
+        Unit normals.
+
+    Returns
+    -------
+    ndarray, shape (n_sources, 3, 3)
+        Rows: tangential 1, tangential 2, normal. The tangential pair is arbitrary; the
+        loose prior is isotropic in the tangent plane, so nothing depends on it.
+    """
+    n = normals / np.linalg.norm(normals, axis=1, keepdims=True)
+    # Cross with the coordinate axis least aligned with the normal: never degenerate.
+    helper = np.eye(3)[np.argmin(np.abs(n), axis=1)]
+    t1 = np.cross(n, helper)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    t2 = np.cross(n, t1)
+    return np.stack([t1, t2, n], axis=1)
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+
+def _check_scalar(name: str, value, *, low: float, low_open: bool, high=None, fix: str):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InverseError(f"{name} is {value!r}; {fix}") from None
+    ok = np.isfinite(v) and (v > low if low_open else v >= low)
+    if high is not None:
+        ok = ok and v <= high
+    if not ok:
+        raise InverseError(f"{name} is {value!r}; {fix}")
+    return v
+
+
+def _check_channels(op_names: tuple[str, ...], cov_names: tuple[str, ...]) -> None:
+    if op_names == cov_names:
+        return
+    missing = [c for c in op_names if c not in cov_names]
+    extra = [c for c in cov_names if c not in op_names]
+    parts = []
+    if missing:
+        parts.append(f"missing from the covariance: {_short_list(missing)}")
+    if extra:
+        parts.append(f"only in the covariance: {_short_list(extra)}")
+    if not parts:
+        moved = [
+            f"{i}: {a} (covariance has {b})"
+            for i, (a, b) in enumerate(zip(op_names, cov_names))
+            if a != b
+        ]
+        parts.append(
+            f"same channels in a different order, first at position {_short_list(moved, 3)}"
+        )
+    raise InverseError(
+        "noise_cov.ch_names do not match the gain's channels ("
+        + "; ".join(parts)
+        + "); re-estimate the covariance on the operator's channels in the same order"
+    )
+
+
+def _canonical_method(method) -> str:
+    for m in METHODS:
+        if isinstance(method, str) and method.lower() == m.lower():
+            return m
+    raise InverseError(f"method is {method!r}; use one of {', '.join(METHODS)}")
+
+
+# --------------------------------------------------------------------------------------
+# The operator
+# --------------------------------------------------------------------------------------
+
+
+def make_inverse_operator(
+    gain: np.ndarray,
+    normals: np.ndarray,
+    noise_cov: NoiseCovariance,
+    *,
+    reference: np.ndarray,
+    method: str = "dSPM",
+    snr: float = 3.0,
+    lambda2: float | None = None,
+    loose: float = 0.2,
+    depth: float | None = 0.8,
+    fixed: bool = False,
+    depth_limit: float | None = 10.0,
+    rank: int | None = None,
+    ch_names: Sequence[str] | None = None,
+) -> InverseOperator:
+    """Build an MNE, dSPM or sLORETA inverse operator (reference section 5).
+
+    Parameters
+    ----------
+    gain : ndarray, shape (n_chan, 3 * n_sources)
+        Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), columns dipole-major
+        x, y, z in the frame of ``normals``.
+    normals : ndarray, shape (n_sources, 3)
+        Unit source normals (outward cortical normals for surface source spaces).
+    noise_cov : NoiseCovariance
+        Noise covariance in V^2 on the same channels in the same order as ``gain``.
+    reference : ndarray, shape (n_chan, n_chan)
+        Re-referencing matrix ``M`` applied to the data before the inverse, e.g.
+        :func:`average_reference_matrix` or ``np.eye(n_chan)`` for none. It is applied to
+        the gain and the covariance (``M C M^T``; harmless if the covariance was already
+        estimated with the same idempotent ``M``) and folded into the kernel.
+    method : {"dSPM", "sLORETA", "MNE"}
+        Noise normalisation.
+    snr : float
+        Assumed amplitude SNR; ``lambda2 = 1 / snr**2``.
+    lambda2 : float, optional
+        Regularisation parameter; overrides ``snr``.
+    loose : float
+        Tangential source variance relative to the normal one, in [0, 1]: 1 is free
+        orientation, 0 is fixed (normal) orientation.
+    depth : float or None
+        Depth weighting exponent (Lin et al. 2006); None (or 0) disables it.
+    fixed : bool
+        Fixed orientation along the normals (one row per source); ``loose`` is then
+        ignored and recorded as 0.
+    depth_limit : float or None
+        Largest ratio of gain norms that depth weighting compensates (MNE's ``limit``);
+        None for no limit.
+    rank : int, optional
+        Rank of the whitened space; default the numerical rank of ``M C M^T`` (``n - 1``
+        for an average reference).
+    ch_names : sequence of str, optional
+        Names of the gain's rows. Default: ``noise_cov.ch_names``. If given they must
+        equal ``noise_cov.ch_names`` including order.
+
+    Returns
+    -------
+    InverseOperator
+
+    Raises
+    ------
+    InverseError
+        On shape mismatches, non-finite or out-of-range arguments, non-unit normals, or
+        a covariance on other channels. The message names the argument, value and fix.
+
+    Notes
+    -----
+    Depth weighting uses the un-whitened, un-referenced gain as MNE-Python's
+    ``make_inverse_operator`` does (its default ``limit_depth_chs=True`` picks one channel
+    type but does not whiten). Unlike MNE-Python, the whitener eigendecomposes the whole
+    covariance, not one block per sensor type; for a single sensor type they agree.
+    """
+    method = _canonical_method(method)
+    if not isinstance(noise_cov, NoiseCovariance):
+        raise InverseError(
+            f"noise_cov is a {type(noise_cov).__name__}; pass a NoiseCovariance "
+            "(estimate_noise_covariance or ad_hoc_noise_covariance)"
+        )
+    names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
+    _check_channels(names, noise_cov.ch_names)
+    n_chan = len(names)
+
+    g = np.asarray(gain, dtype=np.float64)
+    if g.ndim != 2 or g.shape[0] != n_chan or g.shape[1] % 3 or g.shape[1] == 0:
+        raise InverseError(
+            f"gain has shape {g.shape}; expected (n_chan={n_chan}, 3 * n_sources) with "
+            "dipole-major x, y, z columns (transpose it, or check the channel count)"
+        )
+    n_src = g.shape[1] // 3
+    if not np.all(np.isfinite(g)):
+        bad = np.flatnonzero(~np.all(np.isfinite(g.reshape(n_chan, n_src, 3)), axis=(0, 2)))
+        raise InverseError(
+            f"gain contains NaN or Inf for {bad.size} source(s) (indices "
+            f"{_short_list(bad)}); fix the forward model or drop those sources"
+        )
+    nrm = np.asarray(normals, dtype=np.float64)
+    if nrm.shape != (n_src, 3):
+        raise InverseError(
+            f"normals has shape {nrm.shape}; expected ({n_src}, 3) for a gain with "
+            f"{n_src} sources"
+        )
+    lengths = np.linalg.norm(nrm, axis=1)
+    bad = np.flatnonzero(~(np.abs(lengths - 1.0) <= _NORMAL_TOL))
+    if bad.size:
+        raise InverseError(
+            f"normals must be unit vectors, but {bad.size} are not (source {bad[0]} has "
+            f"length {lengths[bad[0]]:.6g}); normalise them "
+            "(normals / np.linalg.norm(normals, axis=1, keepdims=True))"
+        )
+    m = _check_reference_matrix(reference, n_chan)
+
+    if lambda2 is None:
+        snr = _check_scalar(
+            "snr", snr, low=0.0, low_open=True, fix="pass a positive finite SNR (e.g. 3)"
+        )
+        lambda2 = 1.0 / snr**2
+    else:
+        lambda2 = _check_scalar(
+            "lambda2",
+            lambda2,
+            low=0.0,
+            low_open=True,
+            fix="pass a positive finite regularisation (e.g. 1/9) or leave it None",
+        )
+    loose = _check_scalar(
+        "loose", loose, low=0.0, low_open=False, high=1.0,
+        fix="pass a value in [0, 1] (0.2 on cortex, 1 for free orientation)",
+    )
+    if depth is not None:
+        depth = _check_scalar(
+            "depth", depth, low=0.0, low_open=False,
+            fix="pass a non-negative exponent (0.8 is usual) or None to disable",
+        )
+    if depth_limit is not None:
+        depth_limit = _check_scalar(
+            "depth_limit", depth_limit, low=1.0, low_open=False,
+            fix="pass a ratio >= 1 (10 is usual) or None for no limit",
+        )
+    if not isinstance(fixed, (bool, np.bool_)):
+        raise InverseError(f"fixed is {fixed!r}; pass True or False")
+    if fixed or loose == 0.0:
+        fixed, loose = True, 0.0
+
+    variances = np.diag(noise_cov.data)
+    if variances.min() > 0 and variances.max() > 1e10 * variances.min():
+        # EEG (V^2 ~ 1e-12) next to MEG (T^2 ~ 1e-26): one eigendecomposition would drop
+        # the small-unit channels as numerically zero.
+        logger.warning(
+            "noise covariance variances span %.1e (%.3g to %.3g): this looks like mixed "
+            "sensor types, which need one whitener per type; build one operator per "
+            "sensor type or check the units",
+            variances.max() / variances.min(), variances.min(), variances.max(),
+        )
+
+    # Step 1: re-reference and whiten (Hamalainen & Ilmoniemi 1994: the noise model).
+    cov_ref = m @ noise_cov.data @ m.T
+    cov_ref = 0.5 * (cov_ref + cov_ref.T)
+    rank_m = int(np.linalg.matrix_rank(m))
+    w, rank = _whitener(cov_ref, rank, rank_m)
+    wm = w @ m  # (rank, n_chan): whitening after re-referencing, part of the kernel
+
+    # Step 2: depth prior on the raw gain, one value per source (Lin et al. 2006).
+    depth_w = _depth_prior(g, depth, depth_limit)
+
+    # Step 3: orientation prior in the normal-aligned frame (Lin et al. 2006).
+    rot = _local_frames(nrm)
+    g_local = np.einsum("cki,kji->ckj", g.reshape(n_chan, n_src, 3), rot)
+    if fixed:
+        n_orient = 1
+        g_sel = g_local[:, :, 2]
+        source_var = depth_w
+    else:
+        n_orient = 3
+        g_sel = g_local.reshape(n_chan, 3 * n_src)
+        source_var = (depth_w[:, None] * np.array([loose, loose, 1.0])).ravel()
+
+    # Step 4: whitened, weighted gain scaled so that tr(Gt Gt^T) = rank. The scale goes
+    # into sqrt(R), so the MNE output stays in A*m.
+    source_std = np.sqrt(source_var)
+    gt = (wm @ g_sel) * source_std
+    fro2 = float(np.sum(gt * gt))
+    if not fro2 > 0:
+        raise InverseError(
+            "the whitened gain is zero: the sources are invisible to these channels after "
+            "re-referencing; check the gain and the reference matrix"
+        )
+    scale = np.sqrt(rank / fro2)
+    gt *= scale
+    source_std = source_std * scale
+    u, s, vt = np.linalg.svd(gt, full_matrices=False)
+
+    # Step 5: Tikhonov-regularised pseudo-inverse (Hamalainen & Ilmoniemi 1994):
+    # K = sqrt(R) V Gamma U^T W M with Gamma = s / (s^2 + lambda2).
+    gamma = s / (s * s + lambda2)
+    eigen_leads = vt.T * source_std[:, None]  # sqrt(R) V, (n_rows, n_comp)
+    kernel = (eigen_leads * gamma) @ (u.T @ wm)
+
+    # Step 6: noise normalisation.
+    if method == "MNE":
+        noise_norm = np.ones(n_src)
+    else:
+        if method == "dSPM":
+            # Dale et al. 2000: sqrt(diag(K C K^T)); since W M C M^T W^T = I on the kept
+            # subspace this is the row norm of sqrt(R) V Gamma.
+            weight = gamma
+        else:
+            # Pascual-Marqui 2002: sqrt(diag(K G R)) = row norm of sqrt(R) V Gamma
+            # sqrt(1 + s^2 / lambda2) (resolution matrix diagonal, whitened form).
+            weight = gamma * np.sqrt(1.0 + s * s / lambda2)
+        row_norm2 = np.sum((eigen_leads * weight) ** 2, axis=1)
+        # Pool the three orientations of a source (MNE-Python's combine_xyz).
+        noise_norm = np.sqrt(row_norm2.reshape(n_src, n_orient).sum(axis=1))
+        if np.any(noise_norm <= 0):
+            bad = np.flatnonzero(noise_norm <= 0)
+            raise InverseError(
+                f"{bad.size} source(s) have zero noise norm (indices {_short_list(bad)}); "
+                "they are invisible after whitening -- drop them or use method='MNE'"
+            )
+
+    logger.info(
+        "inverse operator: %s, %d sources x %d orientation(s), %d channels, rank %d, "
+        "lambda2 %.4g, loose %.3g, depth %s, largest singular value %.4g",
+        method, n_src, n_orient, n_chan, rank, lambda2, loose, depth, s[0],
+    )
+    return InverseOperator(
+        kernel=kernel,
+        noise_norm=noise_norm,
+        n_orient=n_orient,
+        method=method,
+        lambda2=float(lambda2),
+        loose=float(loose),
+        depth=None if depth is None else float(depth),
+        rank=rank,
+        ch_names=names,
+        source_rotation=rot,
+        singular_values=s,
+        output_unit="A*m" if method == "MNE" else "",
+    )
+
+
+def apply_inverse(op: InverseOperator, data: np.ndarray) -> np.ndarray:
+    """Apply an inverse operator to raw data (plain NumPy reference implementation).
+
+    Parameters
+    ----------
+    op : InverseOperator
+        The operator.
+    data : ndarray, shape (n_samples, n_chan)
+        Raw data in V (T for MEG) in the order of ``op.ch_names``.
+
+    Returns
+    -------
+    ndarray, shape (n_samples, n_sources)
+        For ``n_orient == 3`` the pooled amplitude ``||K_k x|| / noise_norm_k`` (>= 0);
+        for ``n_orient == 1`` the signed ``K_k x / noise_norm_k``. In ``op.output_unit``.
+    """
+    if not isinstance(op, InverseOperator):
+        raise InverseError(f"op is a {type(op).__name__}; pass an InverseOperator")
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != op.n_chan:
+        raise InverseError(
+            f"data has shape {x.shape}; expected (n_samples, {op.n_chan}) in the "
+            f"operator's channel order ({_short_list(op.ch_names)})"
+        )
+    y = x @ op.kernel.T  # (n_samples, n_sources * n_orient)
+    if op.n_orient == 3:
+        y = np.sqrt(np.sum(y.reshape(x.shape[0], op.n_sources, 3) ** 2, axis=2))
+    return y / op.noise_norm
