@@ -1,0 +1,408 @@
+"""The operator bundle: the one file that carries an inverse operator and its contract.
+
+The bundle is the only thing the streaming side needs. Besides the operator it records
+everything required to use it safely: the channels in the operator's column order with
+their types and units, the reference, the sampling rate the operator was built for, the
+sources (positions and normals with frame and unit), the method and its parameters,
+package and schema versions, and a SHA-256 checksum over all of it.
+
+File format: a NumPy ``.npz`` archive (a zip of ``.npy`` arrays, loaded with
+``allow_pickle=False``) holding one JSON header (as UTF-8 bytes in ``header``) and plain
+numeric arrays. Nothing in it can execute code; a truncated, altered or foreign file is
+refused with :class:`~rtsource.errors.BundleError` (or its checksum/schema subclasses).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import logging
+import types
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import __version__
+from .anatomy.source_space import SourceSpace
+from .errors import BundleChecksumError, BundleError, BundleSchemaError, RtsourceError
+from .geometry import Frame, as_frame
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_NAME = "rtsource-operator-bundle"
+SCHEMA_VERSION = 1
+
+# name -> (dtype kind, ndim) of the arrays a bundle must have
+_REQUIRED_ARRAYS = {
+    "kernel": ("f", 2),
+    "noise_norm": ("f", 1),
+    "source_positions_m": ("f", 2),
+    "source_normals": ("f", 2),
+    "source_areas_m2": ("f", 1),
+    "source_hemisphere": ("i", 1),
+    "source_triangles": ("i", 2),
+    "channel_positions_m": ("f", 2),
+}
+_OPTIONAL_ARRAYS = {"gain": ("f", 2), "noise_cov": ("f", 2), "source_rotation": ("f", 3)}
+_REQUIRED_HEADER = {
+    "schema": str,
+    "schema_version": int,
+    "rtsource_version": str,
+    "created_utc": str,
+    "method": str,
+    "n_orient": int,
+    "output_unit": str,
+    "ch_names": list,
+    "ch_types": list,
+    "ch_units": list,
+    "reference": str,
+    "sfreq": float,
+    "source_frame": str,
+    "source_unit": str,
+    "source_space_name": str,
+    "channel_frame": str,
+    "params": dict,
+    "provenance": dict,
+    "checksum": str,
+}
+
+
+def _frozen(a: np.ndarray, dtype=None) -> np.ndarray:
+    a = np.array(a, dtype=dtype, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True)
+class OperatorBundle:
+    """An inverse operator with everything needed to apply it to a live stream.
+
+    Attributes
+    ----------
+    kernel : ndarray, shape (n_sources * n_orient, n_channels)
+        Applied to raw data in volts, channels in ``ch_names`` order. It already contains
+        the re-referencing and the whitener.
+    noise_norm : ndarray, shape (n_sources,)
+        Divisor per source after pooling (ones for plain MNE).
+    n_orient : int
+        3: output is ``||K_k x|| / noise_norm_k`` over the 3 rows of source k; 1: ``K_k x / noise_norm_k``.
+    method : str
+        "MNE", "dSPM" or "sLORETA".
+    output_unit : str
+        Unit of the output ("A*m" for MNE, "" for the dimensionless dSPM / sLORETA).
+    ch_names, ch_types, ch_units : tuple of str
+        The operator's channels in column order; units of the data the kernel expects
+        (always SI: "V" for EEG).
+    reference : str
+        "average" or the name of the reference channel the data are re-referenced to.
+    sfreq : float
+        Sampling rate in Hz the operator was built for (filters and the calibration).
+    sources : SourceSpace
+        The sources, in ``sources.frame``, metres.
+    channel_positions_m : ndarray, shape (n_channels, 3)
+        Electrode positions in ``channel_frame`` (for display and QC).
+    channel_frame : Frame
+    params : Mapping
+        Method parameters (snr, lambda2, loose, depth, fixed, rank, ...).
+    provenance : Mapping
+        How it was made: head model, forward model, noise covariance, configuration.
+    gain, noise_cov, source_rotation : ndarray or None
+        The raw lead field (n_channels, 3 n_sources) and noise covariance (n_channels,
+        n_channels), kept so the operator can be rebuilt without a channel; the local
+        orientation frames of the kernel's rows.
+    rtsource_version, created_utc : str
+        Who wrote the file and when.
+    """
+
+    kernel: np.ndarray
+    noise_norm: np.ndarray
+    n_orient: int
+    method: str
+    output_unit: str
+    ch_names: tuple[str, ...]
+    ch_types: tuple[str, ...]
+    ch_units: tuple[str, ...]
+    reference: str
+    sfreq: float
+    sources: SourceSpace
+    channel_positions_m: np.ndarray
+    channel_frame: Frame
+    params: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    gain: np.ndarray | None = None
+    noise_cov: np.ndarray | None = None
+    source_rotation: np.ndarray | None = None
+    rtsource_version: str = __version__
+    created_utc: str = ""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "kernel", _frozen(self.kernel, np.float64))
+        set_(self, "noise_norm", _frozen(self.noise_norm, np.float64))
+        set_(self, "channel_positions_m", _frozen(self.channel_positions_m, np.float64))
+        set_(self, "channel_frame", as_frame(self.channel_frame))
+        for name in ("ch_names", "ch_types", "ch_units"):
+            set_(self, name, tuple(str(x) for x in getattr(self, name)))
+        for name in ("gain", "noise_cov", "source_rotation"):
+            if getattr(self, name) is not None:
+                set_(self, name, _frozen(getattr(self, name), np.float64))
+        set_(self, "params", types.MappingProxyType(dict(self.params)))
+        set_(self, "provenance", types.MappingProxyType(dict(self.provenance)))
+        if not self.created_utc:
+            set_(self, "created_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        self._check_consistent()
+
+    def _check_consistent(self) -> None:
+        n_chan = len(self.ch_names)
+        n_src = self.sources.n_sources
+        problems = []
+        if self.n_orient not in (1, 3):
+            problems.append(f"n_orient = {self.n_orient} (must be 1 or 3)")
+        if self.kernel.shape != (n_src * self.n_orient, n_chan):
+            problems.append(f"kernel shape {self.kernel.shape} != ({n_src} sources x {self.n_orient}, {n_chan} channels)")
+        if self.noise_norm.shape != (n_src,):
+            problems.append(f"noise_norm shape {self.noise_norm.shape} != ({n_src},)")
+        if len(self.ch_types) != n_chan or len(self.ch_units) != n_chan:
+            problems.append(f"{len(self.ch_types)} channel types / {len(self.ch_units)} units for {n_chan} channels")
+        if len(set(self.ch_names)) != n_chan:
+            problems.append("channel names repeat")
+        if self.channel_positions_m.shape != (n_chan, 3):
+            problems.append(f"channel positions shape {self.channel_positions_m.shape} != ({n_chan}, 3)")
+        if not (np.isfinite(self.sfreq) and self.sfreq > 0):
+            problems.append(f"sfreq = {self.sfreq} (must be a positive rate in Hz)")
+        if not np.all(np.isfinite(self.kernel)) or not np.all(np.isfinite(self.noise_norm)):
+            problems.append("kernel or noise_norm has non-finite values")
+        elif np.any(self.noise_norm <= 0):
+            problems.append("noise_norm has non-positive values")
+        if self.gain is not None and self.gain.shape != (n_chan, 3 * n_src):
+            problems.append(f"gain shape {self.gain.shape} != ({n_chan}, {3 * n_src})")
+        if self.noise_cov is not None and self.noise_cov.shape != (n_chan, n_chan):
+            problems.append(f"noise_cov shape {self.noise_cov.shape} != ({n_chan}, {n_chan})")
+        if problems:
+            raise BundleError("inconsistent operator bundle: " + "; ".join(problems))
+
+    # ---- convenience ----
+    @property
+    def n_channels(self) -> int:
+        return len(self.ch_names)
+
+    @property
+    def n_sources(self) -> int:
+        return self.sources.n_sources
+
+    def source_labels(self) -> tuple[str, ...]:
+        return self.sources.labels()
+
+    def describe(self) -> str:
+        """One line for logs and the CLI."""
+        return (
+            f"{self.method} ({'fixed' if self.n_orient == 1 else 'loose ' + str(self.params.get('loose'))}) "
+            f"{self.n_channels} ch -> {self.n_sources} sources [{self.sources.name}], "
+            f"ref {self.reference}, {self.sfreq:g} Hz"
+        )
+
+
+# ---- file format -------------------------------------------------------------------------
+
+def _arrays_of(b: OperatorBundle) -> dict[str, np.ndarray]:
+    arrays = {
+        "kernel": b.kernel,
+        "noise_norm": b.noise_norm,
+        "source_positions_m": b.sources.positions_m,
+        "source_normals": b.sources.normals,
+        "source_areas_m2": b.sources.areas_m2,
+        "source_hemisphere": b.sources.hemisphere,
+        "source_triangles": b.sources.triangles,
+        "channel_positions_m": b.channel_positions_m,
+    }
+    for name in ("gain", "noise_cov", "source_rotation"):
+        if getattr(b, name) is not None:
+            arrays[name] = getattr(b, name)
+    return arrays
+
+
+def _header_of(b: OperatorBundle) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "rtsource_version": b.rtsource_version,
+        "created_utc": b.created_utc,
+        "method": b.method,
+        "n_orient": b.n_orient,
+        "output_unit": b.output_unit,
+        "ch_names": list(b.ch_names),
+        "ch_types": list(b.ch_types),
+        "ch_units": list(b.ch_units),
+        "reference": b.reference,
+        "sfreq": float(b.sfreq),
+        "source_frame": b.sources.frame.value,
+        "source_unit": "m",
+        "source_space_name": b.sources.name,
+        "channel_frame": b.channel_frame.value,
+        "params": dict(b.params),
+        "provenance": dict(b.provenance),
+        "checksum": "",
+    }
+
+
+def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the header (without its checksum) and every array's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    head = dict(header, checksum="")
+    h.update(json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"|{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict) or isinstance(obj, types.MappingProxyType):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_bundle(bundle: OperatorBundle, path: str | Path) -> Path:
+    """Write ``bundle`` to ``path`` (``.npz``) atomically; returns the path."""
+    path = Path(path)
+    arrays = _arrays_of(bundle)
+    header = _jsonable(_header_of(bundle))
+    header["checksum"] = _checksum(header, arrays)
+    payload = dict(arrays, header=np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **payload)
+    tmp.replace(path)
+    logger.info("wrote bundle %s (%s)", path, bundle.describe())
+    return path
+
+
+def _fail(path: Path, what: str, cls=BundleError) -> BundleError:
+    return cls(f"bundle {str(path)!r}: {what}; rebuild it with `rtsource setup CONFIG.toml`")
+
+
+def load_bundle(path: str | Path) -> OperatorBundle:
+    """Read and verify a bundle written by :func:`save_bundle`.
+
+    Raises
+    ------
+    BundleError
+        The file is missing, truncated, not a bundle, or internally inconsistent.
+    BundleSchemaError
+        The schema name or version is not one this rtsource reads.
+    BundleChecksumError
+        The content does not match the recorded checksum (altered or damaged).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"bundle {str(path)!r} does not exist; create it with `rtsource setup CONFIG.toml`") from None
+    except OSError as exc:
+        raise BundleError(f"bundle {str(path)!r} cannot be read: {exc}") from None
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zipfile.LargeZipFile) as exc:
+        raise _fail(path, f"not a readable .npz archive (truncated or not a bundle: {exc})") from None
+    except Exception as exc:  # zlib.error and friends from a damaged member
+        raise _fail(path, f"damaged archive member ({type(exc).__name__}: {exc})") from None
+
+    if "header" not in arrays:
+        raise _fail(path, "no 'header' member, so this is not an rtsource bundle", BundleSchemaError)
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise _fail(path, f"the header is not valid JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise _fail(path, "the header is not a JSON object", BundleSchemaError)
+    if header.get("schema") != SCHEMA_NAME:
+        raise _fail(path, f"schema is {header.get('schema')!r}, expected {SCHEMA_NAME!r}", BundleSchemaError)
+    version = header.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleSchemaError(
+            f"bundle {str(path)!r} has schema version {version!r} (written by rtsource "
+            f"{header.get('rtsource_version')!r}); this rtsource {__version__} reads version "
+            f"{SCHEMA_VERSION}. Rebuild the bundle with `rtsource setup` or use a matching rtsource."
+        )
+    for key, typ in _REQUIRED_HEADER.items():
+        if key not in header:
+            raise _fail(path, f"header key {key!r} is missing", BundleSchemaError)
+        ok = isinstance(header[key], typ) or (typ is float and isinstance(header[key], int))
+        if not ok or (typ is not bool and isinstance(header[key], bool)):
+            raise _fail(path, f"header key {key!r} has type {type(header[key]).__name__}, expected {typ.__name__}", BundleSchemaError)
+    for name, (kind, ndim) in {**_REQUIRED_ARRAYS, **_OPTIONAL_ARRAYS}.items():
+        if name not in arrays:
+            if name in _REQUIRED_ARRAYS:
+                raise _fail(path, f"array {name!r} is missing", BundleSchemaError)
+            continue
+        a = arrays[name]
+        if a.dtype.kind not in (kind, "u" if kind == "i" else kind) or a.ndim != ndim:
+            raise _fail(path, f"array {name!r} has dtype {a.dtype} and {a.ndim} dims, expected kind {kind!r} with {ndim}", BundleSchemaError)
+    extra = sorted(set(arrays) - set(_REQUIRED_ARRAYS) - set(_OPTIONAL_ARRAYS))
+    if extra:
+        raise _fail(path, f"unexpected members {extra}", BundleSchemaError)
+
+    recorded = header["checksum"]
+    actual = _checksum(header, arrays)
+    if recorded != actual:
+        raise _fail(
+            path,
+            f"checksum mismatch (recorded {recorded[:12]}..., content gives {actual[:12]}...): "
+            "the file was altered or damaged after it was written",
+            BundleChecksumError,
+        )
+
+    try:
+        sources = SourceSpace(
+            arrays["source_positions_m"],
+            arrays["source_normals"],
+            arrays["source_areas_m2"],
+            arrays["source_hemisphere"],
+            as_frame(header["source_frame"]),
+            header["source_space_name"],
+            arrays["source_triangles"],
+        )
+        if header["source_unit"] != "m":
+            raise BundleSchemaError(f"source_unit {header['source_unit']!r} (bundles store metres)")
+        return OperatorBundle(
+            kernel=arrays["kernel"],
+            noise_norm=arrays["noise_norm"],
+            n_orient=header["n_orient"],
+            method=header["method"],
+            output_unit=header["output_unit"],
+            ch_names=tuple(header["ch_names"]),
+            ch_types=tuple(header["ch_types"]),
+            ch_units=tuple(header["ch_units"]),
+            reference=header["reference"],
+            sfreq=float(header["sfreq"]),
+            sources=sources,
+            channel_positions_m=arrays["channel_positions_m"],
+            channel_frame=as_frame(header["channel_frame"]),
+            params=header["params"],
+            provenance=header["provenance"],
+            gain=arrays.get("gain"),
+            noise_cov=arrays.get("noise_cov"),
+            source_rotation=arrays.get("source_rotation"),
+            rtsource_version=header["rtsource_version"],
+            created_utc=header["created_utc"],
+        )
+    except BundleError as exc:
+        raise _fail(path, str(exc)) from None
+    except RtsourceError as exc:
+        raise _fail(path, f"invalid content: {exc}") from None
