@@ -1,0 +1,287 @@
+"""Command line: ``rtsource setup | run | simulate | demo``.
+
+    rtsource setup CONFIG.toml            build the operator bundle the config describes
+    rtsource run CONFIG.toml|BUNDLE.npz   stream: LSL in -> sources out, until stopped
+    rtsource simulate [--config C]        publish a simulated EEG stream on LSL
+    rtsource demo                         all of the above on the template head, with a summary
+
+Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
+anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import RtsourceError
+
+logger = logging.getLogger("rtsource")
+
+
+def _settings(path: str | None):
+    from .config import Settings, load_config
+
+    return load_config(path) if path else Settings()
+
+
+def _override_simulate(settings, args):
+    """Apply `simulate` options given on the command line over the config."""
+    sim = settings.simulate
+    changes = {}
+    for key in ("sfreq", "chunk_size", "seed", "baseline_seconds", "stream_name", "source_id"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    if changes:
+        sim = dataclasses.replace(sim, **changes)
+    return dataclasses.replace(settings, simulate=sim)
+
+
+# ---- setup ------------------------------------------------------------------------------
+
+def cmd_setup(args) -> int:
+    from .build import build_bundle, compute_leadfield
+    from .bundle import save_bundle
+    from .inverse.minimum_norm import reference_matrix
+    from .inverse.covariance import estimate_noise_covariance
+
+    settings = _settings(args.config)
+    out = Path(args.out) if args.out else settings.resolve_path(settings.bundle.path)
+    t0 = time.perf_counter()
+    lf = compute_leadfield(settings)
+    print(f"lead field {lf.gain.shape[0]} x {lf.gain.shape[1]} ({lf.sources.name}) in {time.perf_counter() - t0:.1f} s")
+    cov = None
+    sfreq = args.sfreq or settings.stream.sfreq
+    if settings.noise_cov.source == "stream":
+        from .stream.calibration import capture_calibration
+        from .stream.inlet import StreamSelector
+
+        st = settings.stream
+        sel = StreamSelector(args.stream_name or st.name, st.type, args.source_id or st.source_id)
+        print(f"capturing {settings.noise_cov.seconds:g} s of calibration data from {sel} ...")
+        cal = capture_calibration(
+            sel,
+            tuple(settings.sensors.channels),
+            settings.noise_cov.seconds,
+            resolve_timeout=st.resolve_timeout,
+            assume_unit=st.assume_unit,
+            aliases=settings.sensors.aliases,
+        )
+        m = reference_matrix(tuple(settings.sensors.channels), settings.sensors.reference)
+        cov = estimate_noise_covariance(cal.data, cal.ch_names, method=settings.noise_cov.method, reference=m)
+        if sfreq and abs(sfreq - cal.stream.sfreq) > 1e-6 * sfreq:
+            raise RtsourceError(f"[stream] sfreq = {sfreq:g} Hz but stream {cal.stream.name!r} runs at {cal.stream.sfreq:g} Hz")
+        sfreq = cal.stream.sfreq
+    if not sfreq:
+        raise RtsourceError(
+            "the sampling rate is unknown: set [stream] sfreq in the config or pass --sfreq "
+            "(or use [noise_cov] source = 'stream', which reads it from the stream)"
+        )
+    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=cov, leadfield=lf)
+    save_bundle(bundle, out)
+    print(f"bundle: {bundle.describe()}")
+    print(f"written to {out}")
+    return 0
+
+
+# ---- run --------------------------------------------------------------------------------
+
+def _loop_options(settings, args, bundle_path: str):
+    from .stream.inlet import StreamSelector
+    from .stream.loop import LoopOptions
+    from .stream.operator import FilterSpec
+
+    st, pre, out = settings.stream, settings.preprocess, settings.output
+    return LoopOptions(
+        selector=StreamSelector(
+            args.stream_name if args.stream_name is not None else st.name,
+            args.stream_type if args.stream_type is not None else st.type,
+            args.source_id if args.source_id is not None else st.source_id,
+        ),
+        resolve_timeout=args.resolve_timeout or st.resolve_timeout,
+        max_chunk=args.max_chunk or st.max_chunk,
+        assume_unit=args.assume_unit if args.assume_unit is not None else st.assume_unit,
+        aliases=settings.sensors.aliases,
+        filter=FilterSpec(pre.highpass_hz, pre.lowpass_hz, pre.order),
+        output_name=args.outlet_name or out.name,
+        output_type=out.type,
+        output_source_id=out.source_id,
+        bundle_path=bundle_path,
+        idle_timeout=args.idle_timeout or 0.0,
+    )
+
+
+def cmd_run(args) -> int:
+    from .bundle import load_bundle
+    from .config import Settings, load_config
+    from .stream.loop import StreamLoop
+
+    target = Path(args.target)
+    if target.suffix == ".toml":
+        settings = load_config(target)
+        bundle_path = Path(args.bundle) if args.bundle else settings.resolve_path(settings.bundle.path)
+    else:
+        settings = load_config(args.config) if args.config else Settings()
+        bundle_path = target
+    bundle = load_bundle(bundle_path)
+    loop = StreamLoop(bundle, _loop_options(settings, args, str(bundle_path)))
+    print(f"bundle: {bundle.describe()}")
+    loop.connect()
+    desc = loop.inlet.description
+    print(f"input:  {desc.label()}; {loop.channel_map.summary()}")
+    print(f"output: {loop.options.output_name!r} ({bundle.n_sources} channels, {bundle.output_unit or 'dimensionless'})")
+    try:
+        stats = loop.run(duration=args.duration)
+    except KeyboardInterrupt:
+        stats = loop.stats
+    finally:
+        loop.close()
+    _print_table("loop", stats.summary())
+    return 0
+
+
+# ---- simulate ---------------------------------------------------------------------------
+
+def cmd_simulate(args) -> int:
+    from .simulator import Simulator
+
+    settings = _override_simulate(_settings(args.config), args)
+    sim = Simulator(settings.simulate, settings.sensors.channels)
+    s = settings.simulate
+    print(
+        f"simulating {len(settings.sensors.channels)} EEG channels at {s.sfreq:g} Hz on LSL stream "
+        f"{s.stream_name!r} (source_id {s.source_id!r}), unit {s.unit}; Ctrl-C to stop",
+        flush=True,
+    )
+    for j, d in enumerate(sim.generator.dipoles):
+        print(f"  source {j}: {d.frequency_hz:g} Hz, {d.amplitude_am * 1e9:g} nAm at {(d.position_m * 1e3).round(1).tolist()} mm", flush=True)
+    try:
+        n = sim.run(duration=args.duration)
+    except KeyboardInterrupt:
+        n = sim.samples_pushed
+    print(f"pushed {n} samples")
+    return 0
+
+
+# ---- demo -------------------------------------------------------------------------------
+
+def cmd_demo(args) -> int:
+    from .build import cache_dir
+    from .demo import run_demo
+
+    settings = _settings(args.config)
+    bundle_path = Path(args.bundle) if args.bundle else cache_dir() / "demo_bundle.npz"
+    summary = run_demo(
+        settings,
+        config_path=args.config,
+        duration=args.duration,
+        calibration_seconds=args.calibration,
+        bundle_path=bundle_path,
+        progress=lambda msg: print(f"[demo] {msg}", flush=True),
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"\nbundle: {summary['bundle']}")
+    _print_table("loop", summary["loop"])
+    _print_table("consumer", summary["consumer"])
+    loc = summary["localisation"]
+    print("\nlocalisation (template frame, mm):")
+    for j, row in enumerate(loc["per_source"]):
+        print(f"  source {j} ({row['rhythm_hz']:g} Hz): simulated at {row['true_mm']}, found at {row['found_mm']}: error {row['error_mm']} mm")
+    if "strongest" in loc:
+        st = loc["strongest"]
+        print(f"  strongest output at {st['found_mm']}, nearest simulated source {st['nearest_true_mm']}: {st['error_mm']} mm")
+    return 0
+
+
+def _print_table(title: str, values: dict) -> None:
+    print(f"\n{title}:")
+    for k, v in values.items():
+        print(f"  {k:<28} {v}")
+
+
+# ---- entry point ------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtsource", description="Real-time EEG/MEG source estimation over LSL")
+    p.add_argument("--version", action="version", version=f"rtsource {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("setup", help="build an operator bundle from a config")
+    s.add_argument("config", help="TOML configuration")
+    s.add_argument("--out", help="bundle path (default: [bundle] path of the config)")
+    s.add_argument("--sfreq", type=float, help="sampling rate in Hz if not captured from the stream")
+    s.add_argument("--stream-name", help="override [stream] name for the calibration")
+    s.add_argument("--source-id", help="override [stream] source_id for the calibration")
+    s.set_defaults(func=cmd_setup)
+
+    r = sub.add_parser("run", help="apply a bundle to a live LSL stream")
+    r.add_argument("target", help="bundle (.npz) or config (.toml, uses its [bundle] path)")
+    r.add_argument("--config", help="config for stream/output settings when TARGET is a bundle")
+    r.add_argument("--bundle", help="bundle path when TARGET is a config")
+    r.add_argument("--stream-name", help="LSL stream name to read")
+    r.add_argument("--stream-type", help="LSL stream type to read")
+    r.add_argument("--source-id", help="LSL source_id to read")
+    r.add_argument("--outlet-name", help="name of the published source stream")
+    r.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without data")
+    r.add_argument("--resolve-timeout", type=float, help="seconds to wait for the stream")
+    r.add_argument("--max-chunk", type=int, help="largest chunk processed at once (samples)")
+    r.add_argument("--assume-unit", help="unit for channels whose metadata has none (e.g. uV)")
+    r.set_defaults(func=cmd_run)
+
+    m = sub.add_parser("simulate", help="publish a simulated EEG stream")
+    m.add_argument("--config", help="TOML configuration ([simulate] and [sensors])")
+    m.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    m.add_argument("--sfreq", type=float)
+    m.add_argument("--chunk-size", dest="chunk_size", type=int)
+    m.add_argument("--seed", type=int)
+    m.add_argument("--baseline", dest="baseline_seconds", type=float, help="noise-only seconds at the start")
+    m.add_argument("--name", dest="stream_name", help="LSL stream name")
+    m.add_argument("--source-id", dest="source_id", help="LSL source_id")
+    m.set_defaults(func=cmd_simulate)
+
+    d = sub.add_parser("demo", help="simulate, set up, stream and report, on the template head")
+    d.add_argument("--config", help="TOML configuration (default: built-in demo settings)")
+    d.add_argument("--duration", type=float, default=20.0, help="seconds of streaming with active sources")
+    d.add_argument("--calibration", type=float, default=10.0, help="seconds of noise-only calibration")
+    d.add_argument("--bundle", help="where to write the bundle (default: the cache directory)")
+    d.add_argument("--json", action="store_true", help="print the summary as JSON")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def _quiet_liblsl(verbose: int) -> None:
+    """liblsl logs INFO lines to stderr by default; keep its warnings and errors only."""
+    try:
+        import pylsl
+
+        pylsl.set_config_content(f"[log]\nlevel = {0 if verbose >= 2 else -2}\n")
+    except (ImportError, NotImplementedError, AttributeError):
+        pass
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_liblsl(args.verbose)
+    try:
+        return args.func(args)
+    except RtsourceError as exc:
+        print(f"rtsource {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

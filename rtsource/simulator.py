@@ -1,0 +1,250 @@
+"""A simulated EEG amplifier: known cortical sources -> scalp potentials -> an LSL stream.
+
+It stands in for the amplifier, so it lives beside the offline side rather than in
+``stream/`` (which needs only a bundle). To avoid the "inverse crime" (testing an inverse
+on data made with its own model) it uses a model of its own: a denser cortex at another
+depth (default: all 20484 fsaverage5 vertices half-way between white and pial surface,
+while the inverse uses 5124 white-surface vertices) and a different head model (3 shells
+with FieldTrip's conductivities instead of the inverse's 4 shells).
+
+Signal = oscillating dipoles (sine at f, amplitude-modulated at f_mod, along the cortical
+normal) + background brain noise (random cortical dipoles with 1/f spectra) + white
+sensor noise, referenced to a nose electrode (Nz) as many amplifiers record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anatomy.template import load_template, template_source_space
+from .config import SimulateSettings
+from .errors import ConfigError
+from .forward.leadfield import sphere_model_for_template
+from .forward.sphere import eeg_sphere_leadfield
+from .sensors.montage import standard_montage
+
+logger = logging.getLogger(__name__)
+
+SIM_REFERENCE = "Nz"
+
+# 1/f ("pink") noise as white noise through a 3-pole / 3-zero filter, accurate to ~0.3 dB
+# over three decades (J. O. Smith, Spectral Audio Signal Processing, "Example: Synthesis
+# of 1/f Noise").
+_PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
+_PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
+
+
+@dataclass(frozen=True)
+class SimulatedDipole:
+    """One oscillating source as placed on the simulator's cortex."""
+
+    position_m: np.ndarray
+    normal: np.ndarray
+    frequency_hz: float
+    amplitude_am: float
+    modulation_hz: float
+    gain: np.ndarray  # (n_channels,) potential per A*m along the normal, referenced to Nz
+
+
+class SignalGenerator:
+    """Deterministic source of simulated EEG, sample block by sample block.
+
+    Parameters
+    ----------
+    settings : SimulateSettings
+    ch_names : sequence of str
+        Channels to simulate (positions from the template's 10-05 montage).
+    """
+
+    def __init__(self, settings: SimulateSettings, ch_names):
+        self.settings = settings
+        self.ch_names = tuple(ch_names)
+        self.sfreq = float(settings.sfreq)
+        rng = np.random.default_rng(settings.seed)
+        template = load_template()
+        montage = standard_montage("standard_1005")
+        electrodes = montage.pick(list(self.ch_names) + [SIM_REFERENCE]).electrodes.positions_m
+        self.model = sphere_model_for_template(template, settings.relative_radii, settings.conductivities)
+        cortex = template_source_space(settings.spacing, settings.surface)
+        # keep vertices safely inside the simulator's brain sphere
+        r = np.linalg.norm(cortex.positions_m - self.model.center_m, axis=1)
+        usable = np.flatnonzero(r < self.model.radii_m[0] - 1.5e-3)
+        self.cortex = cortex
+        self.usable = usable
+        self._electrodes = electrodes
+
+        self.dipoles = tuple(
+            self._place(np.asarray(s.position_mm) * 1e-3, s.frequency_hz, s.amplitude_nam * 1e-9, s.modulation_hz)
+            for s in settings.sources
+        )
+        self._dipole_gain = np.array([d.gain for d in self.dipoles]).reshape(len(self.dipoles), len(self.ch_names))
+        self._phase = rng.uniform(0, 2 * np.pi, len(self.dipoles))
+        # background: random cortical dipoles with 1/f time courses
+        n_noise = settings.n_noise_sources
+        if n_noise:
+            pick = rng.choice(usable, size=n_noise, replace=False)
+            self._noise_gain = self._normal_gains(pick)  # (n_chan, n_noise)
+        else:
+            self._noise_gain = np.zeros((len(self.ch_names), 0))
+        self._noise_scale = self._pink_scale() * settings.brain_noise_nam * 1e-9
+        self._pink_state = np.zeros((3, n_noise))
+        self._rng = rng
+        self._next_sample = 0
+
+    # ---- geometry ----
+    def _normal_gains(self, index: np.ndarray) -> np.ndarray:
+        g, _ = eeg_sphere_leadfield(self._electrodes, self.cortex.positions_m[index], self.model)
+        g = g.reshape(len(self._electrodes), len(index), 3)
+        g = np.einsum("csk,sk->cs", g, self.cortex.normals[index])
+        return g[:-1] - g[-1]  # reference: the nose electrode
+
+    def _place(self, position_m, frequency, amplitude, modulation) -> SimulatedDipole:
+        d = np.linalg.norm(self.cortex.positions_m[self.usable] - position_m, axis=1)
+        k = self.usable[int(np.argmin(d))]
+        if d.min() > 0.02:
+            raise ConfigError(
+                f"[[simulate.sources]] position_mm = {np.round(position_m * 1e3, 1).tolist()} is "
+                f"{d.min() * 1e3:.0f} mm from the nearest usable cortical vertex; choose a cortical position"
+            )
+        return SimulatedDipole(self.cortex.positions_m[k], self.cortex.normals[k], frequency, amplitude, modulation, self._normal_gains(np.array([k]))[:, 0])
+
+    def _pink_scale(self) -> float:
+        # rms of unit white noise through the pink filter, from its impulse response energy
+        from scipy.signal import lfilter
+
+        h = lfilter(_PINK_B, _PINK_A, np.r_[1.0, np.zeros(1 << 16)])
+        return 1.0 / float(np.sqrt(np.sum(h**2)))
+
+    # ---- signal ----
+    @property
+    def n_channels(self) -> int:
+        return len(self.ch_names)
+
+    def source_waveforms(self, start: int, n: int) -> np.ndarray:
+        """True dipole moments (A*m) of the oscillating sources, shape (n, n_dipoles)."""
+        t = (start + np.arange(n)) / self.sfreq
+        out = np.zeros((n, len(self.dipoles)))
+        for j, d in enumerate(self.dipoles):
+            env = 0.5 * (1 - np.cos(2 * np.pi * d.modulation_hz * t)) if d.modulation_hz > 0 else 1.0
+            out[:, j] = d.amplitude_am * env * np.sin(2 * np.pi * d.frequency_hz * t + self._phase[j])
+        out[t < self.settings.baseline_seconds] = 0.0  # noise-only calibration period
+        return out
+
+    def next(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next ``n`` samples.
+
+        Returns
+        -------
+        data_v : ndarray, shape (n, n_channels)
+            Scalp potentials in volts, referenced to Nz.
+        moments : ndarray, shape (n, n_dipoles)
+            The oscillating sources' moments in A*m (the ground truth).
+        """
+        from scipy.signal import lfilter
+
+        moments = self.source_waveforms(self._next_sample, n)
+        data = moments @ self._dipole_gain
+        if self._noise_gain.shape[1]:
+            white = self._rng.standard_normal((n, self._noise_gain.shape[1]))
+            pink, self._pink_state = lfilter(_PINK_B, _PINK_A, white, axis=0, zi=self._pink_state)
+            data = data + (pink * self._noise_scale) @ self._noise_gain.T
+        if self.settings.sensor_noise_uv > 0:
+            data = data + self._rng.standard_normal((n, self.n_channels)) * self.settings.sensor_noise_uv * 1e-6
+        self._next_sample += n
+        return data, moments
+
+
+def _eeg_info(gen: SignalGenerator, name: str, source_id: str, unit: str):
+    import pylsl
+
+    info = pylsl.StreamInfo(name, "EEG", gen.n_channels, gen.sfreq, pylsl.cf_float32, source_id)
+    desc = info.desc()
+    desc.append_child_value("manufacturer", "rtsource simulator")
+    chans = desc.append_child("channels")
+    positions = standard_montage("standard_1005").pick(gen.ch_names).electrodes.positions_m * 1e3
+    for name_, p in zip(gen.ch_names, positions.tolist()):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", name_)
+        ch.append_child_value("type", "EEG")
+        ch.append_child_value("unit", "microvolts" if unit == "uV" else "volts")
+        loc = ch.append_child("location")
+        for axis, v in zip("XYZ", p):
+            loc.append_child_value(axis, f"{v:.3f}")
+    ref = desc.append_child("reference")
+    ref.append_child_value("label", SIM_REFERENCE)
+    return info
+
+
+def _truth_info(gen: SignalGenerator, name: str, source_id: str, t0: float):
+    import pylsl
+
+    info = pylsl.StreamInfo(name, "SimulatedSources", len(gen.dipoles), gen.sfreq, pylsl.cf_float32, source_id)
+    chans = info.desc().append_child("channels")
+    for j, d in enumerate(gen.dipoles):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", f"sim_{j}")
+        ch.append_child_value("type", "dipole_moment")
+        ch.append_child_value("unit", "nA*m")
+        ch.append_child_value("frequency_hz", repr(d.frequency_hz))
+        loc = ch.append_child("location")
+        for axis, v in zip("XYZ", (d.position_m * 1e3).tolist()):
+            loc.append_child_value(axis, f"{v:.3f}")
+    info.desc().append_child_value("location_unit", "mm")
+    info.desc().append_child_value("frame", "template")
+    # LSL time of the first sample and of the end of the noise-only baseline
+    info.desc().append_child_value("first_sample_time", repr(t0))
+    info.desc().append_child_value("sources_on_time", repr(t0 + gen.settings.baseline_seconds))
+    return info
+
+
+class Simulator:
+    """Publishes a :class:`SignalGenerator` on LSL in real time (and the truth, optionally)."""
+
+    def __init__(self, settings: SimulateSettings, ch_names):
+        import pylsl
+
+        self.generator = SignalGenerator(settings, ch_names)
+        self.settings = settings
+        # the sample clock starts now; timestamps are t0 + k / sfreq whenever run() starts
+        self.t0 = pylsl.local_clock() + 0.2
+        self._scale = 1e6 if settings.unit == "uV" else 1.0
+        self.outlet = pylsl.StreamOutlet(_eeg_info(self.generator, settings.stream_name, settings.source_id, settings.unit), chunk_size=0, max_buffered=360)
+        self.truth = None
+        if settings.truth_stream:
+            self.truth = pylsl.StreamOutlet(_truth_info(self.generator, settings.stream_name + "-truth", settings.source_id + "-truth", self.t0))
+        self.samples_pushed = 0
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, duration: float | None = None) -> int:
+        """Push chunks in real time for ``duration`` s (None: until :meth:`stop`). Returns samples pushed."""
+        import pylsl
+
+        sfreq = self.generator.sfreq
+        chunk = self.settings.chunk_size
+        t0 = self.t0
+        total = None if duration is None else int(round(duration * sfreq))
+        while not self._stop.is_set() and (total is None or self.samples_pushed < total):
+            n = chunk if total is None else min(chunk, total - self.samples_pushed)
+            ts = t0 + (self.samples_pushed + np.arange(n)) / sfreq
+            wait = ts[-1] - pylsl.local_clock()
+            if wait > 0:  # a real amplifier delivers a chunk when its last sample exists
+                time.sleep(wait)
+            data, moments = self.generator.next(n)
+            self.outlet.push_chunk((data * self._scale).astype(np.float32), ts.tolist())
+            if self.truth is not None:
+                self.truth.push_chunk((moments * 1e9).astype(np.float32), ts.tolist())
+            self.samples_pushed += n
+        return self.samples_pushed
+
+    def run_in_thread(self, duration: float | None = None) -> threading.Thread:
+        th = threading.Thread(target=self.run, kwargs={"duration": duration}, daemon=True, name="rtsource-simulator")
+        th.start()
+        return th
