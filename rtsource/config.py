@@ -172,10 +172,10 @@ class SimulateSettings:
     unit: str = _opt(_one_of("uV", "V"), "unit the samples are published in", "uV")
     spacing: str = _opt(_one_of("ico4", "ico5"), "simulator cortex density (ico5: not the inverse's grid)", "ico5")
     surface: str = _opt(_one_of("white", "mid", "pial"), "simulator cortex depth", "mid")
-    relative_radii: tuple[float, ...] = _opt(None, "simulator's own head model (differs from the inverse's)", factory=lambda: (0.87, 0.92, 1.0))
+    relative_radii: tuple[float, ...] = _opt(None, "simulator's own head model (differs from the inverse's)", factory=lambda: (0.91, 0.95, 1.0))
     conductivities: tuple[float, ...] = _opt(None, "simulator's shell conductivities (S/m)", factory=lambda: (0.33, 0.0042, 0.33))
-    brain_noise_nam: float = _opt(_nonneg, "rms of the random background dipoles, nA*m", 1.0)
-    n_noise_sources: int = _opt(lambda v: None if v >= 0 else "must be >= 0", "number of background dipoles", 200)
+    brain_noise_nam: float = _opt(_nonneg, "rms of each random background dipole, nA*m", 5.0)
+    n_noise_sources: int = _opt(lambda v: None if v >= 0 else "must be >= 0", "number of background dipoles (1000 x 5 nAm: ~8 uV rms EEG)", 1000)
     sensor_noise_uv: float = _opt(_nonneg, "white sensor noise std in uV", 1.0)
     baseline_seconds: float = _opt(_nonneg, "noise only at the start (for the calibration)", 0.0)
     seed: int = _opt(None, "random seed", 0)
@@ -183,8 +183,8 @@ class SimulateSettings:
         None,
         "the oscillating sources",
         factory=lambda: (
-            SimulatedSource((20.0, -92.0, 2.0), 10.0, 30.0, 0.2),
-            SimulatedSource((-38.0, -22.0, 58.0), 20.0, 15.0, 0.3),
+            SimulatedSource((20.0, -92.0, 2.0), 10.0, 150.0, 0.2),
+            SimulatedSource((-38.0, -22.0, 58.0), 20.0, 100.0, 0.3),
         ),
     )
     stream_name: str = _opt(None, "LSL name of the simulated stream", "rtsource-sim-eeg")

@@ -99,11 +99,11 @@ def match_labels(
     wanted = list(wanted)
     available = list(available)
     lookup: dict[str, int] = {}
-    clashes = set()
+    clashes: dict[str, list[str]] = {}
     for i, name in enumerate(available):
         key = canonical_label(name, aliases)
         if key in lookup:
-            clashes.add(name)
+            clashes.setdefault(key, [available[lookup[key]]]).append(name)
         lookup.setdefault(key, i)
     missing = [w for w in wanted if canonical_label(w, aliases) not in lookup]
     if missing:
@@ -113,11 +113,11 @@ def match_labels(
             f"({len(available)} available: {shown}); check the names, or pass an alias map "
             f"(e.g. {{'{missing[0]}': 'NAME_IN_{what.split()[0].upper()}'}})"
         )
-    idx = [lookup[canonical_label(w, aliases)] for w in wanted]
-    used = [available[i] for i in idx]
-    ambiguous = [u for u in used if u in clashes]
+    keys = [canonical_label(w, aliases) for w in wanted]
+    ambiguous = [clashes[k] for k in keys if k in clashes]
     if ambiguous:
-        raise ChannelError(f"channel names {ambiguous} match more than one entry in {what} (case-insensitive)")
+        raise ChannelError(f"channel names match more than one entry in {what} (case-insensitive): {ambiguous}")
+    idx = [lookup[k] for k in keys]
     if len(set(idx)) != len(idx):
         dup = [w for w, i in zip(wanted, idx) if idx.count(i) > 1]
         raise ChannelError(f"channels {dup} all map onto the same entry of {what}")
