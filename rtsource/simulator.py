@@ -71,9 +71,14 @@ class SignalGenerator:
         electrodes = montage.pick(list(self.ch_names) + [SIM_REFERENCE]).electrodes.positions_m
         self.model = sphere_model_for_template(template, settings.relative_radii, settings.conductivities)
         cortex = template_source_space(settings.spacing, settings.surface)
-        # keep vertices safely inside the simulator's brain sphere
+        # usable: real cortex (the medial wall has white == pial, thickness 0) and safely
+        # inside the simulator's brain sphere
+        thickness = np.linalg.norm(
+            template_source_space(settings.spacing, "pial").positions_m - template_source_space(settings.spacing, "white").positions_m,
+            axis=1,
+        )
         r = np.linalg.norm(cortex.positions_m - self.model.center_m, axis=1)
-        usable = np.flatnonzero(r < self.model.radii_m[0] - 1.5e-3)
+        usable = np.flatnonzero((r < self.model.radii_m[0] - 1.5e-3) & (thickness > 0.5e-3))
         self.cortex = cortex
         self.usable = usable
         self._electrodes = electrodes

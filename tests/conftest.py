@@ -8,6 +8,19 @@ import numpy as np
 import pytest
 
 
+def _quiet_liblsl() -> None:
+    """liblsl logs INFO lines to stderr; keep warnings and errors (must run before any LSL use)."""
+    try:
+        import pylsl
+
+        pylsl.set_config_content("[log]\nlevel = -2\n")
+    except (ImportError, NotImplementedError, AttributeError):
+        pass
+
+
+_quiet_liblsl()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Forward solutions are cached in a per-session directory, never the user's."""
