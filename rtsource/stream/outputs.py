@@ -1,0 +1,76 @@
+"""Names, types and channel layouts of every LSL stream rtsource publishes.
+
+One place defines them so that the loop (producer) and the display, tests and users
+(consumers) agree. For an output named ``NAME`` (``[output] name``, default
+``rtsource-sources``) the loop publishes:
+
+============================  =====================  =========================================
+stream name                   type                   content
+============================  =====================  =========================================
+``NAME``                      ``Sources``            one channel per source, input rate
+``NAME-roi``                  ``ROI``                one channel per ROI, input rate
+``NAME-bandpower``            ``BandPower``          one channel per ROI x band, reduced rate
+``NAME-telemetry``            ``rtsource.Telemetry`` :data:`TELEMETRY_CHANNELS`, 2 Hz
+``NAME-events``               ``Markers``            string channel, one JSON object per event
+============================  =====================  =========================================
+
+Every stream's ``desc/rtsource`` block carries ``output_name`` (``NAME``) and ``bundle``
+(the bundle path), so a consumer that found one stream can find the others and the bundle.
+Event objects always have ``"event"`` (see :data:`EVENT_KINDS`) and ``"time"`` (LSL clock)
+keys; other keys depend on the event.
+"""
+
+from __future__ import annotations
+
+SOURCES_TYPE = "Sources"
+ROI_SUFFIX, ROI_TYPE = "-roi", "ROI"
+BANDPOWER_SUFFIX, BANDPOWER_TYPE = "-bandpower", "BandPower"
+TELEMETRY_SUFFIX, TELEMETRY_TYPE = "-telemetry", "rtsource.Telemetry"
+EVENTS_SUFFIX, EVENTS_TYPE = "-events", "Markers"
+
+#: Telemetry is published at this nominal rate (samples per second).
+TELEMETRY_RATE_HZ = 2.0
+
+#: (label, unit) of the telemetry channels, in order. Counters are totals since start.
+TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
+    ("samples_in", "samples"),
+    ("samples_out", "samples"),
+    ("lost", "samples"),  # input samples that produced no output (must stay 0)
+    ("skipped", "samples"),  # deliberately skipped in latest-only mode (published as events)
+    ("gaps", "count"),
+    ("gap_seconds", "s"),
+    ("nan_samples", "samples"),
+    ("backlog", "samples"),  # samples waiting in the inlet when the last chunk was pulled
+    ("input_rate_hz", "Hz"),
+    ("output_rate_hz", "Hz"),
+    ("process_ms_p50", "ms"),
+    ("process_ms_p99", "ms"),
+    ("latency_ms_p50", "ms"),
+    ("latency_ms_p99", "ms"),
+    ("bad_channels", "count"),
+    ("operator_swaps", "count"),
+    ("last_swap_ms", "ms"),  # time from request to the new operator being live
+    ("covariance_age_s", "s"),  # adaptive beamformer: age of the covariance behind the weights
+    ("waiting", "bool"),  # 1 while the input stream is gone
+    ("clock_jumps", "count"),
+)
+
+#: Kinds of event on the events stream.
+EVENT_KINDS = (
+    "started",
+    "gap",  # keys: start, end, duration_s, samples_missing
+    "stream_lost",
+    "stream_back",
+    "nan",  # keys: start, n_samples
+    "bad_channel",  # keys: channel, reason
+    "operator_swap",  # keys: reason, swap_ms, bad_channels
+    "skipped",  # keys: start, n_samples (latest-only mode)
+    "clock_jump",  # keys: jump_s
+    "unit_warning",
+    "stopped",
+)
+
+
+def stream_name(output_name: str, suffix: str = "") -> str:
+    """The name of one of the output's streams (``suffix`` one of the ``*_SUFFIX`` constants)."""
+    return output_name + suffix
