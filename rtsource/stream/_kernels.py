@@ -15,24 +15,41 @@ from numba import prange
 
 
 @numba.njit(cache=True, nogil=True)
-def gather_channels(x, index, n, out):
-    """out[t, j] = x[t, index[j]] for t < n (pick and order the operator's channels)."""
+def gather_channels(x, index, n, out, bad_rows):
+    """out[t, j] = x[t, index[j]] for t < n; flags rows with a non-finite value.
+
+    Picks and orders the operator's channels. ``bad_rows[t]`` is set to 1 when any picked
+    value of sample t is NaN or infinite (0 otherwise), and the number of such rows is
+    returned, so a NaN from the amplifier never reaches the filter state or the operator.
+    """
     n_chan = index.shape[0]
+    n_bad = 0
     for t in range(n):
+        bad = 0
         for j in range(n_chan):
-            out[t, j] = x[t, index[j]]
+            v = x[t, index[j]]
+            out[t, j] = v
+            if not np.isfinite(v):
+                bad = 1
+        bad_rows[t] = bad
+        n_bad += bad
+    return n_bad
 
 
 @numba.njit(cache=True, nogil=True)
-def sos_filter(x, n, sos, state):
+def sos_filter(x, n, sos, state, bad_rows):
     """Causal cascaded biquads over the first n rows of x, in place, per column.
 
     Transposed direct form II, the same recursion as scipy.signal.sosfilt; ``state`` has
     shape (n_sections, n_columns, 2) and carries the filter memory from chunk to chunk.
+    Rows flagged in ``bad_rows`` are skipped: the filter sees them as absent, so its state
+    stays finite.
     """
     n_sec = sos.shape[0]
     n_col = x.shape[1]
     for t in range(n):
+        if bad_rows[t]:
+            continue
         for c in range(n_col):
             v = np.float64(x[t, c])
             for s in range(n_sec):
@@ -46,6 +63,30 @@ def sos_filter(x, n, sos, state):
                 state[s, c, 1] = b2 * v - a2 * y
                 v = y
             x[t, c] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def set_filter_steady_state(x_row, sos, state, zi_unit):
+    """Filter state for a signal that has been constant at ``x_row`` forever.
+
+    ``zi_unit`` (n_sections, 2) is scipy.signal.sosfilt_zi(sos), the state for a unit step;
+    scaling it per channel starts the filter without the transient a DC offset would cause
+    (used after a gap in the input).
+    """
+    n_sec = sos.shape[0]
+    for c in range(x_row.shape[0]):
+        for s in range(n_sec):
+            state[s, c, 0] = zi_unit[s, 0] * x_row[c]
+            state[s, c, 1] = zi_unit[s, 1] * x_row[c]
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_bad_rows(out, n, bad_rows, value):
+    """out[t, :] = value for the flagged rows t < n (NaN output for NaN input)."""
+    for t in range(n):
+        if bad_rows[t]:
+            for s in range(out.shape[1]):
+                out[t, s] = value
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)

@@ -1,12 +1,26 @@
-"""The streaming loop: LSL inlet -> channel map -> operator -> LSL outlet.
+"""The streaming loop: input source -> channel map -> operator -> LSL outlets.
 
     bundle ─┐
-    stream ─┴> connect(): resolve, read header, check rate, map channels by name, open outlet
-               run():     pull chunk -> gather/filter/apply (numba) -> push with the input timestamps
+    stream ─┴> connect(): resolve, read header, check rate, map channels by name,
+               prepare the operator, open the outlets (sources, telemetry, events)
+               run():     pull chunk -> gather / filter / apply (numba) -> push with the
+                          input timestamps -> counters; between chunks: operator swaps,
+                          telemetry, stream health
 
-Every input sample yields exactly one output sample, published with the input sample's own
-timestamp (the producer's clock). The loop counts what it does (:class:`LoopStats`) and
-logs nothing per chunk.
+Guarantees and policies (each is counted in :class:`LoopStats`, published on the telemetry
+stream, and, where it is an event, on the events stream):
+
+- Every input sample yields exactly one output sample, published with the input sample's
+  own timestamp (the producer's clock). The default never skips; ``latest_only`` mode skips
+  the backlog explicitly when processing falls behind and publishes what it skipped.
+- A sample with NaN/Inf in an operator channel gives a NaN output sample (``nan_samples``)
+  and never enters the filter state.
+- A gap (timestamps further apart than a few sample periods) is an event with its duration;
+  the causal filter restarts at the steady state of the first sample after the gap.
+- Timestamps that go backwards, or a jump in the LSL clock offset, are clock-jump events.
+- When the producer disappears the loop keeps running and reports ``waiting``; when a
+  stream with the same source_id comes back, LSL reconnects the inlet and processing
+  resumes without a restart (the header is checked again).
 """
 
 from __future__ import annotations
@@ -22,10 +36,12 @@ import numpy as np
 from ..bundle import OperatorBundle
 from ..errors import StreamError
 from .channels import ChannelMap, map_stream_channels
+from .events import EventPublisher
 from .inlet import Inlet, StreamSelector, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlet import make_source_info, output_source_id
-from .telemetry import LoopStats
+from .source import InputSource
+from .telemetry import LoopStats, TelemetryPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +52,7 @@ _IMPLAUSIBLE_EEG_V = 10e-3
 
 @dataclass(frozen=True)
 class LoopOptions:
-    """How the loop finds its input and names its output."""
+    """How the loop finds its input, names its outputs and handles trouble."""
 
     selector: StreamSelector = field(default_factory=StreamSelector)
     resolve_timeout: float = 10.0
@@ -49,51 +65,106 @@ class LoopOptions:
     output_source_id: str = ""
     bundle_path: str = ""
     idle_timeout: float = 0.0  # stop when no data came for this long (0: wait forever)
+    lost_after: float = 1.0  # no data for this long: the input counts as lost ("waiting")
+    latest_only: bool = False  # skip the backlog (explicitly) instead of falling behind
+    max_backlog: int = 0  # latest_only: samples allowed to wait before skipping (0: one chunk)
+    clock_jump_s: float = 0.005  # change of the LSL clock offset reported as a jump
+    telemetry: bool = True  # publish the telemetry and events streams
 
 
 class StreamLoop:
-    """Apply an operator bundle to a live LSL stream.
+    """Apply an operator bundle to a live stream.
 
-    Use :meth:`connect` then :meth:`run` (or :meth:`run_in_thread`); :attr:`stats` is
-    live while it runs.
+    Use :meth:`connect` then :meth:`run` (or :meth:`run_in_thread`); :attr:`stats` is live
+    while it runs and :attr:`events` holds the recent events.
+
+    Parameters
+    ----------
+    bundle : OperatorBundle
+    options : LoopOptions
+    source : InputSource, optional
+        Where samples come from; by default the LSL stream ``options.selector`` finds.
     """
 
-    def __init__(self, bundle: OperatorBundle, options: LoopOptions):
+    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None):
         self.bundle = bundle
         self.options = options
         self.stats = LoopStats()
-        self.inlet: Inlet | None = None
+        self.inlet: InputSource | None = source
         self.outlet = None
         self.operator: StreamOperator | None = None
         self.channel_map: ChannelMap | None = None
+        self.events: EventPublisher | None = None
+        self.telemetry: TelemetryPublisher | None = None
         self._stop = threading.Event()
         self._time_correction = 0.0
+        self._pending: tuple[StreamOperator, str, float, dict] | None = None
+        self._swap_lock = threading.Lock()
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
-        """Find the stream, check it against the bundle, open the outlet, compile kernels."""
+        """Find the stream, check it against the bundle, prepare the operator, open the outlets."""
         import pylsl
 
         opts = self.options
-        info = resolve_stream(opts.selector, opts.resolve_timeout)
-        inlet = Inlet(info, opts.max_chunk, open_timeout=opts.resolve_timeout)
-        desc = inlet.description
+        if self.inlet is None:
+            info = resolve_stream(opts.selector, opts.resolve_timeout)
+            self.inlet = Inlet(info, opts.max_chunk, open_timeout=opts.resolve_timeout)
+        desc = self.inlet.description
+        try:
+            self._check_rate(desc)
+            operator = self.prepare_operator(self.bundle)
+        except Exception:
+            self.inlet.close()
+            raise
+        self.operator, self.channel_map = operator, operator.channel_map
+        logger.info("stream %s: %s", desc.label(), operator.channel_map.summary())
+        sid = opts.output_source_id or output_source_id(self.bundle, desc)
+        out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
+        self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
+        self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
+        if opts.telemetry:
+            self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
+        self._time_correction = self._read_time_correction(5.0, default=0.0)
+
+    def _check_rate(self, desc) -> None:
         if abs(desc.sfreq - self.bundle.sfreq) > 1e-6 * self.bundle.sfreq:
-            inlet.close()
             raise StreamError(
                 f"stream {desc.name!r} runs at {desc.sfreq:g} Hz but the bundle was built for "
                 f"{self.bundle.sfreq:g} Hz; rebuild the bundle for this rate (`rtsource setup` with "
                 f"[stream] sfreq = {desc.sfreq:g}) or set the amplifier to {self.bundle.sfreq:g} Hz"
             )
-        cmap = map_stream_channels(desc, self.bundle.ch_names, self.bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit)
-        logger.info("stream %s: %s", desc.label(), cmap.summary())
-        operator = StreamOperator(self.bundle, cmap, opts.max_chunk, opts.filter)
-        operator.warm_up()
-        sid = opts.output_source_id or output_source_id(self.bundle, desc)
-        out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
-        self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
-        self.inlet, self.channel_map, self.operator = inlet, cmap, operator
-        self._time_correction = inlet.time_correction(timeout=5.0)
+
+    def prepare_operator(self, bundle: OperatorBundle) -> StreamOperator:
+        """A warmed-up :class:`StreamOperator` of ``bundle`` for the connected stream's layout."""
+        opts = self.options
+        cmap = map_stream_channels(self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter)
+        op.warm_up()
+        return op
+
+    # ---- operator swaps (adaptive weights, bad-channel hot swap) --------------------
+    def request_swap(self, operator: StreamOperator, reason: str, requested_at: float, **details) -> None:
+        """Install ``operator`` between two chunks (thread-safe; the newest request wins).
+
+        ``requested_at`` is the ``time.perf_counter()`` at which the need arose, so the
+        reported swap time covers the rebuild as well as the wait for the chunk boundary.
+        """
+        if operator.n_outputs != self.operator.n_outputs:
+            raise StreamError(f"new operator has {operator.n_outputs} outputs, the running one {self.operator.n_outputs}")
+        with self._swap_lock:
+            self._pending = (operator, reason, requested_at, details)
+
+    def _install_pending(self, now_lsl: float) -> None:
+        with self._swap_lock:
+            pending, self._pending = self._pending, None
+        operator, reason, requested_at, details = pending
+        operator.adopt_filter_state(self.operator)
+        self.operator, self.channel_map = operator, operator.channel_map
+        stats = self.stats
+        stats.operator_swaps += 1
+        stats.last_swap_ms = (time.perf_counter() - requested_at) * 1e3
+        self.events.publish("operator_swap", now_lsl, reason=reason, swap_ms=round(stats.last_swap_ms, 3), **details)
 
     # ---- run ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -101,7 +172,7 @@ class StreamLoop:
         self._stop.set()
 
     def run(self, duration: float | None = None, on_chunk: Callable[[np.ndarray, np.ndarray], None] | None = None) -> LoopStats:
-        """Process chunks until ``duration`` seconds have passed, :meth:`stop`, or idle timeout.
+        """Process chunks until ``duration`` s have passed, :meth:`stop`, or the idle timeout.
 
         Parameters
         ----------
@@ -112,37 +183,69 @@ class StreamLoop:
         """
         import pylsl
 
-        if self.inlet is None:
+        if self.operator is None:
             self.connect()
-        inlet, operator, outlet, stats = self.inlet, self.operator, self.outlet, self.stats
+        inlet, stats, opts = self.inlet, self.stats, self.options
         if not inlet.is_open:
             inlet.open()
         period = 1.0 / self.bundle.sfreq
         gap_tolerance = max(3.0 * period, 0.02)  # timestamps jitter; a gap is several samples missing
         stats.started_at = time.perf_counter()
+        self.events.publish("started", pylsl.local_clock(), stream=inlet.description.name, bundle=opts.bundle_path)
         deadline = None if duration is None else stats.started_at + duration
         last_data = stats.started_at
         last_ts = None
-        next_correction = stats.started_at + 10.0
+        next_correction = stats.started_at + 5.0
         checked_units = False
         while not self._stop.is_set():
             now = time.perf_counter()
             if deadline is not None and now >= deadline:
                 break
-            wait = 0.1 if deadline is None else max(0.0, min(0.1, deadline - now))
+            if self._pending is not None:
+                self._install_pending(pylsl.local_clock())
+            if self.telemetry is not None and now >= self.telemetry.next_due:
+                self.telemetry.publish(stats, now)
+            wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - now))
             ts = inlet.pull(timeout=wait)
             n = len(ts)
+            now = time.perf_counter()
             if n == 0:
-                if self.options.idle_timeout and time.perf_counter() - last_data > self.options.idle_timeout:
-                    logger.info("no data for %.1f s; stopping", self.options.idle_timeout)
+                idle = now - last_data
+                if not stats.waiting and idle > opts.lost_after:
+                    stats.waiting = True
+                    stats.stream_lost += 1
+                    self.events.publish("stream_lost", pylsl.local_clock(), last_sample=last_ts, idle_s=round(idle, 3))
+                    logger.warning("no data from %r for %.1f s: waiting for it to come back", inlet.description.name, idle)
+                if opts.idle_timeout and idle > opts.idle_timeout:
+                    logger.info("no data for %.1f s; stopping", opts.idle_timeout)
                     break
-                if now >= next_correction:  # keep the clock offset fresh while idle
-                    self._time_correction = inlet.time_correction(timeout=0.5)
-                    next_correction = now + 10.0
+                if now >= next_correction:
+                    self._refresh_time_correction()
+                    next_correction = now + 5.0
                 continue
+            if stats.waiting:
+                stats.waiting = False
+                self.events.publish("stream_back", pylsl.local_clock(), first_sample=float(ts[0]))
+                logger.info("stream %r is back", inlet.description.name)
+            stats.backlog = inlet.samples_available() if hasattr(inlet, "samples_available") else 0
+            stats.max_backlog = max(stats.max_backlog, stats.backlog)
+            if opts.latest_only and stats.backlog > opts.max_backlog:
+                ts, n = self._skip_backlog(ts, n)
+                if n == 0:
+                    continue
+            # continuity of the input: gaps restart the filter, backwards time is a clock jump
+            if last_ts is not None:
+                step = ts[0] - last_ts
+                if step > gap_tolerance:
+                    self._gap(last_ts, ts[0], period)
+                    self.operator.restart_filter_at(inlet.buffer, n)
+                elif step <= 0:
+                    stats.clock_jumps += 1
+                    self.events.publish("clock_jump", pylsl.local_clock(), jump_s=float(step), cause="timestamps went backwards")
+                    self.operator.restart_filter_at(inlet.buffer, n)
             t0 = time.perf_counter()
-            out = operator.process(inlet.buffer, n)
-            outlet.push_chunk(out, ts)
+            out = self.operator.process(inlet.buffer, n)
+            self.outlet.push_chunk(out, ts.tolist())
             t1 = time.perf_counter()
             stats.samples_in += n
             stats.samples_out += n
@@ -150,12 +253,10 @@ class StreamLoop:
             stats.max_chunk_seen = max(stats.max_chunk_seen, n)
             stats.process_time.add(t1 - t0)
             stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction))
+            if self.operator.last_bad:
+                self._nan_rows(ts, n)
             if not stats.first_output_at:
                 stats.first_output_at = t1
-            if last_ts is not None and ts[0] - last_ts > gap_tolerance:
-                stats.gaps += 1
-                stats.gap_seconds += ts[0] - last_ts - period
-                logger.warning("gap of %.3f s in the input before t=%.3f", ts[0] - last_ts - period, ts[0])
             last_ts = ts[-1]
             last_data = t1
             if not checked_units:
@@ -163,26 +264,93 @@ class StreamLoop:
                 self._check_plausible_amplitude(n)
             if on_chunk is not None:
                 on_chunk(ts, out)
+            if t1 >= next_correction:
+                self._refresh_time_correction()
+                next_correction = t1 + 5.0
+        if self.telemetry is not None:
+            self.telemetry.publish(stats, time.perf_counter())
+        self.events.publish("stopped", pylsl.local_clock(), **{k: v for k, v in stats.summary().items() if isinstance(v, int)})
         return stats
+
+    # ---- the things that can go wrong ------------------------------------------------
+    def _gap(self, last_ts: float, next_ts: float, period: float) -> None:
+        import pylsl
+
+        stats = self.stats
+        duration = next_ts - last_ts - period
+        stats.gaps += 1
+        stats.gap_seconds += duration
+        missing = int(round(duration / period))
+        self.events.publish("gap", pylsl.local_clock(), start=float(last_ts), end=float(next_ts), duration_s=round(duration, 6), samples_missing=missing)
+        logger.warning("gap of %.3f s (%d samples) in the input before t=%.3f", duration, missing, next_ts)
+
+    def _nan_rows(self, ts: np.ndarray, n: int) -> None:
+        import pylsl
+
+        n_bad = self.operator.last_bad
+        self.stats.nan_samples += n_bad
+        first = float(ts[int(np.argmax(self.operator.bad_rows(n)))])
+        self.events.publish("nan", pylsl.local_clock(), start=first, n_samples=int(n_bad))
+
+    def _skip_backlog(self, ts: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+        """Latest-only mode: skip everything older than the newest queued chunk, and say so."""
+        import pylsl
+
+        inlet = self.inlet
+        first_skipped = float(ts[0])
+        skipped = 0
+        while inlet.samples_available() > 0:
+            skipped += n  # the chunk in hand is older than what is queued behind it
+            ts = inlet.pull(timeout=0.0)
+            n = len(ts)
+        self.stats.skipped += skipped
+        self.stats.samples_in += skipped
+        end = float(ts[0]) if n else first_skipped
+        self.events.publish("skipped", pylsl.local_clock(), start=first_skipped, end=end, n_samples=skipped)
+        return ts, n
+
+    def _read_time_correction(self, timeout: float, default: float) -> float:
+        try:
+            return float(self.inlet.time_correction(timeout=timeout))
+        except Exception:  # no estimate yet (stream gone): keep the previous one
+            return default
+
+    def _refresh_time_correction(self) -> None:
+        import pylsl
+
+        new = self._read_time_correction(0.2, default=self._time_correction)
+        jump = new - self._time_correction
+        if abs(jump) > self.options.clock_jump_s:
+            self.stats.clock_jumps += 1
+            self.events.publish("clock_jump", pylsl.local_clock(), jump_s=round(jump, 6), cause="clock offset changed")
+            logger.warning("LSL clock offset of the input changed by %.1f ms", jump * 1e3)
+        self._time_correction = new
 
     def _check_plausible_amplitude(self, n: int) -> None:
         """Warn loudly if the first chunk's amplitudes cannot be EEG in the declared unit."""
+        import pylsl
+
         cmap = self.channel_map
         x = self.inlet.buffer[:n, cmap.index].astype(np.float64) * cmap.scale
-        x = x - x.mean(axis=0)
-        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        x = x[np.all(np.isfinite(x), axis=1)]
+        if not len(x):
+            return
+        peak = float(np.max(np.abs(x - x.mean(axis=0))))
         if peak > _IMPLAUSIBLE_EEG_V:
             self.stats.unit_warnings += 1
+            units = "/".join(sorted(set(cmap.stream_units)))
+            self.events.publish("unit_warning", pylsl.local_clock(), peak_v=peak, units=units)
             logger.warning(
                 "the first chunk swings %.3g V after unit conversion (units %s): that is not scalp EEG; "
                 "the stream's unit metadata is probably wrong (microvolt numbers labelled as volts?)",
                 peak,
-                "/".join(sorted(set(cmap.stream_units))),
+                units,
             )
 
+    # ---- threads and cleanup ---------------------------------------------------------
     def run_in_thread(self, duration: float | None = None, on_chunk=None) -> threading.Thread:
         """Start :meth:`run` in a background thread (connect first, in the caller's thread)."""
-        if self.inlet is None:
+        if self.operator is None:
             self.connect()
         thread = threading.Thread(target=self.run, kwargs={"duration": duration, "on_chunk": on_chunk}, daemon=True, name="rtsource-loop")
         thread.start()
@@ -192,3 +360,4 @@ class StreamLoop:
         if self.inlet is not None:
             self.inlet.close()
         self.outlet = None
+        self.telemetry = None

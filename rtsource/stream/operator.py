@@ -4,6 +4,12 @@ Everything that can be decided once is decided when the loop connects to a strea
 stream columns to read (by name, see :mod:`.channels`), the unit factors (folded into the
 float32 operator), the causal filter and its state, and every buffer the hot path writes.
 After that, :meth:`StreamOperator.process` allocates nothing.
+
+Bad samples: a sample with a NaN or infinite value in any of the operator's channels gives
+a NaN output sample (counted by the caller) and is skipped by the filter, whose state
+therefore stays finite. After a gap in the input the filter state is restarted at the
+steady state of the first sample after the gap (:meth:`restart_filter_at`), so a DC offset
+does not ring through the high-pass as it would after a reset to zero.
 """
 
 from __future__ import annotations
@@ -82,27 +88,63 @@ class StreamOperator:
         self._index = np.ascontiguousarray(channel_map.index, dtype=np.int64)
         self._picked = np.zeros((self.max_chunk, n_chan), dtype=np.float32)
         self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
+        self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
         self.filter_spec = filter_spec or FilterSpec()
         if self.filter_spec.active:
+            from scipy.signal import sosfilt_zi
+
             self._sos = np.ascontiguousarray(self.filter_spec.design(bundle.sfreq), dtype=np.float64)
+            self._zi_unit = np.ascontiguousarray(sosfilt_zi(self._sos), dtype=np.float64)
         else:
             self._sos = np.zeros((0, 6))
+            self._zi_unit = np.zeros((0, 2))
         self._state = np.zeros((len(self._sos), n_chan, 2), dtype=np.float64)
+        self._filter_primed = False
+        #: number of NaN output rows of the last :meth:`process` call
+        self.last_bad = 0
 
     @property
     def n_outputs(self) -> int:
         return self.bundle.n_sources
 
-    def reset_filter(self) -> None:
-        """Forget the filter memory (after a gap in the input)."""
-        self._state[:] = 0.0
+    def bad_rows(self, n: int) -> np.ndarray:
+        """Flags (1 = non-finite input) of the last processed chunk's first ``n`` rows."""
+        return self._bad_rows[:n]
+
+    def adopt_filter_state(self, other: "StreamOperator") -> None:
+        """Continue ``other``'s filter memory for the channels both operators use.
+
+        Used when a new operator replaces a running one (hot swap): the filters of the
+        channels that remain carry on as if nothing happened.
+        """
+        if not len(self._sos) or len(other._sos) != len(self._sos):
+            return
+        theirs = {name: j for j, name in enumerate(other.bundle.ch_names)}
+        for j, name in enumerate(self.bundle.ch_names):
+            if name in theirs:
+                self._state[:, j, :] = other._state[:, theirs[name], :]
+        self._filter_primed = other._filter_primed
+
+    def restart_filter_at(self, chunk: np.ndarray, n: int) -> None:
+        """Restart the filter as if the signal had always been at its first finite sample.
+
+        Called before the first chunk and after a gap (see module docstring).
+        """
+        if not len(self._sos):
+            return
+        k = self._kernels
+        k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
+        good = np.flatnonzero(self._bad_rows[:n] == 0)
+        if len(good):
+            k.set_filter_steady_state(self._picked[good[0]].astype(np.float64), self._sos, self._state, self._zi_unit)
+            self._filter_primed = True
 
     def process(self, chunk: np.ndarray, n: int) -> np.ndarray:
         """Apply the operator to the first ``n`` rows of a stream chunk.
 
         Parameters
         ----------
-        chunk : ndarray of float32, shape (>= n, n_stream_channels)
+        chunk : ndarray, shape (>= n, n_stream_channels)
             Samples as pulled from LSL, in the stream's units and column order.
         n : int
             Number of valid rows, 1 <= n <= max_chunk.
@@ -110,18 +152,29 @@ class StreamOperator:
         Returns
         -------
         ndarray of float32, shape (n, n_sources)
-            A view into the operator's output buffer, valid until the next call.
+            A view into the operator's output buffer, valid until the next call. Rows of
+            samples with non-finite input are NaN; their count is in :attr:`last_bad`.
         """
         k = self._kernels
-        k.gather_channels(chunk, self._index, n, self._picked)
+        if len(self._sos) and not self._filter_primed:
+            self.restart_filter_at(chunk, n)
+        n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         if len(self._sos):
-            k.sos_filter(self._picked, n, self._sos, self._state)
+            k.sos_filter(self._picked, n, self._sos, self._state, self._bad_rows)
         self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
+        if n_bad:
+            k.fill_bad_rows(self._out, n, self._bad_rows, np.float32(np.nan))
+        self.last_bad = n_bad
         return self._out[:n]
 
     def warm_up(self) -> None:
         """Compile (or load from numba's cache) the kernels before the first real chunk."""
         dummy = np.zeros((1, int(self._index.max()) + 1 if len(self._index) else 1), dtype=np.float32)
         state = self._state.copy()
+        primed = self._filter_primed
         self.process(dummy, 1)
+        if len(self._sos):
+            self._kernels.set_filter_steady_state(np.zeros(self._state.shape[1]), self._sos, self._state, self._zi_unit)
         self._state[:] = state
+        self._filter_primed = primed
+        self.last_bad = 0

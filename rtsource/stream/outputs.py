@@ -65,7 +65,7 @@ EVENT_KINDS = (
     "bad_channel",  # keys: channel, reason
     "operator_swap",  # keys: reason, swap_ms, bad_channels
     "skipped",  # keys: start, n_samples (latest-only mode)
-    "clock_jump",  # keys: jump_s
+    "clock_jump",  # keys: jump_s, cause
     "unit_warning",
     "stopped",
 )

@@ -1,10 +1,18 @@
-"""Counters and timing statistics the loop keeps (no per-chunk logging, no allocation)."""
+"""Counters and timing statistics the loop keeps, and their telemetry stream.
+
+No per-chunk logging and no allocation per chunk: counters are plain integers, timings go
+into fixed-size arrays with a write index, and percentiles are computed only when the
+telemetry is published (twice a second) or the summary is printed.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .outputs import TELEMETRY_CHANNELS, TELEMETRY_RATE_HZ, TELEMETRY_SUFFIX, TELEMETRY_TYPE
 
 
 class RecentValues:
@@ -30,8 +38,14 @@ class RecentValues:
             return self._values[:n].copy()
         return np.concatenate([self._values[self._next :], self._values[: self._next]])
 
-    def percentiles(self, qs=(50, 99)) -> tuple[float, ...]:
-        v = self.values()
+    def recent(self, n: int) -> np.ndarray:
+        """The newest ``n`` values (fewer if fewer were added), oldest first."""
+        n = min(n, self.count, len(self._values))
+        idx = (self._next - n + np.arange(n)) % len(self._values)
+        return self._values[idx]
+
+    def percentiles(self, qs=(50, 99), last: int | None = None) -> tuple[float, ...]:
+        v = self.values() if last is None else self.recent(last)
         if not len(v):
             return tuple(float("nan") for _ in qs)
         return tuple(float(x) for x in np.percentile(v, qs))
@@ -39,7 +53,7 @@ class RecentValues:
 
 @dataclass
 class LoopStats:
-    """What the streaming loop counts. Read by the CLI summary and telemetry outlets.
+    """What the streaming loop counts. Read by the CLI summary and the telemetry stream.
 
     All times in seconds. ``latency`` is publish time minus the newest input sample's
     capture time (both on this machine's LSL clock after time correction).
@@ -47,11 +61,22 @@ class LoopStats:
 
     samples_in: int = 0
     samples_out: int = 0
+    skipped: int = 0
     chunks: int = 0
     gaps: int = 0
     gap_seconds: float = 0.0
+    nan_samples: int = 0
+    backlog: int = 0
+    max_backlog: int = 0
     max_chunk_seen: int = 0
     unit_warnings: int = 0
+    clock_jumps: int = 0
+    stream_lost: int = 0
+    waiting: bool = False
+    bad_channels: int = 0
+    operator_swaps: int = 0
+    last_swap_ms: float = 0.0
+    covariance_age_s: float = 0.0
     started_at: float = 0.0
     first_output_at: float = 0.0
     process_time: RecentValues = field(default_factory=RecentValues)
@@ -59,8 +84,8 @@ class LoopStats:
 
     @property
     def lost(self) -> int:
-        """Input samples that did not produce an output sample."""
-        return self.samples_in - self.samples_out
+        """Input samples that produced no output and were not deliberately skipped (must be 0)."""
+        return self.samples_in - self.samples_out - self.skipped
 
     def summary(self) -> dict:
         p50, p99 = self.process_time.percentiles()
@@ -69,12 +94,85 @@ class LoopStats:
             "samples_in": self.samples_in,
             "samples_out": self.samples_out,
             "lost": self.lost,
+            "skipped": self.skipped,
+            "nan_samples": self.nan_samples,
             "chunks": self.chunks,
             "gaps": self.gaps,
             "gap_seconds": round(self.gap_seconds, 6),
+            "stream_lost": self.stream_lost,
+            "clock_jumps": self.clock_jumps,
+            "max_backlog": self.max_backlog,
+            "operator_swaps": self.operator_swaps,
             "chunk_process_ms_p50": round(p50 * 1e3, 4),
             "chunk_process_ms_p99": round(p99 * 1e3, 4),
             "latency_ms_p50": round(l50 * 1e3, 3),
             "latency_ms_p99": round(l99 * 1e3, 3),
             "max_chunk": self.max_chunk_seen,
         }
+
+
+class TelemetryPublisher:
+    """Publishes :class:`LoopStats` on ``NAME-telemetry`` at :data:`TELEMETRY_RATE_HZ`.
+
+    Percentiles cover the last ``window`` chunks, so the stream shows the current state and
+    computing it stays cheap.
+    """
+
+    def __init__(self, output_name: str, source_id: str, bundle_path: str = "", window: int = 1000):
+        import pylsl
+
+        self._pylsl = pylsl
+        info = pylsl.StreamInfo(
+            output_name + TELEMETRY_SUFFIX, TELEMETRY_TYPE, len(TELEMETRY_CHANNELS), TELEMETRY_RATE_HZ, pylsl.cf_double64, source_id + TELEMETRY_SUFFIX
+        )
+        chans = info.desc().append_child("channels")
+        for label, unit in TELEMETRY_CHANNELS:
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("unit", unit)
+        meta = info.desc().append_child("rtsource")
+        meta.append_child_value("output_name", output_name)
+        meta.append_child_value("bundle", bundle_path)
+        self._outlet = pylsl.StreamOutlet(info)
+        self._window = window
+        self.period = 1.0 / TELEMETRY_RATE_HZ
+        self.next_due = 0.0
+        self._last = None  # (time, samples_in, samples_out)
+        self._row = np.zeros(len(TELEMETRY_CHANNELS))
+
+    def publish(self, stats: LoopStats, now: float) -> None:
+        """Publish one telemetry sample (``now``: time.perf_counter())."""
+        rate_in = rate_out = 0.0
+        if self._last is not None and now > self._last[0]:
+            dt = now - self._last[0]
+            rate_in = (stats.samples_in - self._last[1]) / dt
+            rate_out = (stats.samples_out - self._last[2]) / dt
+        self._last = (now, stats.samples_in, stats.samples_out)
+        p50, p99 = stats.process_time.percentiles(last=self._window)
+        l50, l99 = stats.latency.percentiles(last=self._window)
+        values = {
+            "samples_in": stats.samples_in,
+            "samples_out": stats.samples_out,
+            "lost": stats.lost,
+            "skipped": stats.skipped,
+            "gaps": stats.gaps,
+            "gap_seconds": stats.gap_seconds,
+            "nan_samples": stats.nan_samples,
+            "backlog": stats.backlog,
+            "input_rate_hz": rate_in,
+            "output_rate_hz": rate_out,
+            "process_ms_p50": p50 * 1e3,
+            "process_ms_p99": p99 * 1e3,
+            "latency_ms_p50": l50 * 1e3,
+            "latency_ms_p99": l99 * 1e3,
+            "bad_channels": stats.bad_channels,
+            "operator_swaps": stats.operator_swaps,
+            "last_swap_ms": stats.last_swap_ms,
+            "covariance_age_s": stats.covariance_age_s,
+            "waiting": float(stats.waiting),
+            "clock_jumps": stats.clock_jumps,
+        }
+        for i, (label, _) in enumerate(TELEMETRY_CHANNELS):
+            self._row[i] = values[label]
+        self._outlet.push_sample(self._row)
+        self.next_due = now + self.period

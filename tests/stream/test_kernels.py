@@ -40,11 +40,15 @@ def test_apply_fixed_matches_numpy():
     assert np.allclose(out, (x.astype(float) @ kernel.T.astype(float)) * inv, rtol=2e-5, atol=1e-5)
 
 
-def test_gather_channels():
+def test_gather_channels_flags_non_finite_rows():
     x = np.arange(20, dtype=np.float32).reshape(4, 5)
+    x[1, 0] = np.nan  # a picked channel
+    x[2, 1] = np.inf  # not picked: does not make the row bad
     out = np.zeros((4, 3), np.float32)
-    k.gather_channels(x, np.array([4, 0, 2]), 3, out)
-    assert np.array_equal(out[:3], x[:3][:, [4, 0, 2]]) and np.all(out[3] == 0)
+    bad = np.zeros(4, np.uint8)
+    n_bad = k.gather_channels(x, np.array([4, 0, 2]), 3, out, bad)
+    assert np.array_equal(out[:3], x[:3][:, [4, 0, 2]], equal_nan=True) and np.all(out[3] == 0)
+    assert n_bad == 1 and bad.tolist() == [0, 1, 0, 0]
 
 
 def test_sos_filter_matches_scipy_across_chunks():
@@ -55,12 +59,41 @@ def test_sos_filter_matches_scipy_across_chunks():
     state = np.zeros((len(sos), 6, 2))
     got = np.empty_like(x)
     start = 0
+    no_bad = np.zeros(1000, np.uint8)
     for size in [1, 7, 100, 3, 389, 500]:
         chunk = x[start : start + size].astype(np.float32)
-        k.sos_filter(chunk, size, sos, state)
+        k.sos_filter(chunk, size, sos, state, no_bad)
         got[start : start + size] = chunk
         start += size
     assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_sos_filter_skips_flagged_rows():
+    """A flagged row leaves the state alone: the result equals filtering without that row."""
+    rng = np.random.default_rng(3)
+    sos = butter(2, 1.0, "highpass", output="sos", fs=500.0)
+    x = rng.normal(size=(50, 3))
+    bad = np.zeros(50, np.uint8)
+    bad[[10, 11, 30]] = 1
+    y = x.astype(np.float32).copy()
+    y[bad == 1] = np.nan
+    state = np.zeros((len(sos), 3, 2))
+    k.sos_filter(y, 50, sos, state, bad)
+    expected = sosfilt(sos, x[bad == 0], axis=0)
+    assert np.allclose(y[bad == 0], expected, atol=1e-5)
+    assert np.all(np.isfinite(state))
+
+
+def test_steady_state_start():
+    from scipy.signal import sosfilt_zi
+
+    sos = butter(2, 1.0, "highpass", output="sos", fs=500.0)
+    row = np.array([50.0, -20.0])
+    state = np.zeros((len(sos), 2, 2))
+    k.set_filter_steady_state(row, sos, state, sosfilt_zi(sos))
+    x = np.tile(row, (100, 1)).astype(np.float32)
+    k.sos_filter(x, 100, sos, state, np.zeros(100, np.uint8))
+    assert np.abs(x).max() < 1e-4  # a constant offset gives no transient through the high-pass
 
 
 def _identity_map(n_chan, scale=1.0, order=None):
@@ -98,9 +131,28 @@ def test_stream_operator_filter_equals_offline_filter():
         chunk = x[s : s + 37].copy()
         outs.append(op.process(chunk, len(chunk)).copy())
     got = np.vstack(outs)
-    xf = sosfilt(spec.design(500.0), x.astype(np.float64), axis=0)
+    # policy: the filter starts at the steady state of the first sample
+    from scipy.signal import sosfilt_zi
+
+    sos = spec.design(500.0)
+    zi = sosfilt_zi(sos)[:, :, None] * x[0].astype(np.float64)[None, None, :]
+    xf, _ = sosfilt(sos, x.astype(np.float64), axis=0, zi=zi)
     expected = (xf @ b.kernel.T) / b.noise_norm
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_nan_input_gives_nan_output_and_clean_state():
+    b = make_bundle(n_chan=6, n_src=10, n_orient=3)
+    op = StreamOperator(b, _identity_map(6), max_chunk=64, filter_spec=FilterSpec(highpass_hz=1.0))
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    x[5, 2] = np.nan
+    x[6, 0] = -np.inf
+    out = op.process(x, 40).copy()
+    assert op.last_bad == 2 and op.bad_rows(40).sum() == 2
+    assert np.all(np.isnan(out[[5, 6]])) and np.all(np.isfinite(np.delete(out, [5, 6], axis=0)))
+    out2 = op.process(rng.normal(size=(10, 6)).astype(np.float32), 10)
+    assert op.last_bad == 0 and np.all(np.isfinite(out2))
 
 
 def test_process_allocates_nothing_per_chunk():
