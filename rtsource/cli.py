@@ -115,6 +115,9 @@ def _loop_options(settings, args, bundle_path: str):
         output_source_id=out.source_id,
         bundle_path=bundle_path,
         idle_timeout=args.idle_timeout or 0.0,
+        lost_after=st.lost_after_s,
+        latest_only=args.latest_only or st.latest_only,
+        max_backlog=st.max_backlog,
     )
 
 
@@ -136,7 +139,8 @@ def cmd_run(args) -> int:
     loop.connect()
     desc = loop.inlet.description
     print(f"input:  {desc.label()}; {loop.channel_map.summary()}")
-    print(f"output: {loop.options.output_name!r} ({bundle.n_sources} channels, {bundle.output_unit or 'dimensionless'})")
+    print(f"output: {loop.options.output_name!r} ({bundle.n_sources} channels, {bundle.output_unit or 'dimensionless'})", flush=True)
+    _stop_on_sigterm(loop.stop)
     try:
         stats = loop.run(duration=args.duration)
     except KeyboardInterrupt:
@@ -144,6 +148,11 @@ def cmd_run(args) -> int:
     finally:
         loop.close()
     _print_table("loop", stats.summary())
+    notable = [e for e in loop.events.recent if e["event"] not in ("started", "stopped")]
+    if notable:
+        print(f"\nevents ({len(notable)}; also published on {loop.options.output_name + '-events'!r}):")
+        for e in notable[-20:]:
+            print("  " + ", ".join(f"{k}={v}" for k, v in e.items()))
     return 0
 
 
@@ -162,6 +171,7 @@ def cmd_simulate(args) -> int:
     )
     for j, d in enumerate(sim.generator.dipoles):
         print(f"  source {j}: {d.frequency_hz:g} Hz, {d.amplitude_am * 1e9:g} nAm at {(d.position_m * 1e3).round(1).tolist()} mm", flush=True)
+    _stop_on_sigterm(sim.stop)
     try:
         n = sim.run(duration=args.duration)
     except KeyboardInterrupt:
@@ -202,6 +212,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _stop_on_sigterm(stop) -> None:
+    """SIGTERM (a supervisor, `kill`) ends the run like Ctrl-C: cleanly, with the summary."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop())
+
+
 def _print_table(title: str, values: dict) -> None:
     print(f"\n{title}:")
     for k, v in values.items():
@@ -237,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resolve-timeout", type=float, help="seconds to wait for the stream")
     r.add_argument("--max-chunk", type=int, help="largest chunk processed at once (samples)")
     r.add_argument("--assume-unit", help="unit for channels whose metadata has none (e.g. uV)")
+    r.add_argument("--latest-only", action="store_true", help="when behind, skip the backlog (reported) instead of catching up")
     r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("simulate", help="publish a simulated EEG stream")

@@ -121,10 +121,13 @@ class StreamSettings:
     name: str = _opt(None, "LSL stream name (empty: any)", "rtsource-sim-eeg")
     type: str = _opt(None, "LSL stream type (empty: any)", "EEG")
     source_id: str = _opt(None, "LSL source_id (empty: any)", "")
-    sfreq: float = _opt(_nonneg, "expected sampling rate in Hz (0: take it from the stream at setup)", 0.0)
+    sfreq: float = _opt(lambda v: None if v == 0 or 1.0 <= v <= 100000.0 else "must be 0 or between 1 and 100000 Hz", "expected sampling rate in Hz (0: take it from the stream at setup)", 0.0)
     resolve_timeout: float = _opt(_positive, "seconds to wait for the stream", 10.0)
     assume_unit: str = _opt(None, "unit for channels whose metadata has none (e.g. 'uV'); empty: refuse", "")
     max_chunk: int = _opt(lambda v: None if 1 <= v <= 65536 else "must be in 1..65536", "largest chunk processed at once (samples)", 1024)
+    lost_after_s: float = _opt(_positive, "no data for this long: report the stream as lost and wait for it", 1.0)
+    latest_only: bool = _opt(None, "when behind, skip the backlog (reported) instead of processing every sample", False)
+    max_backlog: int = _opt(lambda v: None if v >= 0 else "must be >= 0", "latest_only: samples allowed to queue before skipping", 0)
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,7 @@ class SimulatedSource:
 class SimulateSettings:
     """[simulate]: the simulated EEG stream (``rtsource simulate`` and the demo)."""
 
-    sfreq: float = _opt(_positive, "sampling rate in Hz", 500.0)
+    sfreq: float = _opt(lambda v: None if 1.0 <= v <= 100000.0 else "must be between 1 and 100000 Hz", "sampling rate in Hz", 500.0)
     chunk_size: int = _opt(lambda v: None if 1 <= v <= 4096 else "must be in 1..4096", "samples per pushed chunk", 10)
     unit: str = _opt(_one_of("uV", "V"), "unit the samples are published in", "uV")
     spacing: str = _opt(_one_of("ico4", "ico5"), "simulator cortex density (ico5: not the inverse's grid)", "ico5")
@@ -287,8 +290,11 @@ def _cross_checks(s: Settings, where: str) -> None:
             f"({len(f.conductivities)}) must have the same length, 1 to 6 shells"
         )
     for sec, radii, cond in (("forward", f.relative_radii, f.conductivities), ("simulate", s.simulate.relative_radii, s.simulate.conductivities)):
-        if len(radii) != len(cond):
-            raise ConfigError(f"{where} [{sec}]: {len(radii)} relative_radii but {len(cond)} conductivities")
+        if len(radii) != len(cond) or not 1 <= len(radii) <= 6:
+            raise ConfigError(
+                f"{where} [{sec}]: {len(radii)} relative_radii and {len(cond)} conductivities; "
+                "give the same number of each, 1 to 6 shells"
+            )
         if any(b <= a for a, b in zip(radii, radii[1:])) or radii[-1] != 1.0 or radii[0] <= 0:
             raise ConfigError(f"{where} [{sec}] relative_radii = {list(radii)}: must increase and end at 1.0")
         if any(c <= 0 for c in cond):

@@ -54,6 +54,11 @@ def test_values_are_converted_and_frozen(tmp_path):
         ({"simulate": {"sources": [{"position_mm": [1, 2]}]}}, ["position_mm", "3 numbers"]),
         ({"simulate": {"sources": [{"frequency": 10}]}}, ["unknown key", "'frequency'"]),
         ({"inverse": 3}, ["[inverse]", "table"]),
+        ({"simulate": {"relative_radii": [], "conductivities": []}}, ["[simulate]", "1 to 6 shells"]),
+        ({"simulate": {"sfreq": 1e308}}, ["sfreq", "100000"]),
+        ({"stream": {"sfreq": -5.0}}, ["sfreq"]),
+        ({"stream": {"max_chunk": 0}}, ["max_chunk", "1..65536"]),
+        ({"sensors": {"channels": []}}, ["channels", "at least 3"]),
     ],
 )
 def test_bad_values_are_named(doc, fragments):

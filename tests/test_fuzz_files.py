@@ -1,0 +1,124 @@
+"""Untrusted files: the bundle and config loaders only raise rtsource's documented errors.
+
+Hypothesis mutates real files (byte flips, truncation, insertion) and writes random text;
+whatever comes in, the loaders must either load it or refuse it with an RtsourceError.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtsource.bundle import load_bundle, save_bundle
+from rtsource.config import load_config
+from rtsource.errors import RtsourceError
+
+from .conftest import make_bundle
+
+_DIR = Path(tempfile.mkdtemp(prefix="rtsource-fuzz-"))
+_BUNDLE = save_bundle(make_bundle(n_chan=4, n_src=6), _DIR / "good.npz").read_bytes()
+_CONFIG = (Path(__file__).resolve().parents[1] / "configs" / "demo.toml").read_bytes()
+
+
+def _mutate(data: bytes, edits) -> bytes:
+    buf = bytearray(data)
+    for kind, pos, value in edits:
+        if not buf:
+            break
+        i = pos % len(buf)
+        if kind == 0:
+            buf[i] = value
+        elif kind == 1:
+            del buf[i : i + 1 + value % 64]
+        else:
+            buf[i:i] = bytes([value]) * (1 + value % 8)
+    return bytes(buf)
+
+
+edits = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1 << 30), st.integers(0, 255)), min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits)
+def test_mutated_bundles_are_loaded_or_refused(e):
+    path = _DIR / "mutated.npz"
+    path.write_bytes(_mutate(_BUNDLE, e))
+    try:
+        load_bundle(path)
+    except RtsourceError:
+        pass
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=4000))
+def test_random_bytes_as_bundle(data):
+    path = _DIR / "random.npz"
+    path.write_bytes(data)
+    try:
+        load_bundle(path)
+    except RtsourceError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(edits)
+def test_mutated_configs_are_loaded_or_refused(e):
+    path = _DIR / "mutated.toml"
+    path.write_bytes(_mutate(_CONFIG, e))
+    try:
+        load_config(path)
+    except RtsourceError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=2000))
+def test_random_text_as_config(text):
+    path = _DIR / "random.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass") if False else path.write_bytes(text.encode("utf-8", "replace"))
+    try:
+        load_config(path)
+    except RtsourceError:
+        pass
+
+
+def _schema():
+    import dataclasses
+    import typing
+
+    from rtsource.config import Settings
+
+    hints = typing.get_type_hints(Settings)
+    return {f.name: [g.name for g in dataclasses.fields(hints[f.name])] for f in dataclasses.fields(Settings) if f.name != "base_dir"}
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def config_docs(draw):
+    schema = _schema()
+    doc = {}
+    for section in draw(st.lists(st.sampled_from(sorted(schema)), max_size=4, unique=True)):
+        keys = draw(st.lists(st.sampled_from(schema[section]), max_size=4, unique=True))
+        doc[section] = {k: draw(_values) for k in keys}
+    return doc
+
+
+@settings(max_examples=400, deadline=None)
+@given(config_docs())
+def test_structured_config_fuzz(doc):
+    from rtsource.config import settings_from_dict
+
+    doc = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in doc.items()}  # TOML has no null
+    try:
+        settings_from_dict(doc)
+    except RtsourceError:
+        pass
