@@ -1,9 +1,10 @@
-"""Command line: ``rtsource setup | run | simulate | demo``.
+"""Command line: ``rtsource setup | run | simulate | demo | bench``.
 
     rtsource setup CONFIG.toml            build the operator bundle the config describes
     rtsource run CONFIG.toml|BUNDLE.npz   stream: LSL in -> sources out, until stopped
     rtsource simulate [--config C]        publish a simulated EEG stream on LSL
     rtsource demo                         all of the above on the template head, with a summary
+    rtsource bench [kernels|latency|...]  speed against baselines measured in the same run
 
 Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
 anything else is a bug and shows its traceback.
@@ -219,6 +220,15 @@ def _stop_on_sigterm(stop) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop())
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    run_bench(args.what, json_path=args.json, quick=args.quick, progress=lambda line: print(line, flush=True))
+    if args.json:
+        print(f"results written to {args.json}")
+    return 0
+
+
 def _print_table(title: str, values: dict) -> None:
     print(f"\n{title}:")
     for k, v in values.items():
@@ -275,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bundle", help="where to write the bundle (default: the cache directory)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="measure speed against baselines in the same run")
+    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "all"])
+    b.add_argument("--json", help="write the results to this file")
+    b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

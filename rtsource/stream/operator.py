@@ -52,6 +52,18 @@ class FilterSpec:
         return butter(self.order, self.lowpass_hz, "lowpass", output="sos", fs=sfreq)
 
 
+def low_rank_factors(kernel: np.ndarray, rtol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """K = A @ B with A (n_rows, r) and B (r, n_chan), r the numerical rank of K.
+
+    From the SVD K = U S V^T: A = U_r S_r, B = V_r^T, keeping singular values above
+    ``rtol`` times the largest. Minimum-norm and beamformer operators of MEG data cleaned
+    with SSS have rank ~70 for 306 channels (the whitener keeps only that many dimensions).
+    """
+    u, sv, vt = np.linalg.svd(kernel, full_matrices=False)
+    r = int(np.sum(sv > rtol * sv[0])) if len(sv) and sv[0] > 0 else 0
+    return u[:, :r] * sv[:r], vt[:r]
+
+
 class StreamOperator:
     """An operator bundle prepared for one stream's channel layout.
 
@@ -65,9 +77,19 @@ class StreamOperator:
         Largest number of samples :meth:`process` accepts at once.
     filter_spec : FilterSpec, optional
         Causal filter applied to the operator's channels before the operator.
+    low_rank : {"auto", "on", "off"}
+        Apply K as A (B x) when K has low numerical rank: "auto" does so when it saves at
+        least a quarter of the multiply-adds.
     """
 
-    def __init__(self, bundle: OperatorBundle, channel_map: ChannelMap, max_chunk: int, filter_spec: FilterSpec | None = None):
+    def __init__(
+        self,
+        bundle: OperatorBundle,
+        channel_map: ChannelMap,
+        max_chunk: int,
+        filter_spec: FilterSpec | None = None,
+        low_rank: str = "auto",
+    ):
         from . import _kernels
 
         self._kernels = _kernels
@@ -78,8 +100,23 @@ class StreamOperator:
         n_src = bundle.n_sources
         # unit conversion folded into the operator's columns: K (V) * scale == K applied to stream units
         k = bundle.kernel * channel_map.scale[None, :]
+        self.rank = n_chan
+        self._project = None
+        if low_rank not in ("auto", "on", "off"):
+            raise ValueError(f"low_rank must be 'auto', 'on' or 'off', got {low_rank!r}")
+        if low_rank != "off":
+            a, b = low_rank_factors(k)
+            r = b.shape[0]
+            n_rows = k.shape[0]
+            if low_rank == "on" or (n_rows * r + r * n_chan) < 0.75 * n_rows * n_chan:
+                self.rank = r
+                self._project = np.ascontiguousarray(b, dtype=np.float32)  # (r, n_chan)
+                self._projected = np.zeros((self.max_chunk, r), dtype=np.float32)
+                self._ones = np.ones(r, dtype=np.float32)
+                k = a
+        width = k.shape[1]
         if bundle.n_orient == 3:
-            self._kernel = np.ascontiguousarray(k.reshape(n_src, 3, n_chan), dtype=np.float32)
+            self._kernel = np.ascontiguousarray(k.reshape(n_src, 3, width), dtype=np.float32)
             self._apply = _kernels.apply_pooled3
         else:
             self._kernel = np.ascontiguousarray(k, dtype=np.float32)
@@ -161,7 +198,11 @@ class StreamOperator:
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         if len(self._sos):
             k.sos_filter(self._picked, n, self._sos, self._state, self._bad_rows)
-        self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
+        if self._project is None:
+            self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
+        else:  # low rank: z = B x (r values per sample), then the source rows A z
+            k.apply_fixed(self._picked, n, self._project, self._ones, self._projected)
+            self._apply(self._projected, n, self._kernel, self._inv_norm, self._out)
         if n_bad:
             k.fill_bad_rows(self._out, n, self._bad_rows, np.float32(np.nan))
         self.last_bad = n_bad

@@ -170,3 +170,24 @@ def test_process_allocates_nothing_per_chunk():
     tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
     assert grown < 4096, f"{grown} bytes allocated over 200 chunks"
+
+
+@pytest.mark.parametrize("n_orient", [1, 3])
+def test_low_rank_path_equals_full_rank(n_orient):
+    """A 306-channel operator of rank 70 (MEG after SSS): A (B x) == K x."""
+    rng = np.random.default_rng(11)
+    n_chan, n_src, rank = 306, 200, 70
+    k = rng.normal(size=(n_src * n_orient, rank)) @ rng.normal(size=(rank, n_chan)) * 1e3
+    b = make_bundle(n_chan=n_chan, n_src=n_src, n_orient=n_orient, kernel=k)
+    full = StreamOperator(b, _identity_map(n_chan, 1e-13), max_chunk=32, low_rank="off")
+    low = StreamOperator(b, _identity_map(n_chan, 1e-13), max_chunk=32, low_rank="auto")
+    assert full.rank == n_chan and low.rank == rank
+    x = rng.normal(size=(32, n_chan)).astype(np.float32) * 100
+    y_full = full.process(x, 32).copy()
+    y_low = low.process(x, 32).copy()
+    assert np.allclose(y_low, y_full, rtol=1e-3, atol=1e-4 * np.abs(y_full).max())
+
+
+def test_low_rank_not_used_for_full_rank_eeg():
+    b = make_bundle(n_chan=16, n_src=50)
+    assert StreamOperator(b, _identity_map(16), max_chunk=8).rank == 16

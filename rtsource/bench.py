@@ -1,0 +1,371 @@
+"""``rtsource bench``: speed measured against baselines in the same run.
+
+    rtsource bench kernels   per-chunk time of rtsource's kernels vs numpy matmul + pooling,
+                             one plain GEMV pass over the operator (the memory floor) and
+                             MNE-Python's prepared apply_inverse_raw (when installed)
+    rtsource bench lowrank   306-channel rank-70 operator: low-rank path vs full rank
+    rtsource bench latency   end to end over LSL (producer -> X -> consumer, 3 processes):
+                             X = a bare pylsl relay vs X = `rtsource run`
+    rtsource bench startup   launch of `rtsource run` to its first published sample, cold
+                             (empty numba cache) and warm
+    rtsource bench all       everything; --json FILE writes the results
+
+Times are medians and 99th percentiles over many repetitions, with the methods interleaved
+so that machine noise hits them alike; ratios compare numbers from the same run. Nothing
+here asserts a speed: it measures and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+# ---- kernels ----------------------------------------------------------------------------
+
+
+def _random_bundle(n_chan: int, n_src: int, n_orient: int, sfreq: float = 500.0, seed: int = 0, rank: int | None = None):
+    from .anatomy.source_space import SourceSpace
+    from .bundle import OperatorBundle
+
+    rng = np.random.default_rng(seed)
+    if rank is None:
+        kernel = rng.normal(size=(n_src * n_orient, n_chan)) * 1e5
+    else:
+        kernel = rng.normal(size=(n_src * n_orient, rank)) @ rng.normal(size=(rank, n_chan)) * 1e4
+    normals = rng.normal(size=(n_src, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    names = tuple(f"C{i:03d}" for i in range(n_chan))
+    sources = SourceSpace(rng.normal(size=(n_src, 3)) * 0.05, normals, np.ones(n_src) * 1e-5, np.zeros(n_src), "template", f"random-{n_src}")
+    return OperatorBundle(
+        kernel=kernel, noise_norm=rng.uniform(0.5, 2.0, n_src) * 1e5, n_orient=n_orient, method="dSPM", output_unit="",
+        ch_names=names, ch_types=("eeg",) * n_chan, ch_units=("V",) * n_chan, reference="average", sfreq=sfreq,
+        sources=sources, channel_positions_m=np.zeros((n_chan, 3)), channel_frame="template",
+    )  # fmt: skip
+
+
+def _timeit(fns: dict, reps: int, warmup: int = 5) -> dict:
+    """Interleaved timing: {name: (median_ms, p99_ms)}."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times = {k: np.empty(reps) for k in fns}
+    for i in range(reps):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k][i] = time.perf_counter() - t
+    return {k: (float(np.median(v)) * 1e3, float(np.percentile(v, 99)) * 1e3) for k, v in times.items()}
+
+
+def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
+    """MNE-Python's prepared inverse of the same size, and a function applying it to n samples."""
+    import warnings
+
+    import mne
+
+    from .sensors.montage import CAP_64, standard_montage
+
+    mne.set_log_level("ERROR")
+    names = list(CAP_64[:n_chan])
+    info = mne.create_info(names, 500.0, "eeg")
+    pos = standard_montage("standard_1005").pick(names).electrodes.positions_m
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info.set_montage(mne.channels.make_dig_montage(dict(zip(names, pos)), coord_frame="head"))
+    sphere = mne.make_sphere_model(r0=(0.0, -0.019, 0.002), head_radius=0.095)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(n_src, 3))
+    u[:, 2] = np.abs(u[:, 2])
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    rr = u * rng.uniform(0.03, 0.07, size=(n_src, 1)) + np.array([0.0, -0.019, 0.002])
+    src = mne.setup_volume_source_space(pos=dict(rr=rr, nn=u), sphere=sphere)
+    fwd = mne.make_forward_solution(info, mne.transforms.Transform("mri", "head"), src, sphere, meg=False, eeg=True)
+    cov = mne.make_ad_hoc_cov(info)
+    raw = mne.io.RawArray(rng.normal(size=(n_chan, 64)) * 1e-5, info)
+    raw.set_eeg_reference(projection=True)
+    inv = mne.minimum_norm.make_inverse_operator(raw.info, fwd, cov, loose="auto" if fixed else loose, depth=0.8, fixed=fixed)
+    prepared = mne.minimum_norm.prepare_inverse_operator(inv, nave=1, lambda2=1 / 9, method="dSPM")
+
+    def apply(n):
+        return lambda: mne.minimum_norm.apply_inverse_raw(raw, prepared, 1 / 9, "dSPM", start=0, stop=n, prepared=True)
+
+    return apply
+
+
+def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 32, 64), orients=(3, 1), reps=200, mne_peer=True, progress=print):
+    from .stream.channels import ChannelMap
+    from .stream.operator import StreamOperator
+
+    rows = []
+    try:
+        import mne  # noqa: F401
+
+        have_mne = mne_peer
+    except ImportError:
+        have_mne = False
+    for n_chan in channels:
+        for n_src in sources:
+            for n_orient in orients:
+                b = _random_bundle(n_chan, n_src, n_orient)
+                cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
+                op = StreamOperator(b, cmap, max_chunk=max(chunks), low_rank="off")
+                op.warm_up()
+                k32 = b.kernel.astype(np.float32)
+                inv_norm = (1.0 / b.noise_norm).astype(np.float32)
+                mne_apply = None
+                if have_mne and n_chan == 64 and n_src == 8000:
+                    mne_apply = _mne_prepared(n_chan, n_src, loose=0.2 if n_orient == 3 else 0.0, fixed=n_orient == 1)
+                rng = np.random.default_rng(1)
+                x = rng.normal(size=(max(chunks), n_chan)).astype(np.float32)
+                for n in chunks:
+                    def numpy_way(n=n):
+                        y = x[:n] @ k32.T
+                        if n_orient == 3:
+                            y = np.sqrt((y.reshape(n, -1, 3) ** 2).sum(axis=2))
+                        return y * inv_norm
+
+                    fns = {
+                        "rtsource": lambda n=n: op.process(x, n),
+                        "numpy": numpy_way,
+                        "gemv": lambda: k32 @ x[0],
+                    }
+                    if mne_apply is not None:
+                        fns["mne"] = mne_apply(n)
+                    big = n_chan * n_src * n_orient * n > 5e7
+                    t = _timeit(fns, reps=max(20, reps // (5 if big else 1)))
+                    row = {
+                        "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
+                        **{f"{k}_ms": round(v[0], 4) for k, v in t.items()},
+                        **{f"{k}_p99_ms": round(v[1], 4) for k, v in t.items()},
+                        "speedup_vs_numpy": round(t["numpy"][0] / t["rtsource"][0], 2),
+                        "vs_gemv": round(t["rtsource"][0] / t["gemv"][0], 2),
+                    }  # fmt: skip
+                    if "mne" in t:
+                        row["speedup_vs_mne"] = round(t["mne"][0] / t["rtsource"][0], 1)
+                    rows.append(row)
+                    progress(_fmt_kernel_row(row))
+    return rows
+
+
+def _fmt_kernel_row(r) -> str:
+    mne_part = f"  mne {r['mne_ms']:8.3f} ms (x{r['speedup_vs_mne']:.0f})" if "mne_ms" in r else ""
+    return (
+        f"{r['channels']:4d} ch {r['sources']:6d} src {r['orient']:5s} chunk {r['chunk']:3d}: "
+        f"rtsource {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f})  numpy {r['numpy_ms']:7.3f} ms "
+        f"(x{r['speedup_vs_numpy']:.1f})  gemv {r['gemv_ms']:6.3f} ms (kernel/gemv {r['vs_gemv']:.2f}){mne_part}"
+    )
+
+
+def bench_lowrank(n_chan=306, n_src=8000, rank=70, chunks=(1, 4, 10, 32), reps=200, progress=print):
+    from .stream.channels import ChannelMap
+    from .stream.operator import StreamOperator
+
+    b = _random_bundle(n_chan, n_src, 3, rank=rank)
+    cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
+    full = StreamOperator(b, cmap, max_chunk=max(chunks), low_rank="off")
+    low = StreamOperator(b, cmap, max_chunk=max(chunks), low_rank="auto")
+    full.warm_up()
+    low.warm_up()
+    x = np.random.default_rng(2).normal(size=(max(chunks), n_chan)).astype(np.float32)
+    rows = []
+    for n in chunks:
+        t = _timeit({"full": lambda n=n: full.process(x, n), "low_rank": lambda n=n: low.process(x, n)}, reps)
+        row = {"channels": n_chan, "sources": n_src, "rank": low.rank, "chunk": n, "full_ms": round(t["full"][0], 4), "low_rank_ms": round(t["low_rank"][0], 4), "speedup": round(t["full"][0] / t["low_rank"][0], 2)}
+        rows.append(row)
+        progress(f"{n_chan} ch rank {low.rank} {n_src} src chunk {n:3d}: full {row['full_ms']:.3f} ms  low-rank {row['low_rank_ms']:.3f} ms  (x{row['speedup']:.1f})")
+    return rows
+
+
+# ---- end to end over LSL ----------------------------------------------------------------
+
+
+def _produce(name: str, n_chan: int, sfreq: float, seconds: float, chunk: int) -> None:
+    """Hidden mode: push `seconds` of data in `chunk`-sample chunks at the real pace."""
+    import pylsl
+
+    pylsl.set_config_content("[log]\nlevel = -2\n")
+    info = pylsl.StreamInfo(name, "EEG", n_chan, sfreq, pylsl.cf_float32, name)
+    chans = info.desc().append_child("channels")
+    for i in range(n_chan):
+        c = chans.append_child("channel")
+        c.append_child_value("label", f"C{i:03d}")
+        c.append_child_value("type", "EEG")
+        c.append_child_value("unit", "microvolts")
+    outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+    outlet.wait_for_consumers(120)
+    data = (np.random.default_rng(0).normal(size=(chunk, n_chan)) * 10).astype(np.float32)
+    t0 = pylsl.local_clock() + 0.5
+    for k in range(0, int(seconds * sfreq), chunk):
+        ts = t0 + (k + np.arange(chunk)) / sfreq
+        wait = ts[-1] - pylsl.local_clock()
+        if wait > 0:
+            time.sleep(wait)
+        outlet.push_chunk(data, ts.tolist())
+    time.sleep(1.0)
+
+
+def _relay(in_name: str, out_name: str, seconds: float) -> None:
+    """Hidden mode: the bare relay, pull a chunk and push it on with its timestamps."""
+    import pylsl
+
+    pylsl.set_config_content("[log]\nlevel = -2\n")
+    found = pylsl.resolve_byprop("name", in_name, minimum=1, timeout=60)
+    inlet = pylsl.StreamInlet(found[0], max_buflen=360)
+    info = inlet.info()
+    out = pylsl.StreamOutlet(pylsl.StreamInfo(out_name, "Relay", info.channel_count(), info.nominal_srate(), pylsl.cf_float32, out_name), chunk_size=0, max_buffered=360)
+    buf = np.zeros((1024, info.channel_count()), np.float32)
+    inlet.open_stream(timeout=30)
+    end = time.monotonic() + seconds + 60
+    while time.monotonic() < end:
+        _, ts = inlet.pull_chunk(timeout=0.5, max_samples=1024, dest_obj=buf, min_samples=1, as_numpy=True)
+        if len(ts):
+            out.push_chunk(buf[: len(ts)], ts.tolist())
+
+
+def _consume(out_name: str, n_channels: int, seconds: float, skip: float = 2.0) -> np.ndarray:
+    """End-to-end latencies (s) of every received chunk, after the first `skip` seconds."""
+    import pylsl
+
+    found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=120)
+    if not found:
+        raise RuntimeError(f"{out_name!r} never appeared")
+    inlet = pylsl.StreamInlet(found[0], max_buflen=360)
+    inlet.open_stream(timeout=30)
+    offset = inlet.time_correction(timeout=5)
+    buf = np.zeros((1024, n_channels), np.float32)
+    lat = []
+    t_first = None
+    end = time.monotonic() + seconds + 60
+    while time.monotonic() < end:
+        _, ts = inlet.pull_chunk(timeout=2.0, max_samples=1024, dest_obj=buf, min_samples=1, as_numpy=True)
+        if not len(ts):
+            if t_first is not None:
+                break
+            continue
+        now = pylsl.local_clock()
+        t_first = t_first or now
+        if now - t_first > skip:
+            lat.append(now - (ts[-1] + offset))
+    return np.array(lat)
+
+
+def bench_latency(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=30.0, progress=print) -> dict:
+    from .bundle import save_bundle
+
+    tag = f"bench-{os.getpid()}-{int(time.time())}"
+    tmp = Path(tempfile.mkdtemp(prefix="rtsource-bench-"))
+    bundle_path = save_bundle(_random_bundle(n_chan, n_src, 3, sfreq=sfreq), tmp / "bench_bundle.npz")
+    results = {}
+    for kind in ("relay", "rtsource"):
+        in_name, out_name = f"{tag}-{kind}-in", f"{tag}-{kind}-out"
+        prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(n_chan), str(sfreq), str(seconds), str(chunk)])
+        if kind == "relay":
+            mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--relay", in_name, out_name, str(seconds)])
+            n_out = n_chan
+        else:
+            mid = subprocess.Popen(
+                [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            n_out = n_src
+        try:
+            lat = _consume(out_name, n_out, seconds)
+        finally:
+            for p in (mid, prod):
+                p.terminate()
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        results[kind] = {"p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3), "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3), "chunks": int(len(lat))}
+        progress(f"{kind:9s}: end-to-end latency p50 {results[kind]['p50_ms']:.3f} ms, p99 {results[kind]['p99_ms']:.3f} ms over {len(lat)} chunks")
+    results["added_p50_ms"] = round(results["rtsource"]["p50_ms"] - results["relay"]["p50_ms"], 3)
+    results["added_p99_ms"] = round(results["rtsource"]["p99_ms"] - results["relay"]["p99_ms"], 3)
+    results["setup"] = {"channels": n_chan, "sources": n_src, "sfreq": sfreq, "chunk": chunk, "seconds": seconds}
+    progress(f"rtsource adds {results['added_p50_ms']:.3f} ms at p50, {results['added_p99_ms']:.3f} ms at p99 over the bare relay")
+    return results
+
+
+# ---- start-up ---------------------------------------------------------------------------
+
+
+def bench_startup(n_chan=64, n_src=8000, sfreq=500.0, progress=print) -> dict:
+    """Seconds from launching `rtsource run` to its first published sample, cold and warm."""
+    import pylsl
+
+    from .bundle import save_bundle
+
+    tmp = Path(tempfile.mkdtemp(prefix="rtsource-startup-"))
+    bundle_path = save_bundle(_random_bundle(n_chan, n_src, 3, sfreq=sfreq), tmp / "bundle.npz")
+    cache = tmp / "numba-cache"
+    tag = f"startup-{os.getpid()}-{int(time.time())}"
+    in_name = tag + "-in"
+    prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(n_chan), str(sfreq), "600", "10"])
+    results = {}
+    try:
+        for kind in ("cold", "warm"):
+            out_name = f"{tag}-{kind}"
+            env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+            t0 = pylsl.local_clock()
+            run = subprocess.Popen(
+                [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+            )  # fmt: skip
+            try:
+                found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=120)
+                inlet = pylsl.StreamInlet(found[0])
+                inlet.open_stream(timeout=30)
+                sample, _ = inlet.pull_sample(timeout=60)
+                t1 = pylsl.local_clock()
+            finally:
+                run.terminate()
+                run.wait(timeout=15)
+            if sample is None:
+                raise RuntimeError("no sample from rtsource run")
+            results[f"{kind}_s"] = round(t1 - t0, 3)
+            progress(f"{kind} start to first published sample: {t1 - t0:.2f} s")
+    finally:
+        prod.terminate()
+        prod.wait(timeout=15)
+    return results
+
+
+# ---- entry point ------------------------------------------------------------------------
+
+
+def run_bench(what: str, json_path: str | None = None, quick: bool = False, progress=print) -> dict:
+    results: dict = {"machine": {"cpus": os.cpu_count()}, "numba_threads": _numba_threads()}
+    if what in ("kernels", "all"):
+        if quick:
+            results["kernels"] = bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
+        else:
+            results["kernels"] = bench_kernels(progress=progress)
+    if what in ("lowrank", "all"):
+        results["lowrank"] = bench_lowrank(reps=50 if quick else 200, progress=progress)
+    if what in ("latency", "all"):
+        results["latency"] = bench_latency(seconds=10.0 if quick else 30.0, progress=progress)
+    if what in ("startup", "all"):
+        results["startup"] = bench_startup(progress=progress)
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
+    return results
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+if __name__ == "__main__":  # hidden helper processes of the latency and start-up benchmarks
+    if sys.argv[1] == "--produce":
+        _produce(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]))
+    elif sys.argv[1] == "--relay":
+        _relay(sys.argv[2], sys.argv[3], float(sys.argv[4]))
