@@ -119,6 +119,8 @@ def _loop_options(settings, args, bundle_path: str):
         lost_after=st.lost_after_s,
         latest_only=args.latest_only or st.latest_only,
         max_backlog=st.max_backlog,
+        threads=args.threads if args.threads is not None else settings.performance.threads,
+        low_rank=settings.performance.low_rank,
     )
 
 
@@ -265,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-chunk", type=int, help="largest chunk processed at once (samples)")
     r.add_argument("--assume-unit", help="unit for channels whose metadata has none (e.g. uV)")
     r.add_argument("--latest-only", action="store_true", help="when behind, skip the backlog (reported) instead of catching up")
+    r.add_argument("--threads", type=int, help="kernel threads (default: [performance] threads, 0 = all cores)")
     r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("simulate", help="publish a simulated EEG stream")

@@ -140,6 +140,14 @@ class PreprocessSettings:
 
 
 @dataclass(frozen=True)
+class PerformanceSettings:
+    """[performance]: how the kernels run."""
+
+    threads: int = _opt(lambda v: None if 0 <= v <= 256 else "must be in 0..256", "kernel threads (0: all cores)", 0)
+    low_rank: str = _opt(_one_of("auto", "on", "off"), "apply K as A(Bx) when K has low rank (auto: when cheaper)", "auto")
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     """[output]: the LSL outlet of source time courses."""
 
@@ -207,6 +215,7 @@ class Settings:
     noise_cov: NoiseCovSettings = field(default_factory=NoiseCovSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
+    performance: PerformanceSettings = field(default_factory=PerformanceSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     bundle: BundleSettings = field(default_factory=BundleSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)

@@ -70,6 +70,8 @@ class LoopOptions:
     max_backlog: int = 0  # latest_only: samples allowed to wait before skipping (0: one chunk)
     clock_jump_s: float = 0.005  # change of the LSL clock offset reported as a jump
     telemetry: bool = True  # publish the telemetry and events streams
+    threads: int = 0  # kernel threads (0: numba's default, all cores)
+    low_rank: str = "auto"  # see StreamOperator
 
 
 class StreamLoop:
@@ -139,7 +141,7 @@ class StreamLoop:
         """A warmed-up :class:`StreamOperator` of ``bundle`` for the connected stream's layout."""
         opts = self.options
         cmap = map_stream_channels(self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit)
-        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank)
         op.warm_up()
         return op
 
@@ -186,6 +188,10 @@ class StreamLoop:
         if self.operator is None:
             self.connect()
         inlet, stats, opts = self.inlet, self.stats, self.options
+        if opts.threads:
+            import numba
+
+            numba.set_num_threads(min(opts.threads, numba.config.NUMBA_NUM_THREADS))
         if not inlet.is_open:
             inlet.open()
         period = 1.0 / self.bundle.sfreq
