@@ -151,6 +151,8 @@ def cmd_run(args) -> int:
     finally:
         loop.close()
     _print_table("loop", stats.summary())
+    if loop.error is not None:
+        raise loop.error if isinstance(loop.error, RtsourceError) else RtsourceError(str(loop.error))
     notable = [e for e in loop.events.recent if e["event"] not in ("started", "stopped")]
     if notable:
         print(f"\nevents ({len(notable)}; also published on {loop.options.output_name + '-events'!r}):")

@@ -122,6 +122,29 @@ class Inlet:
         self._inlet.open_stream(timeout=self._open_timeout)
         self.is_open = True
 
+    def refresh_description(self, timeout: float = 2.0) -> StreamDescription:
+        """Read the header again (after the stream came back, its layout may differ).
+
+        A recovered inlet keeps the header it first saw, so the current one is fetched
+        through a short-lived second inlet on the stream that has our uid's source_id.
+        """
+        import pylsl
+
+        d = self.description
+        pred = f"source_id='{d.source_id}'" if d.source_id else f"name='{d.name}' and type='{d.type}'"
+        try:
+            found = pylsl.resolve_bypred(pred, minimum=1, timeout=timeout)
+            if not found:
+                raise StreamError("it is not visible any more")
+            probe = pylsl.StreamInlet(found[0])
+            try:
+                self.description = describe_stream_xml(probe.info(timeout=timeout).as_xml())
+            finally:
+                probe.close_stream()
+        except Exception as exc:
+            raise StreamError(f"could not re-read the header of stream {d.name!r}: {exc}") from None
+        return self.description
+
     def time_correction(self, timeout: float = 2.0) -> float:
         """Offset to add to this stream's timestamps to get the local LSL clock."""
         return float(self._inlet.time_correction(timeout=timeout))

@@ -17,7 +17,8 @@ stream, and, where it is an event, on the events stream):
   and never enters the filter state.
 - A gap (timestamps further apart than a few sample periods) is an event with its duration;
   the causal filter restarts at the steady state of the first sample after the gap.
-- Timestamps that go backwards, or a jump in the LSL clock offset, are clock-jump events.
+- Timestamps that go backwards by more than the jitter of back-dated chunks (10 samples or
+  50 ms), or a jump in the LSL clock offset, are clock-jump events.
 - When the producer disappears the loop keeps running and reports ``waiting``; when a
   stream with the same source_id comes back, LSL reconnects the inlet and processing
   resumes without a restart (the header is checked again).
@@ -102,6 +103,8 @@ class StreamLoop:
         self._time_correction = 0.0
         self._pending: tuple[StreamOperator, str, float, dict] | None = None
         self._swap_lock = threading.Lock()
+        #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
+        self.error: Exception | None = None
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -195,7 +198,11 @@ class StreamLoop:
         if not inlet.is_open:
             inlet.open()
         period = 1.0 / self.bundle.sfreq
-        gap_tolerance = max(3.0 * period, 0.02)  # timestamps jitter; a gap is several samples missing
+        # Timestamps jitter: apps that push chunks without per-sample stamps get them
+        # back-dated from the push time, so consecutive chunks may overlap or space out by a
+        # few samples. A gap is more than that; a clock jump is a step back beyond it.
+        gap_tolerance = max(3.0 * period, 0.02)
+        jitter_back = max(10.0 * period, 0.05)
         stats.started_at = time.perf_counter()
         self.events.publish("started", pylsl.local_clock(), stream=inlet.description.name, bundle=opts.bundle_path)
         deadline = None if duration is None else stats.started_at + duration
@@ -233,6 +240,8 @@ class StreamLoop:
                 stats.waiting = False
                 self.events.publish("stream_back", pylsl.local_clock(), first_sample=float(ts[0]))
                 logger.info("stream %r is back", inlet.description.name)
+                if not self._recheck_layout():
+                    break
             stats.backlog = inlet.samples_available() if hasattr(inlet, "samples_available") else 0
             stats.max_backlog = max(stats.max_backlog, stats.backlog)
             if opts.latest_only and stats.backlog > opts.max_backlog:
@@ -245,7 +254,7 @@ class StreamLoop:
                 if step > gap_tolerance:
                     self._gap(last_ts, ts[0], period)
                     self.operator.restart_filter_at(inlet.buffer, n)
-                elif step <= 0:
+                elif step < -jitter_back:
                     stats.clock_jumps += 1
                     self.events.publish("clock_jump", pylsl.local_clock(), jump_s=float(step), cause="timestamps went backwards")
                     self.operator.restart_filter_at(inlet.buffer, n)
@@ -279,6 +288,34 @@ class StreamLoop:
         return stats
 
     # ---- the things that can go wrong ------------------------------------------------
+    def _recheck_layout(self) -> bool:
+        """After the stream came back: same rate? Channels moved? Remap by name if so.
+
+        Returns False (and publishes why) when the stream can no longer be processed.
+        """
+        import pylsl
+
+        inlet = self.inlet
+        if not hasattr(inlet, "refresh_description"):
+            return True
+        old = inlet.description
+        try:
+            new = inlet.refresh_description()
+            if (new.ch_names, new.ch_units, new.ch_types) == (old.ch_names, old.ch_units, old.ch_types) and new.sfreq == old.sfreq:
+                return True
+            self._check_rate(new)
+            operator = self.prepare_operator(self.operator.bundle)
+        except Exception as exc:  # the new layout cannot feed this bundle: stop, loudly
+            self.events.publish("stopped", pylsl.local_clock(), reason=f"stream came back incompatible: {exc}")
+            logger.error("stream %r came back incompatible with the bundle: %s", old.name, exc)
+            self.error = exc
+            return False
+        operator.adopt_filter_state(self.operator)
+        self.operator, self.channel_map = operator, operator.channel_map
+        self.events.publish("operator_swap", pylsl.local_clock(), reason="stream came back with another channel layout", swap_ms=0.0)
+        logger.warning("stream %r came back with another channel layout; channels re-mapped by name", new.name)
+        return True
+
     def _gap(self, last_ts: float, next_ts: float, period: float) -> None:
         import pylsl
 

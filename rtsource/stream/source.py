@@ -38,6 +38,9 @@ class InputSource(Protocol):
         """Wait up to ``timeout`` s for at least one sample; return the timestamps (n,) of
         the samples now in ``buffer[:n]`` (n may be 0), in the producer's clock."""
 
+    def refresh_description(self, timeout: float = 2.0) -> StreamDescription:
+        """Re-read the header after the source came back (optional; the loop checks with hasattr)."""
+
     def time_correction(self, timeout: float = 2.0) -> float:
         """Offset (s) to add to timestamps to get this machine's LSL clock."""
 

@@ -211,3 +211,36 @@ def test_telemetry_stream_layout_and_values():
     assert done[0]["process_ms_p50"] > 0 and done[0]["waiting"] == 0
     assert rows[-1]["waiting"] == 1  # no data for longer than lost_after
     loop.close()
+
+
+def test_producer_comes_back_with_shuffled_channels():
+    """A restarted amplifier app may list its channels in another order: remap by name."""
+    bundle = make_bundle(n_chan=8, n_src=30, ch_names=CH)
+    in_name, out_name = unique("shuf-eeg"), unique("shuf-src")
+    rng = np.random.default_rng(5)
+    outlet = eeg_outlet(in_name, CH, sfreq=SFREQ, source_id=in_name)
+    loop, thread = start_loop(bundle, in_name, out_name, lost_after=0.5)
+    out = Collector(out_name)
+    assert outlet.wait_for_consumers(20)
+    x1 = rng.normal(size=(500, 8)).astype(np.float32) * 10
+    t1 = 10.0 + np.arange(500) / SFREQ
+    push(outlet, x1, t1)
+    assert wait_for(lambda: out.n_samples >= 500)
+    del outlet
+    gc.collect()
+    assert wait_for(lambda: loop.stats.waiting, 10)
+    order = rng.permutation(8)
+    outlet = eeg_outlet(in_name, [CH[i] for i in order], sfreq=SFREQ, source_id=in_name)
+    assert outlet.wait_for_consumers(30)
+    x2 = rng.normal(size=(500, 8)).astype(np.float32) * 10  # in bundle channel order
+    t2 = t1[-1] + 1.0 + np.arange(500) / SFREQ
+    push(outlet, x2[:, order], t2)
+    assert wait_for(lambda: out.n_samples >= 1000)
+    loop.stop()
+    thread.join(10)
+    out.stop()
+    data, stamps = out.data()
+    assert np.array_equal(stamps, np.r_[t1, t2])
+    assert np.allclose(data, offline(bundle, np.vstack([x1, x2])), rtol=1e-4, atol=1e-5 * np.abs(data).max())
+    assert any(e["event"] == "operator_swap" and "layout" in e["reason"] for e in loop.events.recent)
+    loop.close()
