@@ -1,6 +1,7 @@
 """The offline stage: settings -> head, sensors, sources -> forward -> inverse -> bundle.
 
-    config ─> template head ─> electrodes (montage, picked by the config's channel list)
+    config ─> template head ─> electrodes (a standard montage, or a file coregistered to the
+              template: rtsource.coreg) picked in the config's channel order
            ─> source space ─> sphere model fitted to the scalp ─> lead field (cached on disk)
            ─> noise covariance (captured by the caller, from a file, or ad hoc)
            ─> minimum-norm operator ─> OperatorBundle
@@ -13,6 +14,7 @@ recording from a stream is the caller's job (see ``rtsource.stream.calibration``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,7 +32,6 @@ from .errors import ConfigError
 from .forward.leadfield import LeadField, make_eeg_leadfield, sphere_model_for_template
 from .inverse.minimum_norm import make_inverse_operator, reference_matrix
 from .inverse.covariance import NoiseCovariance, ad_hoc_noise_covariance, load_noise_covariance
-from .sensors.montage import standard_montage
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +56,41 @@ def _key(*parts) -> str:
     return h.hexdigest()[:24]
 
 
+def electrodes_from_settings(settings: Settings):
+    """The operator's electrodes in the template frame (coregistered if read from a file)."""
+    from .coreg import template_montage
+
+    c = settings.coreg
+    return template_montage(
+        settings.sensors.montage,
+        settings.sensors.channels,
+        aliases=settings.sensors.aliases,
+        base_dir=settings.base_dir,
+        method=c.method,
+        headshape_path=str(settings.resolve_path(c.headshape)) if c.headshape else None,
+        scale=c.scale,
+        max_rms_mm=c.max_rms_mm,
+        max_outlier_fraction=c.max_outlier_fraction,
+        allow_bad_fit=c.allow_bad_fit,
+        qc_png=str(settings.resolve_path(c.qc_png)) if c.qc_png else None,
+        unit=c.unit or None,
+        frame=c.frame or None,
+        bem_order=settings.head.bem_order,
+    )
+
+
+def _electrode_provenance(settings: Settings, coreg) -> dict:
+    out = {"montage": settings.sensors.montage}
+    if coreg is not None:
+        d = coreg.to_dict()
+        out.update(transform=d["transform"], qc=d["qc"], reports=d["reports"], qc_png=d["qc_png"])
+    return out
+
+
 def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> LeadField:
     """The lead field the settings describe (template head, montage, sources, spheres)."""
     template = load_template(settings.head.bem_order)
-    montage = standard_montage(settings.sensors.montage).pick(settings.sensors.channels)
+    montage, coreg = electrodes_from_settings(settings)
     sources = template_source_space(settings.source_space.spacing, settings.source_space.surface)
     f = settings.forward
     model = sphere_model_for_template(template, f.relative_radii, f.conductivities)
@@ -81,17 +113,20 @@ def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> LeadFiel
                 gain, terms, desc = z["gain"], z["terms"], json.loads(z["model"].tobytes().decode())
             if gain.shape == (len(montage.labels), 3 * sources.n_sources):
                 logger.info("lead field from cache %s", path)
+                desc["electrodes"] = _electrode_provenance(settings, coreg)
                 return LeadField(gain, montage.labels, montage.electrodes.positions_m, sources, desc, terms)
         except Exception as exc:  # a damaged cache entry is recomputed, not trusted
             logger.warning("ignoring unreadable forward cache %s (%s)", path, exc)
     t0 = time.perf_counter()
     lf = make_eeg_leadfield(montage, sources, model, rtol=f.rtol)
+    lf = dataclasses.replace(lf, model={**lf.model, "electrodes": _electrode_provenance(settings, coreg)})
     logger.info("lead field %s computed in %.2f s", lf.gain.shape, time.perf_counter() - t0)
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp.npz")
-            np.savez(tmp, gain=lf.gain, terms=lf.terms, model=np.frombuffer(json.dumps(dict(lf.model)).encode(), np.uint8))
+            model = {k: v for k, v in lf.model.items() if k != "electrodes"}
+            np.savez(tmp, gain=lf.gain, terms=lf.terms, model=np.frombuffer(json.dumps(model).encode(), np.uint8))
             tmp.replace(path)
         except OSError as exc:
             logger.warning("could not cache the lead field in %s (%s)", path, exc)

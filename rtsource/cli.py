@@ -5,6 +5,8 @@
     rtsource simulate [--config C]        publish a simulated EEG stream on LSL
     rtsource demo                         all of the above on the template head, with a summary
     rtsource bench [kernels|latency|...]  speed against baselines measured in the same run
+    rtsource coreg FILE                   align electrode positions to the template, QC picture
+    rtsource replay FILE                  play a recording (XDF, EDF, BrainVision, FIF) on LSL
 
 Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
 anything else is a bug and shows its traceback.
@@ -137,7 +139,15 @@ def cmd_run(args) -> int:
         settings = load_config(args.config) if args.config else Settings()
         bundle_path = target
     bundle = load_bundle(bundle_path)
-    loop = StreamLoop(bundle, _loop_options(settings, args, str(bundle_path)))
+    options = _loop_options(settings, args, str(bundle_path))
+    source = None
+    if args.source:
+        from .stream.ftbuffer import open_ftbuffer, parse_source_url
+
+        kind = parse_source_url(args.source)[0]
+        if kind == "ftbuffer":
+            source = open_ftbuffer(args.source, options.max_chunk, open_timeout=options.resolve_timeout, assume_unit=options.assume_unit or None)
+    loop = StreamLoop(bundle, options, source=source)
     print(f"bundle: {bundle.describe()}")
     loop.connect()
     desc = loop.inlet.description
@@ -224,6 +234,51 @@ def _stop_on_sigterm(stop) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop())
 
 
+def cmd_coreg(args) -> int:
+    from .config import Settings, load_config
+    from .coreg import run_coreg
+
+    settings = load_config(args.config) if args.config else Settings()
+    aliases = dict(settings.sensors.aliases)
+    for item in args.alias or []:
+        name, _, std = item.partition("=")
+        if not name or not std:
+            raise RtsourceError(f"--alias {item!r}: use NAME=STANDARD_NAME, e.g. --alias 'EEG 001=Fp1'")
+        aliases[name] = std
+    result = run_coreg(
+        args.montage,
+        aliases=aliases or None,
+        headshape_path=args.headshape,
+        method=args.method,
+        scale=args.scale,
+        max_rms_mm=args.max_rms_mm,
+        qc_png=args.qc_png,
+        allow_bad_fit=args.allow_bad_fit,
+        channels=settings.sensors.channels if args.config else None,
+        unit=args.unit,
+        frame=args.frame,
+        format=args.format,
+    )
+    print(result.summary())
+    if args.out:
+        print(f"written to {result.write_json(args.out)}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from .replay import replay_from_args
+
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the replay like Ctrl-C
+    try:
+        stats = replay_from_args(args, progress=lambda m: print(m, flush=True))
+    except KeyboardInterrupt:
+        return 0
+    _print_table("replay", stats.summary())
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -270,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--assume-unit", help="unit for channels whose metadata has none (e.g. uV)")
     r.add_argument("--latest-only", action="store_true", help="when behind, skip the backlog (reported) instead of catching up")
     r.add_argument("--threads", type=int, help="kernel threads (default: [performance] threads, 0 = all cores)")
+    r.add_argument("--source", help="ftbuffer://HOST:PORT reads a FieldTrip realtime buffer instead of LSL")
     r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("simulate", help="publish a simulated EEG stream")
@@ -290,6 +346,28 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bundle", help="where to write the bundle (default: the cache directory)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
     d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("coreg", help="align an electrode file to the template head and check the fit")
+    c.add_argument("montage", help="electrode file (.tsv BIDS, .elc, .sfp, .bvef, .pos, .csv)")
+    c.add_argument("--headshape", help="headshape points file in the same frame")
+    c.add_argument("--method", choices=["icp", "fiducials", "none"], default="icp")
+    c.add_argument("--scale", action="store_true", help="allow a uniform scale")
+    c.add_argument("--max-rms-mm", type=float, default=5.0, help="refuse fits worse than this")
+    c.add_argument("--allow-bad-fit", action="store_true", help="report a bad fit instead of refusing it")
+    c.add_argument("--qc-png", help="write the QC picture here")
+    c.add_argument("--unit", choices=["m", "cm", "mm"], help="override the file's unit")
+    c.add_argument("--frame", help="override the file's frame (head, ctf, template, ...)")
+    c.add_argument("--format", help="override the file format detection")
+    c.add_argument("--alias", action="append", metavar="NAME=STD", help="file label -> standard name (repeatable)")
+    c.add_argument("--config", help="take channels and aliases from this config's [sensors]")
+    c.add_argument("--out", help="write the result (transform, positions, QC) as JSON")
+    c.set_defaults(func=cmd_coreg)
+
+    from .replay import add_replay_arguments
+
+    y = sub.add_parser("replay", help="play a recording (XDF, EDF/BDF, BrainVision, FIF) as an LSL stream")
+    add_replay_arguments(y)
+    y.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="measure speed against baselines in the same run")
     b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "all"])

@@ -65,13 +65,29 @@ class SensorSettings:
     """[sensors]: which electrodes, where, and how the data are referenced."""
 
     montage: str = _opt(
-        _one_of("standard_1020", "standard_1010", "standard_1005"),
-        "electrode positions on the template scalp",
+        lambda v: None if v.strip() else "must be a standard name or a file path",
+        "'standard_1020' / 'standard_1010' / 'standard_1005' (on the template scalp) or an electrode "
+        "file (.tsv BIDS, .elc, .sfp, .bvef, .pos, .csv) that [coreg] aligns to the template",
         "standard_1005",
     )
     channels: tuple[str, ...] = _opt(None, "channel names the operator expects, in order", factory=lambda: CAP_64)
     reference: str = _opt(None, "'average' or the name of the reference channel", "average")
     aliases: dict = _opt(None, "stream name -> montage name, for non-standard labels", factory=dict)
+
+
+@dataclass(frozen=True)
+class CoregSettings:
+    """[coreg]: aligning an electrode file to the template head (unused for standard montages)."""
+
+    method: str = _opt(_one_of("icp", "fiducials", "none"), "fiducials then robust point-to-plane ICP, fiducials only, or none", "icp")
+    headshape: str = _opt(None, "optional headshape file (.pos/.hsp/.csv) in the electrode file's frame", "")
+    scale: bool = _opt(None, "allow a uniform scale (template heads rarely fit the subject's size)", False)
+    max_rms_mm: float = _opt(_positive, "refuse the bundle if electrodes are further than this (RMS) from the scalp", 5.0)
+    max_outlier_fraction: float = _opt(_unit_interval, "refuse if more points than this are outliers", 0.2)
+    allow_bad_fit: bool = _opt(None, "build anyway when the fit fails the QC thresholds", False)
+    qc_png: str = _opt(None, "write the QC picture here (relative to the config); empty: none", "")
+    unit: str = _opt(lambda v: None if v in ("", "m", "cm", "mm") else "must be '', 'm', 'cm' or 'mm'", "override the file's length unit", "")
+    frame: str = _opt(None, "override the file's frame ('head', 'ctf', 'template', ...)", "")
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,7 @@ class Settings:
 
     head: HeadSettings = field(default_factory=HeadSettings)
     sensors: SensorSettings = field(default_factory=SensorSettings)
+    coreg: CoregSettings = field(default_factory=CoregSettings)
     source_space: SourceSpaceSettings = field(default_factory=SourceSpaceSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     inverse: InverseSettings = field(default_factory=InverseSettings)
