@@ -1,0 +1,357 @@
+"""Automatic bad-channel detection on the live channel chunks.
+
+Rules (thresholds are :class:`BadChannelRules` fields; defaults in brackets). Statistics are
+computed per block of ``block_s`` [1 s] (PREP's window length) on three signals per
+channel: ``r`` the raw value in V, ``h`` = r high-passed at ``highpass_hz`` [1 Hz, as PREP
+does before its criteria] and ``y`` = h re-referenced to the mean of the good channels
+(PREP also works on an average-referenced signal). The high-pass starts in its steady
+state for the first sample, so DC offsets cause no start-up transient.
+
+``flat``
+    SD of h in the block below ``flat_uv`` [0.5 uV] for ``flat_s`` [5 s] in a row: an
+    electrode that records nothing (resting EEG is 5-50 uV; amplifier noise alone is
+    ~0.5-1 uV). Duration as EEGLAB ``clean_flatlines`` (Kothe, clean_rawdata: 5 s).
+``saturated``
+    In a block, at least ``saturation_fraction`` [0.2] of the samples are at or beyond
+    ``rail_uv`` (the amplifier's range, if known [0: off]), or sit exactly at the block's
+    maximum or minimum value (a clipping plateau), or the block is one constant non-zero
+    value (an ADC pinned at its limit; an exactly zero channel is "flat"), for
+    ``saturation_s`` [1 s].
+``nonfinite``
+    At least ``nonfinite_fraction`` [0.5] of a block's samples are NaN or infinite, for
+    ``saturation_s``.
+``noisy_deviation``
+    PREP "deviation" criterion (Bigdely-Shamlo et al. 2015, Front. Neuroinform. 9:16):
+    robust z-score of the channel's amplitude (median over the last ``window_s`` [5 s] of
+    the block SD of y) against the good channels, ``(a - median) / (0.7413 IQR)``, above
+    ``deviation_z`` [5, PREP's default], for ``noisy_s`` [3 s].
+``noisy_hf``
+    PREP "noisiness" criterion: robust z of the ratio of the channel's high-frequency
+    amplitude (above ``hf_hz`` [40 Hz]: muscle, line noise, a bad contact) to its amplitude
+    in the EEG band (``highpass_hz`` to ``hf_hz``), window median, above ``hf_z`` [5, PREP's
+    default], for ``noisy_s``. (PREP uses 50 Hz and robust amplitudes of the two parts;
+    4th-order Butterworth filters and RMS here.)
+``low_correlation``
+    PREP "correlation" criterion: per block, the 98th percentile of the channel's absolute
+    correlation with the good channels is below ``correlation_min`` [0.4, PREP's default]
+    in at least ``correlation_fraction`` [0.5] of the window's blocks, for ``noisy_s``.
+    (PREP flags a channel bad in >1 % of windows of a whole recording; online, the share of
+    a short window with a persistence requirement plays that role.)
+
+The window rules (deviation, noisiness, correlation) start when the first window is full.
+Robust statistics use only the good channels, so channels already flagged do not mask new
+ones.
+
+Events and hysteresis: a channel is flagged (one ``bad`` event with the rule that fired
+first; priority flat > nonfinite > saturated > noisy_hf > noisy_deviation >
+low_correlation) when a rule held for its persistence time; while flagged it produces no
+further events whatever rule holds. It is re-armed (one ``recovered`` event) only after
+``recover_s`` [10 s] in a row in which *no* rule held; then it can be flagged again. A
+channel marked bad by hand (:meth:`BadChannelDetector.mark_bad`) is never auto-recovered.
+
+Everything is allocated in ``__init__``: per-block accumulators, a ring of the last
+``window_s`` of block statistics (write index), filter states. :meth:`BadChannelDetector.update`
+allocates nothing unless an event fires.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ChannelError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: reason strings by rule code (rtsource.stream._roi_kernels FLAT ... MANUAL)
+REASONS = {1: "flat", 2: "nonfinite", 3: "saturated", 4: "noisy_hf", 5: "noisy_deviation", 6: "low_correlation", 7: "manual"}
+
+
+@dataclass(frozen=True)
+class BadChannelRules:
+    """Thresholds of the detection rules (see the module docstring for each rule's source)."""
+
+    block_s: float = 1.0
+    window_s: float = 5.0
+    highpass_hz: float = 1.0
+    flat_uv: float = 0.5
+    flat_s: float = 5.0
+    rail_uv: float = 0.0
+    saturation_fraction: float = 0.2
+    saturation_s: float = 1.0
+    nonfinite_fraction: float = 0.5
+    deviation_z: float = 5.0
+    hf_hz: float = 40.0
+    hf_z: float = 5.0
+    correlation_min: float = 0.4
+    correlation_quantile: float = 0.98
+    correlation_fraction: float = 0.5
+    noisy_s: float = 3.0
+    recover_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("block_s", "window_s", "highpass_hz", "flat_uv", "flat_s", "saturation_s", "deviation_z", "hf_hz", "hf_z", "noisy_s", "recover_s"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise ConfigError(f"[badchannels] {name} = {v!r} must be a positive number")
+        for name in ("saturation_fraction", "nonfinite_fraction", "correlation_min", "correlation_quantile", "correlation_fraction"):
+            v = getattr(self, name)
+            if not (0 < v <= 1):
+                raise ConfigError(f"[badchannels] {name} = {v!r} must be in (0, 1]")
+        if not (np.isfinite(self.rail_uv) and self.rail_uv >= 0):
+            raise ConfigError(f"[badchannels] rail_uv = {self.rail_uv!r} must be >= 0 (0: amplifier range unknown)")
+        if self.window_s < self.block_s:
+            raise ConfigError(f"[badchannels] window_s = {self.window_s} must be at least block_s = {self.block_s}")
+
+
+@dataclass(frozen=True)
+class BadChannelEvent:
+    """A channel turned bad (``kind="bad"``) or recovered (``kind="recovered"``).
+
+    Attributes
+    ----------
+    channel : str
+    reason : str
+        One of :data:`REASONS` values (for ``recovered``: the reason it had been flagged for).
+    kind : str
+    time : float
+        Timestamp (producer clock) of the last sample of the block that decided it.
+    value : float
+        The rule's measurement (SD in V for flat, sample share for saturated / nonfinite,
+        robust z for noisy rules, max correlation for low_correlation).
+    """
+
+    channel: str
+    reason: str
+    kind: str
+    time: float
+    value: float = float("nan")
+
+    def as_event(self) -> dict:
+        """Keys for the events stream (``bad_channel``: channel, reason)."""
+        return {"event": "bad_channel", "channel": self.channel, "reason": self.reason if self.kind == "bad" else "recovered", "value": self.value}
+
+
+class BadChannelDetector:
+    """Watch the operator's channels of a live stream and report bad ones.
+
+    Parameters
+    ----------
+    ch_names : sequence of str
+        Channels to watch, in operator order.
+    sfreq : float
+    index : ndarray of int, optional
+        Column of each channel in the stream chunk (``ChannelMap.index``); default
+        ``arange(n)`` (the chunk holds exactly these channels).
+    scale : ndarray, optional
+        Factor from stream units to V per channel (``ChannelMap.scale``); default ones.
+    rules : BadChannelRules
+    ignore : sequence of str
+        Channels never flagged (e.g. the recording reference, which is all zeros).
+    """
+
+    def __init__(self, ch_names, sfreq: float, *, index=None, scale=None, rules: BadChannelRules | None = None, ignore=()):
+        from scipy.signal import butter
+
+        from . import _roi_kernels as k
+
+        self._k = k
+        self.ch_names = tuple(ch_names)
+        n = len(self.ch_names)
+        if n < 4:
+            raise ConfigError(f"bad-channel detection needs at least 4 channels to compare, got {n}")
+        self.sfreq = float(sfreq)
+        self.rules = rules = rules or BadChannelRules()
+        self._index = np.ascontiguousarray(np.arange(n) if index is None else index, dtype=np.int64)
+        self._scale = np.ascontiguousarray(np.ones(n) if scale is None else scale, dtype=np.float64)
+        if self._index.shape != (n,) or self._scale.shape != (n,):
+            raise ConfigError(f"index / scale must have shape ({n},)")
+        unknown = [c for c in ignore if c not in self.ch_names]
+        if unknown:
+            raise ChannelError(f"[badchannels] ignore lists {unknown}, which are not operator channels ({', '.join(self.ch_names[:6])}, ...)")
+        self._ignored = np.array([c in set(ignore) for c in self.ch_names], dtype=np.uint8)
+        nyq = self.sfreq / 2
+        if rules.highpass_hz >= nyq:
+            raise ConfigError(f"[badchannels] highpass_hz = {rules.highpass_hz} must be below Nyquist {nyq:g} Hz")
+        self._hp_sos = np.ascontiguousarray(butter(2, rules.highpass_hz, "highpass", output="sos", fs=self.sfreq))
+        self.hf_enabled = rules.hf_hz < 0.8 * nyq
+        if self.hf_enabled:
+            self._hf_sos = np.ascontiguousarray(butter(4, rules.hf_hz, "highpass", output="sos", fs=self.sfreq))
+            self._lf_sos = np.ascontiguousarray(butter(4, rules.hf_hz, "lowpass", output="sos", fs=self.sfreq))
+        else:
+            logger.info("bad channels: %g Hz sampling is too slow for the high-frequency noise rule above %g Hz; rule off", self.sfreq, rules.hf_hz)
+            self._hf_sos = np.zeros((1, 6))
+            self._hf_sos[0, 3] = 1.0  # y = 0
+            self._lf_sos = self._hf_sos.copy()
+        self._hp_state = np.zeros((len(self._hp_sos), n, 2))
+        self._hf_state = np.zeros((len(self._hf_sos), n, 2))
+        self._lf_state = np.zeros((len(self._lf_sos), n, 2))
+        self.block_len = max(2, int(round(rules.block_s * self.sfreq)))
+        block_s = self.block_len / self.sfreq
+        self.n_window = max(1, int(round(rules.window_s / block_s)))
+
+        def blocks(seconds):
+            return max(1, int(round(seconds / block_s)))
+
+        # persistence per rule code 1..6: flat, nonfinite, saturated, hf, deviation, correlation
+        self._persist = np.array([blocks(rules.flat_s), blocks(rules.saturation_s), blocks(rules.saturation_s),
+                                  blocks(rules.noisy_s), blocks(rules.noisy_s), blocks(rules.noisy_s)], dtype=np.int64)  # fmt: skip
+        if not self.hf_enabled:
+            self._persist[k.HF_NOISE - 1] = np.iinfo(np.int64).max
+        self._recover = blocks(rules.recover_s)
+        self._params = np.array([rules.flat_uv * 1e-6, rules.rail_uv * 1e-6, rules.saturation_fraction, rules.deviation_z, rules.hf_z,
+                                 rules.correlation_min, rules.correlation_fraction, rules.nonfinite_fraction, rules.correlation_quantile])  # fmt: skip
+        self._h = np.zeros(n)
+        self._acc = np.zeros((n, k.N_ACC))
+        self._cross = np.zeros((n, n))
+        self._pos = np.zeros(1, dtype=np.int64)
+        self._blocks_seen = np.zeros(1, dtype=np.int64)
+        self._amp_ring = np.full((self.n_window, n), np.nan)
+        self._ratio_ring = np.full((self.n_window, n), np.nan)
+        self._corr_ring = np.full((self.n_window, n), np.nan)
+        self._flagged = np.zeros(n, dtype=np.int64)
+        self._good = (1 - self._ignored).astype(np.uint8)
+        self._bad_count = np.zeros((k.N_RULES, n), dtype=np.int64)
+        self._clear_count = np.zeros(n, dtype=np.int64)
+        self.values = np.full((k.N_RULES, n), np.nan)  # latest measurement per rule (display, events)
+        self._cond = np.zeros((k.N_RULES, n), dtype=np.uint8)
+        self._scratch = np.zeros(n)
+        self._scratch2 = np.zeros(self.n_window)
+        self._work = np.zeros((6, n))
+        self._changes = np.zeros(n, dtype=np.int64)
+        self._flag_reason = np.zeros(n, dtype=np.int64)  # why each channel was last flagged
+        self._primed = False
+        self._events: list[BadChannelEvent] = []
+        self.blocks = 0
+
+    # ---- state ----
+    @property
+    def bad_channels(self) -> tuple[str, ...]:
+        """Channels currently flagged (automatically or by hand), operator order."""
+        return tuple(c for c, f in zip(self.ch_names, self._flagged) if f)
+
+    def reason(self, channel: str) -> str:
+        """Why ``channel`` is flagged ('' if it is not)."""
+        return REASONS.get(int(self._flagged[self._pos_of(channel)]), "")
+
+    def _pos_of(self, channel: str) -> int:
+        try:
+            return self.ch_names.index(channel)
+        except ValueError:
+            raise ChannelError(f"channel {channel!r} is not one of the operator's channels ({', '.join(self.ch_names[:8])}, ...)") from None
+
+    def mark_bad(self, channel: str, time: float = float("nan")) -> BadChannelEvent | None:
+        """Mark a channel bad by hand (never auto-recovered); returns the event, None if it was already bad."""
+        j = self._pos_of(channel)
+        was = self._flagged[j]
+        self._flagged[j] = self._k.MANUAL
+        self._good[j] = 0
+        if was:
+            return None
+        ev = BadChannelEvent(channel, "manual", "bad", time)
+        self._events.append(ev)
+        return ev
+
+    def mark_good(self, channel: str, time: float = float("nan")) -> BadChannelEvent | None:
+        """Clear a channel's flag (manual or automatic); returns the event, None if it was good."""
+        j = self._pos_of(channel)
+        was = int(self._flagged[j])
+        self._flagged[j] = 0
+        self._good[j] = 0 if self._ignored[j] else 1
+        self._bad_count[:, j] = 0
+        self._clear_count[j] = 0
+        if not was:
+            return None
+        ev = BadChannelEvent(channel, REASONS[was], "recovered", time)
+        self._events.append(ev)
+        return ev
+
+    def events(self) -> list[BadChannelEvent]:
+        """Events since the last call (oldest first); clears them."""
+        out, self._events = self._events, []
+        return out
+
+    # ---- processing ----
+    def _prime(self, chunk: np.ndarray, n: int) -> bool:
+        """Start the high-passes in their steady state for the first finite sample per channel."""
+        from scipy.signal import sosfilt_zi
+
+        rows = chunk[:n][:, self._index].astype(np.float64) * self._scale
+        ok = np.isfinite(rows)
+        if not ok.any(axis=0).all():
+            return False
+        first = rows[ok.argmax(axis=0), np.arange(rows.shape[1])]
+        zi_hp = sosfilt_zi(self._hp_sos)
+        self._hp_state[:] = zi_hp[:, None, :] * first[None, :, None]
+        if self.hf_enabled:
+            zi_hf = sosfilt_zi(self._hf_sos)
+            self._hf_state[:] = zi_hf[:, None, :] * first[None, :, None]
+        self._primed = True
+        return True
+
+    def restart(self) -> None:
+        """Drop the current partial block and restart the filters at the next sample (after a gap)."""
+        self._acc[:] = 0.0
+        self._cross[:] = 0.0
+        self._pos[0] = 0
+        self._primed = False
+
+    def update(self, chunk: np.ndarray, n: int, timestamps: np.ndarray) -> int:
+        """Feed the first ``n`` rows of a stream chunk; returns the number of new events.
+
+        Parameters
+        ----------
+        chunk : ndarray, shape (>= n, n_stream_channels)
+            As pulled (stream units and column order; ``index`` and ``scale`` map it).
+        n : int
+        timestamps : ndarray, shape (>= n,)
+        """
+        if not self._primed and not self._prime(chunk, n):
+            return 0
+        k = self._k
+        start = 0
+        new = 0
+        rail = self._params[1]
+        while start < n:
+            end = k.qc_accumulate(chunk, start, n, self._index, self._scale, self._good, rail, self._hp_sos, self._hp_state, self._hf_sos,
+                                  self._hf_state, self._lf_sos, self._lf_state, self._h, self._acc, self._cross, self.block_len, self._pos)  # fmt: skip
+            if end < 0:
+                break
+            changes = k.qc_evaluate(self._acc, self._cross, self.block_len, self._params, self._persist, self._recover, self.n_window,
+                                    self._blocks_seen, self._amp_ring, self._ratio_ring, self._corr_ring, self._good, self._ignored,
+                                    self._flagged, self._bad_count, self._clear_count, self.values, self._cond, self._scratch,
+                                    self._scratch2, self._work, self._changes)  # fmt: skip
+            self.blocks += 1
+            if changes:
+                new += self._emit(float(timestamps[end - 1]))
+            start = end
+        return new
+
+    def _emit(self, time: float) -> int:
+        count = 0
+        for j in np.flatnonzero(self._changes):
+            code = int(self._changes[j])
+            if code > 0:
+                self._flag_reason[j] = code
+                ev = BadChannelEvent(self.ch_names[j], REASONS[code], "bad", time, float(self.values[code - 1, j]))
+                logger.warning("channel %s is bad (%s, value %.4g)", ev.channel, ev.reason, ev.value)
+            else:
+                ev = BadChannelEvent(self.ch_names[j], REASONS.get(int(self._flag_reason[j]), ""), "recovered", time)
+                logger.info("channel %s recovered", ev.channel)
+            self._events.append(ev)
+            count += 1
+        return count
+
+    def warm_up(self) -> None:
+        """Compile the kernels on scratch copies of the state (nothing changes, no event)."""
+        k = self._k
+        n_stream = int(self._index.max()) + 1
+        x = np.zeros((2, n_stream), np.float32)
+        c = {name: v.copy() for name, v in self.__dict__.items() if isinstance(v, np.ndarray)}
+        k.qc_accumulate(x, 0, 2, c["_index"], c["_scale"], c["_good"], 0.0, c["_hp_sos"], c["_hp_state"], c["_hf_sos"], c["_hf_state"],
+                        c["_lf_sos"], c["_lf_state"], c["_h"], c["_acc"], c["_cross"], 2, c["_pos"])  # fmt: skip
+        k.qc_evaluate(c["_acc"], c["_cross"], 2, c["_params"], c["_persist"], self._recover, self.n_window, c["_blocks_seen"], c["_amp_ring"],
+                      c["_ratio_ring"], c["_corr_ring"], c["_good"], c["_ignored"], c["_flagged"], c["_bad_count"], c["_clear_count"],
+                      c["values"], c["_cond"], c["_scratch"], c["_scratch2"], c["_work"], c["_changes"])  # fmt: skip
