@@ -177,10 +177,12 @@ def cmd_simulate(args) -> int:
     from .simulator import Simulator
 
     settings = _override_simulate(_settings(args.config), args)
-    sim = Simulator(settings.simulate, settings.sensors.channels)
+    if args.modality:
+        settings = dataclasses.replace(settings, sensors=dataclasses.replace(settings.sensors, modality=args.modality))
+    sim = Simulator.from_settings(settings)
     s = settings.simulate
     print(
-        f"simulating {len(settings.sensors.channels)} EEG channels at {s.sfreq:g} Hz on LSL stream "
+        f"simulating {sim.generator.n_channels} {settings.sensors.modality.upper()} channels at {s.sfreq:g} Hz on LSL stream "
         f"{s.stream_name!r} (source_id {s.source_id!r}), unit {s.unit}; Ctrl-C to stop",
         flush=True,
     )
@@ -337,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--baseline", dest="baseline_seconds", type=float, help="noise-only seconds at the start")
     m.add_argument("--name", dest="stream_name", help="LSL stream name")
     m.add_argument("--source-id", dest="source_id", help="LSL source_id")
+    m.add_argument("--modality", choices=["eeg", "meg", "eeg+meg"], help="override [sensors] modality")
     m.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", help="simulate, set up, stream and report, on the template head")

@@ -73,6 +73,10 @@ class SensorSettings:
     channels: tuple[str, ...] = _opt(None, "channel names the operator expects, in order", factory=lambda: CAP_64)
     reference: str = _opt(None, "'average' or the name of the reference channel", "average")
     aliases: dict = _opt(None, "stream name -> montage name, for non-standard labels", factory=dict)
+    modality: str = _opt(_one_of("eeg", "meg", "eeg+meg"), "which sensors the operator uses", "eeg")
+    meg_array: str = _opt(None, "'generic' (306-channel helmet) or a MEG array JSON file", "generic")
+    meg_accuracy: str = _opt(_one_of("point", "normal", "accurate"), "integration points per coil", "normal")
+    meg_channels: tuple[str, ...] = _opt(None, "MEG channels the operator uses (empty: all of the array)", factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,9 @@ class SimulateSettings:
             SimulatedSource((-38.0, -22.0, 58.0), 20.0, 100.0, 0.3),
         ),
     )
+    meg_accuracy: str = _opt(_one_of("point", "normal", "accurate"), "simulator's coil model (differs from the inverse's)", "accurate")
+    meg_noise_ft: float = _opt(_nonneg, "white magnetometer noise std in fT", 50.0)
+    grad_noise_ft_cm: float = _opt(_nonneg, "white gradiometer noise std in fT/cm", 50.0)
     stream_name: str = _opt(None, "LSL name of the simulated stream", "rtsource-sim-eeg")
     source_id: str = _opt(None, "LSL source_id of the simulated stream", "rtsource-sim-eeg-0")
     truth_stream: bool = _opt(None, "also publish the true source amplitudes", True)
@@ -325,7 +332,7 @@ def _cross_checks(s: Settings, where: str) -> None:
             raise ConfigError(f"{where} [{sec}] relative_radii = {list(radii)}: must increase and end at 1.0")
         if any(c <= 0 for c in cond):
             raise ConfigError(f"{where} [{sec}] conductivities = {list(cond)}: must all be > 0 S/m")
-    if len(s.sensors.channels) < 3:
+    if "eeg" in s.sensors.modality and len(s.sensors.channels) < 3:
         raise ConfigError(f"{where} [sensors] channels: need at least 3 channels, got {len(s.sensors.channels)}")
     if len(set(c.casefold() for c in s.sensors.channels)) != len(s.sensors.channels):
         raise ConfigError(f"{where} [sensors] channels: names repeat (case-insensitive)")

@@ -1,15 +1,18 @@
-"""A simulated EEG amplifier: known cortical sources -> scalp potentials -> an LSL stream.
+"""A simulated EEG/MEG system: known cortical sources -> sensor signals -> an LSL stream.
 
 It stands in for the amplifier, so it lives beside the offline side rather than in
 ``stream/`` (which needs only a bundle). To avoid the "inverse crime" (testing an inverse
 on data made with its own model) it uses a model of its own: a denser cortex at another
 depth (default: all 20484 fsaverage5 vertices half-way between white and pial surface,
-while the inverse uses 5124 white-surface vertices) and a different head model (3 shells
-with FieldTrip's conductivities instead of the inverse's 4 shells).
+while the inverse uses 5124 white-surface vertices), for EEG a different head model (3
+shells with FieldTrip's conductivities instead of the inverse's 4 shells), and for MEG
+other coil integration points ("accurate") and another sphere origin (fitted to the scalp
+instead of the inner skull).
 
 Signal = oscillating dipoles (sine at f, amplitude-modulated at f_mod, along the cortical
 normal) + background brain noise (random cortical dipoles with 1/f spectra) + white
-sensor noise, referenced to a nose electrode (Nz) as many amplifiers record.
+sensor noise. EEG is referenced to a nose electrode (Nz) as many amplifiers record and
+published in microvolts; MEG in T (magnetometers) and T/m (gradiometers).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .anatomy.template import load_template, template_source_space
-from .config import SimulateSettings
+from .config import Settings, SimulateSettings
 from .errors import ConfigError
 from .forward.leadfield import sphere_model_for_template
 from .forward.sphere import eeg_sphere_leadfield
@@ -48,27 +51,62 @@ class SimulatedDipole:
     frequency_hz: float
     amplitude_am: float
     modulation_hz: float
-    gain: np.ndarray  # (n_channels,) potential per A*m along the normal, referenced to Nz
+    gain: np.ndarray  # (n_channels,) signal per A*m along the normal (EEG referenced to Nz)
+
+
+def simulated_channels(settings: Settings):
+    """The channels ``[sensors]`` describes, for the simulator: (names, MEG array or None).
+
+    EEG channels come first (named in ``[sensors] channels``), then the MEG array's (all, or
+    ``[sensors] meg_channels``), with the simulator's own coil accuracy.
+    """
+    s = settings.sensors
+    names = list(s.channels) if "eeg" in s.modality else []
+    array = None
+    if "meg" in s.modality:
+        from .sensors.meg import load_meg_array
+
+        array = load_meg_array(settings.resolve_path(s.meg_array) if s.meg_array != "generic" else "generic", accuracy=settings.simulate.meg_accuracy)
+        if s.meg_channels:
+            array = array.pick(list(s.meg_channels))
+        names += list(array.ch_names)
+    return tuple(names), array
 
 
 class SignalGenerator:
-    """Deterministic source of simulated EEG, sample block by sample block.
+    """Deterministic source of simulated sensor data, sample block by sample block.
 
     Parameters
     ----------
     settings : SimulateSettings
     ch_names : sequence of str
-        Channels to simulate (positions from the template's 10-05 montage).
+        Channels to simulate: EEG electrodes (positions from the template's 10-05 montage)
+        and, when ``meg_array`` is given, that array's channels.
+    meg_array : rtsource.sensors.meg.MegArray, optional
+        The MEG sensors (their names in ``ch_names`` are MEG channels).
     """
 
-    def __init__(self, settings: SimulateSettings, ch_names):
+    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None):
         self.settings = settings
         self.ch_names = tuple(ch_names)
         self.sfreq = float(settings.sfreq)
         rng = np.random.default_rng(settings.seed)
         template = load_template()
-        montage = standard_montage("standard_1005")
-        electrodes = montage.pick(list(self.ch_names) + [SIM_REFERENCE]).electrodes.positions_m
+        self.template = template
+        meg_names = set(meg_array.ch_names) if meg_array is not None else set()
+        self._eeg_idx = np.array([i for i, c in enumerate(self.ch_names) if c not in meg_names], dtype=int)
+        self._meg_idx = np.array([i for i, c in enumerate(self.ch_names) if c in meg_names], dtype=int)
+        self.meg_array = meg_array.pick([self.ch_names[i] for i in self._meg_idx]) if len(self._meg_idx) else None
+        self.ch_types = tuple("eeg" for _ in self.ch_names)
+        if self.meg_array is not None:
+            types = list(self.ch_types)
+            for i, t in zip(self._meg_idx, self.meg_array.whitening_groups):
+                types[i] = t
+            self.ch_types = tuple(types)
+        electrodes = None
+        if len(self._eeg_idx):
+            montage = standard_montage("standard_1005")
+            electrodes = montage.pick([self.ch_names[i] for i in self._eeg_idx] + [SIM_REFERENCE]).electrodes.positions_m
         self.model = sphere_model_for_template(template, settings.relative_radii, settings.conductivities)
         cortex = template_source_space(settings.spacing, settings.surface)
         # usable: real cortex (the medial wall has white == pial, thickness 0) and safely
@@ -97,16 +135,28 @@ class SignalGenerator:
         else:
             self._noise_gain = np.zeros((len(self.ch_names), 0))
         self._noise_scale = self._pink_scale() * settings.brain_noise_nam * 1e-9
+        # white sensor noise per channel type, SI (1 fT/cm = 1e-13 T/m)
+        per_type = {"eeg": settings.sensor_noise_uv * 1e-6, "mag": settings.meg_noise_ft * 1e-15, "grad": settings.grad_noise_ft_cm * 1e-13}
+        self._sensor_noise = np.array([per_type[t] for t in self.ch_types])
         self._pink_state = np.zeros((3, n_noise))
         self._rng = rng
         self._next_sample = 0
 
     # ---- geometry ----
     def _normal_gains(self, index: np.ndarray) -> np.ndarray:
-        g, _ = eeg_sphere_leadfield(self._electrodes, self.cortex.positions_m[index], self.model)
-        g = g.reshape(len(self._electrodes), len(index), 3)
-        g = np.einsum("csk,sk->cs", g, self.cortex.normals[index])
-        return g[:-1] - g[-1]  # reference: the nose electrode
+        """Signal per A*m of dipoles along the normals at cortex[index], (n_channels, len(index))."""
+        out = np.zeros((len(self.ch_names), len(index)))
+        if len(self._eeg_idx):
+            g, _ = eeg_sphere_leadfield(self._electrodes, self.cortex.positions_m[index], self.model)
+            g = g.reshape(len(self._electrodes), len(index), 3)
+            g = np.einsum("csk,sk->cs", g, self.cortex.normals[index])
+            out[self._eeg_idx] = g[:-1] - g[-1]  # reference: the nose electrode
+        if self.meg_array is not None:
+            from .forward.meg_sphere import make_meg_leadfield
+
+            lf = make_meg_leadfield(self.meg_array, self.cortex.subset(index), origin_m=self.template.scalp_center_m)
+            out[self._meg_idx] = lf.normal_gain()
+        return out
 
     def _place(self, position_m, frequency, amplitude, modulation) -> SimulatedDipole:
         d = np.linalg.norm(self.cortex.positions_m[self.usable] - position_m, axis=1)
@@ -158,30 +208,56 @@ class SignalGenerator:
             white = self._rng.standard_normal((n, self._noise_gain.shape[1]))
             pink, self._pink_state = lfilter(_PINK_B, _PINK_A, white, axis=0, zi=self._pink_state)
             data = data + (pink * self._noise_scale) @ self._noise_gain.T
-        if self.settings.sensor_noise_uv > 0:
-            data = data + self._rng.standard_normal((n, self.n_channels)) * self.settings.sensor_noise_uv * 1e-6
+        data = data + self._rng.standard_normal((n, self.n_channels)) * self._sensor_noise
         self._next_sample += n
         return data, moments
 
 
-def _eeg_info(gen: SignalGenerator, name: str, source_id: str, unit: str):
+def publish_scale(ch_types, eeg_unit: str) -> np.ndarray:
+    """Factor from SI to the published unit per channel (EEG in microvolts by default)."""
+    eeg = 1e6 if eeg_unit == "uV" else 1.0
+    return np.array([eeg if t == "eeg" else 1.0 for t in ch_types])
+
+
+def _sensor_info(gen: SignalGenerator, name: str, source_id: str, unit: str):
     import pylsl
 
-    info = pylsl.StreamInfo(name, "EEG", gen.n_channels, gen.sfreq, pylsl.cf_float32, source_id)
+    modality = "MEG" if not len(gen._eeg_idx) else ("EEG" if gen.meg_array is None else "EEG+MEG")
+    info = pylsl.StreamInfo(name, "MEG" if modality == "MEG" else "EEG", gen.n_channels, gen.sfreq, pylsl.cf_float32, source_id)
     desc = info.desc()
     desc.append_child_value("manufacturer", "rtsource simulator")
+    desc.append_child_value("modality", modality)
+    desc.append_child_value("location_unit", "mm")
+    desc.append_child_value("frame", "template")
     chans = desc.append_child("channels")
-    positions = standard_montage("standard_1005").pick(gen.ch_names).electrodes.positions_m * 1e3
-    for name_, p in zip(gen.ch_names, positions.tolist()):
+    eeg_pos = {}
+    if len(gen._eeg_idx):
+        names = [gen.ch_names[i] for i in gen._eeg_idx]
+        eeg_pos = dict(zip(names, (standard_montage("standard_1005").pick(names).electrodes.positions_m * 1e3).tolist()))
+    meg_meta = {}
+    if gen.meg_array is not None:
+        from .sensors.meg import channel_metadata
+
+        meg_meta = {m["label"]: m for m in channel_metadata(gen.meg_array.to_head())}
+    for ch_name in gen.ch_names:
         ch = chans.append_child("channel")
-        ch.append_child_value("label", name_)
-        ch.append_child_value("type", "EEG")
-        ch.append_child_value("unit", "microvolts" if unit == "uV" else "volts")
+        ch.append_child_value("label", ch_name)
         loc = ch.append_child("location")
-        for axis, v in zip("XYZ", p):
-            loc.append_child_value(axis, f"{v:.3f}")
-    ref = desc.append_child("reference")
-    ref.append_child_value("label", SIM_REFERENCE)
+        if ch_name in meg_meta:
+            m = meg_meta[ch_name]
+            ch.append_child_value("type", m["type"])
+            ch.append_child_value("unit", m["unit"])
+            for axis in "XYZ":
+                loc.append_child_value(axis, m[axis])
+            ch.append_child_value("normal", m["normal"])
+        else:
+            ch.append_child_value("type", "EEG")
+            ch.append_child_value("unit", "microvolts" if unit == "uV" else "volts")
+            for axis, v in zip("XYZ", eeg_pos[ch_name]):
+                loc.append_child_value(axis, f"{v:.3f}")
+    if len(gen._eeg_idx):
+        ref = desc.append_child("reference")
+        ref.append_child_value("label", SIM_REFERENCE)
     return info
 
 
@@ -210,20 +286,26 @@ def _truth_info(gen: SignalGenerator, name: str, source_id: str, t0: float):
 class Simulator:
     """Publishes a :class:`SignalGenerator` on LSL in real time (and the truth, optionally)."""
 
-    def __init__(self, settings: SimulateSettings, ch_names):
+    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None):
         import pylsl
 
-        self.generator = SignalGenerator(settings, ch_names)
+        self.generator = SignalGenerator(settings, ch_names, meg_array)
         self.settings = settings
         # the sample clock starts now; timestamps are t0 + k / sfreq whenever run() starts
         self.t0 = pylsl.local_clock() + 0.2
-        self._scale = 1e6 if settings.unit == "uV" else 1.0
-        self.outlet = pylsl.StreamOutlet(_eeg_info(self.generator, settings.stream_name, settings.source_id, settings.unit), chunk_size=0, max_buffered=360)
+        self._scale = publish_scale(self.generator.ch_types, settings.unit)
+        self.outlet = pylsl.StreamOutlet(_sensor_info(self.generator, settings.stream_name, settings.source_id, settings.unit), chunk_size=0, max_buffered=360)
         self.truth = None
         if settings.truth_stream:
             self.truth = pylsl.StreamOutlet(_truth_info(self.generator, settings.stream_name + "-truth", settings.source_id + "-truth", self.t0))
         self.samples_pushed = 0
         self._stop = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Simulator":
+        """The simulator ``[simulate]`` and ``[sensors]`` describe (EEG, MEG or both)."""
+        names, array = simulated_channels(settings)
+        return cls(settings.simulate, names, array)
 
     def stop(self) -> None:
         self._stop.set()

@@ -86,3 +86,34 @@ def test_simulator_publishes_eeg_and_truth_on_lsl():
     assert np.array_equal(tts, ts)
     troot = ET.fromstring(truth.info.as_xml())
     assert float(troot.find("desc/sources_on_time").text) == pytest.approx(ts[0], abs=1e-6)
+
+
+def test_meg_simulator_publishes_tesla_with_types():
+    name = unique("simmeg")
+    s = Settings()
+    s = dataclasses.replace(
+        s,
+        sensors=dataclasses.replace(s.sensors, modality="meg"),
+        simulate=dataclasses.replace(s.simulate, stream_name=name, source_id=name, chunk_size=25, truth_stream=False, n_noise_sources=200),
+    )
+    sim = Simulator.from_settings(s)
+    assert sim.generator.n_channels == 306
+    meg = Collector(name)
+    sim.run(duration=1.0)
+    import time
+
+    time.sleep(0.5)
+    meg.stop()
+    data, ts = meg.data()
+    assert data.shape == (500, 306)
+    root = ET.fromstring(meg.info.as_xml())
+    assert root.find("type").text == "MEG"
+    chans = root.findall("desc/channels/channel")
+    types = [c.find("type").text for c in chans]
+    units = [c.find("unit").text for c in chans]
+    assert types.count("MAG") == 102 and types.count("GRAD") == 204
+    assert {u for t, u in zip(types, units) if t == "MAG"} == {"T"} and {u for t, u in zip(types, units) if t == "GRAD"} == {"T/m"}
+    mag = data[:, [i for i, t in enumerate(types) if t == "MAG"]]
+    grad = data[:, [i for i, t in enumerate(types) if t == "GRAD"]]
+    assert 1e-14 < mag.std() < 1e-11, mag.std()  # tens to thousands of fT
+    assert 1e-13 < grad.std() < 1e-9, grad.std()  # fT/cm range, in T/m

@@ -33,6 +33,7 @@ def capture_calibration(
     seconds: float,
     *,
     ch_units: tuple[str, ...] | None = None,
+    ch_types: tuple[str, ...] | None = None,
     resolve_timeout: float = 10.0,
     assume_unit: str = "",
     aliases: Mapping[str, str] | None = None,
@@ -50,7 +51,7 @@ def capture_calibration(
     try:
         desc = inlet.description
         units = ch_units or ("V",) * len(ch_names)
-        cmap = map_stream_channels(desc, tuple(ch_names), tuple(units), aliases=aliases, assume_unit=assume_unit)
+        cmap = map_stream_channels(desc, tuple(ch_names), tuple(units), aliases=aliases, assume_unit=assume_unit, ch_types=ch_types)
         n_skip = int(round(skip_seconds * desc.sfreq))
         n_want = int(round(seconds * desc.sfreq))
         out = np.empty((n_want, len(ch_names)))

@@ -22,9 +22,13 @@ from ..sensors.montage import match_labels
 
 logger = logging.getLogger(__name__)
 
-# Channel types an EEG operator accepts (as streams spell them); anything else named like an
-# EEG electrode (say an 'EOG' channel called 'Fp1') is refused rather than used.
-_EEG_TYPES = {"", "eeg", "exg"}
+# Stream channel types each kind of operator channel accepts (as streams spell them); any
+# other type under a matching name (say an 'EOG' channel called 'Fp1') is refused.
+_ACCEPTED_TYPES = {
+    "eeg": {"", "eeg", "exg"},
+    "mag": {"", "meg", "mag", "megmag"},
+    "grad": {"", "meg", "grad", "meggrad", "meggradplanar"},
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ def map_stream_channels(
     *,
     aliases: Mapping[str, str] | None = None,
     assume_unit: str = "",
+    ch_types: tuple[str, ...] | None = None,
 ) -> ChannelMap:
     """Map an operator's channels onto a stream's, by name, with unit conversion.
 
@@ -137,6 +142,8 @@ def map_stream_channels(
         Stream label -> operator label, for non-standard names.
     assume_unit : str
         Unit for stream channels whose metadata gives none; empty means refuse them.
+    ch_types : tuple of str, optional
+        The operator's channel kinds ('eeg', 'mag', 'grad'); default all EEG.
 
     Raises
     ------
@@ -158,11 +165,16 @@ def map_stream_channels(
         [aliases.get(x, x) if aliases else x for x in stream.ch_names],
         what=f"stream {stream.name!r}",
     )
-    bad_type = [(ch_names[k], stream.ch_types[i]) for k, i in enumerate(index) if stream.ch_types[i].casefold() not in _EEG_TYPES]
+    kinds = tuple(ch_types) if ch_types is not None else ("eeg",) * len(ch_names)
+    bad_type = [
+        (ch_names[k], stream.ch_types[i], kinds[k])
+        for k, i in enumerate(index)
+        if stream.ch_types[i].casefold() not in _ACCEPTED_TYPES.get(kinds[k], {""})
+    ]
     if bad_type:
         raise ChannelError(
-            "stream channels matched by name are not EEG: "
-            + ", ".join(f"{n!r} has type {t!r}" for n, t in bad_type)
+            "stream channels matched by name have the wrong type: "
+            + ", ".join(f"{n!r} has type {t!r} but the operator expects {k.upper()}" for n, t, k in bad_type)
             + "; rename them in the stream or pass an alias map"
         )
     scale = np.empty(len(index))

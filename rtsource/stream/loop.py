@@ -143,7 +143,9 @@ class StreamLoop:
     def prepare_operator(self, bundle: OperatorBundle) -> StreamOperator:
         """A warmed-up :class:`StreamOperator` of ``bundle`` for the connected stream's layout."""
         opts = self.options
-        cmap = map_stream_channels(self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit)
+        cmap = map_stream_channels(
+            self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit, ch_types=bundle.ch_types
+        )
         op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank)
         op.warm_up()
         return op

@@ -73,7 +73,7 @@ def test_wrong_kind_of_unit_is_refused():
 
 def test_non_eeg_channel_with_eeg_name_is_refused():
     d = header(list(OP), ["uV"] * 4, ["EEG", "EEG", "EEG", "EOG"])
-    with pytest.raises(ChannelError, match="'Oz' has type 'EOG'"):
+    with pytest.raises(ChannelError, match="'Oz' has type 'EOG' but the operator expects EEG"):
         map_stream_channels(d, OP, ("V",) * 4)
 
 
@@ -92,3 +92,13 @@ def test_aliases_apply_to_stream_labels():
 def test_malformed_header():
     with pytest.raises(StreamError, match="XML"):
         describe_stream_xml("<info><name>x</name")
+
+
+def test_meg_channels_map_by_type():
+    d = header(["MEG001M", "MEG001G1", "EEG1"], ["T", "T/m", "uV"], ["MAG", "GRAD", "EEG"])
+    m = map_stream_channels(d, ("MEG001G1", "MEG001M"), ("T/m", "T"), ch_types=("grad", "mag"))
+    assert m.index.tolist() == [1, 0] and np.allclose(m.scale, 1.0) and m.extra == ("EEG1",)
+    with pytest.raises(ChannelError, match="expects GRAD"):
+        map_stream_channels(d, ("MEG001M",), ("T/m",), ch_types=("grad",))
+    with pytest.raises(UnitError, match="'T'"):
+        map_stream_channels(d, ("MEG001M",), ("T/m",), ch_types=("mag",))
