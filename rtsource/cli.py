@@ -97,32 +97,30 @@ def cmd_setup(args) -> int:
 # ---- run --------------------------------------------------------------------------------
 
 def _loop_options(settings, args, bundle_path: str):
-    from .stream.inlet import StreamSelector
-    from .stream.loop import LoopOptions
-    from .stream.operator import FilterSpec
+    from .session import loop_options
 
-    st, pre, out = settings.stream, settings.preprocess, settings.output
-    return LoopOptions(
-        selector=StreamSelector(
-            args.stream_name if args.stream_name is not None else st.name,
-            args.stream_type if args.stream_type is not None else st.type,
-            args.source_id if args.source_id is not None else st.source_id,
-        ),
-        resolve_timeout=args.resolve_timeout or st.resolve_timeout,
-        max_chunk=args.max_chunk or st.max_chunk,
-        assume_unit=args.assume_unit if args.assume_unit is not None else st.assume_unit,
-        aliases=settings.sensors.aliases,
-        filter=FilterSpec(pre.highpass_hz, pre.lowpass_hz, pre.order),
-        output_name=args.outlet_name or out.name,
-        output_type=out.type,
-        output_source_id=out.source_id,
-        bundle_path=bundle_path,
-        idle_timeout=args.idle_timeout or 0.0,
-        lost_after=st.lost_after_s,
-        latest_only=args.latest_only or st.latest_only,
-        max_backlog=st.max_backlog,
-        threads=args.threads if args.threads is not None else settings.performance.threads,
-        low_rank=settings.performance.low_rank,
+    return loop_options(
+        settings,
+        bundle_path,
+        selector=_selector(settings, args),
+        resolve_timeout=args.resolve_timeout,
+        max_chunk=args.max_chunk,
+        assume_unit=args.assume_unit,
+        output_name=args.outlet_name,
+        idle_timeout=args.idle_timeout,
+        latest_only=True if args.latest_only else None,
+        threads=args.threads,
+    )
+
+
+def _selector(settings, args):
+    from .stream.inlet import StreamSelector
+
+    st = settings.stream
+    return StreamSelector(
+        args.stream_name if args.stream_name is not None else st.name,
+        args.stream_type if args.stream_type is not None else st.type,
+        args.source_id if args.source_id is not None else st.source_id,
     )
 
 
@@ -147,7 +145,9 @@ def cmd_run(args) -> int:
         kind = parse_source_url(args.source)[0]
         if kind == "ftbuffer":
             source = open_ftbuffer(args.source, options.max_chunk, open_timeout=options.resolve_timeout, assume_unit=options.assume_unit or None)
-    loop = StreamLoop(bundle, options, source=source)
+    from .session import feature_options
+
+    loop = StreamLoop(bundle, options, source=source, features=feature_options(settings, bundle))
     print(f"bundle: {bundle.describe()}")
     loop.connect()
     desc = loop.inlet.description

@@ -72,7 +72,11 @@ class SensorSettings:
     )
     channels: tuple[str, ...] = _opt(None, "channel names the operator expects, in order", factory=lambda: CAP_64)
     reference: str = _opt(None, "'average' or the name of the reference channel", "average")
-    aliases: dict = _opt(None, "stream name -> montage name, for non-standard labels", factory=dict)
+    aliases: dict = _opt(
+        lambda v: None if all(isinstance(x, str) for x in v.values()) else "values must be channel names (strings)",
+        "stream name -> montage name, for non-standard labels",
+        factory=dict,
+    )
     modality: str = _opt(_one_of("eeg", "meg", "eeg+meg"), "which sensors the operator uses", "eeg")
     meg_array: str = _opt(None, "'generic' (306-channel helmet) or a MEG array JSON file", "generic")
     meg_accuracy: str = _opt(_one_of("point", "normal", "accurate"), "integration points per coil", "normal")
@@ -168,6 +172,82 @@ class PerformanceSettings:
 
 
 @dataclass(frozen=True)
+class RoiSettings:
+    """One [[roi]] entry: a region given by a centre and radius, vertices, or a hemisphere."""
+
+    name: str = _opt(lambda v: None if v.strip() and v.isprintable() else "must be a non-empty name", "channel label of the ROI output", "roi")
+    center_mm: tuple[float, ...] = _opt(lambda v: None if len(v) in (0, 3) else "needs 3 numbers (template frame, mm)", "centre in template mm", factory=tuple)
+    radius_mm: float = _opt(_positive, "sources within this distance of the centre", 10.0)
+    vertices: tuple[int, ...] = _opt(None, "explicit source indices", factory=tuple)
+    hemisphere: str = _opt(_one_of("", "lh", "rh"), "a whole hemisphere", "")
+
+
+@dataclass(frozen=True)
+class RoisSettings:
+    """[rois]: how ROI time courses are formed and published."""
+
+    file: str = _opt(None, "CSV of name,x,y,z[,radius] (mm, template frame), in addition to [[roi]]", "")
+    mode: str = _opt(_one_of("mean", "mean_flip", "pca_flip", "max"), "aggregation over the ROI's sources", "mean_flip")
+    component: str = _opt(_one_of("auto", "normal", "pooled"), "what is aggregated for loose operators (auto: normal for linear modes)", "auto")
+    default_radius_mm: float = _opt(_positive, "radius for file entries without one", 10.0)
+    sources_output: bool = _opt(None, "also publish the per-source stream (false: ROI outputs only)", True)
+
+
+def _check_bands(v: dict) -> str | None:
+    for name, edges in v.items():
+        if not (isinstance(edges, list) and len(edges) == 2 and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges)):
+            return f"band {name!r} must be [low_hz, high_hz]"
+        if not 0 < edges[0] < edges[1]:
+            return f"band {name!r} = {edges}: need 0 < low < high"
+    return None
+
+
+@dataclass(frozen=True)
+class BandPowerSettings:
+    """[bandpower]: per-ROI band power for neurofeedback (needs ROIs; empty bands: off)."""
+
+    bands: dict = _opt(_check_bands, "name = [low_hz, high_hz] pairs, e.g. {alpha = [8, 12]}", factory=dict)
+    rate_hz: float = _opt(_positive, "output rate", 20.0)
+    envelope: str = _opt(_one_of("analytic", "square", "rectify"), "envelope detector", "analytic")
+    smoothing_s: float = _opt(_nonneg, "extra smoothing time constant", 0.0)
+    quantity: str = _opt(_one_of("amplitude", "power"), "amplitude or its square", "amplitude")
+    zscore: bool = _opt(None, "z-score against the calibration (or the first baseline_s seconds)", False)
+    baseline_s: float = _opt(_nonneg, "baseline length when no calibration is available", 30.0)
+
+
+def _check_rules(v: dict) -> str | None:
+    from dataclasses import fields as _fields
+
+    from .stream.badchannels import BadChannelRules
+
+    known = {f.name for f in _fields(BadChannelRules)}
+    unknown = sorted(set(v) - known)
+    if unknown:
+        return f"unknown rule(s) {unknown}; known: {', '.join(sorted(known))}"
+    bad = [k for k, x in v.items() if isinstance(x, bool) or not isinstance(x, (int, float))]
+    return f"rule(s) {bad} must be numbers" if bad else None
+
+
+@dataclass(frozen=True)
+class BadChannelSettings:
+    """[badchannels]: watching the channels and swapping the operator without bad ones."""
+
+    detect: bool = _opt(None, "run the flat / saturated / noisy detector", True)
+    auto_swap: bool = _opt(None, "rebuild the operator without detected bad channels (hot swap)", False)
+    ignore: tuple[str, ...] = _opt(None, "channels never marked bad", factory=tuple)
+    rules: dict = _opt(_check_rules, "thresholds overriding the defaults (see rtsource.stream.badchannels)", factory=dict)
+
+
+@dataclass(frozen=True)
+class AdaptiveSettings:
+    """[adaptive]: LCMV weights recomputed from an exponentially weighted data covariance."""
+
+    enabled: bool = _opt(None, "adapt the beamformer to the incoming data", False)
+    half_life_s: float = _opt(_positive, "half-life of the covariance's memory", 30.0)
+    interval_s: float = _opt(_positive, "seconds between weight updates", 10.0)
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     """[output]: the LSL outlet of source time courses."""
 
@@ -240,6 +320,11 @@ class Settings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
+    roi: tuple[RoiSettings, ...] = ()
+    rois: RoisSettings = field(default_factory=RoisSettings)
+    bandpower: BandPowerSettings = field(default_factory=BandPowerSettings)
+    badchannels: BadChannelSettings = field(default_factory=BadChannelSettings)
+    adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     bundle: BundleSettings = field(default_factory=BundleSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
@@ -277,8 +362,8 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where} = {value!r}: must be a string (in quotes)")
         return value
     if annotation is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise ConfigError(f"{where} = {value!r}: must be a table of name = \"name\" pairs")
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where} = {value!r}: must be a table (name = value pairs)")
         return dict(value)
     if origin is tuple:
         (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
@@ -345,6 +430,28 @@ def _cross_checks(s: Settings, where: str) -> None:
     for src in s.simulate.sources:
         if len(src.position_mm) != 3:
             raise ConfigError(f"{where} [[simulate.sources]] position_mm = {list(src.position_mm)}: needs 3 numbers")
+    for r in s.roi:
+        given = sum([bool(r.center_mm), bool(r.vertices), bool(r.hemisphere)])
+        if given != 1:
+            raise ConfigError(f"{where} [[roi]] {r.name!r}: give exactly one of center_mm, vertices or hemisphere (got {given})")
+    names = [r.name for r in s.roi]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where} [[roi]]: names repeat: {names}")
+    if s.bandpower.bands and not (s.roi or s.rois.file):
+        raise ConfigError(f"{where} [bandpower] bands need ROIs: add [[roi]] entries or [rois] file")
+    if not s.rois.sources_output and not (s.roi or s.rois.file):
+        raise ConfigError(f"{where} [rois] sources_output = false needs ROIs, otherwise nothing is published")
+    if s.badchannels.rules:
+        from .stream.badchannels import BadChannelRules
+
+        BadChannelRules(**{k: float(v) for k, v in s.badchannels.rules.items()})  # raises ConfigError naming the rule
+    if s.bandpower.bands:
+        from .stream.bandpower import BandPowerSpec
+
+        try:
+            BandPowerSpec.from_mapping(s.bandpower.bands, rate_hz=s.bandpower.rate_hz, envelope=s.bandpower.envelope)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} {exc}") from None
     if s.stream.assume_unit:
         from .geometry.units import parse_signal_unit
 
@@ -365,7 +472,10 @@ def settings_from_dict(data: dict, *, where: str = "config", base_dir: str = "."
             f"{', '.join(sorted(_SECTIONS))}"
         )
     hints = typing.get_type_hints(Settings)
-    sections = {name: _build(hints[name], table, f"{where} [{name}]") for name, table in data.items()}
+    sections = {
+        name: _convert(table, hints[name], f"{where} [[{name}]]") if typing.get_origin(hints[name]) is tuple else _build(hints[name], table, f"{where} [{name}]")
+        for name, table in data.items()
+    }
     s = Settings(**sections, base_dir=str(base_dir))
     _cross_checks(s, where)
     return s

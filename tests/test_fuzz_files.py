@@ -92,7 +92,14 @@ def _schema():
     from rtsource.config import Settings
 
     hints = typing.get_type_hints(Settings)
-    return {f.name: [g.name for g in dataclasses.fields(hints[f.name])] for f in dataclasses.fields(Settings) if f.name != "base_dir"}
+    out = {}
+    for f in dataclasses.fields(Settings):
+        cls = hints[f.name]
+        if typing.get_origin(cls) is tuple:  # an array of tables ([[roi]])
+            cls = typing.get_args(cls)[0]
+        if dataclasses.is_dataclass(cls):
+            out[f.name] = [g.name for g in dataclasses.fields(cls)]
+    return out
 
 
 _values = st.recursive(
@@ -118,6 +125,8 @@ def test_structured_config_fuzz(doc):
     from rtsource.config import settings_from_dict
 
     doc = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in doc.items()}  # TOML has no null
+    if "roi" in doc:
+        doc["roi"] = [doc["roi"]]  # an array of tables
     try:
         settings_from_dict(doc)
     except RtsourceError:

@@ -38,6 +38,7 @@ from ..bundle import OperatorBundle
 from ..errors import StreamError
 from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
+from .features import FeatureOptions, Features
 from .inlet import Inlet, StreamSelector, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlet import make_source_info, output_source_id
@@ -87,11 +88,15 @@ class StreamLoop:
     options : LoopOptions
     source : InputSource, optional
         Where samples come from; by default the LSL stream ``options.selector`` finds.
+    features : FeatureOptions, optional
+        ROIs, band power, bad-channel handling, adaptive weights (see :mod:`.features`).
     """
 
-    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None):
+    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None):
         self.bundle = bundle
         self.options = options
+        self.feature_options = features or FeatureOptions()
+        self.features: Features | None = None
         self.stats = LoopStats()
         self.inlet: InputSource | None = source
         self.outlet = None
@@ -105,6 +110,7 @@ class StreamLoop:
         self._swap_lock = threading.Lock()
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
         self.error: Exception | None = None
+        self.source_id = ""
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -125,9 +131,13 @@ class StreamLoop:
         self.operator, self.channel_map = operator, operator.channel_map
         logger.info("stream %s: %s", desc.label(), operator.channel_map.summary())
         sid = opts.output_source_id or output_source_id(self.bundle, desc)
-        out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
-        self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
+        self.source_id = sid
+        if self.feature_options.sources_output:
+            out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
+            self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
+        if self.feature_options.any:
+            self.features = Features(self, self.feature_options, sid)
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
         self._time_correction = self._read_time_correction(5.0, default=0.0)
@@ -151,8 +161,8 @@ class StreamLoop:
         return op
 
     # ---- operator swaps (adaptive weights, bad-channel hot swap) --------------------
-    def request_swap(self, operator: StreamOperator, reason: str, requested_at: float, **details) -> None:
-        """Install ``operator`` between two chunks (thread-safe; the newest request wins).
+    def request_swap(self, operator: StreamOperator, reason: str, requested_at: float, roi_stage=None, **details) -> None:
+        """Install ``operator`` (and its ROI stage) between two chunks; thread-safe, newest wins.
 
         ``requested_at`` is the ``time.perf_counter()`` at which the need arose, so the
         reported swap time covers the rebuild as well as the wait for the chunk boundary.
@@ -160,14 +170,23 @@ class StreamLoop:
         if operator.n_outputs != self.operator.n_outputs:
             raise StreamError(f"new operator has {operator.n_outputs} outputs, the running one {self.operator.n_outputs}")
         with self._swap_lock:
-            self._pending = (operator, reason, requested_at, details)
+            self._pending = (operator, reason, requested_at, roi_stage, details)
+
+    def mark_bad(self, channel: str) -> None:
+        """Mark an operator channel bad while running: the operator is rebuilt without it
+        in the background and swapped in between two chunks."""
+        if self.features is None:
+            self.features = Features(self, FeatureOptions(), self.source_id)
+        self.features.mark_bad(channel)
 
     def _install_pending(self, now_lsl: float) -> None:
         with self._swap_lock:
             pending, self._pending = self._pending, None
-        operator, reason, requested_at, details = pending
+        operator, reason, requested_at, roi_stage, details = pending
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
+        if self.features is not None:
+            self.features.install(roi_stage)
         stats = self.stats
         stats.operator_swaps += 1
         stats.last_swap_ms = (time.perf_counter() - requested_at) * 1e3
@@ -256,13 +275,18 @@ class StreamLoop:
                 if step > gap_tolerance:
                     self._gap(last_ts, ts[0], period)
                     self.operator.restart_filter_at(inlet.buffer, n)
+                    if self.features is not None:
+                        self.features.on_gap()
                 elif step < -jitter_back:
                     stats.clock_jumps += 1
                     self.events.publish("clock_jump", pylsl.local_clock(), jump_s=float(step), cause="timestamps went backwards")
                     self.operator.restart_filter_at(inlet.buffer, n)
             t0 = time.perf_counter()
             out = self.operator.process(inlet.buffer, n)
-            self.outlet.push_chunk(out, ts.tolist())
+            if self.outlet is not None:
+                self.outlet.push_chunk(out, ts.tolist())
+            if self.features is not None:
+                self.features.after_chunk(inlet.buffer, n, ts, out)
             t1 = time.perf_counter()
             stats.samples_in += n
             stats.samples_out += n
@@ -402,6 +426,8 @@ class StreamLoop:
         return thread
 
     def close(self) -> None:
+        if self.features is not None:
+            self.features.close()
         if self.inlet is not None:
             self.inlet.close()
         self.outlet = None

@@ -104,7 +104,11 @@ class StreamOperator:
         self._project = None
         if low_rank not in ("auto", "on", "off"):
             raise ValueError(f"low_rank must be 'auto', 'on' or 'off', got {low_rank!r}")
-        if low_rank != "off":
+        # The operator's rank is at most the rank of the whitened data (bundle params); when
+        # that alone rules out a saving, skip the SVD (it matters for fast hot swaps).
+        known_rank = bundle.params.get("rank")
+        worth_trying = low_rank == "on" or not known_rank or (k.shape[0] * known_rank + known_rank * n_chan) < 0.75 * k.shape[0] * n_chan
+        if low_rank != "off" and worth_trying:
             a, b = low_rank_factors(k)
             r = b.shape[0]
             n_rows = k.shape[0]
@@ -143,6 +147,11 @@ class StreamOperator:
     @property
     def n_outputs(self) -> int:
         return self.bundle.n_sources
+
+    def prepared(self, n: int) -> np.ndarray:
+        """The last chunk's operator channels after gathering and filtering (stream units),
+        shape (n, n_channels): what the ROI stage, the adaptive covariance and others read."""
+        return self._picked[:n]
 
     def bad_rows(self, n: int) -> np.ndarray:
         """Flags (1 = non-finite input) of the last processed chunk's first ``n`` rows."""

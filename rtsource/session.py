@@ -1,0 +1,106 @@
+"""From a configuration and a bundle to a configured streaming loop (``rtsource run``, the demo).
+
+The loop itself (``rtsource.stream``) knows nothing about configuration files; this module
+reads the settings and hands it plain options: where the stream is, how to name the
+outputs, which features to run (ROIs, band power, bad-channel handling, adaptive weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .bundle import OperatorBundle
+from .config import Settings
+from .errors import ConfigError
+from .stream.features import FeatureOptions
+from .stream.inlet import StreamSelector
+from .stream.loop import LoopOptions
+from .stream.operator import FilterSpec
+
+
+def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptions:
+    """LoopOptions from ``[stream]``, ``[preprocess]``, ``[performance]`` and ``[output]``.
+
+    ``overrides`` replace single fields (command-line options).
+    """
+    st, pre, out, perf = settings.stream, settings.preprocess, settings.output, settings.performance
+    opts = LoopOptions(
+        selector=StreamSelector(st.name, st.type, st.source_id),
+        resolve_timeout=st.resolve_timeout,
+        max_chunk=st.max_chunk,
+        assume_unit=st.assume_unit,
+        aliases=settings.sensors.aliases,
+        filter=FilterSpec(pre.highpass_hz, pre.lowpass_hz, pre.order),
+        output_name=out.name,
+        output_type=out.type,
+        output_source_id=out.source_id,
+        bundle_path=bundle_path,
+        lost_after=st.lost_after_s,
+        latest_only=st.latest_only,
+        max_backlog=st.max_backlog,
+        threads=perf.threads,
+        low_rank=perf.low_rank,
+    )
+    return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
+    """The ``[[roi]]`` entries and the ``[rois] file`` as ROIs on the bundle's sources."""
+    from .inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
+
+    sources = bundle.sources
+    rois = []
+    for r in settings.roi:
+        if r.center_mm:
+            rois.append(roi_from_sphere(sources, r.name, r.center_mm, r.radius_mm))
+        elif r.vertices:
+            rois.append(roi_from_vertices(sources, r.name, r.vertices))
+        else:
+            roi = roi_from_hemisphere(sources, r.hemisphere)
+            rois.append(dataclasses.replace(roi, name=r.name) if roi.name != r.name else roi)
+    if settings.rois.file:
+        rois += list(read_roi_file(settings.resolve_path(settings.rois.file), sources, default_radius_mm=settings.rois.default_radius_mm))
+    names = [r.name for r in rois]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"ROI names repeat between [[roi]] and [rois] file: {names}")
+    return rois
+
+
+def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: np.ndarray | None = None) -> FeatureOptions:
+    """FeatureOptions from ``[[roi]]``/``[rois]``, ``[bandpower]``, ``[badchannels]``, ``[adaptive]``.
+
+    ``calibration``: (n_samples, n_channels) data in V on the bundle's channels (pca_flip
+    and band-power z-scoring use it).
+    """
+    rois = rois_from_settings(settings, bundle) if (settings.roi or settings.rois.file) else []
+    bandpower = None
+    bp = settings.bandpower
+    if bp.bands:
+        from .stream.bandpower import BandPowerSpec
+
+        bandpower = BandPowerSpec.from_mapping(
+            bp.bands, rate_hz=bp.rate_hz, envelope=bp.envelope, smoothing_s=bp.smoothing_s, quantity=bp.quantity, zscore=bp.zscore, baseline_s=bp.baseline_s
+        )
+    rules = None
+    bc = settings.badchannels
+    if bc.rules:
+        from .stream.badchannels import BadChannelRules
+
+        rules = BadChannelRules(**{k: float(v) for k, v in bc.rules.items()})
+    return FeatureOptions(
+        rois=tuple(rois),
+        roi_mode=settings.rois.mode,
+        roi_component=settings.rois.component,
+        roi_calibration=calibration,
+        bandpower=bandpower,
+        detect_bad_channels=bc.detect,
+        bad_channel_rules=rules,
+        auto_swap=bc.auto_swap,
+        ignore_channels=tuple(bc.ignore),
+        adaptive=settings.adaptive.enabled,
+        adaptive_half_life_s=settings.adaptive.half_life_s,
+        adaptive_interval_s=settings.adaptive.interval_s,
+        sources_output=settings.rois.sources_output,
+    )

@@ -1,0 +1,249 @@
+"""What the loop computes besides source time courses: ROIs, band power, channel health,
+adaptive weights, and the operator swaps they lead to.
+
+Per chunk, after the loop has published the source time courses:
+
+    prepared chunk (operator channels, filtered) ─┬> ROI stage ──> NAME-roi ──> band power ──> NAME-bandpower
+                                                  ├> bad-channel detector ──> events; hot swap request
+                                                  └> adaptive covariance ──> background LCMV rebuild
+    raw chunk ──> (detector reads the stream's own columns)
+
+Operator swaps (a bad channel removed, new adaptive weights) are built in background
+threads (:class:`~rtsource.stream.swap.BackgroundRebuilder`) and handed to
+:meth:`StreamLoop.request_swap` together with the matching ROI stage, so operator and ROI
+fold change in the same gap between two chunks: no sample is lost or processed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..bundle import OperatorBundle
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """Which features run and how (built from a config by ``rtsource.session``).
+
+    Attributes
+    ----------
+    rois : sequence of rtsource.inverse.roi.Roi
+        Regions of interest on the bundle's source space (empty: no ROI outputs).
+    roi_mode, roi_component : str
+        Aggregation (mean, mean_flip, pca_flip, max) and component (see inverse/roi.py).
+    roi_calibration : ndarray or None
+        (n_samples, n_channels) calibration data in V, bundle order (pca_flip needs it).
+    bandpower : BandPowerSpec or None
+        Band-power feedback on the ROIs (None: off).
+    detect_bad_channels : bool
+        Watch the operator's channels for flat / saturated / noisy signals.
+    bad_channel_rules : BadChannelRules or None
+    auto_swap : bool
+        Rebuild the operator without channels the detector marks bad.
+    ignore_channels : tuple of str
+        Never marked bad (e.g. a named reference channel, which is zero after re-referencing).
+    rebuild : callable or None
+        ``rebuild(bundle, bad_channels) -> OperatorBundle``: the operator without those
+        channels (rtsource.inverse.rebuild.rebuild_without_channels).
+    adaptive : bool
+        Adaptive beamformer (LCMV bundles): the data covariance is tracked with an
+        exponential forgetting factor and the weights rebuilt from it every
+        ``adaptive_interval_s`` (without the current bad channels).
+    adaptive_half_life_s, adaptive_interval_s : float
+    """
+
+    rois: Sequence = ()
+    roi_mode: str = "mean_flip"
+    roi_component: str = "auto"
+    roi_calibration: np.ndarray | None = None
+    bandpower: object | None = None
+    detect_bad_channels: bool = False
+    bad_channel_rules: object | None = None
+    auto_swap: bool = False
+    ignore_channels: tuple[str, ...] = ()
+    rebuild: Callable | None = None
+    adaptive: bool = False
+    adaptive_half_life_s: float = 30.0
+    adaptive_interval_s: float = 10.0
+    sources_output: bool = True
+
+    @property
+    def any(self) -> bool:
+        return bool(self.rois) or self.detect_bad_channels or self.adaptive or self.auto_swap
+
+
+class Features:
+    """The stages of :class:`FeatureOptions` for one loop (created in ``StreamLoop.connect``)."""
+
+    def __init__(self, loop, options: FeatureOptions, source_id: str):
+        import pylsl
+
+        self.loop = loop
+        self.options = options
+        bundle: OperatorBundle = loop.bundle
+        operator = loop.operator
+        sfreq = bundle.sfreq
+        max_chunk = loop.options.max_chunk
+        self.roi_operator = None
+        self.roi_stage = None
+        self.roi_outlet = None
+        self.bandpower = None
+        self.bandpower_outlet = None
+        out_name = loop.options.output_name
+        if options.rois:
+            from ..inverse.roi import RoiOperator
+            from .roi import RoiStage, make_roi_info
+
+            self.roi_operator = RoiOperator.from_bundle(bundle, options.rois, options.roi_mode, options.roi_component, calibration=options.roi_calibration)
+            self.roi_stage = RoiStage(self.roi_operator, max_chunk, channel_scale=operator.channel_map.scale, n_sources=bundle.n_sources)
+            self.roi_stage.warm_up()
+            info = make_roi_info(
+                self.roi_operator, output_name=out_name, sfreq=sfreq, source_id=source_id + "-roi", bundle_path=loop.options.bundle_path,
+                method=bundle.method, bundle_created=bundle.created_utc, input_stream=loop.inlet.description.name,
+            )  # fmt: skip
+            self.roi_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+            if options.bandpower is not None:
+                from .bandpower import BandPowerStage, make_bandpower_info
+
+                self.bandpower = BandPowerStage(options.bandpower, self.roi_operator.names, sfreq, max_chunk, unit=bundle.output_unit)
+                self.bandpower.warm_up()
+                if options.roi_calibration is not None and options.bandpower.zscore:
+                    self.bandpower.calibrate(self.roi_operator.apply(options.roi_calibration))
+                info = make_bandpower_info(
+                    self.bandpower, output_name=out_name, source_id=source_id + "-bandpower", bundle_path=loop.options.bundle_path,
+                    method=bundle.method, roi_mode=options.roi_mode, input_stream=loop.inlet.description.name,
+                )  # fmt: skip
+                self.bandpower_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+        self.detector = None
+        if options.detect_bad_channels:
+            from .badchannels import BadChannelDetector, BadChannelRules
+
+            cmap = operator.channel_map
+            ignore = set(options.ignore_channels)
+            if bundle.reference != "average":
+                ignore.add(bundle.reference)
+            self.detector = BadChannelDetector(
+                bundle.ch_names, sfreq, index=cmap.index, scale=cmap.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore)
+            )
+            self.detector.warm_up()
+        self.hot_swap = None
+        if options.auto_swap or options.rebuild is not None:
+            from .swap import BackgroundRebuilder
+
+            self.hot_swap = BackgroundRebuilder(self._build_without, on_built=self._hand_over)
+        self.adaptive = None
+        if options.adaptive:
+            if bundle.method != "LCMV":
+                from ..errors import ConfigError
+
+                raise ConfigError(f"[adaptive] enabled needs an LCMV bundle ([inverse] method = 'LCMV'), this one is {bundle.method}")
+            from .adaptive import AdaptiveOperator, ExpWeightedCovariance
+
+            cov = ExpWeightedCovariance(bundle.n_channels, sfreq, options.adaptive_half_life_s, scale=operator.channel_map.scale, ch_names=bundle.ch_names)
+            self.adaptive = AdaptiveOperator(cov, self._build_adaptive, interval_s=options.adaptive_interval_s, on_built=self._hand_over)
+        self.bad_channels: tuple[str, ...] = ()
+
+    # ---- per chunk --------------------------------------------------------------------
+    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None) -> None:
+        """Run the stages on a chunk the loop has just processed (``raw``: stream columns)."""
+        import pylsl
+
+        operator = self.loop.operator
+        prepared = operator.prepared(n)
+        if self.roi_stage is not None:
+            roi_in = prepared if self.roi_stage.input_kind == "channels" else sources
+            roi = self.roi_stage.process(roi_in, n)
+            stamps = ts.tolist()
+            self.roi_outlet.push_chunk(roi, stamps)
+            if self.bandpower is not None:
+                values, t = self.bandpower.process(roi, ts, n)
+                if len(t):
+                    self.bandpower_outlet.push_chunk(values, t.tolist())
+        if self.adaptive is not None:
+            self.adaptive.update(prepared, n, float(ts[-1]))
+            self.loop.stats.covariance_age_s = self.adaptive.covariance_age_s
+        if self.detector is not None and self.detector.update(raw, n, ts):
+            for ev in self.detector.events():
+                fields = ev.as_event()
+                self.loop.events.publish("bad_channel", pylsl.local_clock(), **{k: v for k, v in fields.items() if k != "time"})
+            bad = tuple(self.detector.bad_channels)
+            self.loop.stats.bad_channels = len(bad)
+            if self.options.auto_swap and bad != self.bad_channels and self.hot_swap is not None:
+                self.hot_swap.request(frozenset(bad), "bad_channel")
+            self.bad_channels = bad
+
+    def mark_bad(self, channel: str) -> None:
+        """Mark a channel bad by hand (API, CLI) and rebuild the operator without it."""
+        if channel not in self.loop.bundle.ch_names:
+            from ..errors import ChannelError
+
+            raise ChannelError(f"channel {channel!r} is not one of the bundle's channels ({', '.join(self.loop.bundle.ch_names[:8])}, ...)")
+        if self.detector is not None:
+            self.detector.mark_bad(channel)
+        self.bad_channels = tuple(sorted(set(self.bad_channels) | {channel}))
+        self.loop.stats.bad_channels = len(self.bad_channels)
+        if self.hot_swap is None:
+            from .swap import BackgroundRebuilder
+
+            self.hot_swap = BackgroundRebuilder(self._build_without, on_built=self._hand_over)
+        self.hot_swap.request(frozenset(self.bad_channels), "manual")
+
+    def on_gap(self) -> None:
+        """After a gap the detector's windows and the band-power filters start over."""
+        if self.detector is not None:
+            self.detector.restart()
+        if self.bandpower is not None:
+            self.bandpower.reset()
+
+    def install(self, roi_stage) -> None:
+        """Called by the loop when a swap it installs carries a new ROI stage."""
+        if roi_stage is not None:
+            self.roi_stage = roi_stage
+
+    def close(self) -> None:
+        for worker in (self.hot_swap, self.adaptive):
+            if worker is not None:
+                worker.close()
+
+    # ---- background builds ------------------------------------------------------------
+    def _with_roi_stage(self, bundle: OperatorBundle):
+        """A prepared StreamOperator of ``bundle`` for this stream, and its ROI stage."""
+        op = self.loop.prepare_operator(bundle)
+        stage = None
+        if self.roi_operator is not None:
+            refolded = self.roi_operator.refold(
+                kernel=bundle.kernel, noise_norm=bundle.noise_norm, ch_names=bundle.ch_names, normals=bundle.sources.normals, source_rotation=bundle.source_rotation
+            )
+            stage = self.roi_stage.rebuilt(refolded, channel_scale=op.channel_map.scale)
+            stage.warm_up()
+        return op, stage
+
+    def _rebuild(self, bad, data_cov=None) -> OperatorBundle:
+        rebuild = self.options.rebuild
+        if rebuild is None:
+            from ..inverse.rebuild import rebuild_without_channels as rebuild
+        if data_cov is None:
+            return rebuild(self.loop.bundle, sorted(bad)) if bad else self.loop.bundle
+        return rebuild(self.loop.bundle, sorted(bad), data_cov=data_cov)
+
+    def _build_without(self, bad):
+        cov = None
+        if self.adaptive is not None:  # keep adapting: the newest covariance, without the bad channels
+            snap = self.adaptive._payload()
+            cov = snap.data if snap is not None else None
+        return self._with_roi_stage(self._rebuild(bad, cov))
+
+    def _build_adaptive(self, snapshot):
+        return self._with_roi_stage(self._rebuild(self.bad_channels, snapshot.data))
+
+    def _hand_over(self, swap) -> None:
+        op, stage = swap.value
+        details = {"bad_channels": sorted(swap.payload)} if isinstance(swap.payload, frozenset) else {}
+        self.loop.request_swap(op, swap.reason or "rebuild", swap.requested_at, roi_stage=stage, **details)

@@ -1,0 +1,128 @@
+"""ROI / band-power outputs and a bad-channel hot swap, through the real loop over real LSL."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from rtsource.anatomy.template import load_template, template_source_space
+from rtsource.build import build_bundle
+from rtsource.config import NoiseCovSettings, Settings, settings_from_dict
+from rtsource.forward.leadfield import make_eeg_leadfield, sphere_model_for_template
+from rtsource.sensors.montage import CAP_64, standard_montage
+from rtsource.session import feature_options
+from rtsource.stream.inlet import StreamSelector
+from rtsource.stream.loop import LoopOptions, StreamLoop
+from rtsource.stream.outputs import BANDPOWER_SUFFIX, EVENTS_SUFFIX, ROI_SUFFIX
+
+from .lsl_helpers import Collector, eeg_outlet, unique
+from .test_reliability import push, wait_for
+
+SFREQ = 500.0
+
+
+@pytest.fixture(scope="module")
+def bundle_8k():
+    """A real template operator: 64 channels, ~8k cortical sources, ad hoc noise covariance."""
+    s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
+    dense = template_source_space("ico5")
+    sources = dense.subset(np.arange(0, dense.n_sources, 5)[: 4096].tolist() + np.arange(2, dense.n_sources, 5)[: 4096].tolist(), name="fsaverage-ico5-8k")
+    t = load_template()
+    lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(t, s.forward.relative_radii, s.forward.conductivities))
+    return build_bundle(s, sfreq=SFREQ, leadfield=lf)
+
+
+def offline(bundle, x_v):
+    y = x_v @ bundle.kernel.T
+    y = np.sqrt((y.reshape(len(y), -1, 3) ** 2).sum(axis=2)) if bundle.n_orient == 3 else y
+    return y / bundle.noise_norm
+
+
+def test_roi_and_bandpower_outputs(bundle_8k):
+    settings = settings_from_dict(
+        {
+            "roi": [{"name": "V1r", "center_mm": [20.0, -92.0, 2.0], "radius_mm": 15.0}, {"name": "M1l", "center_mm": [-38.0, -22.0, 58.0], "radius_mm": 15.0}],
+            "rois": {"mode": "mean_flip"},
+            "bandpower": {"bands": {"alpha": [8, 12], "beta": [15, 25]}, "rate_hz": 25.0},
+        }
+    )
+    feats = feature_options(settings, bundle_8k)
+    in_name, out_name = unique("roi-eeg"), unique("roi-src")
+    outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
+    loop = StreamLoop(bundle_8k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), features=feats)
+    loop.connect()
+    thread = loop.run_in_thread()
+    roi = Collector(out_name + ROI_SUFFIX)
+    bp = Collector(out_name + BANDPOWER_SUFFIX)
+    assert outlet.wait_for_consumers(20)
+    rng = np.random.default_rng(0)
+    n = 2500
+    x = (rng.normal(size=(n, 64)) * 10).astype(np.float32)
+    stamps = 30.0 + np.arange(n) / SFREQ
+    push(outlet, x, stamps)
+    assert wait_for(lambda: roi.n_samples >= n)
+    time.sleep(0.3)
+    loop.stop()
+    thread.join(10)
+    roi.stop()
+    bp.stop()
+    loop.close()
+    data, got = roi.data()
+    assert np.array_equal(got, stamps)
+    expected = loop.features.roi_operator.apply(x.astype(np.float64) * 1e-6)
+    assert np.allclose(data, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    labels = [c.find("label").text for c in ET.fromstring(roi.info.as_xml()).findall("desc/channels/channel")]
+    assert labels == ["V1r", "M1l"]
+    bdata, bts = bp.data()
+    blabels = [c.find("label").text for c in ET.fromstring(bp.info.as_xml()).findall("desc/channels/channel")]
+    assert set(blabels) == {"V1r_alpha", "M1l_alpha", "V1r_beta", "M1l_beta"}
+    assert bp.info.nominal_srate() == pytest.approx(25.0)
+    assert len(bts) == pytest.approx(n / 20, abs=2)  # one output every 20 input samples
+    assert np.all(np.isfinite(bdata[5:]))
+
+
+def test_hot_swap_marks_channel_bad_without_losing_samples(bundle_8k):
+    in_name, out_name = unique("hs-eeg"), unique("hs-src")
+    outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
+    loop = StreamLoop(bundle_8k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20))
+    loop.connect()
+    thread = loop.run_in_thread()
+    out = Collector(out_name)
+    events = Collector(out_name + EVENTS_SUFFIX)
+    assert outlet.wait_for_consumers(20)
+    rng = np.random.default_rng(1)
+    n = 5000
+    x = (rng.normal(size=(n, 64)) * 10).astype(np.float32)
+    stamps = 40.0 + np.arange(n) / SFREQ
+    push(outlet, x[:2000], stamps[:2000], pace=0.02)  # real time: 10 samples per 20 ms
+    loop.mark_bad("Cz")
+    push(outlet, x[2000:], stamps[2000:], pace=0.02)
+    assert wait_for(lambda: out.n_samples >= n, 60)
+    time.sleep(0.3)
+    loop.stop()
+    thread.join(10)
+    out.stop()
+    events.stop()
+    loop.close()
+    data, got = out.data()
+    assert np.array_equal(got, stamps), "every sample exactly once, in order"
+    swaps = [json.loads(r[0]) for r in events.data()[0] if json.loads(r[0])["event"] == "operator_swap"]
+    assert len(swaps) == 1 and swaps[0]["bad_channels"] == ["Cz"]
+    print(f"hot swap 64 ch x {bundle_8k.n_sources} sources: live {swaps[0]['swap_ms']:.1f} ms after marking Cz bad")
+    from rtsource.inverse.rebuild import rebuild_without_channels
+
+    old = offline(bundle_8k, x.astype(np.float64) * 1e-6)
+    nb = rebuild_without_channels(bundle_8k, ["Cz"])
+    keep = [CAP_64.index(c) for c in nb.ch_names]
+    new = offline(nb, x[:, keep].astype(np.float64) * 1e-6)
+    is_old = np.all(np.isclose(data, old, rtol=1e-3, atol=1e-4 * np.abs(old).max()), axis=1)
+    is_new = np.all(np.isclose(data, new, rtol=1e-3, atol=1e-4 * np.abs(new).max()), axis=1)
+    assert np.all(is_old | is_new)
+    switch = int(np.argmax(~is_old))
+    assert switch > 0 and np.all(is_old[:switch]) and np.all(is_new[switch:]), "one clean switch from old to new"
+    assert loop.stats.operator_swaps == 1 and loop.stats.lost == 0
