@@ -7,6 +7,7 @@
     rtsource bench [kernels|latency|...]  speed against baselines measured in the same run
     rtsource coreg FILE                   align electrode positions to the template, QC picture
     rtsource replay FILE                  play a recording (XDF, EDF, BrainVision, FIF) on LSL
+    rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
 
 Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
 anything else is a bug and shows its traceback.
@@ -212,6 +213,7 @@ def cmd_demo(args) -> int:
         calibration_seconds=args.calibration,
         bundle_path=bundle_path,
         progress=lambda msg: print(f"[demo] {msg}", flush=True),
+        gui=args.gui,
     )
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -281,6 +283,12 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    from .display import run_view
+
+    return run_view(args)
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -348,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--calibration", type=float, default=10.0, help="seconds of noise-only calibration")
     d.add_argument("--bundle", help="where to write the bundle (default: the cache directory)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
+    d.add_argument("--gui", action="store_true", help="open `rtsource view` next to the loop (needs rtsource[gui])")
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("coreg", help="align an electrode file to the template head and check the fit")
@@ -365,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", help="take channels and aliases from this config's [sensors]")
     c.add_argument("--out", help="write the result (transform, positions, QC) as JSON")
     c.set_defaults(func=cmd_coreg)
+
+    from .display import add_view_arguments
+
+    v = sub.add_parser("view", help="live display: 3D cortex, ROI / band-power traces, loop health")
+    add_view_arguments(v)
+    v.set_defaults(func=cmd_view)
 
     from .replay import add_replay_arguments
 

@@ -152,6 +152,7 @@ def run_demo(
     calibration_seconds: float,
     bundle_path: Path,
     progress=lambda msg: None,
+    gui: bool = False,
 ) -> dict:
     """Run the whole demo; returns the summary (see module docstring)."""
     from .inverse.covariance import estimate_noise_covariance
@@ -164,6 +165,11 @@ def run_demo(
 
     sim = settings.simulate
     baseline = calibration_seconds + 10.0  # the sources stay off while we calibrate
+    viewer = None
+    if gui:  # fails at once, with the install hint, if the GUI extra is missing
+        from .display import start_viewer_process
+
+        viewer = start_viewer_process(settings.output.name)
     proc = start_simulator_process(config_path, ["--baseline", f"{baseline:g}"])
     t_start = time.perf_counter()
     try:
@@ -229,6 +235,10 @@ def run_demo(
         }
         return summary
     finally:
+        if viewer is not None:
+            from .display import stop_viewer_process
+
+            stop_viewer_process(viewer)
         proc.terminate()
         try:
             _, err = proc.communicate(timeout=10)
