@@ -136,7 +136,9 @@ class Inlet:
             found = pylsl.resolve_bypred(pred, minimum=1, timeout=timeout)
             if not found:
                 raise StreamError("it is not visible any more")
-            probe = pylsl.StreamInlet(found[0])
+            # the outlet that just died may still answer for a moment: take the newest
+            newest = max(found, key=lambda info: info.created_at())
+            probe = pylsl.StreamInlet(newest)
             try:
                 self.description = describe_stream_xml(probe.info(timeout=timeout).as_xml())
             finally:
