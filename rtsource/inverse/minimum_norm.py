@@ -17,25 +17,48 @@ The steps follow ``reference/forward_inverse.md`` section 5 (names below match i
    deviation of each source, sLORETA (Pascual-Marqui 2002, Methods Find Exp Clin Pharmacol
    24D:5) by the square root of the resolution matrix diagonal.
 
+7. eLORETA (Pascual-Marqui 2007, 2011): iterated source weights instead of the depth
+   prior, no noise normalisation; see :mod:`rtsource.inverse.eloreta`.
+
 The kernel contains ``M`` and the whitener, so it is applied to raw data in V in the
 operator's channel order. Rows of the kernel for ``n_orient == 3`` are, per source, the
 two tangential directions then the normal (``source_rotation`` holds the axes).
+
+Mixed EEG and MEG: pass ``ch_types`` and the whitener gets one block per sensor type
+(EEG; MEG = magnetometers and gradiometers together), each from its own
+eigendecomposition and rank, as MNE-Python does (:func:`~.covariance.make_whitener`);
+the reference matrix must then act on the EEG channels only
+(``reference_matrix(ch_names, reference, ch_types=ch_types)``). The LCMV beamformers
+(:mod:`rtsource.inverse.beamformer`) return the same :class:`InverseOperator` type.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
-from typing import Sequence
+import threading
+import types
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InverseError
-from .covariance import NoiseCovariance, _check_reference_matrix
+from .covariance import (
+    DataCovariance,
+    NoiseCovariance,
+    _block_whitener,
+    _check_reference_matrix,
+    check_ch_types,
+    make_whitener,
+)
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("MNE", "dSPM", "sLORETA")
+#: Methods :func:`make_inverse_operator` builds.
+MINIMUM_NORM_METHODS = ("MNE", "dSPM", "sLORETA", "eLORETA")
+#: Every method an :class:`InverseOperator` can carry (LCMV: :func:`~.beamformer.make_lcmv`).
+METHODS = MINIMUM_NORM_METHODS + ("LCMV",)
 
 # Normals may come from float32 files; anything further from unit length is a bug upstream.
 _NORMAL_TOL = 1e-4
@@ -66,18 +89,23 @@ class InverseOperator:
         contains the re-referencing matrix and the whitener. Read-only.
     noise_norm : ndarray, shape (n_sources,)
         Divisors of the pooled (``n_orient == 3``) or signed (``n_orient == 1``) output.
-        For dSPM and sLORETA in units of the kernel output (A*m); all ones for MNE.
+        For dSPM and sLORETA in units of the kernel output (A*m); all ones for MNE,
+        eLORETA (which, as in MNE-Python, is not noise-normalised: its weights already
+        remove the depth bias) and LCMV (whose weight normalisation is in the kernel).
     n_orient : int
         3 (loose or free orientation: three rows per source, output is
         ``||K_k x|| / noise_norm_k``) or 1 (fixed, normal orientation: ``K_k x / noise_norm_k``).
     method : str
-        ``"MNE"``, ``"dSPM"`` or ``"sLORETA"``.
+        ``"MNE"``, ``"dSPM"``, ``"sLORETA"``, ``"eLORETA"`` or ``"LCMV"``.
     lambda2 : float
-        Regularisation parameter (``1 / snr**2`` unless given).
+        Regularisation parameter (``1 / snr**2`` unless given); 0 for LCMV (its
+        regularisation is ``details["reg"]``).
     loose : float
-        Tangential source variance relative to the normal one (0 for fixed orientation).
+        Tangential source variance relative to the normal one (0 for fixed orientation;
+        1 for LCMV with free orientation).
     depth : float or None
-        Depth weighting exponent, None if depth weighting is off.
+        Depth weighting exponent, None if depth weighting is off (always None for
+        eLORETA, whose weights compensate depth).
     rank : int
         Rank of the whitened data space.
     ch_names : tuple of str
@@ -87,9 +115,27 @@ class InverseOperator:
         as unit vectors in the gain's frame: the kernel rows of a source for
         ``n_orient == 3`` are in that frame, so ``rot.T @ q_local`` gives x, y, z.
     singular_values : ndarray, shape (n_components,)
-        Singular values of the whitened, weighted, trace-scaled gain ``Gt``.
+        Singular values of the whitened, weighted, trace-scaled gain ``Gt`` (of
+        ``G R^(1/2)`` for eLORETA); for LCMV the eigenvalues of the whitened data
+        covariance, descending.
     output_unit : str
-        ``"A*m"`` for MNE, ``""`` (dimensionless) for dSPM and sLORETA.
+        ``"A*m"`` for MNE, eLORETA and unit-gain LCMV (``"a.u."`` with LCMV depth
+        weighting); ``""`` (dimensionless) for dSPM, sLORETA and the normalised LCMV
+        variants.
+    ch_types : tuple of str
+        Channel types (``"eeg"``, ``"mag"``, ``"grad"``) if they were given, else ``()``.
+    details : Mapping
+        Method-specific, JSON-friendly facts: for eLORETA the convergence report
+        (``iterations``, ``final_change``, ``converged``, ``eps``, ``max_iter``,
+        ``force_equal``); for LCMV ``reg``, ``loading``, ``weight_norm``,
+        ``orientation``, ``data_rank``, ``noise_level`` (NAI); always ``block_ranks``
+        (kept whitener rank per sensor-type block).
+    source_weights : ndarray or None
+        eLORETA only: the fitted weights (:attr:`.eloreta.EloretaFit.weights`), kept so an
+        operator for nearly the same channels can warm-start from them.
+    orientations : ndarray or None, shape (n_sources, 3)
+        LCMV with max-power orientation only: the chosen unit orientation per source in
+        the gain's frame (sign aligned with the normal).
     """
 
     kernel: np.ndarray
@@ -104,6 +150,10 @@ class InverseOperator:
     source_rotation: np.ndarray
     singular_values: np.ndarray
     output_unit: str
+    ch_types: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    source_weights: np.ndarray | None = None
+    orientations: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         kernel = _readonly(self.kernel)
@@ -136,6 +186,20 @@ class InverseOperator:
         object.__setattr__(self, "source_rotation", rot)
         object.__setattr__(self, "singular_values", _readonly(self.singular_values))
         object.__setattr__(self, "ch_names", names)
+        ch_types = tuple(str(t) for t in self.ch_types)
+        if ch_types:
+            check_ch_types(ch_types, len(names))
+        object.__setattr__(self, "ch_types", ch_types)
+        object.__setattr__(self, "details", types.MappingProxyType(dict(self.details)))
+        if self.source_weights is not None:
+            object.__setattr__(self, "source_weights", _readonly(self.source_weights))
+        if self.orientations is not None:
+            ori = _readonly(self.orientations)
+            if ori.shape != (n_src, 3):
+                raise InverseError(
+                    f"orientations has shape {ori.shape}, expected ({n_src}, 3)"
+                )
+            object.__setattr__(self, "orientations", ori)
 
     @property
     def n_sources(self) -> int:
@@ -202,11 +266,49 @@ def reference_to_channel_matrix(ch_names: Sequence[str], ref_name: str) -> np.nd
     return m
 
 
-def reference_matrix(ch_names: Sequence[str], reference: str) -> np.ndarray:
-    """``M`` for a reference named as in configs and bundles: ``"average"`` or a channel name."""
+def reference_matrix(
+    ch_names: Sequence[str], reference: str, ch_types: Sequence[str] | None = None
+) -> np.ndarray:
+    """``M`` for a reference named as in configs and bundles: ``"average"`` or a channel name.
+
+    Parameters
+    ----------
+    ch_names : sequence of str
+        Channel names in data order.
+    reference : str
+        ``"average"`` or the name of the reference channel.
+    ch_types : sequence of {"eeg", "mag", "grad"}, optional
+        With channel types the reference acts on the EEG channels only (average over the
+        EEG channels, or minus an EEG reference channel) and MEG channels pass
+        unchanged. Without them every channel is treated as EEG.
+
+    Returns
+    -------
+    ndarray, shape (n_chan, n_chan)
+    """
+    names = [str(c) for c in ch_names]
+    types_ = check_ch_types(ch_types, len(names))
+    if types_ is None or all(t == "eeg" for t in types_):
+        if reference == "average":
+            return average_reference_matrix(len(names))
+        return reference_to_channel_matrix(names, reference)
+    eeg = np.array([t == "eeg" for t in types_])
+    m = np.eye(len(names))
+    if not eeg.any():
+        return m  # MEG only: nothing to re-reference
+    idx = np.flatnonzero(eeg)
+    eeg_names = [names[i] for i in idx]
     if reference == "average":
-        return average_reference_matrix(len(ch_names))
-    return reference_to_channel_matrix(ch_names, reference)
+        sub = average_reference_matrix(len(idx))
+    else:
+        if reference in names and reference not in eeg_names:
+            raise InverseError(
+                f"reference {reference!r} is a {types_[names.index(reference)]} channel; "
+                "the reference must be an EEG channel (or 'average')"
+            )
+        sub = reference_to_channel_matrix(eeg_names, reference)
+    m[np.ix_(idx, idx)] = sub
+    return m
 
 
 # --------------------------------------------------------------------------------------
@@ -215,45 +317,79 @@ def reference_matrix(ch_names: Sequence[str], reference: str) -> np.ndarray:
 
 
 def _whitener(cov_ref: np.ndarray, rank: int | None, rank_m: int) -> tuple[np.ndarray, int]:
-    """Whitener on the top ``rank`` eigenpairs of the re-referenced covariance.
+    """Whitener of one block (kept for callers of the single-type version)."""
+    w, rank, _ = _block_whitener(cov_ref, rank, rank_m)
+    return w, rank
+
+
+def _gram_blocks(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-source 3x3 products ``A_k^T B_k``.
 
     Parameters
     ----------
-    cov_ref : ndarray, shape (n_chan, n_chan)
-        ``M C M^T`` in V^2.
-    rank : int or None
-        Requested rank; None for the numerical rank (capped by ``rank_m``).
-    rank_m : int
-        Rank of the re-referencing matrix.
+    a, b : ndarray, shape (n_rows, n_sources, 3)
 
     Returns
     -------
-    w : ndarray, shape (rank, n_chan)
-        ``diag(1/sqrt(e)) E^T`` in 1/V.
-    rank : int
+    ndarray, shape (n_sources, 3, 3)
+        ``out[k, i, j] = sum_c a[c, k, i] b[c, k, j]`` (a batched matmul: several times
+        faster than ``einsum`` here).
     """
-    n_chan = cov_ref.shape[0]
-    eig, vec = np.linalg.eigh(cov_ref)
-    eig, vec = eig[::-1], vec[:, ::-1]  # descending
-    if not eig[0] > 0:
-        raise InverseError(
-            "the re-referenced noise covariance is zero; estimate it from real data or "
-            "use ad_hoc_noise_covariance"
-        )
-    # numpy.linalg.matrix_rank's tolerance; also never more than M lets through.
-    numerical = min(int(np.sum(eig > eig[0] * n_chan * np.finfo(float).eps)), rank_m)
-    if rank is None:
-        rank = numerical
-    else:
-        is_int = isinstance(rank, (int, np.integer)) and not isinstance(rank, bool)
-        if not is_int or not 1 <= rank <= numerical:
-            raise InverseError(
-                f"rank is {rank!r} but the re-referenced noise covariance has numerical "
-                f"rank {numerical}; pass an integer in [1, {numerical}] or rank=None"
-            )
-        rank = int(rank)
-    w = vec[:, :rank].T / np.sqrt(eig[:rank])[:, None]
-    return w, rank
+    return np.matmul(a.transpose(1, 2, 0), b.transpose(1, 0, 2))
+
+
+def _apply_blocks(mats: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Per-source ``A_k M_k^T``.
+
+    Parameters
+    ----------
+    mats : ndarray, shape (n_sources, 3, 3)
+    a : ndarray, shape (n_rows, n_sources, 3)
+
+    Returns
+    -------
+    ndarray, shape (n_rows, n_sources, 3)
+        ``out[c, k, i] = sum_j mats[k, i, j] a[c, k, j]``.
+    """
+    out = np.matmul(a.transpose(1, 0, 2), mats.transpose(0, 2, 1))  # (n_src, n_rows, 3)
+    return np.ascontiguousarray(out.transpose(1, 0, 2))
+
+
+def _gram_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of ``a a^T`` for a wide ``a`` (rank rows), descending, clipped at 0.
+
+    ``a = U S V^T`` gives ``a a^T = U S^2 U^T``: returns ``(S^2, U)``. One matrix product
+    of ``a`` with itself (BLAS) and a small eigendecomposition, instead of the SVD of the
+    wide matrix.
+    """
+    gram = a @ a.T
+    e, u = np.linalg.eigh(0.5 * (gram + gram.T))
+    return np.clip(e[::-1], 0.0, None), u[:, ::-1]
+
+
+def _sym_pow(a: np.ndarray, power: float, rcond: float = 1e-7) -> np.ndarray:
+    """Power of symmetric positive semi-definite matrices (batched), pseudo-style.
+
+    Eigenvalues at or below ``rcond`` times the largest one are treated as zero: they
+    stay zero for positive powers and are dropped (not inverted) for negative ones, as
+    MNE-Python's ``_sym_mat_pow``.
+
+    Parameters
+    ----------
+    a : ndarray, shape (..., n, n)
+    power : float
+        e.g. 0.5, -0.5, -1.
+
+    Returns
+    -------
+    ndarray, shape (..., n, n)
+    """
+    s, u = np.linalg.eigh(a)
+    limit = s[..., -1:] * rcond
+    keep = s > limit
+    safe = np.where(keep, s, 1.0)
+    p = np.where(keep, safe**power, 0.0)
+    return np.matmul(u * p[..., None, :], np.swapaxes(u, -1, -2))
 
 
 def _depth_prior(gain: np.ndarray, exponent: float | None, limit: float | None) -> np.ndarray:
@@ -284,7 +420,7 @@ def _depth_prior(gain: np.ndarray, exponent: float | None, limit: float | None) 
     if not exponent:
         return np.ones(n_src)
     g = gain.reshape(gain.shape[0], n_src, 3)
-    gram = np.einsum("cki,ckj->kij", g, g)  # G_k^T G_k, (n_src, 3, 3)
+    gram = _gram_blocks(g, g)  # G_k^T G_k, (n_src, 3, 3)
     d = np.linalg.eigvalsh(gram)[:, -1]
     if np.any(d <= 0):
         # A source the sensors cannot see at all (e.g. a radial-only MEG source at the
@@ -319,16 +455,36 @@ def _local_frames(normals: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n_sources, 3, 3)
-        Rows: tangential 1, tangential 2, normal. The tangential pair is arbitrary; the
-        loose prior is isotropic in the tangent plane, so nothing depends on it.
+        Rows: tangential 1, tangential 2, normal. The tangential pair is taken as
+        MNE-Python's surface-oriented forward takes it (``_normal_orth``: the
+        eigenvectors of ``I - n n^T`` for the eigenvalue 1), with the sign of the second
+        axis chosen so the frame is right-handed. The minimum-norm family and the
+        rotation-invariant beamformers do not depend on this choice (their priors are
+        isotropic in the tangent plane); the per-row "unit-noise-gain" LCMV with free
+        orientation does, and agrees with MNE-Python because of it.
     """
-    n = normals / np.linalg.norm(normals, axis=1, keepdims=True)
-    # Cross with the coordinate axis least aligned with the normal: never degenerate.
-    helper = np.eye(3)[np.argmin(np.abs(n), axis=1)]
-    t1 = np.cross(n, helper)
-    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
-    t2 = np.cross(n, t1)
-    return np.stack([t1, t2, n], axis=1)
+    n = np.ascontiguousarray(normals / np.linalg.norm(normals, axis=1, keepdims=True))
+    # 8k batched 3x3 eigendecompositions take ~35 ms; a rebuild without a channel has the
+    # same normals, so remember the last few results (keyed by the normals' bytes).
+    key = hashlib.sha1(n.tobytes()).hexdigest() + str(n.shape)
+    with _FRAMES_LOCK:  # rebuilds run in a background thread
+        cached = _FRAMES_CACHE.get(key)
+    if cached is not None:
+        return cached.copy()
+    _, u = np.linalg.eigh(np.eye(3) - n[:, :, None] * n[:, None, :])
+    t1, t2 = u[:, :, 2], u[:, :, 1]  # eigenvalue 1 (descending, as MNE-Python)
+    frames = np.stack([t1, t2, n], axis=1)
+    flip = np.linalg.det(frames) < 0
+    frames[flip, 1] *= -1.0
+    with _FRAMES_LOCK:
+        if len(_FRAMES_CACHE) >= 4:
+            _FRAMES_CACHE.pop(next(iter(_FRAMES_CACHE)))
+        _FRAMES_CACHE[key] = frames.copy()
+    return frames
+
+
+_FRAMES_CACHE: dict[str, np.ndarray] = {}
+_FRAMES_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------
@@ -376,100 +532,40 @@ def _check_channels(op_names: tuple[str, ...], cov_names: tuple[str, ...]) -> No
 
 
 def _canonical_method(method) -> str:
-    for m in METHODS:
+    for m in MINIMUM_NORM_METHODS:
         if isinstance(method, str) and method.lower() == m.lower():
             return m
-    raise InverseError(f"method is {method!r}; use one of {', '.join(METHODS)}")
+    hint = (
+        " (LCMV is a beamformer: use rtsource.inverse.beamformer.make_lcmv)"
+        if isinstance(method, str) and method.lower() == "lcmv"
+        else ""
+    )
+    raise InverseError(
+        f"method is {method!r}; use one of {', '.join(MINIMUM_NORM_METHODS)}{hint}"
+    )
 
 
-# --------------------------------------------------------------------------------------
-# The operator
-# --------------------------------------------------------------------------------------
-
-
-def make_inverse_operator(
-    gain: np.ndarray,
-    normals: np.ndarray,
-    noise_cov: NoiseCovariance,
-    *,
-    reference: np.ndarray,
-    method: str = "dSPM",
-    snr: float = 3.0,
-    lambda2: float | None = None,
-    loose: float = 0.2,
-    depth: float | None = 0.8,
-    fixed: bool = False,
-    depth_limit: float | None = 10.0,
-    rank: int | None = None,
-    ch_names: Sequence[str] | None = None,
-) -> InverseOperator:
-    """Build an MNE, dSPM or sLORETA inverse operator (reference section 5).
-
-    Parameters
-    ----------
-    gain : ndarray, shape (n_chan, 3 * n_sources)
-        Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), columns dipole-major
-        x, y, z in the frame of ``normals``.
-    normals : ndarray, shape (n_sources, 3)
-        Unit source normals (outward cortical normals for surface source spaces).
-    noise_cov : NoiseCovariance
-        Noise covariance in V^2 on the same channels in the same order as ``gain``.
-    reference : ndarray, shape (n_chan, n_chan)
-        Re-referencing matrix ``M`` applied to the data before the inverse, e.g.
-        :func:`average_reference_matrix` or ``np.eye(n_chan)`` for none. It is applied to
-        the gain and the covariance (``M C M^T``; harmless if the covariance was already
-        estimated with the same idempotent ``M``) and folded into the kernel.
-    method : {"dSPM", "sLORETA", "MNE"}
-        Noise normalisation.
-    snr : float
-        Assumed amplitude SNR; ``lambda2 = 1 / snr**2``.
-    lambda2 : float, optional
-        Regularisation parameter; overrides ``snr``.
-    loose : float
-        Tangential source variance relative to the normal one, in [0, 1]: 1 is free
-        orientation, 0 is fixed (normal) orientation.
-    depth : float or None
-        Depth weighting exponent (Lin et al. 2006); None (or 0) disables it.
-    fixed : bool
-        Fixed orientation along the normals (one row per source); ``loose`` is then
-        ignored and recorded as 0.
-    depth_limit : float or None
-        Largest ratio of gain norms that depth weighting compensates (MNE's ``limit``);
-        None for no limit.
-    rank : int, optional
-        Rank of the whitened space; default the numerical rank of ``M C M^T`` (``n - 1``
-        for an average reference).
-    ch_names : sequence of str, optional
-        Names of the gain's rows. Default: ``noise_cov.ch_names``. If given they must
-        equal ``noise_cov.ch_names`` including order.
-
-    Returns
-    -------
-    InverseOperator
-
-    Raises
-    ------
-    InverseError
-        On shape mismatches, non-finite or out-of-range arguments, non-unit normals, or
-        a covariance on other channels. The message names the argument, value and fix.
-
-    Notes
-    -----
-    Depth weighting uses the un-whitened, un-referenced gain as MNE-Python's
-    ``make_inverse_operator`` does (its default ``limit_depth_chs=True`` picks one channel
-    type but does not whiten). Unlike MNE-Python, the whitener eigendecomposes the whole
-    covariance, not one block per sensor type; for a single sensor type they agree.
-    """
-    method = _canonical_method(method)
-    if not isinstance(noise_cov, NoiseCovariance):
+def _check_noise_cov(noise_cov, ch_names) -> tuple[str, ...]:
+    """Validate the noise covariance; returns the channel names of the operator."""
+    if not isinstance(noise_cov, NoiseCovariance) or isinstance(noise_cov, DataCovariance):
+        what = type(noise_cov).__name__
         raise InverseError(
-            f"noise_cov is a {type(noise_cov).__name__}; pass a NoiseCovariance "
-            "(estimate_noise_covariance or ad_hoc_noise_covariance)"
+            f"noise_cov is a {what}; pass a NoiseCovariance (estimate_noise_covariance "
+            "or ad_hoc_noise_covariance)"
+            + (
+                " -- a DataCovariance contains the activity and belongs to a beamformer's "
+                "data_cov"
+                if what == "DataCovariance"
+                else ""
+            )
         )
     names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
     _check_channels(names, noise_cov.ch_names)
-    n_chan = len(names)
+    return names
 
+
+def _check_forward(gain, normals, n_chan: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate the lead field and the normals; returns float64 copies and n_sources."""
     g = np.asarray(gain, dtype=np.float64)
     if g.ndim != 2 or g.shape[0] != n_chan or g.shape[1] % 3 or g.shape[1] == 0:
         raise InverseError(
@@ -497,6 +593,127 @@ def make_inverse_operator(
             f"length {lengths[bad[0]]:.6g}); normalise them "
             "(normals / np.linalg.norm(normals, axis=1, keepdims=True))"
         )
+    return g, nrm, n_src
+
+
+def _depth_rows(ch_types: tuple[str, ...] | None, n_chan: int) -> np.ndarray:
+    """Channels the depth prior is computed from: gradiometers if any, else magnetometers,
+    else EEG (MNE-Python's ``limit_depth_chs=True``, ``_restrict_gain_matrix``)."""
+    if ch_types is None:
+        return np.arange(n_chan)
+    t = np.array(ch_types)
+    for kind in ("grad", "mag", "eeg"):
+        idx = np.flatnonzero(t == kind)
+        if idx.size:
+            return idx
+    return np.arange(n_chan)
+
+
+def _rotate_to_local(g: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """Gain columns in the local frames: (n_chan, 3 n_src) -> (n_chan, n_src, 3)."""
+    n_chan = g.shape[0]
+    return _apply_blocks(rot, g.reshape(n_chan, -1, 3))
+
+
+# --------------------------------------------------------------------------------------
+# The operator
+# --------------------------------------------------------------------------------------
+
+
+def make_inverse_operator(
+    gain: np.ndarray,
+    normals: np.ndarray,
+    noise_cov: NoiseCovariance,
+    *,
+    reference: np.ndarray,
+    method: str = "dSPM",
+    snr: float = 3.0,
+    lambda2: float | None = None,
+    loose: float = 0.2,
+    depth: float | None = 0.8,
+    fixed: bool = False,
+    depth_limit: float | None = 10.0,
+    rank: int | Mapping[str, int] | None = None,
+    ch_names: Sequence[str] | None = None,
+    ch_types: Sequence[str] | None = None,
+    eloreta_options: Mapping[str, Any] | None = None,
+) -> InverseOperator:
+    """Build an MNE, dSPM, sLORETA or eLORETA inverse operator (reference section 5).
+
+    Parameters
+    ----------
+    gain : ndarray, shape (n_chan, 3 * n_sources)
+        Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), columns dipole-major
+        x, y, z in the frame of ``normals``.
+    normals : ndarray, shape (n_sources, 3)
+        Unit source normals (outward cortical normals for surface source spaces).
+    noise_cov : NoiseCovariance
+        Noise covariance in V^2 on the same channels in the same order as ``gain``.
+    reference : ndarray, shape (n_chan, n_chan)
+        Re-referencing matrix ``M`` applied to the data before the inverse, e.g.
+        :func:`average_reference_matrix` or ``np.eye(n_chan)`` for none. It is applied to
+        the gain and the covariance (``M C M^T``; harmless if the covariance was already
+        estimated with the same idempotent ``M``) and folded into the kernel. With
+        ``ch_types`` it must act on the EEG channels only (:func:`reference_matrix`).
+    method : {"dSPM", "sLORETA", "MNE", "eLORETA"}
+        Noise normalisation (dSPM, sLORETA), none (MNE), or eLORETA's iterated weights.
+    snr : float
+        Assumed amplitude SNR; ``lambda2 = 1 / snr**2``.
+    lambda2 : float, optional
+        Regularisation parameter; overrides ``snr``.
+    loose : float
+        Tangential source variance relative to the normal one, in [0, 1]: 1 is free
+        orientation, 0 is fixed (normal) orientation.
+    depth : float or None
+        Depth weighting exponent (Lin et al. 2006); None (or 0) disables it. Not used by
+        eLORETA (recorded as None), like MNE-Python.
+    fixed : bool
+        Fixed orientation along the normals (one row per source); ``loose`` is then
+        ignored and recorded as 0.
+    depth_limit : float or None
+        Largest ratio of gain norms that depth weighting compensates (MNE's ``limit``);
+        None for no limit.
+    rank : int, mapping or None
+        Rank of the whitened space; default the numerical rank of ``M C M^T`` per
+        sensor-type block (``n - 1`` for an average reference). With several sensor types
+        a mapping such as ``{"eeg": 59, "meg": 102}``.
+    ch_names : sequence of str, optional
+        Names of the gain's rows. Default: ``noise_cov.ch_names``. If given they must
+        equal ``noise_cov.ch_names`` including order.
+    ch_types : sequence of {"eeg", "mag", "grad"}, optional
+        Sensor type per channel: the whitener then has one block per type (EEG; MEG),
+        each from its own eigendecomposition and rank, and the depth prior uses the
+        gradiometers, else the magnetometers, else EEG (as MNE-Python). None treats all
+        channels as one type.
+    eloreta_options : mapping, optional
+        eLORETA only: ``eps`` (1e-6), ``max_iter`` (20), ``force_equal`` (False), ``init``
+        (starting weights, e.g. ``op.source_weights`` of an operator for nearly the same
+        channels). See :mod:`rtsource.inverse.eloreta`.
+
+    Returns
+    -------
+    InverseOperator
+        For eLORETA, ``noise_norm`` is all ones (no noise normalisation; output in A*m)
+        and ``details`` holds the convergence report (a warning is logged if the weights
+        did not converge).
+
+    Raises
+    ------
+    InverseError
+        On shape mismatches, non-finite or out-of-range arguments, non-unit normals, or
+        a covariance on other channels. The message names the argument, value and fix.
+
+    Notes
+    -----
+    Depth weighting uses the un-whitened, un-referenced gain as MNE-Python's
+    ``make_inverse_operator`` does (its default ``limit_depth_chs=True`` picks one channel
+    type but does not whiten).
+    """
+    method = _canonical_method(method)
+    names = _check_noise_cov(noise_cov, ch_names)
+    n_chan = len(names)
+    g, nrm, n_src = _check_forward(gain, normals, n_chan)
+    types_ = check_ch_types(ch_types, n_chan)
     m = _check_reference_matrix(reference, n_chan)
 
     if lambda2 is None:
@@ -530,39 +747,74 @@ def make_inverse_operator(
         raise InverseError(f"fixed is {fixed!r}; pass True or False")
     if fixed or loose == 0.0:
         fixed, loose = True, 0.0
+    if method == "eLORETA":
+        from . import eloreta as _eloreta
 
-    variances = np.diag(noise_cov.data)
-    if variances.min() > 0 and variances.max() > 1e10 * variances.min():
-        # EEG (V^2 ~ 1e-12) next to MEG (T^2 ~ 1e-26): one eigendecomposition would drop
-        # the small-unit channels as numerically zero.
-        logger.warning(
-            "noise covariance variances span %.1e (%.3g to %.3g): this looks like mixed "
-            "sensor types, which need one whitener per type; build one operator per "
-            "sensor type or check the units",
-            variances.max() / variances.min(), variances.min(), variances.max(),
+        options = _eloreta.check_options(eloreta_options)
+    elif eloreta_options is not None:
+        raise InverseError(
+            f"eloreta_options were given but method is {method!r}; drop them or use "
+            "method='eLORETA'"
         )
 
-    # Step 1: re-reference and whiten (Hamalainen & Ilmoniemi 1994: the noise model).
-    cov_ref = m @ noise_cov.data @ m.T
-    cov_ref = 0.5 * (cov_ref + cov_ref.T)
-    rank_m = int(np.linalg.matrix_rank(m))
-    w, rank = _whitener(cov_ref, rank, rank_m)
-    wm = w @ m  # (rank, n_chan): whitening after re-referencing, part of the kernel
+    # Step 1: re-reference and whiten, per sensor type (Hamalainen & Ilmoniemi 1994:
+    # the noise model).
+    whitener = make_whitener(
+        NoiseCovariance(noise_cov.data, names, noise_cov.n_samples, noise_cov.method,
+                        noise_cov.shrinkage),
+        reference=m, ch_types=types_, rank=rank,
+    )
+    wm, rank = whitener.matrix, whitener.rank  # (rank, n_chan): part of the kernel
 
-    # Step 2: depth prior on the raw gain, one value per source (Lin et al. 2006).
-    depth_w = _depth_prior(g, depth, depth_limit)
-
-    # Step 3: orientation prior in the normal-aligned frame (Lin et al. 2006).
+    # Step 3's frames: the gain in local (t1, t2, n) frames (Lin et al. 2006).
     rot = _local_frames(nrm)
-    g_local = np.einsum("cki,kji->ckj", g.reshape(n_chan, n_src, 3), rot)
+    g_local = _rotate_to_local(g, rot)
     if fixed:
         n_orient = 1
-        g_sel = g_local[:, :, 2]
-        source_var = depth_w
+        g_sel = np.ascontiguousarray(g_local[:, :, 2])
+        orient_var = np.ones(n_src)
     else:
         n_orient = 3
         g_sel = g_local.reshape(n_chan, 3 * n_src)
-        source_var = (depth_w[:, None] * np.array([loose, loose, 1.0])).ravel()
+        orient_var = np.tile([loose, loose, 1.0], n_src)
+    common = dict(
+        n_orient=n_orient, lambda2=float(lambda2), loose=float(loose), rank=rank,
+        ch_names=names, source_rotation=rot, ch_types=types_ or (),
+    )
+    block_ranks = dict(whitener.block_ranks)
+
+    if method == "eLORETA":
+        if depth:
+            logger.info("eLORETA does not use depth weighting (its weights compensate "
+                        "depth); depth=%s is ignored", depth)
+        gw = wm @ g_sel
+        fit = _eloreta.fit_eloreta_weights(
+            gw, n_orient, lambda2, rank, source_std=np.sqrt(orient_var),
+            eps=options["eps"], max_iter=options["max_iter"],
+            force_equal=options["force_equal"], init=options["init"],
+        )
+        leads, e, u = _eloreta.eloreta_decomposition(gw, fit, rank)
+        # K = R^(1/2) V Gamma U^T W M = R G^T U diag(1 / (s^2 + lambda2)) U^T W M
+        # (Tikhonov filter factors, Hamalainen & Ilmoniemi 1994)
+        kernel = (leads / (e + lambda2)) @ (u.T @ wm)
+        s = np.sqrt(e)
+        logger.info(
+            "inverse operator: eLORETA, %d sources x %d orientation(s), %d channels, "
+            "rank %d, lambda2 %.4g, loose %.3g, %d iteration(s), converged %s",
+            n_src, n_orient, n_chan, rank, lambda2, loose, fit.iterations, fit.converged,
+        )
+        return InverseOperator(
+            kernel=kernel, noise_norm=np.ones(n_src), method="eLORETA", depth=None,
+            singular_values=s, output_unit="A*m",
+            details=dict(fit.report(), block_ranks=block_ranks),
+            source_weights=fit.weights, **common,
+        )
+
+    # Step 2: depth prior on the raw gain, one value per source (Lin et al. 2006).
+    depth_w = _depth_prior(g[_depth_rows(types_, n_chan)], depth, depth_limit)
+
+    # Step 3: orientation prior in the normal-aligned frame (Lin et al. 2006).
+    source_var = np.repeat(depth_w, n_orient) * orient_var
 
     # Step 4: whitened, weighted gain scaled so that tr(Gt Gt^T) = rank. The scale goes
     # into sqrt(R), so the MNE output stays in A*m.
@@ -577,13 +829,18 @@ def make_inverse_operator(
     scale = np.sqrt(rank / fro2)
     gt *= scale
     source_std = source_std * scale
-    u, s, vt = np.linalg.svd(gt, full_matrices=False)
+    # Gt = U S V^T from the small Gram matrix Gt Gt^T = U S^2 U^T (rank x rank): every
+    # quantity below needs V only as Gt^T U S^-1, and S^-1 cancels against Gamma, so no
+    # small singular value is ever divided by and the result is as accurate as an SVD
+    # (lambda2 bounds the conditioning) at a fraction of the cost.
+    e, u = _gram_eigh(gt)
+    s = np.sqrt(e)
 
     # Step 5: Tikhonov-regularised pseudo-inverse (Hamalainen & Ilmoniemi 1994):
-    # K = sqrt(R) V Gamma U^T W M with Gamma = s / (s^2 + lambda2).
-    gamma = s / (s * s + lambda2)
-    eigen_leads = vt.T * source_std[:, None]  # sqrt(R) V, (n_rows, n_comp)
-    kernel = (eigen_leads * gamma) @ (u.T @ wm)
+    # K = sqrt(R) V Gamma U^T W M with Gamma = s / (s^2 + lambda2)
+    #   = sqrt(R) Gt^T U diag(1 / (s^2 + lambda2)) U^T W M.
+    leads = (gt.T @ (u / (e + lambda2))) * source_std[:, None]  # sqrt(R) V Gamma
+    kernel = leads @ (u.T @ wm)
 
     # Step 6: noise normalisation.
     if method == "MNE":
@@ -592,12 +849,12 @@ def make_inverse_operator(
         if method == "dSPM":
             # Dale et al. 2000: sqrt(diag(K C K^T)); since W M C M^T W^T = I on the kept
             # subspace this is the row norm of sqrt(R) V Gamma.
-            weight = gamma
+            weighted = leads
         else:
             # Pascual-Marqui 2002: sqrt(diag(K G R)) = row norm of sqrt(R) V Gamma
             # sqrt(1 + s^2 / lambda2) (resolution matrix diagonal, whitened form).
-            weight = gamma * np.sqrt(1.0 + s * s / lambda2)
-        row_norm2 = np.sum((eigen_leads * weight) ** 2, axis=1)
+            weighted = leads * np.sqrt(1.0 + e / lambda2)
+        row_norm2 = np.einsum("ij,ij->i", weighted, weighted)
         # Pool the three orientations of a source (MNE-Python's combine_xyz).
         noise_norm = np.sqrt(row_norm2.reshape(n_src, n_orient).sum(axis=1))
         if np.any(noise_norm <= 0):
@@ -615,16 +872,12 @@ def make_inverse_operator(
     return InverseOperator(
         kernel=kernel,
         noise_norm=noise_norm,
-        n_orient=n_orient,
         method=method,
-        lambda2=float(lambda2),
-        loose=float(loose),
         depth=None if depth is None else float(depth),
-        rank=rank,
-        ch_names=names,
-        source_rotation=rot,
         singular_values=s,
         output_unit="A*m" if method == "MNE" else "",
+        details={"block_ranks": block_ranks},
+        **common,
     )
 
 

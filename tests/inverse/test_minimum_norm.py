@@ -424,7 +424,7 @@ def test_bad_inputs(small_problem):
         (dict(loose=-0.1), "loose is -0.1"),
         (dict(depth=-1), "depth is -1"),
         (dict(depth_limit=0.5), "depth_limit is 0.5"),
-        (dict(method="eLORETA"), "method is 'eLORETA'; use one of MNE, dSPM, sLORETA"),
+        (dict(method="LCMV"), "method is 'LCMV'; use one of MNE, dSPM, sLORETA, eLORETA"),
         (dict(gain=p.gain.T), r"gain has shape \(90, 24\)"),
         (dict(gain=p.gain[:, :-1]), r"gain has shape \(24, 89\)"),
         (dict(normals=p.normals[:-1]), r"normals has shape \(29, 3\); expected \(30, 3\)"),
