@@ -1,15 +1,16 @@
 """The offline stage: settings -> head, sensors, sources -> forward -> inverse -> bundle.
 
-    config ─> template head ─> electrodes (a standard montage, or a file coregistered to the
-              template: rtsource.coreg) picked in the config's channel order
-           ─> source space ─> sphere model fitted to the scalp ─> lead field (cached on disk)
-           ─> noise covariance (captured by the caller, from a file, or ad hoc)
-           ─> minimum-norm operator ─> OperatorBundle
+    config ─> template head ─> sensors: EEG electrodes (a standard montage, or a file
+              coregistered to the template: rtsource.coreg) and/or a MEG array
+           ─> source space ─> forward model per sensor kind ─> lead field (cached on disk)
+           ─> noise covariance (captured by the caller, from a file, or ad hoc per sensor type)
+           ─> [LCMV: data covariance] ─> inverse operator (any method) ─> OperatorBundle
 
-The lead field is the expensive part; it is cached under the user's cache directory keyed
-by a hash of everything it depends on, so a second setup with another noise covariance or
-SNR takes a fraction of a second. Nothing here touches LSL: capturing a calibration
-recording from a stream is the caller's job (see ``rtsource.stream.calibration``).
+The lead field is the expensive part; each sensor kind's part is cached under the user's
+cache directory keyed by a hash of everything it depends on, so a second setup with
+another covariance or method takes a fraction of a second. Nothing here touches LSL:
+capturing calibration recordings from a stream is the caller's job
+(``rtsource.stream.calibration``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,8 +32,8 @@ from .bundle import OperatorBundle
 from .config import Settings, settings_to_dict
 from .errors import ConfigError
 from .forward.leadfield import LeadField, make_eeg_leadfield, sphere_model_for_template
-from .inverse.minimum_norm import make_inverse_operator, reference_matrix
-from .inverse.covariance import NoiseCovariance, ad_hoc_noise_covariance, load_noise_covariance
+from .inverse.covariance import DataCovariance, NoiseCovariance, load_data_covariance, load_noise_covariance
+from .inverse.rebuild import make_operator, operator_params, weights_for_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,38 @@ def _key(*parts) -> str:
     return h.hexdigest()[:24]
 
 
+def _cached_gain(key: str, shape: tuple[int, int], compute: Callable[[], LeadField], use_cache: bool) -> tuple[np.ndarray, dict] | LeadField:
+    """The gain for ``key`` from the cache, or ``compute()`` (whose result is then cached)."""
+    path = cache_dir() / "forward" / f"{key}.npz"
+    if use_cache and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                gain, desc = z["gain"], json.loads(z["model"].tobytes().decode())
+            if gain.shape == shape:
+                logger.info("lead field from cache %s", path)
+                return gain, desc
+        except Exception as exc:  # a damaged cache entry is recomputed, not trusted
+            logger.warning("ignoring unreadable forward cache %s (%s)", path, exc)
+    t0 = time.perf_counter()
+    lf = compute()
+    logger.info("lead field %s computed in %.2f s", lf.gain.shape, time.perf_counter() - t0)
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp.npz")
+            model = {k: v for k, v in lf.model.items() if k != "electrodes"}
+            np.savez(tmp, gain=lf.gain, model=np.frombuffer(json.dumps(model, default=str).encode(), np.uint8))
+            tmp.replace(path)
+        except OSError as exc:
+            logger.warning("could not cache the lead field in %s (%s)", path, exc)
+    return lf
+
+
+# ---- sensors ----------------------------------------------------------------------------
+
+
 def electrodes_from_settings(settings: Settings):
-    """The operator's electrodes in the template frame (coregistered if read from a file)."""
+    """The operator's EEG electrodes in the template frame (coregistered if read from a file)."""
     from .coreg import template_montage
 
     c = settings.coreg
@@ -79,6 +111,16 @@ def electrodes_from_settings(settings: Settings):
     )
 
 
+def meg_array_from_settings(settings: Settings):
+    """The operator's MEG sensors (``[sensors] meg_array``, ``meg_accuracy``, ``meg_channels``)."""
+    from .sensors.meg import load_meg_array
+
+    s = settings.sensors
+    spec = "generic" if s.meg_array == "generic" else settings.resolve_path(s.meg_array)
+    array = load_meg_array(spec, accuracy=s.meg_accuracy)
+    return array.pick(list(s.meg_channels)) if s.meg_channels else array
+
+
 def _electrode_provenance(settings: Settings, coreg) -> dict:
     out = {"montage": settings.sensors.montage}
     if coreg is not None:
@@ -87,53 +129,94 @@ def _electrode_provenance(settings: Settings, coreg) -> dict:
     return out
 
 
-def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> LeadField:
-    """The lead field the settings describe (template head, montage, sources, spheres)."""
+def sensor_channels(settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """The operator's channels without computing anything: (names, kinds, SI units).
+
+    Same order as :func:`compute_leadfield`'s rows: EEG channels, then MEG.
+    """
+    names, kinds, units = [], [], []
+    if "eeg" in settings.sensors.modality:
+        names += list(settings.sensors.channels)
+        kinds += ["eeg"] * len(settings.sensors.channels)
+        units += ["V"] * len(settings.sensors.channels)
+    if "meg" in settings.sensors.modality:
+        array = meg_array_from_settings(settings)
+        names += list(array.ch_names)
+        kinds += list(array.whitening_groups)
+        units += list(array.ch_units)
+    return tuple(names), tuple(kinds), tuple(units)
+
+
+# ---- forward ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorLeadField:
+    """A lead field with the kind and SI unit of every row."""
+
+    leadfield: LeadField
+    ch_types: tuple[str, ...]  # "eeg", "mag", "grad" (the whitening groups)
+    ch_units: tuple[str, ...]  # "V", "T", "T/m"
+
+
+def _eeg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
     template = load_template(settings.head.bem_order)
     montage, coreg = electrodes_from_settings(settings)
-    sources = template_source_space(settings.source_space.spacing, settings.source_space.surface)
     f = settings.forward
     model = sphere_model_for_template(template, f.relative_radii, f.conductivities)
     key = _key(
-        "eeg-sphere",
-        __version__,
-        montage.electrodes.positions_m,
-        list(montage.labels),
-        sources.positions_m,
-        sources.name,
-        np.asarray(model.center_m),
-        np.asarray(model.radii_m),
-        np.asarray(model.conductivities),
-        f.rtol,
-    )
-    path = cache_dir() / "forward" / f"{key}.npz"
-    if use_cache and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                gain, terms, desc = z["gain"], z["terms"], json.loads(z["model"].tobytes().decode())
-            if gain.shape == (len(montage.labels), 3 * sources.n_sources):
-                logger.info("lead field from cache %s", path)
-                desc["electrodes"] = _electrode_provenance(settings, coreg)
-                return LeadField(gain, montage.labels, montage.electrodes.positions_m, sources, desc, terms)
-        except Exception as exc:  # a damaged cache entry is recomputed, not trusted
-            logger.warning("ignoring unreadable forward cache %s (%s)", path, exc)
-    t0 = time.perf_counter()
-    lf = make_eeg_leadfield(montage, sources, model, rtol=f.rtol)
+        "eeg-sphere", __version__, montage.electrodes.positions_m, list(montage.labels), sources.positions_m, sources.name,
+        np.asarray(model.center_m), np.asarray(model.radii_m), np.asarray(model.conductivities), f.rtol,
+    )  # fmt: skip
+    shape = (len(montage.labels), 3 * sources.n_sources)
+    got = _cached_gain(key, shape, lambda: make_eeg_leadfield(montage, sources, model, rtol=f.rtol), use_cache)
+    if isinstance(got, LeadField):
+        lf = got
+    else:
+        lf = LeadField(got[0], montage.labels, montage.electrodes.positions_m, sources, got[1])
     lf = dataclasses.replace(lf, model={**lf.model, "electrodes": _electrode_provenance(settings, coreg)})
-    logger.info("lead field %s computed in %.2f s", lf.gain.shape, time.perf_counter() - t0)
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npz")
-            model = {k: v for k, v in lf.model.items() if k != "electrodes"}
-            np.savez(tmp, gain=lf.gain, terms=lf.terms, model=np.frombuffer(json.dumps(model).encode(), np.uint8))
-            tmp.replace(path)
-        except OSError as exc:
-            logger.warning("could not cache the lead field in %s (%s)", path, exc)
-    return lf
+    n = len(lf.ch_names)
+    return SensorLeadField(lf, ("eeg",) * n, ("V",) * n)
 
 
-def noise_covariance_from_settings(settings: Settings, captured: NoiseCovariance | None) -> NoiseCovariance:
+def _meg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
+    from .forward.meg_sphere import make_meg_leadfield
+
+    array = meg_array_from_settings(settings).to_head()
+    key = _key(
+        "meg-sphere", __version__, array.points_m, array.point_normals, array.weights, array.point_channel.astype(float),
+        list(array.ch_names), sources.positions_m, sources.name,
+    )  # fmt: skip
+    shape = (len(array.ch_names), 3 * sources.n_sources)
+    got = _cached_gain(key, shape, lambda: make_meg_leadfield(array, sources), use_cache)
+    if isinstance(got, LeadField):
+        lf = got
+    else:
+        lf = LeadField(got[0], tuple(array.ch_names), array.positions_m, sources, got[1])
+    return SensorLeadField(lf, tuple(array.whitening_groups), tuple(array.ch_units))
+
+
+def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> SensorLeadField:
+    """The lead field the settings describe: EEG, MEG or both, for the template source space."""
+    sources = template_source_space(settings.source_space.spacing, settings.source_space.surface)
+    modality = settings.sensors.modality
+    parts = []
+    if "eeg" in modality:
+        parts.append(_eeg_part(settings, sources, use_cache))
+    if "meg" in modality:
+        parts.append(_meg_part(settings, sources, use_cache))
+    if len(parts) == 1:
+        return parts[0]
+    from .forward.meg_sphere import concatenate_leadfields
+
+    lf, types = concatenate_leadfields([p.leadfield for p in parts], [p.ch_types for p in parts])
+    return SensorLeadField(lf, types, tuple(u for p in parts for u in p.ch_units))
+
+
+# ---- covariances ------------------------------------------------------------------------
+
+
+def noise_covariance_from_settings(settings: Settings, captured: NoiseCovariance | None, ch_names, ch_types) -> NoiseCovariance:
     """The covariance the settings ask for; ``captured`` is required for source = 'stream'."""
     nc = settings.noise_cov
     if nc.source == "stream":
@@ -142,10 +225,48 @@ def noise_covariance_from_settings(settings: Settings, captured: NoiseCovariance
         return captured
     if nc.source == "file":
         return load_noise_covariance(settings.resolve_path(nc.path))
-    return ad_hoc_noise_covariance(settings.sensors.channels, std_v=nc.ad_hoc_std_uv * 1e-6)
+    from .sensors.meg import AD_HOC_NOISE_STD
+
+    std = {**AD_HOC_NOISE_STD, "eeg": nc.ad_hoc_std_uv * 1e-6}
+    return NoiseCovariance(np.diag([std[t] ** 2 for t in ch_types]), tuple(ch_names), 0, "ad_hoc", 0.0)
 
 
-def build_bundle(settings: Settings, *, sfreq: float, noise_cov: NoiseCovariance | None = None, leadfield: LeadField | None = None) -> OperatorBundle:
+def _reorder(cov, ch_names: tuple[str, ...]):
+    """The covariance with its channels put in ``ch_names`` order (by exact name)."""
+    from .sensors.montage import match_labels
+
+    if tuple(cov.ch_names) == ch_names:
+        return cov
+    idx = match_labels(ch_names, cov.ch_names, what="the covariance")
+    return dataclasses.replace(cov, data=cov.data[np.ix_(idx, idx)], ch_names=ch_names)
+
+
+# ---- the bundle -------------------------------------------------------------------------
+
+
+def inverse_params(settings: Settings) -> dict:
+    """``make_operator`` parameters from ``[inverse]``."""
+    inv = settings.inverse
+    return {
+        "snr": inv.snr,
+        "loose": inv.loose,
+        "depth": inv.depth if inv.depth > 0 else None,
+        "fixed": inv.fixed,
+        "eloreta": {"eps": inv.eloreta_eps, "max_iter": inv.eloreta_max_iter},
+        "reg": inv.reg,
+        "weight_norm": None if inv.weight_norm == "unit-gain" else inv.weight_norm,
+        "orientation": inv.lcmv_orientation,
+    }
+
+
+def build_bundle(
+    settings: Settings,
+    *,
+    sfreq: float,
+    noise_cov: NoiseCovariance | None = None,
+    data_cov: DataCovariance | None = None,
+    leadfield: SensorLeadField | None = None,
+) -> OperatorBundle:
     """Build the operator bundle the settings describe.
 
     Parameters
@@ -155,42 +276,41 @@ def build_bundle(settings: Settings, *, sfreq: float, noise_cov: NoiseCovariance
         Sampling rate (Hz) of the stream the operator is for.
     noise_cov : NoiseCovariance, optional
         Captured calibration covariance (needed when ``[noise_cov] source = 'stream'``).
-    leadfield : LeadField, optional
+    data_cov : DataCovariance, optional
+        Captured data covariance for LCMV (else ``[data_cov] path`` is read).
+    leadfield : SensorLeadField, optional
         Reuse a lead field computed before (else computed or read from the cache).
     """
     if not (np.isfinite(sfreq) and sfreq > 0):
         raise ConfigError(f"sampling rate {sfreq!r} must be a positive number of Hz")
-    lf = leadfield if leadfield is not None else compute_leadfield(settings)
-    cov = noise_covariance_from_settings(settings, noise_cov)
-    ch_names = tuple(settings.sensors.channels)
-    if tuple(cov.ch_names) != ch_names:
-        cov = _reorder_covariance(cov, ch_names)
-    inv = settings.inverse
-    m = reference_matrix(ch_names, settings.sensors.reference)
-    op = make_inverse_operator(
-        lf.gain,
-        lf.sources.normals,
-        cov,
-        reference=m,
-        method=inv.method,
-        snr=inv.snr,
-        loose=inv.loose,
-        depth=inv.depth if inv.depth > 0 else None,
-        fixed=inv.fixed,
-        ch_names=ch_names,
-    )
-    params = {
-        "snr": inv.snr,
-        "lambda2": op.lambda2,
-        "loose": op.loose,
-        "depth": op.depth,
-        "fixed": inv.fixed,
-        "rank": op.rank,
-        "reference": settings.sensors.reference,
-    }
+    slf = leadfield if leadfield is not None else compute_leadfield(settings)
+    lf = slf.leadfield
+    ch_names = tuple(lf.ch_names)
+    cov = _reorder(noise_covariance_from_settings(settings, noise_cov, ch_names, slf.ch_types), ch_names)
+    method = settings.inverse.method
+    if method == "LCMV":
+        if data_cov is None:
+            if settings.data_cov.source != "file" or not settings.data_cov.path:
+                raise ConfigError(
+                    "[inverse] method = 'LCMV' needs a data covariance: capture one from the stream "
+                    "([data_cov] source = 'stream', done by rtsource setup) or give [data_cov] path"
+                )
+            data_cov = load_data_covariance(settings.resolve_path(settings.data_cov.path))
+        data_cov = _reorder(data_cov, ch_names)
+    reference = settings.sensors.reference
+    from .anatomy.volume import orientation_is_free
+
+    params = inverse_params(settings)
+    if orientation_is_free(lf.sources) and method != "LCMV":
+        params["loose"] = 1.0  # volume and discrete sources have no surface normal
+    op = make_operator(method, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, params=params, data_cov=data_cov)
+    bundle_params = operator_params(op, reference=reference, snr=settings.inverse.snr)
+    if data_cov is not None:
+        bundle_params["data_cov"] = {"n_samples": data_cov.n_samples, "method": data_cov.method}
     provenance = {
         "head": {"model": settings.head.model, "frame": "template"},
         "montage": settings.sensors.montage,
+        "modality": settings.sensors.modality,
         "forward": dict(lf.model),
         "noise_cov": {"method": cov.method, "n_samples": cov.n_samples, "shrinkage": cov.shrinkage, "source": settings.noise_cov.source},
         "settings": settings_to_dict(settings),
@@ -202,25 +322,18 @@ def build_bundle(settings: Settings, *, sfreq: float, noise_cov: NoiseCovariance
         method=op.method,
         output_unit=op.output_unit,
         ch_names=ch_names,
-        ch_types=("eeg",) * len(ch_names),
-        ch_units=("V",) * len(ch_names),
-        reference=settings.sensors.reference,
+        ch_types=slf.ch_types,
+        ch_units=slf.ch_units,
+        reference=reference,
         sfreq=float(sfreq),
         sources=lf.sources,
         channel_positions_m=lf.channel_positions_m,
         channel_frame=lf.sources.frame,
-        params=params,
+        params=bundle_params,
         provenance=provenance,
         gain=lf.gain,
         noise_cov=cov.data,
         source_rotation=op.source_rotation,
+        data_cov=data_cov.data if data_cov is not None else None,
+        source_weights=weights_for_bundle(op),
     )
-
-
-def _reorder_covariance(cov: NoiseCovariance, ch_names: tuple[str, ...]) -> NoiseCovariance:
-    """The covariance with its channels put in ``ch_names`` order (by exact name)."""
-    from .sensors.montage import match_labels
-
-    idx = match_labels(ch_names, cov.ch_names, what="the noise covariance")
-    data = cov.data[np.ix_(idx, idx)]
-    return NoiseCovariance(data, ch_names, cov.n_samples, cov.method, cov.shrinkage)

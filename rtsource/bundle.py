@@ -35,7 +35,9 @@ from .geometry import Frame, as_frame
 logger = logging.getLogger(__name__)
 
 SCHEMA_NAME = "rtsource-operator-bundle"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this rtsource reads (version 2 added the optional data_cov and source_weights).
+READABLE_VERSIONS = (1, 2)
 
 # name -> (dtype kind, ndim) of the arrays a bundle must have
 _REQUIRED_ARRAYS = {
@@ -48,7 +50,13 @@ _REQUIRED_ARRAYS = {
     "source_triangles": ("i", 2),
     "channel_positions_m": ("f", 2),
 }
-_OPTIONAL_ARRAYS = {"gain": ("f", 2), "noise_cov": ("f", 2), "source_rotation": ("f", 3)}
+_OPTIONAL_ARRAYS = {
+    "gain": ("f", 2),
+    "noise_cov": ("f", 2),
+    "source_rotation": ("f", 3),
+    "data_cov": ("f", 2),
+    "source_weights": ("f", 2),
+}
 _REQUIRED_HEADER = {
     "schema": str,
     "schema_version": int,
@@ -115,6 +123,10 @@ class OperatorBundle:
         The raw lead field (n_channels, 3 n_sources) and noise covariance (n_channels,
         n_channels), kept so the operator can be rebuilt without a channel; the local
         orientation frames of the kernel's rows.
+    data_cov : ndarray or None
+        LCMV: the data covariance (n_channels, n_channels) the weights were computed from.
+    source_weights : ndarray or None
+        eLORETA: the converged source weights, to warm-start a rebuild.
     rtsource_version, created_utc : str
         Who wrote the file and when.
     """
@@ -137,6 +149,8 @@ class OperatorBundle:
     gain: np.ndarray | None = None
     noise_cov: np.ndarray | None = None
     source_rotation: np.ndarray | None = None
+    data_cov: np.ndarray | None = None
+    source_weights: np.ndarray | None = None
     rtsource_version: str = __version__
     created_utc: str = ""
 
@@ -148,7 +162,7 @@ class OperatorBundle:
         set_(self, "channel_frame", as_frame(self.channel_frame))
         for name in ("ch_names", "ch_types", "ch_units"):
             set_(self, name, tuple(str(x) for x in getattr(self, name)))
-        for name in ("gain", "noise_cov", "source_rotation"):
+        for name in ("gain", "noise_cov", "source_rotation", "data_cov", "source_weights"):
             if getattr(self, name) is not None:
                 set_(self, name, _frozen(getattr(self, name), np.float64))
         set_(self, "params", types.MappingProxyType(dict(self.params)))
@@ -181,8 +195,10 @@ class OperatorBundle:
             problems.append("noise_norm has non-positive values")
         if self.gain is not None and self.gain.shape != (n_chan, 3 * n_src):
             problems.append(f"gain shape {self.gain.shape} != ({n_chan}, {3 * n_src})")
-        if self.noise_cov is not None and self.noise_cov.shape != (n_chan, n_chan):
-            problems.append(f"noise_cov shape {self.noise_cov.shape} != ({n_chan}, {n_chan})")
+        for name in ("noise_cov", "data_cov"):
+            a = getattr(self, name)
+            if a is not None and a.shape != (n_chan, n_chan):
+                problems.append(f"{name} shape {a.shape} != ({n_chan}, {n_chan})")
         if problems:
             raise BundleError("inconsistent operator bundle: " + "; ".join(problems))
 
@@ -220,7 +236,7 @@ def _arrays_of(b: OperatorBundle) -> dict[str, np.ndarray]:
         "source_triangles": b.sources.triangles,
         "channel_positions_m": b.channel_positions_m,
     }
-    for name in ("gain", "noise_cov", "source_rotation"):
+    for name in _OPTIONAL_ARRAYS:
         if getattr(b, name) is not None:
             arrays[name] = getattr(b, name)
     return arrays
@@ -334,11 +350,11 @@ def load_bundle(path: str | Path) -> OperatorBundle:
     if header.get("schema") != SCHEMA_NAME:
         raise _fail(path, f"schema is {header.get('schema')!r}, expected {SCHEMA_NAME!r}", BundleSchemaError)
     version = header.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleSchemaError(
             f"bundle {str(path)!r} has schema version {version!r} (written by rtsource "
-            f"{header.get('rtsource_version')!r}); this rtsource {__version__} reads version "
-            f"{SCHEMA_VERSION}. Rebuild the bundle with `rtsource setup` or use a matching rtsource."
+            f"{header.get('rtsource_version')!r}); this rtsource {__version__} reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Rebuild the bundle with `rtsource setup` or use a matching rtsource."
         )
     for key, typ in _REQUIRED_HEADER.items():
         if key not in header:
@@ -399,6 +415,8 @@ def load_bundle(path: str | Path) -> OperatorBundle:
             gain=arrays.get("gain"),
             noise_cov=arrays.get("noise_cov"),
             source_rotation=arrays.get("source_rotation"),
+            data_cov=arrays.get("data_cov"),
+            source_weights=arrays.get("source_weights"),
             rtsource_version=header["rtsource_version"],
             created_utc=header["created_utc"],
         )

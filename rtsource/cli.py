@@ -53,46 +53,48 @@ def _override_simulate(settings, args):
 def cmd_setup(args) -> int:
     from .build import build_bundle, compute_leadfield
     from .bundle import save_bundle
-    from .inverse.minimum_norm import reference_matrix
-    from .inverse.covariance import estimate_noise_covariance
 
     settings = _settings(args.config)
     out = Path(args.out) if args.out else settings.resolve_path(settings.bundle.path)
     t0 = time.perf_counter()
-    lf = compute_leadfield(settings)
-    print(f"lead field {lf.gain.shape[0]} x {lf.gain.shape[1]} ({lf.sources.name}) in {time.perf_counter() - t0:.1f} s")
-    cov = None
+    slf = compute_leadfield(settings)
+    lf = slf.leadfield
+    print(f"lead field {lf.gain.shape[0]} x {lf.gain.shape[1]} ({lf.sources.name}, {settings.sensors.modality}) in {time.perf_counter() - t0:.1f} s")
     sfreq = args.sfreq or settings.stream.sfreq
-    if settings.noise_cov.source == "stream":
-        from .stream.calibration import capture_calibration
+    noise_cov = data_cov = None
+    needs_data_cov = settings.inverse.method == "LCMV" and settings.data_cov.source == "stream"
+    if settings.noise_cov.source == "stream" or needs_data_cov:
+        from .session import capture, estimate_covariance
         from .stream.inlet import StreamSelector
 
         st = settings.stream
         sel = StreamSelector(args.stream_name or st.name, st.type, args.source_id or st.source_id)
-        print(f"capturing {settings.noise_cov.seconds:g} s of calibration data from {sel} ...")
-        cal = capture_calibration(
-            sel,
-            tuple(settings.sensors.channels),
-            settings.noise_cov.seconds,
-            resolve_timeout=st.resolve_timeout,
-            assume_unit=st.assume_unit,
-            aliases=settings.sensors.aliases,
-        )
-        m = reference_matrix(tuple(settings.sensors.channels), settings.sensors.reference)
-        cov = estimate_noise_covariance(cal.data, cal.ch_names, method=settings.noise_cov.method, reference=m)
-        if sfreq and abs(sfreq - cal.stream.sfreq) > 1e-6 * sfreq:
-            raise RtsourceError(f"[stream] sfreq = {sfreq:g} Hz but stream {cal.stream.name!r} runs at {cal.stream.sfreq:g} Hz")
-        sfreq = cal.stream.sfreq
+        if settings.noise_cov.source == "stream":
+            print(f"capturing {settings.noise_cov.seconds:g} s of noise calibration (rest, or an empty room for MEG) from {sel} ...", flush=True)
+            cal = capture(settings, sel, settings.noise_cov.seconds)
+            noise_cov = estimate_covariance(settings, cal, data=False)
+            sfreq = _check_sfreq(sfreq, cal)
+        if needs_data_cov:
+            print(f"capturing {settings.data_cov.seconds:g} s of data for the beamformer's covariance from {sel} ...", flush=True)
+            cal = capture(settings, sel, settings.data_cov.seconds)
+            data_cov = estimate_covariance(settings, cal, data=True)
+            sfreq = _check_sfreq(sfreq, cal)
     if not sfreq:
         raise RtsourceError(
             "the sampling rate is unknown: set [stream] sfreq in the config or pass --sfreq "
             "(or use [noise_cov] source = 'stream', which reads it from the stream)"
         )
-    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=cov, leadfield=lf)
+    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf)
     save_bundle(bundle, out)
     print(f"bundle: {bundle.describe()}")
     print(f"written to {out}")
     return 0
+
+
+def _check_sfreq(sfreq, cal):
+    if sfreq and abs(sfreq - cal.stream.sfreq) > 1e-6 * sfreq:
+        raise RtsourceError(f"[stream] sfreq = {sfreq:g} Hz but stream {cal.stream.name!r} runs at {cal.stream.sfreq:g} Hz")
+    return cal.stream.sfreq
 
 
 # ---- run --------------------------------------------------------------------------------
@@ -205,6 +207,10 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     settings = _settings(args.config)
+    if args.modality:
+        settings = dataclasses.replace(settings, sensors=dataclasses.replace(settings.sensors, modality=args.modality))
+    if args.method:
+        settings = dataclasses.replace(settings, inverse=dataclasses.replace(settings.inverse, method=args.method))
     bundle_path = Path(args.bundle) if args.bundle else cache_dir() / "demo_bundle.npz"
     summary = run_demo(
         settings,
@@ -357,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--bundle", help="where to write the bundle (default: the cache directory)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
     d.add_argument("--gui", action="store_true", help="open `rtsource view` next to the loop (needs rtsource[gui])")
+    d.add_argument("--modality", choices=["eeg", "meg", "eeg+meg"], help="simulate and estimate from EEG, MEG or both")
+    d.add_argument("--method", choices=["MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"], help="override [inverse] method")
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("coreg", help="align an electrode file to the template head and check the fit")

@@ -120,11 +120,18 @@ class ForwardSettings:
 class InverseSettings:
     """[inverse]: the inverse operator."""
 
-    method: str = _opt(_one_of("MNE", "dSPM", "sLORETA"), "minimum-norm variant", "dSPM")
-    snr: float = _opt(_positive, "assumed SNR; lambda2 = 1 / snr^2", 3.0)
+    method: str = _opt(_one_of("MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"), "inverse method", "dSPM")
+    snr: float = _opt(_positive, "assumed SNR; lambda2 = 1 / snr^2 (minimum-norm family)", 3.0)
     loose: float = _opt(_unit_interval, "tangential source variance (0 fixed-like, 1 free)", 0.2)
     depth: float = _opt(_nonneg, "depth-weighting exponent (0 disables)", 0.8)
     fixed: bool = _opt(None, "surface-normal orientation only (signed output)", False)
+    eloreta_eps: float = _opt(_positive, "eLORETA: relative change at which the weights have converged", 1e-6)
+    eloreta_max_iter: int = _opt(lambda v: None if 1 <= v <= 1000 else "must be in 1..1000", "eLORETA: iteration limit", 20)
+    reg: float = _opt(_nonneg, "LCMV: regularisation, fraction of the mean eigenvalue (0.05 as MNE; 0.3-0.5 for template heads)", 0.05)
+    weight_norm: str = _opt(
+        _one_of("unit-gain", "unit-noise-gain", "unit-noise-gain-invariant", "nai"), "LCMV: weight normalisation", "unit-noise-gain-invariant"
+    )
+    lcmv_orientation: str = _opt(_one_of("max-power", "free", "fixed"), "LCMV: source orientation", "max-power")
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,16 @@ class NoiseCovSettings:
     path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
     method: str = _opt(_one_of("shrunk", "empirical"), "estimator", "shrunk")
     ad_hoc_std_uv: float = _opt(_positive, "per-channel noise std for source = 'ad_hoc'", 0.2)
+
+
+@dataclass(frozen=True)
+class DataCovSettings:
+    """[data_cov]: the data covariance an LCMV beamformer is built from."""
+
+    source: str = _opt(_one_of("stream", "file"), "capture from the stream (with the activity of interest) or load a file", "stream")
+    seconds: float = _opt(_positive, "length of the capture", 60.0)
+    path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
+    method: str = _opt(_one_of("empirical", "shrunk"), "estimator", "empirical")
 
 
 @dataclass(frozen=True)
@@ -167,7 +184,7 @@ class PreprocessSettings:
 class PerformanceSettings:
     """[performance]: how the kernels run."""
 
-    threads: int = _opt(lambda v: None if 0 <= v <= 256 else "must be in 0..256", "kernel threads (0: all cores)", 0)
+    threads: int = _opt(lambda v: None if 0 <= v <= 256 else "must be in 0..256", "kernel threads (0: all cores but one, leaving one for LSL's I/O and the consumers)", 0)
     low_rank: str = _opt(_one_of("auto", "on", "off"), "apply K as A(Bx) when K has low rank (auto: when cheaper)", "auto")
 
 
@@ -317,6 +334,7 @@ class Settings:
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     inverse: InverseSettings = field(default_factory=InverseSettings)
     noise_cov: NoiseCovSettings = field(default_factory=NoiseCovSettings)
+    data_cov: DataCovSettings = field(default_factory=DataCovSettings)
     stream: StreamSettings = field(default_factory=StreamSettings)
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)

@@ -155,13 +155,10 @@ def run_demo(
     gui: bool = False,
 ) -> dict:
     """Run the whole demo; returns the summary (see module docstring)."""
-    from .inverse.covariance import estimate_noise_covariance
-    from .inverse.minimum_norm import reference_matrix
     from .build import build_bundle, compute_leadfield
-    from .stream.calibration import capture_calibration
+    from .session import capture, estimate_covariance, feature_options, loop_options
     from .stream.inlet import StreamSelector
-    from .stream.loop import LoopOptions, StreamLoop
-    from .stream.operator import FilterSpec
+    from .stream.loop import StreamLoop
 
     sim = settings.simulate
     baseline = calibration_seconds + 10.0  # the sources stay off while we calibrate
@@ -170,7 +167,7 @@ def run_demo(
         from .display import start_viewer_process
 
         viewer = start_viewer_process(settings.output.name)
-    proc = start_simulator_process(config_path, ["--baseline", f"{baseline:g}"])
+    proc = start_simulator_process(config_path, ["--baseline", f"{baseline:g}", "--modality", settings.sensors.modality])
     t_start = time.perf_counter()
     try:
         progress(f"waiting for the simulated stream {sim.stream_name!r}")
@@ -184,29 +181,27 @@ def run_demo(
             except StreamError:
                 if time.monotonic() > deadline:
                     raise
-        selector = StreamSelector(sim.stream_name, "EEG", sim.source_id)
+        selector = StreamSelector(sim.stream_name, "", sim.source_id)
         progress(f"capturing {calibration_seconds:g} s of noise-only calibration")
-        cal = capture_calibration(selector, tuple(settings.sensors.channels), calibration_seconds, resolve_timeout=30.0)
+        cal = capture(settings, selector, calibration_seconds, resolve_timeout=30.0)
         if cal.timestamps[-1] >= sources_on:
             raise StreamError("the calibration overlapped the simulated sources; increase the baseline")
-        m = reference_matrix(tuple(settings.sensors.channels), settings.sensors.reference)
-        cov = estimate_noise_covariance(cal.data, cal.ch_names, method=settings.noise_cov.method, reference=m)
+        cov = estimate_covariance(settings, cal, data=False)
         progress("computing the lead field (cached after the first run)")
-        lf = compute_leadfield(settings)
-        bundle = build_bundle(settings, sfreq=cal.stream.sfreq, noise_cov=cov, leadfield=lf)
+        slf = compute_leadfield(settings)
+        data_cov = None
+        if settings.inverse.method == "LCMV":
+            import pylsl
+
+            time.sleep(max(0.0, sources_on - pylsl.local_clock()))
+            seconds = min(settings.data_cov.seconds, 20.0)
+            progress(f"capturing {seconds:g} s of data with the sources on, for the beamformer")
+            data_cov = estimate_covariance(settings, capture(settings, selector, seconds), data=True)
+        bundle = build_bundle(settings, sfreq=cal.stream.sfreq, noise_cov=cov, data_cov=data_cov, leadfield=slf)
         save_bundle(bundle, bundle_path)
         progress(f"bundle: {bundle.describe()} -> {bundle_path}")
-        pre = settings.preprocess
-        opts = LoopOptions(
-            selector=selector,
-            resolve_timeout=30.0,
-            max_chunk=settings.stream.max_chunk,
-            filter=FilterSpec(pre.highpass_hz, pre.lowpass_hz, pre.order),
-            output_name=settings.output.name,
-            output_type=settings.output.type,
-            bundle_path=str(bundle_path),
-        )
-        loop = StreamLoop(bundle, opts)
+        opts = loop_options(settings, str(bundle_path), selector=selector, resolve_timeout=30.0)
+        loop = StreamLoop(bundle, opts, features=feature_options(settings, bundle))
         loop.connect()
         import pylsl
 

@@ -183,7 +183,7 @@ def localisation_sweep(
     ref = settings.sensors.reference
     m = reference_matrix(ch, ref)
     cov = estimate_noise_covariance(calibration, ch, method=settings.noise_cov.method, reference=m)
-    lf = compute_leadfield(settings)
+    lf = compute_leadfield(settings).leadfield
     positions = lf.sources.positions_m
     normals = lf.sources.normals
     base = _mn_params(settings)

@@ -104,3 +104,34 @@ def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: 
         adaptive_interval_s=settings.adaptive.interval_s,
         sources_output=settings.rois.sources_output,
     )
+
+
+def capture(settings: Settings, selector, seconds: float, *, resolve_timeout: float | None = None):
+    """Record ``seconds`` of the operator's channels from a stream (SI units, operator order)."""
+    from .build import sensor_channels
+    from .stream.calibration import capture_calibration
+
+    st = settings.stream
+    names, kinds, units = sensor_channels(settings)
+    return capture_calibration(
+        selector,
+        names,
+        seconds,
+        ch_units=units,
+        ch_types=kinds,
+        resolve_timeout=resolve_timeout or st.resolve_timeout,
+        assume_unit=st.assume_unit,
+        aliases=settings.sensors.aliases,
+    )
+
+
+def estimate_covariance(settings: Settings, calibration, *, data: bool):
+    """Noise (``data=False``) or data covariance of a calibration, re-referenced like the operator."""
+    from .build import sensor_channels
+    from .inverse.covariance import estimate_data_covariance, estimate_noise_covariance
+    from .inverse.minimum_norm import reference_matrix
+
+    m = reference_matrix(calibration.ch_names, settings.sensors.reference, sensor_channels(settings)[1])
+    if data:
+        return estimate_data_covariance(calibration.data, calibration.ch_names, method=settings.data_cov.method, reference=m)
+    return estimate_noise_covariance(calibration.data, calibration.ch_names, method=settings.noise_cov.method, reference=m)

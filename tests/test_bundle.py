@@ -121,3 +121,20 @@ def test_inconsistent_content_is_refused():
         k = np.ones((60, 8))
         k[0, 0] = np.nan
         make_bundle(kernel=k)
+
+
+def test_version_1_bundles_stay_readable(tmp_path, small_bundle, monkeypatch):
+    import rtsource.bundle as rb
+
+    monkeypatch.setattr(rb, "SCHEMA_VERSION", 1)
+    path = save_bundle(small_bundle, tmp_path / "v1.npz")
+    monkeypatch.undo()
+    assert np.array_equal(load_bundle(path).kernel, small_bundle.kernel)
+
+
+def test_lcmv_and_eloreta_extras_round_trip(tmp_path):
+    b = make_bundle(data_cov=np.eye(8) * 2.0, source_weights=np.ones((20, 3)))
+    back = load_bundle(save_bundle(b, tmp_path / "b.npz"))
+    assert np.array_equal(back.data_cov, np.eye(8) * 2.0) and back.source_weights.shape == (20, 3)
+    with pytest.raises(BundleError, match="data_cov shape"):
+        make_bundle(data_cov=np.eye(3))

@@ -41,7 +41,7 @@ def test_values_are_converted_and_frozen(tmp_path):
         ({"inverse": {"snr": -1.0}}, ["[inverse]", "snr", "-1.0", "> 0"]),
         ({"inverse": {"snrr": 3}}, ["unknown key", "'snrr'", "snr"]),
         ({"invers": {}}, ["unknown section", "'invers'", "inverse"]),
-        ({"inverse": {"method": "eLORETA"}}, ["method", "'eLORETA'", "'dSPM'"]),
+        ({"inverse": {"method": "beamformer"}}, ["method", "'beamformer'", "'LCMV'"]),
         ({"inverse": {"loose": 1.5}}, ["loose", "between 0 and 1"]),
         ({"inverse": {"fixed": "yes"}}, ["fixed", "true or false"]),
         ({"inverse": {"snr": float("nan")}}, ["snr", "finite"]),

@@ -46,7 +46,7 @@ def problem(source: str, n_src: int, seed: int = 0):
 
         s = Settings()
         s = dataclasses.replace(s, source_space=dataclasses.replace(s.source_space, spacing="ico5"))
-        lf = compute_leadfield(s)
+        lf = compute_leadfield(s).leadfield
         pick = np.sort(rng.choice(lf.sources.n_sources, size=n_src, replace=False))
         cols = (3 * pick[:, None] + np.arange(3)).ravel()
         gain, names = lf.gain[:, cols], tuple(lf.ch_names)

@@ -135,6 +135,10 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     tmp = Path(tempfile.mkdtemp(prefix="rtsource-soak-"))
     bundle = synthetic_bundle(n_chan, n_src, sfreq)
     bundle_path = save_bundle(bundle, tmp / "soak_bundle.npz")
+    # The producer sends white noise, not EEG: the bad-channel detector would rightly call
+    # every channel uncorrelated with its neighbours. Run without it.
+    config = tmp / "soak.toml"
+    config.write_text("[badchannels]\ndetect = false\n")
     total = int(seconds * sfreq)
     prod = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--produce", in_name, "--channels", str(n_chan), "--sfreq", str(sfreq),
@@ -142,8 +146,8 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     loop = subprocess.Popen(
-        [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name,
-         "--resolve-timeout", "60", "--idle-timeout", "5"],
+        [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--config", str(config), "--stream-name", in_name,
+         "--outlet-name", out_name, "--resolve-timeout", "60", "--idle-timeout", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -229,7 +233,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         "memory_growth_mb": round(last["loop_rss_mb"] - first["loop_rss_mb"], 1),
         "p99_last_vs_first": round(last["latency_ms_p99"] / first["latency_ms_p99"], 3) if first["latency_ms_p99"] else None,
         "intervals": rows,
-        "loop_stdout_tail": out[-1500:] if out else "",
+        "loop_stdout_tail": out[-3000:] if out else "",
     }
 
 

@@ -79,6 +79,17 @@ class FeatureOptions:
         return bool(self.rois) or self.detect_bad_channels or self.adaptive or self.auto_swap
 
 
+def _single_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 class Features:
     """The stages of :class:`FeatureOptions` for one loop (created in ``StreamLoop.connect``)."""
 
@@ -225,19 +236,31 @@ class Features:
             stage.warm_up()
         return op, stage
 
-    def _rebuild(self, bad, data_cov=None) -> OperatorBundle:
+    def _rebuild(self, bad, data_cov=None, **extra) -> OperatorBundle:
         rebuild = self.options.rebuild
         if rebuild is None:
             from ..inverse.rebuild import rebuild_without_channels as rebuild
-        if data_cov is None:
-            return rebuild(self.loop.bundle, sorted(bad)) if bad else self.loop.bundle
-        return rebuild(self.loop.bundle, sorted(bad), data_cov=data_cov)
+        # One BLAS thread: several would fight the loop for the cores and make the rebuild
+        # 3-10x slower on a busy 2-core machine (tools/bench_rebuild.py).
+        with _single_blas_thread():
+            if data_cov is None and not bad:
+                return self.loop.bundle
+            if data_cov is not None:
+                extra["data_cov"] = data_cov
+            return rebuild(self.loop.bundle, sorted(bad), **extra)
 
     def _build_without(self, bad):
+        started = time.perf_counter()
         cov = None
         if self.adaptive is not None:  # keep adapting: the newest covariance, without the bad channels
             snap = self.adaptive._payload()
             cov = snap.data if snap is not None else None
+        bundle = self.loop.bundle
+        if bad and bundle.method == "eLORETA" and bundle.source_weights is not None:
+            # eLORETA iterates: swap in one iteration from the current weights at once
+            # (within ~1e-2 of converged), then the converged operator when it is ready.
+            op, stage = self._with_roi_stage(self._rebuild(bad, cov, eloreta_max_iter=1))
+            self.loop.request_swap(op, "bad_channel (eLORETA, first iteration)", started, roi_stage=stage, bad_channels=sorted(bad))
         return self._with_roi_stage(self._rebuild(bad, cov))
 
     def _build_adaptive(self, snapshot):

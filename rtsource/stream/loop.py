@@ -27,6 +27,7 @@ stream, and, where it is an event, on the events stream):
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class LoopOptions:
     max_backlog: int = 0  # latest_only: samples allowed to wait before skipping (0: one chunk)
     clock_jump_s: float = 0.005  # change of the LSL clock offset reported as a jump
     telemetry: bool = True  # publish the telemetry and events streams
-    threads: int = 0  # kernel threads (0: numba's default, all cores)
+    threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
 
 
@@ -212,10 +213,14 @@ class StreamLoop:
         if self.operator is None:
             self.connect()
         inlet, stats, opts = self.inlet, self.stats, self.options
-        if opts.threads:
-            import numba
+        import numba
 
-            numba.set_num_threads(min(opts.threads, numba.config.NUMBA_NUM_THREADS))
+        # A parallel region is as slow as its slowest thread: on a machine whose cores are
+        # also busy with LSL's network threads, the amplifier software and the consumers,
+        # one descheduled worker turns a 1 ms chunk into a scheduler tick (4 ms) or more.
+        # Leaving a core free keeps the per-chunk time steady.
+        threads = opts.threads or max(1, (os.cpu_count() or 2) - 1)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         if not inlet.is_open:
             inlet.open()
         period = 1.0 / self.bundle.sfreq

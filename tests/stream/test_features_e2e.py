@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rtsource.anatomy.template import load_template, template_source_space
-from rtsource.build import build_bundle
+from rtsource.build import SensorLeadField, build_bundle
 from rtsource.config import NoiseCovSettings, Settings, settings_from_dict
 from rtsource.forward.leadfield import make_eeg_leadfield, sphere_model_for_template
 from rtsource.sensors.montage import CAP_64, standard_montage
@@ -34,7 +34,7 @@ def bundle_8k():
     sources = dense.subset(np.arange(0, dense.n_sources, 5)[: 4096].tolist() + np.arange(2, dense.n_sources, 5)[: 4096].tolist(), name="fsaverage-ico5-8k")
     t = load_template()
     lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(t, s.forward.relative_radii, s.forward.conductivities))
-    return build_bundle(s, sfreq=SFREQ, leadfield=lf)
+    return build_bundle(s, sfreq=SFREQ, leadfield=SensorLeadField(lf, ("eeg",) * 64, ("V",) * 64))
 
 
 def offline(bundle, x_v):
@@ -126,3 +126,33 @@ def test_hot_swap_marks_channel_bad_without_losing_samples(bundle_8k):
     switch = int(np.argmax(~is_old))
     assert switch > 0 and np.all(is_old[:switch]) and np.all(is_new[switch:]), "one clean switch from old to new"
     assert loop.stats.operator_swaps == 1 and loop.stats.lost == 0
+
+
+def test_eloreta_hot_swap_takes_two_steps():
+    """eLORETA: first one iteration from the current weights, then the converged operator."""
+    s = settings_from_dict({"inverse": {"method": "eLORETA"}, "noise_cov": {"source": "ad_hoc"}})
+    bundle = build_bundle(s, sfreq=SFREQ)
+    assert bundle.source_weights is not None
+    in_name, out_name = unique("el-eeg"), unique("el-src")
+    outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20))
+    loop.connect()
+    thread = loop.run_in_thread()
+    out = Collector(out_name)
+    assert outlet.wait_for_consumers(20)
+    rng = np.random.default_rng(2)
+    n = 4000
+    x = (rng.normal(size=(n, 64)) * 10).astype(np.float32)
+    stamps = 60.0 + np.arange(n) / SFREQ
+    push(outlet, x[:500], stamps[:500], pace=0.02)
+    loop.mark_bad("O1")
+    push(outlet, x[500:], stamps[500:], pace=0.02)
+    assert wait_for(lambda: out.n_samples >= n, 60)
+    loop.stop()
+    thread.join(10)
+    out.stop()
+    loop.close()
+    swaps = [e for e in loop.events.recent if e["event"] == "operator_swap"]
+    assert len(swaps) == 2 and "first iteration" in swaps[0]["reason"]
+    assert np.array_equal(out.data()[1], stamps) and loop.stats.lost == 0
+    print("eLORETA swaps live after", [round(e["swap_ms"], 1) for e in swaps], "ms")
