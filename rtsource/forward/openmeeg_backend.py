@@ -1,0 +1,248 @@
+"""EEG lead fields from OpenMEEG's symmetric BEM (optional extra ``rtsource[openmeeg]``).
+
+OpenMEEG (Gramfort et al. 2010, BioMed Eng OnLine 9:45) implements the symmetric boundary
+element method of Kybic et al. (2005, IEEE TMI 24:12): Galerkin discretisation with the
+potential (P1) and the normal current (P0) as unknowns on every interface. It is more
+accurate than linear collocation next to the surfaces and much slower to assemble. This
+module takes the same :class:`~rtsource.forward.bem.BemModel` and positions as
+:func:`rtsource.forward.bem.eeg_bem_leadfield` and returns the same gain layout, so the
+configuration can switch ``[forward] method = "openmeeg"`` without other changes.
+
+The electrode-independent part (the inverse of OpenMEEG's head matrix, packed symmetric)
+is cached on disk like our own BEM solution, under ``cache_dir() / "bem"``.
+
+OpenMEEG numbers triangles the other way round (normals in), so the meshes are handed over
+with two vertices of every triangle swapped, innermost surface first, as MNE-Python does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ForwardError
+from .bem import MAX_ELECTRODE_DISTANCE_M, BemModel, _cache_path, _check_dipoles, _positions
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OpenMeegSolution", "openmeeg_available", "openmeeg_eeg_leadfield", "solve_openmeeg"]
+
+#: Version of the cached OpenMEEG solution layout.
+FORMAT_VERSION = 1
+
+_INSTALL_HINT = 'pip install "rtsource[openmeeg]"'
+_DIPOLE_BLOCK = 1000
+
+
+def _import_openmeeg():
+    try:
+        import openmeeg as om
+    except ImportError as exc:
+        raise ForwardError(
+            f'forward method "openmeeg" needs the OpenMEEG package, which is not installed '
+            f"({exc}); install it with: {_INSTALL_HINT} (or use method \"bem\", rtsource's own BEM)"
+        ) from None
+    return om
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence OpenMEEG's C++ progress lines ("64 points have been mapped ...") on fd 1."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def openmeeg_available() -> bool:
+    """True if the ``openmeeg`` package can be imported."""
+    try:
+        _import_openmeeg()
+    except ForwardError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, eq=False)
+class OpenMeegSolution:
+    """OpenMEEG's inverted head matrix for a model.
+
+    Attributes
+    ----------
+    model : BemModel
+    inverse_flat : ndarray, shape (n * (n + 1) / 2,)
+        The inverse head matrix in OpenMEEG's packed symmetric layout (read-only).
+    key : str
+        Cache key (model hash, OpenMEEG version, layout version).
+    info : Mapping
+        "assembly_s", "invert_s" or "load_s", "cached", "openmeeg_version".
+    """
+
+    model: BemModel
+    inverse_flat: np.ndarray
+    key: str
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _geometry(om, model: BemModel):
+    if model.n_layers not in (1, 3):
+        raise ForwardError(
+            f"OpenMEEG's nested geometry takes 1 or 3 surfaces, this model has {model.n_layers} "
+            f"({', '.join(s.name for s in model.surfaces)}); use method \"bem\" for other layer counts"
+        )
+    meshes = [
+        (np.asfortranarray(s.vertices_m, dtype=np.float64), np.asfortranarray(s.triangles[:, [1, 0, 2]], dtype=np.int64))
+        for s in model.surfaces[::-1]
+    ]
+    return om.make_nested_geometry(meshes, [float(x) for x in model.conductivities[::-1]])
+
+
+def _key(om, model: BemModel) -> str:
+    h = hashlib.sha256()
+    h.update(f"rtsource-openmeeg|v{FORMAT_VERSION}|{getattr(om, '__version__', '?')}|".encode())
+    h.update(model.hash().encode())
+    return "openmeeg-" + h.hexdigest()[:32]
+
+
+def solve_openmeeg(model: BemModel, *, use_cache: bool = True) -> OpenMeegSolution:
+    """Assemble and invert OpenMEEG's head matrix (or load it from the cache).
+
+    Parameters
+    ----------
+    model : BemModel
+        One or three surfaces (OpenMEEG's nested geometries).
+    use_cache : bool
+        Read and write ``cache_dir() / "bem" / openmeeg-<key>.npz``.
+
+    Raises
+    ------
+    ForwardError
+        OpenMEEG is not installed (the message says how to install it), or the model has
+        a number of surfaces OpenMEEG's nested geometry does not take.
+    """
+    om = _import_openmeeg()
+    if not isinstance(model, BemModel):
+        raise ForwardError(f"model must be a BemModel, got {type(model).__name__}")
+    key = _key(om, model)
+    path = _cache_path(key) if use_cache else None
+    version = getattr(om, "__version__", "?")
+    if path is not None and path.exists():
+        t0 = time.perf_counter()
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                flat = z["inverse_flat"]
+            if meta.get("key") != key or flat.ndim != 1 or not np.isfinite(flat).all():
+                raise ValueError("key or content does not match")
+            flat.flags.writeable = False
+            return OpenMeegSolution(model, flat, key, {"cached": True, "load_s": time.perf_counter() - t0, "openmeeg_version": version})
+        except Exception as exc:  # noqa: BLE001 -- a damaged cache entry is recomputed, never trusted
+            logger.warning("ignoring damaged OpenMEEG cache file %s (%s); recomputing", path, exc)
+    geom = _geometry(om, model)
+    t0 = time.perf_counter()
+    with om.use_log_level("warning"):
+        hm = om.HeadMat(geom)
+        t1 = time.perf_counter()
+        hm.invert()
+    t2 = time.perf_counter()
+    flat = np.array(hm.array_flat(), dtype=np.float64)
+    flat.flags.writeable = False
+    info = {"cached": False, "assembly_s": t1 - t0, "invert_s": t2 - t1, "openmeeg_version": version}
+    logger.info("OpenMEEG head matrix %d unknowns: assembly %.1f s, inversion %.1f s", hm.nlin(), t1 - t0, t2 - t1)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
+            np.savez(tmp, inverse_flat=flat, meta=np.frombuffer(json.dumps({"key": key, **info}).encode(), np.uint8))
+            tmp.replace(path)
+        except OSError as exc:
+            logger.warning("could not cache the OpenMEEG solution in %s (%s)", path, exc)
+    return OpenMeegSolution(model, flat, key, info)
+
+
+def openmeeg_eeg_leadfield(
+    model_or_solution,
+    electrodes_m,
+    dipoles_m,
+    *,
+    max_electrode_distance_m: float = MAX_ELECTRODE_DISTANCE_M,
+    electrode_labels: Sequence[str] | None = None,
+    use_cache: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """EEG lead field of point dipoles from OpenMEEG's symmetric BEM.
+
+    Same inputs, checks and output layout as :func:`rtsource.forward.bem.eeg_bem_leadfield`:
+    electrodes more than ``max_electrode_distance_m`` from the scalp and dipoles outside
+    the innermost surface are refused; the electrodes are projected onto the scalp.
+
+    Parameters
+    ----------
+    model_or_solution : BemModel or OpenMeegSolution
+    electrodes_m : ndarray, shape (n_electrodes, 3), or Points
+        Metres, in the model's frame.
+    dipoles_m : ndarray, shape (n_dipoles, 3), or Points
+        Metres, inside the innermost surface.
+    max_electrode_distance_m : float
+    electrode_labels : sequence of str, optional
+        Names used in error messages.
+    use_cache : bool
+        Passed to :func:`solve_openmeeg` when a model is given.
+
+    Returns
+    -------
+    gain : ndarray, shape (n_electrodes, 3 * n_dipoles)
+        V per A*m against infinity; columns dipole-major x, y, z.
+    info : dict
+        Timings and OpenMEEG's version, for the lead field's description.
+    """
+    from .bem import _electrode_projection
+
+    om = _import_openmeeg()
+    sol = model_or_solution if isinstance(model_or_solution, OpenMeegSolution) else solve_openmeeg(model_or_solution, use_cache=use_cache)
+    model = sol.model
+    elec = _positions(electrodes_m, "electrodes_m", model.frame)
+    dip = _positions(dipoles_m, "dipoles_m", model.frame)
+    if len(elec) == 0:
+        raise ForwardError("electrodes_m is empty; pass at least one electrode position")
+    _check_dipoles(dip, model)
+    proj = _electrode_projection(model, elec, float(max_electrode_distance_m), electrode_labels)
+    t0 = time.perf_counter()
+    geom = _geometry(om, model)
+    hminv = om.SymMatrix(np.asarray(sol.inverse_flat))
+    with om.use_log_level("warning"), _quiet_stdout():
+        sensors = om.make_sensors(np.asfortranarray(proj.points_m), geometry=geom)
+        h2em = om.Head2EEGMat(geom, sensors)
+        gain = np.empty((len(elec), 3 * len(dip)))
+        for start in range(0, len(dip), _DIPOLE_BLOCK):
+            block = dip[start : start + _DIPOLE_BLOCK]
+            # one row per dipole and axis: position, unit moment (dipole-major x, y, z)
+            rows = np.c_[np.repeat(block, 3, axis=0), np.tile(np.eye(3), (len(block), 1))]
+            dsm = om.DipSourceMat(geom, om.Matrix(np.asfortranarray(rows)), "Brain")
+            gain[:, 3 * start : 3 * (start + len(block))] = om.GainEEG(hminv, dsm, h2em).array()
+    info = {
+        "openmeeg_version": sol.info.get("openmeeg_version"),
+        "solution_key": sol.key,
+        "solution_cached": bool(sol.info.get("cached")),
+        "leadfield_s": round(time.perf_counter() - t0, 3),
+        "max_electrode_projection_mm": round(float(proj.distances_m.max()) * 1e3, 3),
+    }
+    return gain, info
