@@ -163,13 +163,24 @@ def _eeg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
     template = load_template(settings.head.bem_order)
     montage, coreg = electrodes_from_settings(settings)
     f = settings.forward
-    model = sphere_model_for_template(template, f.relative_radii, f.conductivities)
-    key = _key(
-        "eeg-sphere", __version__, montage.electrodes.positions_m, list(montage.labels), sources.positions_m, sources.name,
-        np.asarray(model.center_m), np.asarray(model.radii_m), np.asarray(model.conductivities), f.rtol,
-    )  # fmt: skip
     shape = (len(montage.labels), 3 * sources.n_sources)
-    got = _cached_gain(key, shape, lambda: make_eeg_leadfield(montage, sources, model, rtol=f.rtol), use_cache)
+    if f.method == "sphere":
+        model = sphere_model_for_template(template, f.relative_radii, f.conductivities)
+        key = _key(
+            "eeg-sphere", __version__, montage.electrodes.positions_m, list(montage.labels), sources.positions_m, sources.name,
+            np.asarray(model.center_m), np.asarray(model.radii_m), np.asarray(model.conductivities), f.rtol,
+        )  # fmt: skip
+        compute = lambda: make_eeg_leadfield(montage, sources, model, rtol=f.rtol)  # noqa: E731
+    else:  # the BEM solution itself is cached by rtsource.forward.bem; this caches the lead field
+        from .forward.bem import FORMAT_VERSION, make_bem_leadfield
+
+        surfaces = template.surfaces.as_tuple()
+        key = _key(
+            f"eeg-{f.method}", __version__, FORMAT_VERSION, montage.electrodes.positions_m, list(montage.labels), sources.positions_m,
+            sources.name, [m.vertices for m in surfaces], list(f.bem_conductivities), settings.head.bem_order,
+        )  # fmt: skip
+        compute = lambda: make_bem_leadfield(montage, sources, template.surfaces, f.bem_conductivities, method=f.method)  # noqa: E731
+    got = _cached_gain(key, shape, compute, use_cache)
     if isinstance(got, LeadField):
         lf = got
     else:
@@ -183,12 +194,20 @@ def _meg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
     from .forward.meg_sphere import make_meg_leadfield
 
     array = meg_array_from_settings(settings).to_head()
+    f = settings.forward
+    bem = None
+    if f.method == "bem":  # MEG needs only the inner skull (Hamalainen & Sarvas 1989)
+        from .forward.bem import bem_model_from_surfaces
+
+        bem = bem_model_from_surfaces(load_template(settings.head.bem_order).surfaces.as_tuple(), (f.bem_conductivities[-1],), layers=1)
+    elif f.method == "openmeeg":
+        raise ConfigError("[forward] method = 'openmeeg' computes EEG only; use 'bem' or 'sphere' for MEG")
     key = _key(
-        "meg-sphere", __version__, array.points_m, array.point_normals, array.weights, array.point_channel.astype(float),
-        list(array.ch_names), sources.positions_m, sources.name,
+        f"meg-{f.method}", __version__, array.points_m, array.point_normals, array.weights, array.point_channel.astype(float),
+        list(array.ch_names), sources.positions_m, sources.name, settings.head.bem_order if bem is not None else 0,
     )  # fmt: skip
     shape = (len(array.ch_names), 3 * sources.n_sources)
-    got = _cached_gain(key, shape, lambda: make_meg_leadfield(array, sources), use_cache)
+    got = _cached_gain(key, shape, lambda: make_meg_leadfield(array, sources, bem=bem), use_cache)
     if isinstance(got, LeadField):
         lf = got
     else:

@@ -110,10 +110,13 @@ class SourceSpaceSettings:
 class ForwardSettings:
     """[forward]: the forward model."""
 
-    method: str = _opt(_one_of("sphere"), "forward model", "sphere")
+    method: str = _opt(_one_of("sphere", "bem", "openmeeg"), "concentric spheres (exact series), our 3-layer BEM, or OpenMEEG's symmetric BEM", "sphere")
     relative_radii: tuple[float, ...] = _opt(None, "shell radii relative to the fitted scalp sphere, inner to outer", factory=lambda: (0.90, 0.92, 0.97, 1.0))
     conductivities: tuple[float, ...] = _opt(None, "S/m per shell, inner to outer", factory=lambda: (0.33, 1.0, 0.004, 0.33))
     rtol: float = _opt(_positive, "relative convergence of the sphere series", 1e-6)
+    bem_conductivities: tuple[float, ...] = _opt(
+        None, "BEM: scalp, skull, brain (S/m, outermost first; brain:skull 80 as FieldTrip)", factory=lambda: (0.33, 0.0042, 0.33)
+    )
 
 
 @dataclass(frozen=True)
@@ -459,6 +462,12 @@ def _cross_checks(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [bandpower] bands need ROIs: add [[roi]] entries or [rois] file")
     if not s.rois.sources_output and not (s.roi or s.rois.file):
         raise ConfigError(f"{where} [rois] sources_output = false needs ROIs, otherwise nothing is published")
+    bc = s.forward.bem_conductivities
+    if len(bc) != 3 or any(c <= 0 for c in bc) or bc[0] == bc[1] or bc[1] == bc[2]:
+        raise ConfigError(
+            f"{where} [forward] bem_conductivities = {list(bc)}: give 3 positive values (scalp, skull, brain), "
+            "neighbouring layers different"
+        )
     if s.badchannels.rules:
         from .stream.badchannels import BadChannelRules
 

@@ -6,12 +6,24 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+
+
+def unique_config(tmp_path):
+    """Own stream names, so a demo running elsewhere on this machine cannot interfere."""
+    tag = uuid.uuid4().hex[:8]
+    path = tmp_path / "demo.toml"
+    path.write_text(
+        f'[simulate]\nstream_name = "sim-{tag}"\nsource_id = "sim-{tag}-0"\n'
+        f'[stream]\nname = "sim-{tag}"\n[output]\nname = "src-{tag}"\n'
+    )
+    return str(path)
 
 
 def test_demo_runs_and_localises(tmp_path):
     env = dict(os.environ, RTSOURCE_CACHE=str(tmp_path))
     proc = subprocess.run(
-        [sys.executable, "-m", "rtsource.cli", "demo", "--duration", "8", "--calibration", "4", "--json"],
+        [sys.executable, "-m", "rtsource.cli", "demo", "--config", unique_config(tmp_path), "--duration", "8", "--calibration", "4", "--json"],
         capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -25,3 +37,17 @@ def test_demo_runs_and_localises(tmp_path):
     assert len(loc["per_source"]) == 2
     assert loc["strongest"]["error_mm"] < 30, loc
     assert (tmp_path / "demo_bundle.npz").exists()
+
+
+def test_meg_demo_runs_and_localises(tmp_path):
+    """MEG end to end: simulated 306-channel stream (T, T/m) -> bundle -> loop -> summary."""
+    env = dict(os.environ, RTSOURCE_CACHE=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtsource.cli", "demo", "--config", unique_config(tmp_path), "--modality", "meg", "--duration", "8", "--calibration", "4", "--json"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert "306 ch" in summary["bundle"]
+    assert summary["loop"]["lost"] == 0 and summary["consumer"]["missing"] == 0
+    assert summary["localisation"]["strongest"]["error_mm"] < 30, summary["localisation"]

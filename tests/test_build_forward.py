@@ -1,0 +1,56 @@
+"""The forward model choices of a configuration, through build_bundle on the template."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtsource.build import build_bundle, compute_leadfield
+from rtsource.config import settings_from_dict
+from rtsource.errors import ConfigError
+
+
+def rdm(u, v):
+    u = u - u.mean(axis=0)
+    v = v - v.mean(axis=0)
+    u = u / np.linalg.norm(u, axis=0)
+    v = v / np.linalg.norm(v, axis=0)
+    return np.linalg.norm(u - v, axis=0)
+
+
+def test_bem_and_sphere_lead_fields_agree_roughly():
+    base = {"head": {"bem_order": 3}, "noise_cov": {"source": "ad_hoc"}}
+    sphere = compute_leadfield(settings_from_dict(base)).leadfield
+    bem = compute_leadfield(settings_from_dict({**base, "forward": {"method": "bem"}})).leadfield
+    assert bem.gain.shape == sphere.gain.shape
+    assert bem.model["kind"] == "eeg_bem" and sphere.model["kind"] == "eeg_sphere_series"
+    d = rdm(bem.normal_gain(), sphere.normal_gain())
+    # a realistic head vs spheres: topographies alike, not equal (median RDM well below 1)
+    assert 0.01 < np.median(d) < 0.6, np.median(d)
+    b = build_bundle(settings_from_dict({**base, "forward": {"method": "bem"}}), sfreq=500.0)
+    assert b.provenance["forward"] and b.method == "dSPM"
+
+
+def test_eeg_plus_meg_bundle_whitens_per_type():
+    s = settings_from_dict({"sensors": {"modality": "eeg+meg"}, "noise_cov": {"source": "ad_hoc"}})
+    b = build_bundle(s, sfreq=500.0)
+    assert b.n_channels == 64 + 306
+    assert set(b.ch_types) == {"eeg", "mag", "grad"}
+    assert b.ch_units[0] == "V" and set(b.ch_units[64:]) == {"T", "T/m"}
+    # whitened noise is white per type: kernel applied to ad hoc noise gives dSPM ~ 1
+    std = np.array([0.2e-6 if t == "eeg" else 20e-15 if t == "mag" else 5e-13 for t in b.ch_types])
+    x = np.random.default_rng(0).normal(size=(4000, b.n_channels)) * std
+    y = x @ b.kernel.T
+    y = np.sqrt((y.reshape(len(y), -1, 3) ** 2).sum(axis=2)) / b.noise_norm
+    assert 0.8 < np.sqrt(np.mean(y**2)) < 1.2
+
+
+def test_openmeeg_refuses_meg():
+    s = settings_from_dict({"sensors": {"modality": "meg"}, "forward": {"method": "openmeeg"}, "noise_cov": {"source": "ad_hoc"}})
+    with pytest.raises(ConfigError, match="openmeeg"):
+        compute_leadfield(s)
+
+
+def test_bem_conductivities_validated():
+    with pytest.raises(ConfigError, match="bem_conductivities"):
+        settings_from_dict({"forward": {"bem_conductivities": [0.33, 0.33, 0.33]}})
