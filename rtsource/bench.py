@@ -10,9 +10,9 @@
                              (empty numba cache) and warm
     rtsource bench all       everything; --json FILE writes the results
 
-Times are medians and 99th percentiles over many repetitions, with the methods interleaved
-so that machine noise hits them alike; ratios compare numbers from the same run. Nothing
-here asserts a speed: it measures and prints.
+Times are medians and 99th percentiles over many repetitions, each method timed in its
+own blocks and the blocks repeated in rounds so that machine noise hits them alike; ratios
+compare numbers from the same run. Nothing here asserts a speed: it measures and prints.
 """
 
 from __future__ import annotations
@@ -50,17 +50,24 @@ def _random_bundle(n_chan: int, n_src: int, n_orient: int, sfreq: float = 500.0,
     )  # fmt: skip
 
 
-def _timeit(fns: dict, reps: int, warmup: int = 5) -> dict:
-    """Interleaved timing: {name: (median_ms, p99_ms)}."""
-    for f in fns.values():
-        for _ in range(warmup):
-            f()
-    times = {k: np.empty(reps) for k in fns}
-    for i in range(reps):
+def _timeit(fns: dict, reps: int, warmup: int = 5, rounds: int = 3) -> dict:
+    """{name: (median_ms, p99_ms)}, each method timed in its own block, blocks repeated.
+
+    Methods run in separate blocks (never alternating call by call): the thread pools of
+    numba (OpenMP) and of OpenBLAS keep spinning after each call, and alternating them
+    makes both wait for each other (8 ms instead of 0.6 + 2.6 ms on 2 cores). The blocks
+    go round-robin ``rounds`` times, so slow drifts of the machine hit every method alike.
+    """
+    times = {k: [] for k in fns}
+    per_round = max(1, reps // rounds)
+    for _ in range(rounds):
         for k, f in fns.items():
-            t = time.perf_counter()
-            f()
-            times[k][i] = time.perf_counter() - t
+            for _ in range(warmup):
+                f()
+            for _ in range(per_round):
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
     return {k: (float(np.median(v)) * 1e3, float(np.percentile(v, 99)) * 1e3) for k, v in times.items()}
 
 
@@ -140,6 +147,13 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
                         fns["mne"] = mne_apply(n)
                     big = n_chan * n_src * n_orient * n > 5e7
                     t = _timeit(fns, reps=max(20, reps // (5 if big else 1)))
+                    import numba
+
+                    all_threads = numba.get_num_threads()
+                    if all_threads > 1:  # the loop's default leaves a core free: report one thread too
+                        numba.set_num_threads(1)
+                        t.update(_timeit({"rtsource_1t": lambda n=n: op.process(x, n)}, reps=max(20, reps // (5 if big else 1))))
+                        numba.set_num_threads(all_threads)
                     row = {
                         "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
                         **{f"{k}_ms": round(v[0], 4) for k, v in t.items()},
@@ -149,6 +163,8 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
                     }  # fmt: skip
                     if "mne" in t:
                         row["speedup_vs_mne"] = round(t["mne"][0] / t["rtsource"][0], 1)
+                    if "rtsource_1t" in t:
+                        row["speedup_1t_vs_numpy"] = round(t["numpy"][0] / t["rtsource_1t"][0], 2)
                     rows.append(row)
                     progress(_fmt_kernel_row(row))
     return rows
@@ -156,9 +172,10 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
 
 def _fmt_kernel_row(r) -> str:
     mne_part = f"  mne {r['mne_ms']:8.3f} ms (x{r['speedup_vs_mne']:.0f})" if "mne_ms" in r else ""
+    one = f" [1 thread {r['rtsource_1t_ms']:.3f}]" if "rtsource_1t_ms" in r else ""
     return (
         f"{r['channels']:4d} ch {r['sources']:6d} src {r['orient']:5s} chunk {r['chunk']:3d}: "
-        f"rtsource {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f})  numpy {r['numpy_ms']:7.3f} ms "
+        f"rtsource {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f}){one}  numpy {r['numpy_ms']:7.3f} ms "
         f"(x{r['speedup_vs_numpy']:.1f})  gemv {r['gemv_ms']:6.3f} ms (kernel/gemv {r['vs_gemv']:.2f}){mne_part}"
     )
 

@@ -114,16 +114,15 @@ class StreamOperator:
             n_rows = k.shape[0]
             if low_rank == "on" or (n_rows * r + r * n_chan) < 0.75 * n_rows * n_chan:
                 self.rank = r
-                self._project = np.ascontiguousarray(b, dtype=np.float32)  # (r, n_chan)
+                self._project = _kernels.pack_fixed(b)  # B as a fixed operator of r rows
                 self._projected = np.zeros((self.max_chunk, r), dtype=np.float32)
                 self._ones = np.ones(r, dtype=np.float32)
                 k = a
-        width = k.shape[1]
         if bundle.n_orient == 3:
-            self._kernel = np.ascontiguousarray(k.reshape(n_src, 3, width), dtype=np.float32)
+            self._kernel = _kernels.pack_pooled3(k)
             self._apply = _kernels.apply_pooled3
         else:
-            self._kernel = np.ascontiguousarray(k, dtype=np.float32)
+            self._kernel = _kernels.pack_fixed(k)
             self._apply = _kernels.apply_fixed
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
         self._index = np.ascontiguousarray(channel_map.index, dtype=np.int64)

@@ -18,26 +18,41 @@ def numpy_pooled(x, kernel3, inv_norm):
     return np.sqrt((y**2).sum(axis=2)) * inv_norm
 
 
-@pytest.mark.parametrize("n", [1, 4, 10, 33])
-def test_apply_pooled3_matches_numpy(n):
+@pytest.mark.parametrize("n", [1, 3, 4, 10, 33])
+@pytest.mark.parametrize("n_src", [50, 16, 7])
+def test_apply_pooled3_matches_numpy(n, n_src):
+    """Any source count (tiles of 16 are zero-padded) and any chunk length (blocks of 4 + rest)."""
     rng = np.random.default_rng(n)
-    kernel = rng.normal(size=(50, 3, 16)).astype(np.float32)
-    inv = rng.uniform(0.5, 2, 50).astype(np.float32)
+    kernel = rng.normal(size=(n_src, 3, 16)).astype(np.float32)
+    inv = rng.uniform(0.5, 2, n_src).astype(np.float32)
     x = rng.normal(size=(40, 16)).astype(np.float32)
-    out = np.full((40, 50), -1.0, dtype=np.float32)
-    k.apply_pooled3(x, n, kernel, inv, out)
+    out = np.full((40, n_src), -1.0, dtype=np.float32)
+    k.apply_pooled3(x, n, k.pack_pooled3(kernel.reshape(-1, 16)), inv, out)
     assert np.allclose(out[:n], numpy_pooled(x[:n], kernel, inv), rtol=2e-5, atol=1e-5)
     assert np.all(out[n:] == -1.0)  # rows past n untouched
 
 
-def test_apply_fixed_matches_numpy():
+@pytest.mark.parametrize("n", [1, 4, 7])
+@pytest.mark.parametrize("n_src", [30, 48, 100])
+def test_apply_fixed_matches_numpy(n, n_src):
     rng = np.random.default_rng(1)
-    kernel = rng.normal(size=(30, 12)).astype(np.float32)
-    inv = rng.uniform(0.5, 2, 30).astype(np.float32)
+    kernel = rng.normal(size=(n_src, 12)).astype(np.float32)
+    inv = rng.uniform(0.5, 2, n_src).astype(np.float32)
     x = rng.normal(size=(7, 12)).astype(np.float32)
-    out = np.zeros((7, 30), np.float32)
-    k.apply_fixed(x, 7, kernel, inv, out)
-    assert np.allclose(out, (x.astype(float) @ kernel.T.astype(float)) * inv, rtol=2e-5, atol=1e-5)
+    out = np.full((7, n_src), -1.0, np.float32)
+    k.apply_fixed(x, n, k.pack_fixed(kernel), inv, out)
+    assert np.allclose(out[:n], (x[:n].astype(float) @ kernel.T.astype(float)) * inv, rtol=2e-5, atol=1e-5)
+    assert np.all(out[n:] == -1.0)
+
+
+def test_packing_layout():
+    kernel = np.arange(20 * 3 * 2, dtype=np.float32).reshape(60, 2)  # 20 sources, 2 channels
+    packed = k.pack_pooled3(kernel)
+    assert packed.shape == (2, 2, 48)
+    # tile 0, channel 1, orientation 2 of source 5 is kernel row 3 * 5 + 2, column 1
+    assert packed[0, 1, 2 * 16 + 5] == kernel[17, 1]
+    assert packed[1, 0, 0 * 16 + 3] == kernel[3 * 19, 0]  # source 19 sits in tile 1 at w = 3
+    assert np.all(packed[1, :, 4:16] == 0)  # padding
 
 
 def test_gather_channels_flags_non_finite_rows():
