@@ -172,7 +172,7 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
 
 def _fmt_kernel_row(r) -> str:
     mne_part = f"  mne {r['mne_ms']:8.3f} ms (x{r['speedup_vs_mne']:.0f})" if "mne_ms" in r else ""
-    one = f" [1 thread {r['rtsource_1t_ms']:.3f}]" if "rtsource_1t_ms" in r else ""
+    one = f" [1 thread {r['rtsource_1t_ms']:.3f}, p99 {r['rtsource_1t_p99_ms']:.3f}]" if "rtsource_1t_ms" in r else ""
     return (
         f"{r['channels']:4d} ch {r['sources']:6d} src {r['orient']:5s} chunk {r['chunk']:3d}: "
         f"rtsource {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f}){one}  numpy {r['numpy_ms']:7.3f} ms "

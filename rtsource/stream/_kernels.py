@@ -152,13 +152,32 @@ def apply_pooled3(x, n, packed, inv_norm, out):
                         acc[1, q] += kq * v1
                         acc[2, q] += kq * v2
                         acc[3, q] += kq * v3
+            elif rows == 3:  # constant indices keep the accumulators in registers
+                for j in range(n_chan):
+                    k = packed[tile, j]
+                    v0 = x[t, j]
+                    v1 = x[t + 1, j]
+                    v2 = x[t + 2, j]
+                    for q in range(48):
+                        kq = k[q]
+                        acc[0, q] += kq * v0
+                        acc[1, q] += kq * v1
+                        acc[2, q] += kq * v2
+            elif rows == 2:
+                for j in range(n_chan):
+                    k = packed[tile, j]
+                    v0 = x[t, j]
+                    v1 = x[t + 1, j]
+                    for q in range(48):
+                        kq = k[q]
+                        acc[0, q] += kq * v0
+                        acc[1, q] += kq * v1
             else:
                 for j in range(n_chan):
                     k = packed[tile, j]
-                    for r in range(rows):
-                        v = x[t + r, j]
-                        for q in range(48):
-                            acc[r, q] += k[q] * v
+                    v0 = x[t, j]
+                    for q in range(48):
+                        acc[0, q] += k[q] * v0
             for r in range(rows):
                 for w in range(16):
                     s = base + w
@@ -201,13 +220,32 @@ def apply_fixed(x, n, packed, inv_norm, out):
                         acc[1, q] += kq * v1
                         acc[2, q] += kq * v2
                         acc[3, q] += kq * v3
+            elif rows == 3:  # constant indices keep the accumulators in registers
+                for j in range(n_chan):
+                    k = packed[tile, j]
+                    v0 = x[t, j]
+                    v1 = x[t + 1, j]
+                    v2 = x[t + 2, j]
+                    for q in range(48):
+                        kq = k[q]
+                        acc[0, q] += kq * v0
+                        acc[1, q] += kq * v1
+                        acc[2, q] += kq * v2
+            elif rows == 2:
+                for j in range(n_chan):
+                    k = packed[tile, j]
+                    v0 = x[t, j]
+                    v1 = x[t + 1, j]
+                    for q in range(48):
+                        kq = k[q]
+                        acc[0, q] += kq * v0
+                        acc[1, q] += kq * v1
             else:
                 for j in range(n_chan):
                     k = packed[tile, j]
-                    for r in range(rows):
-                        v = x[t + r, j]
-                        for q in range(48):
-                            acc[r, q] += k[q] * v
+                    v0 = x[t, j]
+                    for q in range(48):
+                        acc[0, q] += k[q] * v0
             for r in range(rows):
                 for q in range(48):
                     s = base + q
