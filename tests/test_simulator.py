@@ -6,7 +6,6 @@ import dataclasses
 import xml.etree.ElementTree as ET
 
 import numpy as np
-import pylsl
 import pytest
 
 from rtsource.anatomy.template import template_source_space

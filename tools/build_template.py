@@ -30,10 +30,8 @@ What this script does (all in the fsaverage surface-RAS frame, metres):
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -211,10 +211,10 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     finally:
         loop.terminate()
         try:
-            out, err = loop.communicate(timeout=20)
+            out, _ = loop.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             loop.kill()
-            out, err = "", ""
+            out = ""
         try:
             prod.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -7,7 +7,6 @@ telemetry is published (twice a second) or the summary is printed.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np

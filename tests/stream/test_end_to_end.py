@@ -21,7 +21,6 @@ import pytest
 from rtsource.build import build_bundle
 from rtsource.bundle import load_bundle, save_bundle
 from rtsource.config import NoiseCovSettings, Settings
-from rtsource.inverse.minimum_norm import apply_inverse
 from rtsource.sensors.montage import CAP_64
 
 from .lsl_helpers import Collector, eeg_outlet, unique
