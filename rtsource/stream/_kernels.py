@@ -118,6 +118,61 @@ def _stack_f32(typingctx, n):
     return types.CPointer(types.float32)(n), codegen
 
 
+@numba.njit(inline="always", fastmath=True)
+def _accumulate_tile(packed, tile, x, t, rows, acc):
+    """acc[r, :] = tile rows . x[t + r] for r < rows (<= 4), over all channels.
+
+    One branch per row count, with constant indices, so that LLVM keeps the accumulators
+    in vector registers (a runtime row index would force them back to memory). Inlined into
+    the kernels at numba IR level.
+    """
+    n_chan = packed.shape[1]
+    for q in range(48):
+        acc[0, q] = 0.0
+        acc[1, q] = 0.0
+        acc[2, q] = 0.0
+        acc[3, q] = 0.0
+    if rows == 4:
+        for j in range(n_chan):
+            k = packed[tile, j]
+            v0 = x[t, j]
+            v1 = x[t + 1, j]
+            v2 = x[t + 2, j]
+            v3 = x[t + 3, j]
+            for q in range(48):
+                kq = k[q]
+                acc[0, q] += kq * v0
+                acc[1, q] += kq * v1
+                acc[2, q] += kq * v2
+                acc[3, q] += kq * v3
+    elif rows == 3:
+        for j in range(n_chan):
+            k = packed[tile, j]
+            v0 = x[t, j]
+            v1 = x[t + 1, j]
+            v2 = x[t + 2, j]
+            for q in range(48):
+                kq = k[q]
+                acc[0, q] += kq * v0
+                acc[1, q] += kq * v1
+                acc[2, q] += kq * v2
+    elif rows == 2:
+        for j in range(n_chan):
+            k = packed[tile, j]
+            v0 = x[t, j]
+            v1 = x[t + 1, j]
+            for q in range(48):
+                kq = k[q]
+                acc[0, q] += kq * v0
+                acc[1, q] += kq * v1
+    else:
+        for j in range(n_chan):
+            k = packed[tile, j]
+            v0 = x[t, j]
+            for q in range(48):
+                acc[0, q] += k[q] * v0
+
+
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=True)
 def apply_pooled3(x, n, packed, inv_norm, out):
     """Free/loose orientation: out[t, s] = ||K_s x_t|| * inv_norm[s].
@@ -126,7 +181,6 @@ def apply_pooled3(x, n, packed, inv_norm, out):
     16 * tile + w (see :func:`pack_pooled3`); x (>= n, n_channels); out (>= n, n_sources).
     """
     n_tiles = packed.shape[0]
-    n_chan = packed.shape[1]
     n_src = out.shape[1]
     for tile in prange(n_tiles):
         acc = numba.carray(_stack_f32(192), (4, 48))
@@ -134,50 +188,7 @@ def apply_pooled3(x, n, packed, inv_norm, out):
         t = 0
         while t < n:
             rows = min(4, n - t)
-            for q in range(48):
-                acc[0, q] = 0.0
-                acc[1, q] = 0.0
-                acc[2, q] = 0.0
-                acc[3, q] = 0.0
-            if rows == 4:
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    v1 = x[t + 1, j]
-                    v2 = x[t + 2, j]
-                    v3 = x[t + 3, j]
-                    for q in range(48):
-                        kq = k[q]
-                        acc[0, q] += kq * v0
-                        acc[1, q] += kq * v1
-                        acc[2, q] += kq * v2
-                        acc[3, q] += kq * v3
-            elif rows == 3:  # constant indices keep the accumulators in registers
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    v1 = x[t + 1, j]
-                    v2 = x[t + 2, j]
-                    for q in range(48):
-                        kq = k[q]
-                        acc[0, q] += kq * v0
-                        acc[1, q] += kq * v1
-                        acc[2, q] += kq * v2
-            elif rows == 2:
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    v1 = x[t + 1, j]
-                    for q in range(48):
-                        kq = k[q]
-                        acc[0, q] += kq * v0
-                        acc[1, q] += kq * v1
-            else:
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    for q in range(48):
-                        acc[0, q] += k[q] * v0
+            _accumulate_tile(packed, tile, x, t, rows, acc)
             for r in range(rows):
                 for w in range(16):
                     s = base + w
@@ -194,7 +205,6 @@ def apply_fixed(x, n, packed, inv_norm, out):
     :func:`pack_fixed`); x (>= n, n_channels); out (>= n, n_sources).
     """
     n_tiles = packed.shape[0]
-    n_chan = packed.shape[1]
     n_src = out.shape[1]
     for tile in prange(n_tiles):
         acc = numba.carray(_stack_f32(192), (4, 48))
@@ -202,50 +212,7 @@ def apply_fixed(x, n, packed, inv_norm, out):
         t = 0
         while t < n:
             rows = min(4, n - t)
-            for q in range(48):
-                acc[0, q] = 0.0
-                acc[1, q] = 0.0
-                acc[2, q] = 0.0
-                acc[3, q] = 0.0
-            if rows == 4:
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    v1 = x[t + 1, j]
-                    v2 = x[t + 2, j]
-                    v3 = x[t + 3, j]
-                    for q in range(48):
-                        kq = k[q]
-                        acc[0, q] += kq * v0
-                        acc[1, q] += kq * v1
-                        acc[2, q] += kq * v2
-                        acc[3, q] += kq * v3
-            elif rows == 3:  # constant indices keep the accumulators in registers
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    v1 = x[t + 1, j]
-                    v2 = x[t + 2, j]
-                    for q in range(48):
-                        kq = k[q]
-                        acc[0, q] += kq * v0
-                        acc[1, q] += kq * v1
-                        acc[2, q] += kq * v2
-            elif rows == 2:
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    v1 = x[t + 1, j]
-                    for q in range(48):
-                        kq = k[q]
-                        acc[0, q] += kq * v0
-                        acc[1, q] += kq * v1
-            else:
-                for j in range(n_chan):
-                    k = packed[tile, j]
-                    v0 = x[t, j]
-                    for q in range(48):
-                        acc[0, q] += k[q] * v0
+            _accumulate_tile(packed, tile, x, t, rows, acc)
             for r in range(rows):
                 for q in range(48):
                     s = base + q
