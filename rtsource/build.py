@@ -215,9 +215,33 @@ def _meg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
     return SensorLeadField(lf, tuple(array.whitening_groups), tuple(array.ch_units))
 
 
+def source_space_from_settings(settings: Settings):
+    """The sources ``[source_space]`` describes, in the template frame, metres."""
+    ss = settings.source_space
+    if ss.kind == "cortex":
+        return template_source_space(ss.spacing, ss.surface)
+    inner = load_template(settings.head.bem_order).surfaces.inner_skull
+    if ss.kind == "volume":
+        from .anatomy.volume import volume_source_space
+
+        return volume_source_space(inner, spacing_m=ss.volume_spacing_mm * 1e-3, mindist_m=ss.volume_mindist_mm * 1e-3)
+    if ss.kind == "discrete":
+        from .anatomy.volume import read_source_points_csv
+
+        return read_source_points_csv(settings.resolve_path(ss.points), inner_skull=inner)[0]
+    from .anatomy.surfaces import cortical_source_space
+
+    return cortical_source_space(
+        settings.resolve_path(ss.lh) if ss.lh else None,
+        settings.resolve_path(ss.rh) if ss.rh else None,
+        frame="template",
+        n_sources=ss.n_sources,
+    )
+
+
 def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> SensorLeadField:
-    """The lead field the settings describe: EEG, MEG or both, for the template source space."""
-    sources = template_source_space(settings.source_space.spacing, settings.source_space.surface)
+    """The lead field the settings describe: EEG, MEG or both, for the configured sources."""
+    sources = source_space_from_settings(settings)
     modality = settings.sensors.modality
     parts = []
     if "eeg" in modality:

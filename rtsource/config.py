@@ -102,8 +102,15 @@ class CoregSettings:
 class SourceSpaceSettings:
     """[source_space]: where the dipoles sit."""
 
-    spacing: str = _opt(_one_of("ico4", "ico5"), "ico4: 5124 sources, ico5: 20484", "ico4")
-    surface: str = _opt(_one_of("white", "mid", "pial"), "cortical depth of the dipoles", "white")
+    kind: str = _opt(_one_of("cortex", "volume", "discrete", "surfaces"), "template cortex, a volume grid, your points, or your surfaces", "cortex")
+    spacing: str = _opt(_one_of("ico4", "ico5"), "cortex: ico4 = 5124 sources, ico5 = 20484", "ico4")
+    surface: str = _opt(_one_of("white", "mid", "pial"), "cortex: cortical depth of the dipoles", "white")
+    volume_spacing_mm: float = _opt(lambda v: None if 2 <= v <= 30 else "must be 2..30 mm", "volume: grid spacing", 7.0)
+    volume_mindist_mm: float = _opt(_nonneg, "volume: minimum distance to the inner skull", 5.0)
+    points: str = _opt(None, "discrete: CSV of name,x,y,z[,nx,ny,nz] in mm (template frame)", "")
+    lh: str = _opt(None, "surfaces: left hemisphere (GIFTI or FreeSurfer), in the template frame, mm", "")
+    rh: str = _opt(None, "surfaces: right hemisphere", "")
+    n_sources: int = _opt(lambda v: None if v >= 10 else "must be >= 10", "surfaces: decimate to about this many sources", 5000)
 
 
 @dataclass(frozen=True)
@@ -462,6 +469,11 @@ def _cross_checks(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [bandpower] bands need ROIs: add [[roi]] entries or [rois] file")
     if not s.rois.sources_output and not (s.roi or s.rois.file):
         raise ConfigError(f"{where} [rois] sources_output = false needs ROIs, otherwise nothing is published")
+    ss = s.source_space
+    if ss.kind == "discrete" and not ss.points:
+        raise ConfigError(f"{where} [source_space] kind = 'discrete' needs points = 'file.csv'")
+    if ss.kind == "surfaces" and not (ss.lh or ss.rh):
+        raise ConfigError(f"{where} [source_space] kind = 'surfaces' needs lh = '...' and/or rh = '...'")
     bc = s.forward.bem_conductivities
     if len(bc) != 3 or any(c <= 0 for c in bc) or bc[0] == bc[1] or bc[1] == bc[2]:
         raise ConfigError(

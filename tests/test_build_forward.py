@@ -54,3 +54,39 @@ def test_openmeeg_refuses_meg():
 def test_bem_conductivities_validated():
     with pytest.raises(ConfigError, match="bem_conductivities"):
         settings_from_dict({"forward": {"bem_conductivities": [0.33, 0.33, 0.33]}})
+
+
+def test_volume_and_discrete_source_spaces_build_free_orientation(tmp_path):
+    vol = build_bundle(settings_from_dict({"source_space": {"kind": "volume", "volume_spacing_mm": 12.0}, "noise_cov": {"source": "ad_hoc"}}), sfreq=500.0)
+    assert vol.n_sources > 500 and vol.params["loose"] == 1.0 and set(vol.sources.hemisphere.tolist()) == {-1}
+    pts = tmp_path / "points.csv"
+    pts.write_text("name,x,y,z\nocc,20,-90,5\nmotor,-38,-22,55\ndeep,0,-10,10\n")
+    dis = build_bundle(settings_from_dict({"source_space": {"kind": "discrete", "points": str(pts)}, "noise_cov": {"source": "ad_hoc"}}), sfreq=500.0)
+    assert dis.n_sources == 3 and dis.params["loose"] == 1.0
+    assert np.allclose(dis.sources.positions_m[0], [0.020, -0.090, 0.005])
+
+
+def test_user_surfaces_source_space(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    from rtsource.anatomy.template import template_source_space
+
+    src = template_source_space("ico4")
+    lh_idx = np.flatnonzero(src.hemisphere == 0)
+    for hemi, idx in (("lh", lh_idx), ("rh", np.flatnonzero(src.hemisphere == 1))):
+        remap = np.full(src.n_sources, -1)
+        remap[idx] = np.arange(len(idx))
+        faces = remap[src.triangles]
+        faces = faces[np.all(faces >= 0, axis=1)]
+        nib.freesurfer.write_geometry(str(tmp_path / f"{hemi}.white"), src.positions_m[idx] * 1e3, faces)
+    s = settings_from_dict(
+        {"source_space": {"kind": "surfaces", "lh": str(tmp_path / "lh.white"), "rh": str(tmp_path / "rh.white"), "n_sources": 2000},
+         "noise_cov": {"source": "ad_hoc"}}
+    )  # fmt: skip
+    b = build_bundle(s, sfreq=500.0)
+    assert 1500 <= b.n_sources <= 2500 and set(np.unique(b.sources.hemisphere)) == {0, 1}
+    assert b.params["loose"] == 0.2  # cortical: surface normals, loose orientation
+
+
+def test_source_space_kind_needs_its_file():
+    with pytest.raises(ConfigError, match="points"):
+        settings_from_dict({"source_space": {"kind": "discrete"}})

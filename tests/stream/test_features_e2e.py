@@ -156,3 +156,39 @@ def test_eloreta_hot_swap_takes_two_steps():
     assert len(swaps) == 2 and "first iteration" in swaps[0]["reason"]
     assert np.array_equal(out.data()[1], stamps) and loop.stats.lost == 0
     print("eLORETA swaps live after", [round(e["swap_ms"], 1) for e in swaps], "ms")
+
+
+def test_adaptive_lcmv_updates_weights_while_streaming():
+    import dataclasses as dc
+
+    from rtsource.inverse.covariance import estimate_data_covariance
+    from rtsource.inverse.minimum_norm import reference_matrix
+    from rtsource.simulator import SignalGenerator
+
+    s = settings_from_dict({"inverse": {"method": "LCMV"}, "noise_cov": {"source": "ad_hoc"}, "adaptive": {"enabled": True, "half_life_s": 1.0, "interval_s": 1.0}})
+    gen = SignalGenerator(dc.replace(s.simulate, n_noise_sources=300), CAP_64)
+    calib, _ = gen.next(5000)
+    dcov = estimate_data_covariance(calib, CAP_64, reference=reference_matrix(CAP_64, "average"))
+    bundle = build_bundle(s, sfreq=SFREQ, data_cov=dcov)
+    assert bundle.method == "LCMV" and bundle.data_cov is not None
+    in_name, out_name = unique("ad-eeg"), unique("ad-src")
+    outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), features=feature_options(s, bundle))
+    loop.connect()
+    thread = loop.run_in_thread()
+    out = Collector(out_name)
+    assert outlet.wait_for_consumers(20)
+    x, _ = gen.next(3500)
+    x = (x * 1e6).astype(np.float32)
+    stamps = 80.0 + np.arange(len(x)) / SFREQ
+    push(outlet, x, stamps, pace=0.02)  # 7 s at the real pace
+    assert wait_for(lambda: out.n_samples >= len(x), 60)
+    loop.stop()
+    thread.join(10)
+    out.stop()
+    loop.close()
+    swaps = [e for e in loop.events.recent if e["event"] == "operator_swap"]
+    assert len(swaps) >= 2 and all(e["reason"] == "adaptive" for e in swaps)
+    assert np.array_equal(out.data()[1], stamps) and loop.stats.lost == 0
+    assert np.isfinite(loop.stats.covariance_age_s) and loop.stats.covariance_age_s < 5.0
+    print("adaptive swaps live after", [round(e["swap_ms"], 1) for e in swaps], "ms")
