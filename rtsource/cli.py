@@ -8,6 +8,7 @@
     rtsource coreg FILE                   align electrode positions to the template, QC picture
     rtsource replay FILE                  play a recording (XDF, EDF, BrainVision, FIF) on LSL
     rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
+    rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels
 
 Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
 anything else is a bug and shows its traceback.
@@ -289,6 +290,20 @@ def cmd_replay(args) -> int:
     return 0
 
 
+def cmd_mark(args) -> int:
+    from .stream.control import send_commands
+
+    command = "mark_good" if args.good else "mark_bad"
+    ok = send_commands(args.output, [{"command": command, "channel": ch} for ch in args.channels], wait_s=args.wait)
+    if not ok:
+        raise RtsourceError(
+            f"no rtsource loop listened on {args.output + '-control'!r} within {args.wait:g} s; is `rtsource run` running "
+            f"with [output] name = {args.output!r}? (pass --output NAME)"
+        )
+    print(f"sent {command} {' '.join(args.channels)} to {args.output!r}; the loop answers on {args.output + '-events'!r}")
+    return 0
+
+
 def cmd_view(args) -> int:
     from .display import run_view
 
@@ -382,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", help="take channels and aliases from this config's [sensors]")
     c.add_argument("--out", help="write the result (transform, positions, QC) as JSON")
     c.set_defaults(func=cmd_coreg)
+
+    k = sub.add_parser("mark-bad", help="mark channels bad (or --good) in a running loop: the operator is rebuilt without them")
+    k.add_argument("channels", nargs="+", help="channel names as in the bundle")
+    k.add_argument("--good", action="store_true", help="take the channels back instead")
+    k.add_argument("--output", default="rtsource-sources", help="the loop's [output] name")
+    k.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the loop to listen")
+    k.set_defaults(func=cmd_mark)
 
     from .display import add_view_arguments
 

@@ -206,6 +206,18 @@ class Features:
             self.hot_swap = BackgroundRebuilder(self._build_without, on_built=self._hand_over)
         self.hot_swap.request(frozenset(self.bad_channels), "manual")
 
+    def mark_good(self, channel: str) -> None:
+        """Take a channel back: rebuild the operator with it."""
+        if channel not in self.bad_channels:
+            from ..errors import ChannelError
+
+            raise ChannelError(f"channel {channel!r} is not marked bad (bad: {', '.join(self.bad_channels) or 'none'})")
+        if self.detector is not None:
+            self.detector.mark_good(channel)
+        self.bad_channels = tuple(c for c in self.bad_channels if c != channel)
+        self.loop.stats.bad_channels = len(self.bad_channels)
+        self.hot_swap.request(frozenset(self.bad_channels), "manual")
+
     def on_gap(self) -> None:
         """After a gap the detector's windows and the band-power filters start over."""
         if self.detector is not None:
@@ -268,5 +280,7 @@ class Features:
 
     def _hand_over(self, swap) -> None:
         op, stage = swap.value
-        details = {"bad_channels": sorted(swap.payload)} if isinstance(swap.payload, frozenset) else {}
+        details = {"build_ms": round(swap.build_ms, 1)}
+        if isinstance(swap.payload, frozenset):
+            details["bad_channels"] = sorted(swap.payload)
         self.loop.request_swap(op, swap.reason or "rebuild", swap.requested_at, roi_stage=stage, **details)

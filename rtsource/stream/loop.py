@@ -73,6 +73,7 @@ class LoopOptions:
     max_backlog: int = 0  # latest_only: samples allowed to wait before skipping (0: one chunk)
     clock_jump_s: float = 0.005  # change of the LSL clock offset reported as a jump
     telemetry: bool = True  # publish the telemetry and events streams
+    control: bool = True  # accept commands (mark_bad, ...) on NAME-control
     threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
 
@@ -111,6 +112,7 @@ class StreamLoop:
         self._swap_lock = threading.Lock()
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
         self.error: Exception | None = None
+        self.control = None
         self.source_id = ""
 
     # ---- setup ----------------------------------------------------------------------
@@ -139,6 +141,10 @@ class StreamLoop:
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
         if self.feature_options.any:
             self.features = Features(self, self.feature_options, sid)
+        if opts.control:
+            from .control import ControlListener
+
+            self.control = ControlListener(opts.output_name)
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
         self._time_correction = self._read_time_correction(5.0, default=0.0)
@@ -179,6 +185,23 @@ class StreamLoop:
         if self.features is None:
             self.features = Features(self, FeatureOptions(), self.source_id)
         self.features.mark_bad(channel)
+
+    def mark_good(self, channel: str) -> None:
+        """Take a channel back (the operator is rebuilt with it)."""
+        if self.features is None:
+            self.features = Features(self, FeatureOptions(), self.source_id)
+        self.features.mark_good(channel)
+
+    def _execute_commands(self, now_lsl: float) -> None:
+        for cmd in self.control.pending():
+            if "error" in cmd:
+                self.events.publish("command", now_lsl, command=cmd["command"], ok=False, error=cmd["error"])
+                continue
+            try:
+                (self.mark_bad if cmd["command"] == "mark_bad" else self.mark_good)(cmd["channel"])
+                self.events.publish("command", now_lsl, command=cmd["command"], channel=cmd["channel"], ok=True)
+            except Exception as exc:  # a wrong channel name must not stop the loop
+                self.events.publish("command", now_lsl, command=cmd["command"], channel=cmd["channel"], ok=False, error=str(exc))
 
     def _install_pending(self, now_lsl: float) -> None:
         with self._swap_lock:
@@ -242,6 +265,8 @@ class StreamLoop:
                 break
             if self._pending is not None:
                 self._install_pending(pylsl.local_clock())
+            if self.control is not None and not self.control.commands.empty():
+                self._execute_commands(pylsl.local_clock())
             if self.telemetry is not None and now >= self.telemetry.next_due:
                 self.telemetry.publish(stats, now)
             wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - now))
@@ -431,6 +456,8 @@ class StreamLoop:
         return thread
 
     def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
         if self.features is not None:
             self.features.close()
         if self.inlet is not None:

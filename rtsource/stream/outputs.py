@@ -14,6 +14,11 @@ stream name                   type                   content
 ``NAME-events``               ``Markers``            string channel, one JSON object per event
 ============================  =====================  =========================================
 
+The loop also *reads* ``NAME-control`` (type ``rtsource.Control``) when some process
+publishes it (``rtsource mark-bad``): one JSON command per sample, ``{"command":
+"mark_bad" | "mark_good", "channel": "Cz"}``, executed between two chunks and answered on
+the events stream (event ``command``).
+
 Every stream's ``desc/rtsource`` block carries ``output_name`` (``NAME``) and ``bundle``
 (the bundle path), so a consumer that found one stream can find the others and the bundle.
 Event objects always have ``"event"`` (see :data:`EVENT_KINDS`) and ``"time"`` (LSL clock)
@@ -27,6 +32,10 @@ ROI_SUFFIX, ROI_TYPE = "-roi", "ROI"
 BANDPOWER_SUFFIX, BANDPOWER_TYPE = "-bandpower", "BandPower"
 TELEMETRY_SUFFIX, TELEMETRY_TYPE = "-telemetry", "rtsource.Telemetry"
 EVENTS_SUFFIX, EVENTS_TYPE = "-events", "Markers"
+CONTROL_SUFFIX, CONTROL_TYPE = "-control", "rtsource.Control"
+
+#: Commands the loop accepts on its control stream.
+COMMANDS = ("mark_bad", "mark_good")
 
 #: Telemetry is published at this nominal rate (samples per second).
 TELEMETRY_RATE_HZ = 2.0
@@ -67,6 +76,7 @@ EVENT_KINDS = (
     "skipped",  # keys: start, n_samples (latest-only mode)
     "clock_jump",  # keys: jump_s, cause
     "unit_warning",
+    "command",  # keys: command, channel, ok, error (a control command was executed or refused)
     "stopped",
 )
 

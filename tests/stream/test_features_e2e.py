@@ -192,3 +192,46 @@ def test_adaptive_lcmv_updates_weights_while_streaming():
     assert np.array_equal(out.data()[1], stamps) and loop.stats.lost == 0
     assert np.isfinite(loop.stats.covariance_age_s) and loop.stats.covariance_age_s < 5.0
     print("adaptive swaps live after", [round(e["swap_ms"], 1) for e in swaps], "ms")
+
+
+def test_mark_bad_from_another_process(bundle_8k, tmp_path):
+    """`rtsource mark-bad Cz` reaches a running `rtsource run`; the swap is seamless."""
+    import subprocess
+    import sys
+
+    from rtsource.bundle import save_bundle
+
+    path = save_bundle(bundle_8k, tmp_path / "b.npz")
+    in_name, out_name = unique("mb-eeg"), unique("mb-src")
+    outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "rtsource.cli", "run", str(path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        events = Collector(out_name + EVENTS_SUFFIX, timeout=60)
+        out = Collector(out_name)
+        assert outlet.wait_for_consumers(30)
+        rng = np.random.default_rng(3)
+        n = 3000
+        x = (rng.normal(size=(n, 64)) * 10).astype(np.float32)
+        stamps = 90.0 + np.arange(n) / SFREQ
+        push(outlet, x[:500], stamps[:500], pace=0.02)
+        mark = subprocess.Popen([sys.executable, "-m", "rtsource.cli", "mark-bad", "Cz", "XX9", "--output", out_name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        push(outlet, x[500:], stamps[500:], pace=0.02)
+        assert mark.wait(30) == 0, mark.stderr.read()
+        assert wait_for(lambda: out.n_samples >= n, 60)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    events.stop()
+    out.stop()
+    assert run.returncode == 0, stderr
+    assert np.array_equal(out.data()[1], stamps)
+    evs = [json.loads(r[0]) for r in events.data()[0]]
+    commands = [e for e in evs if e["event"] == "command"]
+    assert {(c["channel"], c["ok"]) for c in commands} == {("Cz", True), ("XX9", False)}
+    swaps = [e for e in evs if e["event"] == "operator_swap"]
+    assert len(swaps) == 1 and swaps[0]["bad_channels"] == ["Cz"]
+    print(f"mark-bad across processes: new operator live {swaps[0]['swap_ms']:.1f} ms after the command (built in {swaps[0]['build_ms']:.1f} ms)")
