@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run_view(args)
     except RtsourceError as exc:
-        print(f"rtsource view: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"rtsource view: error: {exc}\n")  # the viewer process's own command line
         return 2
 
 

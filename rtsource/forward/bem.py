@@ -106,6 +106,9 @@ DEFAULT_CONDUCTIVITIES = (0.33, 0.0042, 0.33)
 #: Version of the cached solution's layout and algorithm; bump to invalidate old caches.
 FORMAT_VERSION = 1
 
+# the next corner of a triangle, cyclically: corner k -> corner k + 1 (mod 3)
+_NEXT = np.array([1, 2, 0])
+
 #: Hamalainen & Sarvas (1989) use the isolated problem approach when sigma_out/sigma_in at the
 #: innermost surface is at most this.
 IPA_RATIO_LIMIT = 0.1
@@ -350,7 +353,7 @@ def _triangle_tables(mesh: Mesh) -> _TriangleTables:
     v = mesh.vertices_m
     t = np.ascontiguousarray(mesh.triangles, dtype=np.int64)
     pts = np.ascontiguousarray(v[t])
-    edge = np.roll(pts, -1, axis=1) - pts  # edge e: v_e -> v_(e+1)
+    edge = pts[:, _NEXT] - pts  # edge e: v_e -> v_(e+1)
     length = np.linalg.norm(edge, axis=2)
     u = edge / length[..., None]
     cross = np.cross(pts[:, 1] - pts[:, 0], pts[:, 2] - pts[:, 0])
@@ -358,10 +361,10 @@ def _triangle_tables(mesh: Mesh) -> _TriangleTables:
     n = cross / two_area[:, None]
     m = np.cross(u, n[:, None, :])  # outward in-plane edge normals
     # grad lambda_k = n x (v_(k+2) - v_(k+1)) / 2A: edge k+1 is the one opposite vertex k
-    grad = np.cross(n[:, None, :], np.roll(edge, -1, axis=1)) / two_area[:, None, None]
+    grad = np.cross(n[:, None, :], edge[:, _NEXT]) / two_area[:, None, None]
     gm = np.einsum("tki,tei->tke", grad, m)
     # undirected edges, shared by two triangles: their integrals are computed once per point
-    directed = np.stack([t, np.roll(t, -1, axis=1)], axis=2).reshape(-1, 2)
+    directed = np.stack([t, t[:, _NEXT]], axis=2).reshape(-1, 2)
     keys = np.sort(directed, axis=1)
     edges, inverse = np.unique(keys, axis=0, return_inverse=True)
     evec = v[edges[:, 1]] - v[edges[:, 0]]
@@ -412,8 +415,8 @@ def _butterfly(mesh: Mesh) -> tuple[Mesh, scipy.sparse.csr_matrix]:
     n = len(mesh.vertices)
     n_t = len(t)
     tail = t.reshape(-1)
-    head = np.roll(t, -1, axis=1).reshape(-1)  # half-edge 3i+k: v_k -> v_(k+1)
-    opposite = np.roll(t, -2, axis=1).reshape(-1)  # the third vertex of that triangle
+    head = t[:, _NEXT].reshape(-1)  # half-edge 3i+k: v_k -> v_(k+1)
+    opposite = t[:, _NEXT[_NEXT]].reshape(-1)  # the third vertex of that triangle
     key = np.minimum(tail, head) * n + np.maximum(tail, head)
     edge_keys, edge_of = np.unique(key, return_inverse=True)
     n_e = len(edge_keys)
