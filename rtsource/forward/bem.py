@@ -81,6 +81,7 @@ from ..errors import ForwardError, GeometryError
 from ..geometry import Frame, Mesh, Points, check_nested, check_same_frame, project_onto_mesh, signed_distance
 from ..geometry.icosphere import icosphere
 from ..geometry.intersect import check_no_crossing, check_self_intersection
+from .positions import positions_m
 
 logger = logging.getLogger(__name__)
 
@@ -885,25 +886,6 @@ class BemLeadfieldReport:
     timings_s: Mapping[str, float] = field(default_factory=dict)
 
 
-def _positions(value, name: str, frame: Frame) -> np.ndarray:
-    if isinstance(value, Points):
-        check_same_frame(value.frame, frame, name, "the BEM model")
-        pos = np.asarray(value.positions_m, dtype=float)
-    else:
-        try:
-            pos = np.asarray(value, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ForwardError(f"{name} must be numeric positions of shape (n, 3) in metres: {exc}") from None
-        if pos.ndim == 1 and pos.size == 3:
-            pos = pos[None, :]
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ForwardError(f"{name} must have shape (n, 3) in metres, got shape {pos.shape}")
-    bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
-    if bad.size:
-        raise ForwardError(f"{name}[{int(bad[0])}] = {pos[bad[0]].tolist()} is not finite ({bad.size} such rows); fix or drop it")
-    return np.ascontiguousarray(pos)
-
-
 def _list_far(index: np.ndarray, dist: np.ndarray, labels=None, limit: int = 8) -> str:
     items = []
     for i in index[:limit]:
@@ -1045,8 +1027,8 @@ def eeg_bem_leadfield(
     model = solution.model
     if isinstance(electrodes_m, Points) and electrode_labels is None and electrodes_m.labels:
         electrode_labels = electrodes_m.labels
-    elec = _positions(electrodes_m, "electrodes_m", model.frame)
-    dip = _positions(dipoles_m, "dipoles_m", model.frame)
+    elec = positions_m(electrodes_m, "electrodes_m", model.frame, model="the BEM model")
+    dip = positions_m(dipoles_m, "dipoles_m", model.frame, model="the BEM model")
     if len(elec) == 0:
         raise ForwardError("electrodes_m is empty; pass at least one electrode position")
     t0 = time.perf_counter()
@@ -1103,9 +1085,9 @@ def meg_bem_field(solution, points_m, normals, dipoles_m, *, use_cache: bool = T
             f"({', '.join(s.name for s in model.surfaces)}); build it with "
             f"bem_model_from_surfaces(surfaces, conductivities, layers=1)"
         )
-    pts = _positions(points_m, "points_m", model.frame)
-    nrm = _positions(normals, "normals", model.frame)
-    dip = _positions(dipoles_m, "dipoles_m", model.frame)
+    pts = positions_m(points_m, "points_m", model.frame, model="the BEM model")
+    nrm = positions_m(normals, "normals", model.frame, model="the BEM model")
+    dip = positions_m(dipoles_m, "dipoles_m", model.frame, model="the BEM model")
     if nrm.shape != pts.shape:
         raise ForwardError(f"normals has shape {nrm.shape} but points_m has {pts.shape}; give one unit vector per point")
     length = np.linalg.norm(nrm, axis=1)

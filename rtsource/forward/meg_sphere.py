@@ -34,6 +34,7 @@ from ..errors import ForwardError
 from ..geometry import Frame, Mesh, check_same_frame, signed_distance
 from ..sensors.meg import MegArray
 from .leadfield import LeadField
+from .positions import positions_m
 from .sphere import fit_sphere
 
 logger = logging.getLogger(__name__)
@@ -55,22 +56,6 @@ MIN_ORIGIN_DISTANCE_M = 1e-4
 
 def _fmt(v) -> str:
     return "(" + ", ".join(f"{x:.4g}" for x in np.asarray(v, dtype=float)) + ")"
-
-
-def _array3(value, name: str) -> np.ndarray:
-    try:
-        a = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ForwardError(f"{name} must be numbers of shape (n, 3): {exc}") from None
-    if a.ndim == 1 and a.size == 3:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise ForwardError(f"{name} must have shape (n, 3), got {a.shape}")
-    bad = np.flatnonzero(~np.all(np.isfinite(a), axis=1))
-    if bad.size:
-        k = int(bad[0])
-        raise ForwardError(f"{name}[{k}] = {a[k].tolist()} is not finite ({bad.size} such rows); fix or drop it")
-    return np.ascontiguousarray(a)
 
 
 def _origin(origin_m) -> np.ndarray:
@@ -126,8 +111,8 @@ def meg_sphere_field(points_m: np.ndarray, normals: np.ndarray, dipoles_m: np.nd
         the origin than every dipole.
     """
     o = _origin(origin_m)
-    pts = _array3(points_m, "points_m") - o
-    nrm = _array3(normals, "normals")
+    pts = positions_m(points_m, "points_m") - o
+    nrm = positions_m(normals, "normals")
     if len(nrm) != len(pts):
         raise ForwardError(f"normals has {len(nrm)} rows but points_m has {len(pts)}; give one normal per point")
     lengths = np.linalg.norm(nrm, axis=1)
@@ -135,7 +120,7 @@ def meg_sphere_field(points_m: np.ndarray, normals: np.ndarray, dipoles_m: np.nd
     if bad.size:
         k = int(bad[0])
         raise ForwardError(f"normals[{k}] = {nrm[k].tolist()} has length {lengths[k]:.6g}; normals must be unit vectors")
-    dip = _array3(dipoles_m, "dipoles_m") - o
+    dip = positions_m(dipoles_m, "dipoles_m") - o
     _check_geometry(pts, dip, None)
     out = np.empty((len(pts), 3 * len(dip)))
     if out.size:
@@ -178,7 +163,7 @@ def meg_sphere_leadfield(array: MegArray, dipoles_m: np.ndarray, origin_m: np.nd
             f"magnetic fields only; compute EEG with rtsource.forward.leadfield.make_eeg_leadfield"
         )
     o = _origin(origin_m)
-    dip = _array3(dipoles_m, "dipoles_m") - o
+    dip = positions_m(dipoles_m, "dipoles_m") - o
     pts = np.ascontiguousarray(array.points_m - o)
     labels = [array.ch_names[c] for c in array.point_channel]
     _check_geometry(pts, dip, labels)

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ForwardError
-from .bem import MAX_ELECTRODE_DISTANCE_M, BemModel, _cache_path, _check_dipoles, _positions
+from .bem import MAX_ELECTRODE_DISTANCE_M, BemModel, _cache_path, _check_dipoles
+from .positions import positions_m
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +220,8 @@ def openmeeg_eeg_leadfield(
     om = _import_openmeeg()
     sol = model_or_solution if isinstance(model_or_solution, OpenMeegSolution) else solve_openmeeg(model_or_solution, use_cache=use_cache)
     model = sol.model
-    elec = _positions(electrodes_m, "electrodes_m", model.frame)
-    dip = _positions(dipoles_m, "dipoles_m", model.frame)
+    elec = positions_m(electrodes_m, "electrodes_m", model.frame, model="the BEM model")
+    dip = positions_m(dipoles_m, "dipoles_m", model.frame, model="the BEM model")
     if len(elec) == 0:
         raise ForwardError("electrodes_m is empty; pass at least one electrode position")
     _check_dipoles(dip, model)

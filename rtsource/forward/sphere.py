@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ForwardError, GeometryError
-from ..geometry.frames import Frame, as_frame, check_same_frame
-from ..geometry.points import Points
+from ..geometry.frames import Frame, as_frame
+from .positions import positions_m
 
 logger = logging.getLogger(__name__)
 
@@ -301,30 +301,6 @@ def make_sphere_model(
     )
 
 
-def _positions_m(value, name: str, model: SphereModel) -> np.ndarray:
-    """(n, 3) float positions in metres from an array or a :class:`Points` in the model's frame."""
-    if isinstance(value, Points):
-        check_same_frame(value.frame, model.frame, name, "the sphere model")
-        pos = np.asarray(value.positions_m, dtype=float)
-    else:
-        try:
-            pos = np.asarray(value, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ForwardError(f"{name} must be numeric positions of shape (n, 3) in metres: {exc}") from None
-        if pos.ndim == 1 and pos.size == 3:
-            pos = pos[None, :]
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ForwardError(f"{name} must have shape (n, 3) in metres, got shape {pos.shape}")
-    bad = np.flatnonzero(~np.all(np.isfinite(pos), axis=1))
-    if bad.size:
-        k = int(bad[0])
-        raise ForwardError(
-            f"{name}[{k}] = {pos[k].tolist()} is not finite ({bad.size} such rows); "
-            f"fix or drop that position before computing the forward"
-        )
-    return pos
-
-
 def series_coefficients(model: SphereModel, n_max: int) -> tuple[np.ndarray, np.ndarray]:
     """Layer factors f_n of the series for ``model`` (Zhang 1995).
 
@@ -427,8 +403,8 @@ def eeg_sphere_leadfield(
             f"min_distance_m = {min_distance_m!r} must be a finite distance >= 0 in metres"
         )
 
-    elec = _positions_m(electrodes_m, "electrodes_m", model)
-    dip = _positions_m(dipoles_m, "dipoles_m", model)
+    elec = positions_m(electrodes_m, "electrodes_m", model.frame, model="the sphere model")
+    dip = positions_m(dipoles_m, "dipoles_m", model.frame, model="the sphere model")
     n_e, n_d = len(elec), len(dip)
     if n_e == 0:
         raise ForwardError("electrodes_m is empty; pass at least one electrode position")
