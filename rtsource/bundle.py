@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .arrays import frozen as _frozen
 from . import __version__
 from .anatomy.source_space import SourceSpace
 from .errors import BundleChecksumError, BundleError, BundleSchemaError, RtsourceError
@@ -78,12 +79,6 @@ _REQUIRED_HEADER = {
     "provenance": dict,
     "checksum": str,
 }
-
-
-def _frozen(a: np.ndarray, dtype=None) -> np.ndarray:
-    a = np.array(a, dtype=dtype, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 @dataclass(frozen=True)

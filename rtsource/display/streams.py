@@ -29,6 +29,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ..arrays import frozen as _readonly
 from ..errors import RtsourceError, StreamError
 from ..stream import outputs
 
@@ -217,12 +218,6 @@ def _outward(vertices_m: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, boo
     if volume < 0:
         faces = faces[:, ::-1].copy()
     return faces, True
-
-
-def _readonly(a, dtype) -> np.ndarray:
-    a = np.array(a, dtype=dtype, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 def _surface(vertices_m, faces, value_index, missing, signed, frame, origin) -> CortexGeometry:

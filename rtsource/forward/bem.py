@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from ..arrays import frozen as _readonly
 from ..errors import ForwardError, GeometryError
 from ..geometry import Frame, Mesh, Points, check_nested, check_same_frame, project_onto_mesh, signed_distance
 from ..geometry.icosphere import icosphere
@@ -122,12 +123,6 @@ AUTO_REFINE_MAX_VERTICES = 3000
 MAX_ELECTRODE_DISTANCE_M = 0.010
 
 _DIPOLE_BLOCK = 2048  # dipoles per block of the lead-field product (~ 2562 x 6144 doubles)
-
-
-def _readonly(a, dtype=float) -> np.ndarray:
-    a = np.array(a, dtype=dtype, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 def _mm(p) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import frozen as _readonly
 from ..errors import ForwardError, GeometryError
 from ..geometry.frames import Frame, as_frame
 from .positions import positions_m
@@ -37,12 +38,6 @@ _CENTRE_TOL = 1e-6
 # Electrodes further than this (relative to R) from the outer sphere are projected with a
 # warning: it usually means a wrong unit, frame or centre rather than a sloppy montage.
 _OFF_SPHERE_WARN = 0.2
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=float, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 def _fmt_vec(v: np.ndarray) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import frozen as _readonly
 from ..errors import FrameError
 
 
@@ -64,12 +65,6 @@ def check_same_frame(a: Frame, b: Frame, what_a: str, what_b: str) -> None:
             f"{what_a} is in the {a.value!r} frame but {what_b} is in the {b.value!r} frame; "
             f"transform one into the other first (rtsource.geometry.Transform)"
         )
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=float, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..arrays import frozen as _readonly
 from ..anatomy.source_space import SourceSpace
 from ..errors import ConfigError, FrameError, InverseError
 from ..geometry import Frame
@@ -86,12 +87,6 @@ _HEMIS = {"lh": 0, "rh": 1}
 #: An ROI with fewer sources than this triggers a warning (its time course is one or two
 #: dipoles, not a region).
 MIN_SOURCES_WARN = 3
-
-
-def _readonly(a, dtype) -> np.ndarray:
-    out = np.array(a, dtype=dtype)
-    out.flags.writeable = False
-    return out
 
 
 def check_roi_name(name: str, what: str = "ROI name") -> str:

@@ -97,6 +97,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..arrays import frozen as _ro
 from ..errors import ChannelError, FrameError, GeometryError, UnitError
 from ..geometry import Frame, Points, Transform, as_frame, check_same_frame
 from ..geometry.units import length_factor
@@ -151,12 +152,6 @@ AXIAL_RADIUS_M = 0.009
 _UNIT_TOL = 1e-3
 _ORTHO_TOL = 1e-3
 _ROT_TOL = 1e-6
-
-
-def _ro(a, dtype=float) -> np.ndarray:
-    a = np.array(a, dtype=dtype, copy=True)
-    a.flags.writeable = False
-    return a
 
 
 # --------------------------------------------------------------------------------------
