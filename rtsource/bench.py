@@ -8,6 +8,10 @@
                              X = a bare pylsl relay vs X = `rtsource run`
     rtsource bench startup   launch of `rtsource run` to its first published sample, cold
                              (empty numba cache) and warm
+    rtsource bench hotswap   bad-channel hot swap in a running `rtsource run` (template head,
+                             64 ch x 8192 sources, dSPM, producer and consumer in their own
+                             processes): command -> new operator live, against the same
+                             rebuild on an idle process
     rtsource bench all       everything; --json FILE writes the results
 
 Times are medians and 99th percentiles over many repetitions, each method timed in its
@@ -203,16 +207,22 @@ def bench_lowrank(n_chan=306, n_src=8000, rank=70, chunks=(1, 4, 10, 32), reps=2
 # ---- end to end over LSL ----------------------------------------------------------------
 
 
-def _produce(name: str, n_chan: int, sfreq: float, seconds: float, chunk: int) -> None:
-    """Hidden mode: push `seconds` of data in `chunk`-sample chunks at the real pace."""
+def _produce(name: str, n_chan: int, sfreq: float, seconds: float, chunk: int, labels: str = "") -> None:
+    """Hidden mode: push `seconds` of data in `chunk`-sample chunks at the real pace.
+
+    Channels are labelled C000, C001, ... or, with ``labels="cap64"``, as the 64-channel cap.
+    """
     import pylsl
 
+    from .sensors.montage import CAP_64
+
     pylsl.set_config_content("[log]\nlevel = -2\n")
+    names = list(CAP_64) if labels == "cap64" else [f"C{i:03d}" for i in range(n_chan)]
     info = pylsl.StreamInfo(name, "EEG", n_chan, sfreq, pylsl.cf_float32, name)
     chans = info.desc().append_child("channels")
     for i in range(n_chan):
         c = chans.append_child("channel")
-        c.append_child_value("label", f"C{i:03d}")
+        c.append_child_value("label", names[i])
         c.append_child_value("type", "EEG")
         c.append_child_value("unit", "microvolts")
     outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
@@ -310,6 +320,153 @@ def bench_latency(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=30.0, pr
     return results
 
 
+# ---- bad-channel hot swap ---------------------------------------------------------------
+
+
+def _template_bundle(n_sources: int = 8192, sfreq: float = 500.0, method: str = "dSPM"):
+    """A real operator on the template head: the 64-channel cap, ``n_sources`` cortical
+    sources (every 5th of ico5 in each hemisphere), exact sphere forward, ad hoc noise."""
+    import dataclasses
+
+    from .anatomy.template import load_template, template_source_space
+    from .build import SensorLeadField, build_bundle
+    from .config import NoiseCovSettings, Settings
+    from .forward.leadfield import make_eeg_leadfield, sphere_model_for_template
+    from .sensors.montage import CAP_64, standard_montage
+
+    s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
+    s = dataclasses.replace(s, inverse=dataclasses.replace(s.inverse, method=method))
+    dense = template_source_space("ico5")
+    half = n_sources // 2
+    pick = np.arange(0, dense.n_sources, 5)[:half].tolist() + np.arange(2, dense.n_sources, 5)[: n_sources - half].tolist()
+    sources = dense.subset(pick, name=f"fsaverage-ico5-{n_sources}")
+    lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
+    return build_bundle(s, sfreq=sfreq, leadfield=SensorLeadField(lf, ("eeg",) * 64, ("V",) * 64))
+
+
+def _consume_quietly(out_name: str, seconds: float) -> None:
+    """Hidden mode: a consumer that pulls everything, as a display or a recorder would."""
+    import pylsl
+
+    pylsl.set_config_content("[log]\nlevel = -2\n")
+    found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=120)
+    inlet = pylsl.StreamInlet(found[0], max_buflen=360)
+    buf = np.zeros((1024, found[0].channel_count()), np.float32)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        inlet.pull_chunk(timeout=0.5, max_samples=1024, dest_obj=buf)
+
+
+def bench_hotswap(n_swaps: int = 10, n_sources: int = 8192, sfreq: float = 500.0, chunk: int = 10, method: str = "dSPM", progress=print) -> dict:
+    """Mark channels bad (and good again) in a running `rtsource run`; time each swap.
+
+    Producer, `rtsource run` and a consumer of the sources run in their own processes, at
+    the real pace. The swap time is the loop's own: from the moment it executes the
+    command between two chunks to the chunk boundary at which the new operator is live
+    (the ``operator_swap`` events carry it and the build time). The baseline, measured in
+    this process before the pipeline starts, is the same work on an idle core: the rebuild
+    (prepared lead field, one BLAS thread) and the stream operator made from it.
+    """
+    import pylsl
+    from threadpoolctl import threadpool_limits
+
+    from .bundle import save_bundle
+    from .inverse.rebuild import prepare_bundle_forward, rebuild_without_channels
+    from .stream.channels import ChannelMap
+    from .stream.operator import StreamOperator
+    from .stream.outputs import CONTROL_SUFFIX, CONTROL_TYPE, EVENTS_SUFFIX
+
+    bundle = _template_bundle(n_sources, sfreq, method)
+    names = list(bundle.ch_names)
+    victims = [names[(7 * i + 5) % len(names)] for i in range(n_swaps)]
+    idle = []
+    with threadpool_limits(1, user_api="blas"):
+        fwd = prepare_bundle_forward(bundle)
+        for ch in [victims[0]] + victims:  # the first is a warm-up, as the loop does one
+            t = time.perf_counter()
+            nb = rebuild_without_channels(bundle, [ch], forward=fwd)
+            n = nb.n_channels
+            StreamOperator(nb, ChannelMap(np.arange(n), np.ones(n), ("V",) * n, (), False), max_chunk=64).warm_up()
+            idle.append(time.perf_counter() - t)
+    idle_ms = np.array(idle[1:]) * 1e3
+    progress(f"idle rebuild + stream operator, {len(names)} ch x {bundle.n_sources} sources {method}: median {np.median(idle_ms):.1f} ms, max {idle_ms.max():.1f} ms")
+
+    tag = f"hotswap-{os.getpid()}-{int(time.time())}"
+    tmp = Path(tempfile.mkdtemp(prefix="rtsource-hotswap-"))
+    path = save_bundle(bundle, tmp / "bundle.npz")
+    in_name, out_name = tag + "-in", tag + "-out"
+    seconds = 8.0 + 2.2 * n_swaps
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, "64", str(sfreq), str(seconds + 30), str(chunk), "cap64"]),
+        subprocess.Popen(
+            [sys.executable, "-m", "rtsource.cli", "run", str(path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--consume", out_name, str(seconds + 30)]),
+    ]  # fmt: skip
+    swaps: list[dict] = []
+    try:
+        found = pylsl.resolve_byprop("name", out_name + EVENTS_SUFFIX, minimum=1, timeout=120)
+        if not found:
+            raise RuntimeError(f"{out_name + EVENTS_SUFFIX!r} never appeared: did `rtsource run` start?")
+        events = pylsl.StreamInlet(found[0], max_buflen=60)
+        events.open_stream(timeout=30)
+        info = pylsl.StreamInfo(out_name + CONTROL_SUFFIX, CONTROL_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, tag + "-control")
+        control = pylsl.StreamOutlet(info)
+        if not control.wait_for_consumers(60):
+            raise RuntimeError("the loop never listened on its control stream")
+
+        def wait_event(kind: str, what: str) -> dict:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                sample, _ = events.pull_sample(timeout=0.5)
+                if sample:
+                    ev = json.loads(sample[0])
+                    if ev.get("event") == kind:
+                        return ev
+            raise RuntimeError(f"no {kind} event within 30 s of {what}")
+
+        ready = wait_event("hot_swap_ready", "the start")
+        progress(f"hot swap ready in the loop: lead field prepared in {ready['prepare_ms']:.0f} ms, trial rebuild {ready['trial_rebuild_ms']:.0f} ms")
+        time.sleep(2.0)
+
+        def command(cmd: str, ch: str) -> dict:
+            control.push_sample([json.dumps({"command": cmd, "channel": ch})])
+            return wait_event("operator_swap", f"{cmd} {ch}")
+
+        for ch in victims:
+            for cmd in ("mark_bad", "mark_good"):
+                ev = command(cmd, ch)
+                swaps.append({"command": cmd, "channel": ch, "swap_ms": float(ev["swap_ms"]), "build_ms": float(ev.get("build_ms", float("nan")))})
+                time.sleep(1.0)
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    live = np.array([w["swap_ms"] for w in swaps])
+    build = np.array([w["build_ms"] for w in swaps])
+    res = {
+        "setup": {"channels": len(names), "sources": bundle.n_sources, "method": method, "sfreq": sfreq, "chunk": chunk, "swaps": len(swaps)},
+        "idle_rebuild_ms_median": round(float(np.median(idle_ms)), 1),
+        "swap_ms_median": round(float(np.median(live)), 1),
+        "swap_ms_p90": round(float(np.percentile(live, 90)), 1),
+        "swap_ms_max": round(float(live.max()), 1),
+        "build_ms_median": round(float(np.median(build)), 1),
+        "within_200_ms": int(np.sum(live <= 200.0)),
+        "swaps": swaps,
+    }
+    progress(
+        f"hot swap under load ({len(swaps)} swaps, mark bad / good): command -> live median {res['swap_ms_median']:.1f} ms, "
+        f"p90 {res['swap_ms_p90']:.1f} ms, max {res['swap_ms_max']:.1f} ms ({res['within_200_ms']}/{len(swaps)} within 200 ms); "
+        f"build median {res['build_ms_median']:.1f} ms vs {res['idle_rebuild_ms_median']:.1f} ms on an idle core "
+        f"(x{res['build_ms_median'] / res['idle_rebuild_ms_median']:.1f})"
+    )
+    return res
+
+
 # ---- start-up ---------------------------------------------------------------------------
 
 
@@ -370,6 +527,8 @@ def run_bench(what: str, json_path: str | None = None, quick: bool = False, prog
         results["latency"] = bench_latency(seconds=10.0 if quick else 30.0, progress=progress)
     if what in ("startup", "all"):
         results["startup"] = bench_startup(progress=progress)
+    if what in ("hotswap", "all"):
+        results["hotswap"] = bench_hotswap(n_swaps=4 if quick else 10, progress=progress)
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=1))
     return results
@@ -383,6 +542,8 @@ def _numba_threads() -> int:
 
 if __name__ == "__main__":  # hidden helper processes of the latency and start-up benchmarks
     if sys.argv[1] == "--produce":
-        _produce(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]))
+        _produce(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), *sys.argv[7:8])
+    elif sys.argv[1] == "--consume":
+        _consume_quietly(sys.argv[2], float(sys.argv[3]))
     elif sys.argv[1] == "--relay":
         _relay(sys.argv[2], sys.argv[3], float(sys.argv[4]))

@@ -4,7 +4,7 @@
     rtsource run CONFIG.toml|BUNDLE.npz   stream: LSL in -> sources out, until stopped
     rtsource simulate [--config C]        publish a simulated EEG stream on LSL
     rtsource demo                         all of the above on the template head, with a summary
-    rtsource bench [kernels|latency|...]  speed against baselines measured in the same run
+    rtsource bench [kernels|hotswap|...]  speed against baselines measured in the same run
     rtsource coreg FILE                   align electrode positions to the template, QC picture
     rtsource replay FILE                  play a recording (XDF, EDF, BrainVision, FIF) on LSL
     rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="measure speed against baselines in the same run")
-    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "all"])
+    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "all"])
     b.add_argument("--json", help="write the results to this file")
     b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     b.set_defaults(func=cmd_bench)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rtsource.bench import bench_kernels, bench_lowrank
+import pytest
+
+from rtsource.bench import bench_hotswap, bench_kernels, bench_lowrank
 
 
 def test_bench_kernels_and_lowrank_run():
@@ -11,3 +13,13 @@ def test_bench_kernels_and_lowrank_run():
     assert {"rtsource_ms", "numpy_ms", "gemv_ms", "speedup_vs_numpy", "vs_gemv"} <= set(rows[0])
     low = bench_lowrank(n_chan=60, n_src=100, rank=10, chunks=(4,), reps=5, progress=lambda s: None)
     assert low[0]["rank"] == 10
+
+
+@pytest.mark.slow
+def test_bench_hotswap_runs_a_real_pipeline():
+    """Producer, `rtsource run` and a consumer in their own processes; one channel marked bad
+    and good again over the control stream; both swaps are timed by the loop's events."""
+    res = bench_hotswap(n_swaps=1, n_sources=2048, progress=lambda s: None)
+    assert [w["command"] for w in res["swaps"]] == ["mark_bad", "mark_good"]
+    assert all(w["swap_ms"] > 0 and w["build_ms"] > 0 for w in res["swaps"])
+    assert res["idle_rebuild_ms_median"] > 0 and res["setup"]["sources"] == 2048

@@ -51,17 +51,15 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import InverseError
-from .covariance import DataCovariance, NoiseCovariance, check_ch_types, make_whitener
+from .covariance import DataCovariance, NoiseCovariance, make_whitener
 from .minimum_norm import (
     InverseOperator,
     _apply_blocks,
+    _as_forward,
     _check_channels,
-    _check_forward,
     _check_reference_matrix,
     _check_scalar,
     _gram_blocks,
-    _local_frames,
-    _rotate_to_local,
     _short_list,
     _sym_pow,
 )
@@ -185,10 +183,11 @@ def make_lcmv(
 
     Parameters
     ----------
-    gain : ndarray, shape (n_chan, 3 * n_sources)
-        Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), dipole-major x, y, z.
+    gain : ndarray, shape (n_chan, 3 * n_sources), or LocalForward
+        Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), dipole-major x, y, z,
+        or the same prepared with :func:`~.minimum_norm.prepare_forward`.
     normals : ndarray, shape (n_sources, 3)
-        Unit source normals.
+        Unit source normals (ignored with a LocalForward).
     data_cov : DataCovariance
         Covariance of calibration data containing the activity, V^2, same channels and
         order as the gain (:func:`~.covariance.estimate_data_covariance`).
@@ -276,8 +275,9 @@ def make_lcmv(
         noise = noise_cov
     data_cov = _check_data_cov(data_cov, names)
     n_chan = len(names)
-    g, nrm, n_src = _check_forward(gain, normals, n_chan)
-    types_ = check_ch_types(ch_types, n_chan)
+    fwd = _as_forward(gain, normals, n_chan, ch_types)
+    n_src = fwd.n_sources
+    types_ = fwd.ch_types
     m = _check_reference_matrix(reference, n_chan)
 
     whitener = make_whitener(
@@ -286,8 +286,8 @@ def make_lcmv(
     )
     wm, r = whitener.matrix, whitener.rank
 
-    rot = _local_frames(nrm)
-    g3 = (wm @ _rotate_to_local(g, rot).reshape(n_chan, 3 * n_src)).reshape(r, n_src, 3)
+    rot = fwd.rotation
+    g3 = (wm @ fwd.local.reshape(n_chan, 3 * n_src)).reshape(r, n_src, 3)
     if depth:
         # MNE-Python's depth_sparse: combine_xyz="fro" on the whitened gain, no limit
         d = np.sum(g3 * g3, axis=(0, 2))

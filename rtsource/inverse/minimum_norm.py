@@ -43,6 +43,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..arrays import frozen as _readonly
+from ..arrays import sealed
 from ..errors import InverseError
 from .covariance import (
     DataCovariance,
@@ -70,12 +72,6 @@ def _short_list(items: Sequence, n: int = 6) -> str:
     if len(items) <= n:
         return ", ".join(items)
     return ", ".join(items[:n]) + f", ... ({len(items)} in all)"
-
-
-def _readonly(a, dtype=np.float64) -> np.ndarray:
-    out = np.array(a, dtype=dtype)  # own copy, so nobody else can write through a view
-    out.flags.writeable = False
-    return out
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly
@@ -420,7 +416,18 @@ def _depth_prior(gain: np.ndarray, exponent: float | None, limit: float | None) 
     if not exponent:
         return np.ones(n_src)
     g = gain.reshape(gain.shape[0], n_src, 3)
-    gram = _gram_blocks(g, g)  # G_k^T G_k, (n_src, 3, 3)
+    return _depth_prior_from_gram(_gram_blocks(g, g), exponent, limit)
+
+
+def _depth_prior_from_gram(gram: np.ndarray, exponent: float | None, limit: float | None) -> np.ndarray:
+    """:func:`_depth_prior` from the per-source Gram matrices ``G_k^T G_k``, (n_src, 3, 3).
+
+    Their largest eigenvalue does not change when the three columns of a source are
+    rotated, so the Gram matrices of the gain in the local frames serve as well.
+    """
+    n_src = gram.shape[0]
+    if not exponent:
+        return np.ones(n_src)
     d = np.linalg.eigvalsh(gram)[:, -1]
     if np.any(d <= 0):
         # A source the sensors cannot see at all (e.g. a radial-only MEG source at the
@@ -615,6 +622,122 @@ def _rotate_to_local(g: np.ndarray, rot: np.ndarray) -> np.ndarray:
     return _apply_blocks(rot, g.reshape(n_chan, -1, 3))
 
 
+@dataclass(frozen=True, eq=False)
+class LocalForward:
+    """A checked lead field in the sources' local frames: the start of every operator.
+
+    Whatever the method, building an operator begins with the same work on the lead
+    field: checking it, the local frames of the normals, the gain rotated into them and
+    the per-source Gram matrices of the depth prior. :func:`prepare_forward` does it once;
+    :func:`make_inverse_operator` and :func:`~.beamformer.make_lcmv` accept the result in
+    place of the gain. A bad-channel rebuild (:mod:`.rebuild`) prepares a bundle's forward
+    once and then only drops rows (:meth:`drop`): the rotation acts on each channel's row
+    alone, and a Gram matrix loses the outer products of the dropped rows.
+
+    Attributes
+    ----------
+    gain : ndarray, shape (n_chan, 3 * n_sources)
+        Raw lead field, dipole-major x, y, z (float64, read-only).
+    local : ndarray, shape (n_chan, n_sources, 3)
+        The gain in the local frames (tangential 1, tangential 2, normal), read-only.
+    rotation : ndarray, shape (n_sources, 3, 3)
+        The local frames (:func:`_local_frames`), read-only.
+    depth_rows : ndarray of int
+        Channels the depth prior uses (:func:`_depth_rows`).
+    depth_gram : ndarray, shape (n_sources, 3, 3)
+        ``sum over depth_rows of local_k^T local_k`` (its largest eigenvalue is that of the
+        raw ``G_k^T G_k``), read-only.
+    ch_types : tuple of str or None
+        The channel types the depth rows were chosen by.
+    """
+
+    gain: np.ndarray
+    local: np.ndarray
+    rotation: np.ndarray
+    depth_rows: np.ndarray
+    depth_gram: np.ndarray
+    ch_types: tuple[str, ...] | None = None
+
+    @property
+    def n_chan(self) -> int:
+        return self.gain.shape[0]
+
+    @property
+    def n_sources(self) -> int:
+        return self.rotation.shape[0]
+
+    def drop(self, channels: Sequence[int]) -> "LocalForward":
+        """The same forward without the rows ``channels`` (indices), exactly as a fresh
+        :func:`prepare_forward` of the remaining rows would give it (up to rounding)."""
+        drop = np.unique(np.asarray(channels, dtype=int))
+        keep = np.setdiff1d(np.arange(self.n_chan), drop)
+        types_ = None if self.ch_types is None else tuple(self.ch_types[i] for i in keep)
+        rows = _depth_rows(types_, len(keep))
+        old_rows = keep[rows]  # the new depth rows, as indices of the old channels
+        gone = np.setdiff1d(self.depth_rows, old_rows)
+        if np.setdiff1d(old_rows, self.depth_rows).size or gone.size * 2 > len(self.depth_rows):
+            # another sensor type now leads the depth prior (or most rows went): recompute
+            sub = self.local[old_rows]
+            gram = _gram_blocks(sub, sub)
+        else:
+            sub = self.local[gone]
+            gram = self.depth_gram - _gram_blocks(sub, sub)
+        return LocalForward(
+            gain=sealed(self.gain[keep]), local=sealed(self.local[keep]),
+            rotation=self.rotation, depth_rows=rows, depth_gram=sealed(gram),
+            ch_types=types_,
+        )
+
+
+def prepare_forward(gain, normals, ch_types: Sequence[str] | None = None) -> LocalForward:
+    """Check a lead field and bring it into the sources' local frames (see :class:`LocalForward`).
+
+    Parameters
+    ----------
+    gain : ndarray, shape (n_chan, 3 * n_sources)
+        Raw lead field, dipole-major x, y, z columns in the frame of ``normals``.
+    normals : ndarray, shape (n_sources, 3)
+        Unit source normals.
+    ch_types : sequence of {"eeg", "mag", "grad"}, optional
+        Channel types (they choose the depth prior's channels).
+    """
+    g = np.asarray(gain, dtype=np.float64)
+    if g.ndim != 2:
+        raise InverseError(f"gain has shape {g.shape}; expected (n_chan, 3 * n_sources)")
+    n_chan = g.shape[0]
+    g, nrm, _ = _check_forward(g, normals, n_chan)
+    types_ = check_ch_types(ch_types, n_chan)
+    rot = _local_frames(nrm)
+    local = _rotate_to_local(g, rot)
+    rows = _depth_rows(types_, n_chan)
+    sub = local[rows]
+    return LocalForward(
+        gain=_readonly(g), local=sealed(local), rotation=_readonly(rot), depth_rows=rows,
+        depth_gram=sealed(_gram_blocks(sub, sub)), ch_types=types_,
+    )
+
+
+def _as_forward(gain, normals, n_chan: int, ch_types) -> LocalForward:
+    """``gain`` as a :class:`LocalForward` (prepared now unless it already is one)."""
+    if isinstance(gain, LocalForward):
+        if gain.n_chan != n_chan:
+            raise InverseError(
+                f"the prepared forward has {gain.n_chan} channels but the covariance has "
+                f"{n_chan}; prepare it for the same channels (LocalForward.drop)"
+            )
+        types_ = check_ch_types(ch_types, n_chan)
+        if types_ != gain.ch_types:
+            raise InverseError(
+                "the prepared forward was made for other channel types; pass the same "
+                "ch_types to prepare_forward"
+            )
+        return gain
+    g = np.asarray(gain, dtype=np.float64)
+    if g.ndim != 2 or g.shape[0] != n_chan:
+        _check_forward(g, normals, n_chan)  # raises with the shapes and the fix
+    return prepare_forward(g, normals, ch_types)
+
+
 # --------------------------------------------------------------------------------------
 # The operator
 # --------------------------------------------------------------------------------------
@@ -642,11 +765,14 @@ def make_inverse_operator(
 
     Parameters
     ----------
-    gain : ndarray, shape (n_chan, 3 * n_sources)
+    gain : ndarray, shape (n_chan, 3 * n_sources), or LocalForward
         Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), columns dipole-major
-        x, y, z in the frame of ``normals``.
+        x, y, z in the frame of ``normals``; or the same already prepared with
+        :func:`prepare_forward` (for the same ``ch_types``), when several operators are
+        built from one lead field.
     normals : ndarray, shape (n_sources, 3)
-        Unit source normals (outward cortical normals for surface source spaces).
+        Unit source normals (outward cortical normals for surface source spaces);
+        ignored with a LocalForward.
     noise_cov : NoiseCovariance
         Noise covariance in V^2 on the same channels in the same order as ``gain``.
     reference : ndarray, shape (n_chan, n_chan)
@@ -712,8 +838,9 @@ def make_inverse_operator(
     method = _canonical_method(method)
     names = _check_noise_cov(noise_cov, ch_names)
     n_chan = len(names)
-    g, nrm, n_src = _check_forward(gain, normals, n_chan)
-    types_ = check_ch_types(ch_types, n_chan)
+    fwd = _as_forward(gain, normals, n_chan, ch_types)
+    n_src = fwd.n_sources
+    types_ = fwd.ch_types
     m = _check_reference_matrix(reference, n_chan)
 
     if lambda2 is None:
@@ -767,8 +894,8 @@ def make_inverse_operator(
     wm, rank = whitener.matrix, whitener.rank  # (rank, n_chan): part of the kernel
 
     # Step 3's frames: the gain in local (t1, t2, n) frames (Lin et al. 2006).
-    rot = _local_frames(nrm)
-    g_local = _rotate_to_local(g, rot)
+    rot = fwd.rotation
+    g_local = fwd.local
     if fixed:
         n_orient = 1
         g_sel = np.ascontiguousarray(g_local[:, :, 2])
@@ -811,36 +938,43 @@ def make_inverse_operator(
         )
 
     # Step 2: depth prior on the raw gain, one value per source (Lin et al. 2006).
-    depth_w = _depth_prior(g[_depth_rows(types_, n_chan)], depth, depth_limit)
+    depth_w = _depth_prior_from_gram(fwd.depth_gram, depth, depth_limit)
 
     # Step 3: orientation prior in the normal-aligned frame (Lin et al. 2006).
     source_var = np.repeat(depth_w, n_orient) * orient_var
 
-    # Step 4: whitened, weighted gain scaled so that tr(Gt Gt^T) = rank. The scale goes
-    # into sqrt(R), so the MNE output stays in A*m.
-    source_std = np.sqrt(source_var)
-    gt = (wm @ g_sel) * source_std
-    fro2 = float(np.sum(gt * gt))
+    # Step 4: whitened, weighted gain Gt = W M G sqrt(R), scaled so that tr(Gt Gt^T) =
+    # rank; the scale goes into R, so the MNE output stays in A*m. Gt itself (rank x 3
+    # n_src) is never formed: everything below needs only its Gram matrix
+    # Gt Gt^T = W M (G R G^T) M^T W^T, from the channel-space G R G^T, and Gt^T = sqrt(R)
+    # G^T (W M)^T. That saves a pass over the lead field (a third of a hot-swap rebuild).
+    gs = g_sel * np.sqrt(source_var)
+    gram = wm @ (gs @ gs.T) @ wm.T
+    del gs
+    fro2 = float(np.trace(gram))
     if not fro2 > 0:
         raise InverseError(
             "the whitened gain is zero: the sources are invisible to these channels after "
             "re-referencing; check the gain and the reference matrix"
         )
-    scale = np.sqrt(rank / fro2)
-    gt *= scale
-    source_std = source_std * scale
+    scale2 = rank / fro2
+    source_var = source_var * scale2
+    gram *= scale2
     # Gt = U S V^T from the small Gram matrix Gt Gt^T = U S^2 U^T (rank x rank): every
     # quantity below needs V only as Gt^T U S^-1, and S^-1 cancels against Gamma, so no
     # small singular value is ever divided by and the result is as accurate as an SVD
     # (lambda2 bounds the conditioning) at a fraction of the cost.
-    e, u = _gram_eigh(gt)
+    e, u = np.linalg.eigh(0.5 * (gram + gram.T))
+    e, u = np.clip(e[::-1], 0.0, None), u[:, ::-1]
     s = np.sqrt(e)
 
     # Step 5: Tikhonov-regularised pseudo-inverse (Hamalainen & Ilmoniemi 1994):
     # K = sqrt(R) V Gamma U^T W M with Gamma = s / (s^2 + lambda2)
-    #   = sqrt(R) Gt^T U diag(1 / (s^2 + lambda2)) U^T W M.
-    leads = (gt.T @ (u / (e + lambda2))) * source_std[:, None]  # sqrt(R) V Gamma
-    kernel = leads @ (u.T @ wm)
+    #   = sqrt(R) Gt^T U diag(1 / (s^2 + lambda2)) U^T W M
+    #   = R G^T (W M)^T U diag(1 / (s^2 + lambda2)) U^T W M.
+    leads = g_sel.T @ (wm.T @ (u / (e + lambda2)))  # sqrt(R) V Gamma, before the row factor R
+    leads *= source_var[:, None]
+    kernel = sealed(leads @ (u.T @ wm))  # handed on without copies (InverseOperator, bundle)
 
     # Step 6: noise normalisation.
     if method == "MNE":

@@ -49,8 +49,10 @@ from .covariance import DataCovariance, NoiseCovariance
 from .minimum_norm import (
     MINIMUM_NORM_METHODS,
     InverseOperator,
+    LocalForward,
     _short_list,
     make_inverse_operator,
+    prepare_forward,
     reference_matrix,
 )
 
@@ -95,10 +97,11 @@ def make_operator(
     Parameters
     ----------
     method : {"MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"}
-    gain : ndarray, shape (n_chan, 3 * n_sources)
-        Raw lead field (V or T per A*m), dipole-major x, y, z.
+    gain : ndarray, shape (n_chan, 3 * n_sources), or LocalForward
+        Raw lead field (V or T per A*m), dipole-major x, y, z, or the same prepared with
+        :func:`~.minimum_norm.prepare_forward` for these channels and ``ch_types``.
     normals : ndarray, shape (n_sources, 3)
-        Unit source normals.
+        Unit source normals (ignored with a LocalForward).
     noise_cov : NoiseCovariance
         Noise covariance on the operator's channels.
     reference : str
@@ -240,32 +243,47 @@ def _bad_list(bad, names: tuple[str, ...]) -> list[str]:
     return out
 
 
-def rebuild_operator(
-    bundle,
-    bad: Sequence[str],
-    *,
-    data_cov: np.ndarray | DataCovariance | None = None,
-    eloreta_weights: np.ndarray | None = None,
-    eloreta_max_iter: int | None = None,
-) -> tuple[InverseOperator, np.ndarray]:
-    """The operator of :func:`rebuild_without_channels`, without wrapping it in a bundle.
-
-    Returns
-    -------
-    op : InverseOperator
-        On the remaining channels (``op.ch_names``); for eLORETA ``op.source_weights``
-        are the weights to warm-start the next rebuild from.
-    keep : ndarray of int
-        Indices of the remaining channels in ``bundle.ch_names``.
-    """
-    names = tuple(bundle.ch_names)
-    bad_list = _bad_list(bad, names)
+def _check_cached(bundle) -> None:
     if bundle.gain is None or bundle.noise_cov is None:
         missing = [n for n in ("gain", "noise_cov") if getattr(bundle, n) is None]
         raise InverseError(
             f"the bundle does not cache {' and '.join(missing)}, so its operator cannot "
             "be recomputed without a channel; rebuild it with `rtsource setup` (bundles "
             "from build_bundle keep both)"
+        )
+
+
+def prepare_bundle_forward(bundle) -> LocalForward:
+    """The bundle's cached lead field, checked and in the sources' local frames, once.
+
+    Pass it as ``forward=`` to every rebuild of the same bundle: each rebuild then only
+    drops the bad channels' rows from it (:meth:`~.minimum_norm.LocalForward.drop`)
+    instead of checking and rotating the whole lead field again.
+    """
+    _check_cached(bundle)
+    return prepare_forward(bundle.gain, bundle.sources.normals, bundle.ch_types)
+
+
+def _rebuild_parts(
+    bundle,
+    bad: Sequence[str],
+    *,
+    data_cov: np.ndarray | DataCovariance | None = None,
+    eloreta_weights: np.ndarray | None = None,
+    eloreta_max_iter: int | None = None,
+    forward: LocalForward | None = None,
+) -> tuple[InverseOperator, np.ndarray, LocalForward]:
+    """:func:`rebuild_operator`, and the lead field prepared on the remaining channels."""
+    names = tuple(bundle.ch_names)
+    bad_list = _bad_list(bad, names)
+    _check_cached(bundle)
+    if forward is None:
+        forward = prepare_bundle_forward(bundle)
+    elif forward.n_chan != len(names) or forward.n_sources != bundle.n_sources:
+        raise InverseError(
+            f"forward was prepared for {forward.n_chan} channels x {forward.n_sources} "
+            f"sources but the bundle has {len(names)} x {bundle.n_sources}; pass "
+            "prepare_bundle_forward(bundle) of this bundle"
         )
     reference = bundle.reference
     if reference != "average" and reference in bad_list:
@@ -288,7 +306,7 @@ def rebuild_operator(
             "stream and check the cap"
         )
     ix = np.ix_(keep, keep)
-    gain = np.asarray(bundle.gain)[keep]
+    gain = forward.drop([names.index(b) for b in bad_list])
     noise = NoiseCovariance(np.asarray(bundle.noise_cov)[ix], new_names, 0, "empirical", 0.0)
     method = bundle.method
     params = dict(bundle.params)
@@ -329,6 +347,32 @@ def rebuild_operator(
         ch_names=new_names, ch_types=new_types, params=params, data_cov=dcov,
         eloreta_init=init,
     )
+    return op, keep, gain
+
+
+def rebuild_operator(
+    bundle,
+    bad: Sequence[str],
+    *,
+    data_cov: np.ndarray | DataCovariance | None = None,
+    eloreta_weights: np.ndarray | None = None,
+    eloreta_max_iter: int | None = None,
+    forward: LocalForward | None = None,
+) -> tuple[InverseOperator, np.ndarray]:
+    """The operator of :func:`rebuild_without_channels`, without wrapping it in a bundle.
+
+    Returns
+    -------
+    op : InverseOperator
+        On the remaining channels (``op.ch_names``); for eLORETA ``op.source_weights``
+        are the weights to warm-start the next rebuild from.
+    keep : ndarray of int
+        Indices of the remaining channels in ``bundle.ch_names``.
+    """
+    op, keep, _ = _rebuild_parts(
+        bundle, bad, data_cov=data_cov, eloreta_weights=eloreta_weights,
+        eloreta_max_iter=eloreta_max_iter, forward=forward,
+    )
     return op, keep
 
 
@@ -339,6 +383,7 @@ def rebuild_without_channels(
     data_cov: np.ndarray | DataCovariance | None = None,
     eloreta_weights: np.ndarray | None = None,
     eloreta_max_iter: int | None = None,
+    forward: LocalForward | None = None,
 ):
     """The bundle's operator recomputed without the ``bad`` channels.
 
@@ -362,6 +407,9 @@ def rebuild_without_channels(
         eLORETA only, with warm-start weights: cap the iterations (e.g. 1 for a quick
         first swap, followed by a converged rebuild); the operator then records
         ``converged = False`` unless it did converge.
+    forward : LocalForward, optional
+        :func:`prepare_bundle_forward` of ``bundle``, shared by its rebuilds (prepared
+        here if not given).
 
     Returns
     -------
@@ -387,9 +435,9 @@ def rebuild_without_channels(
         return bundle
     # (an LCMV bundle with a new data_cov and no bad channel: the adaptive beamformer's
     # periodic rebuild with a fresh covariance)
-    op, keep = rebuild_operator(
+    op, keep, fwd = _rebuild_parts(
         bundle, bad_list, data_cov=data_cov, eloreta_weights=eloreta_weights,
-        eloreta_max_iter=eloreta_max_iter,
+        eloreta_max_iter=eloreta_max_iter, forward=forward,
     )
     params = dict(bundle.params)
     new_params = dict(params)
@@ -423,7 +471,7 @@ def rebuild_without_channels(
         channel_positions_m=np.asarray(bundle.channel_positions_m)[keep],
         params=new_params,
         provenance=provenance,
-        gain=np.asarray(bundle.gain)[keep],
+        gain=fwd.gain,  # the remaining rows, read-only: shared, not copied
         noise_cov=np.asarray(bundle.noise_cov)[np.ix_(keep, keep)],
         source_rotation=op.source_rotation,
         created_utc="",

@@ -79,6 +79,11 @@ class FeatureOptions:
         return bool(self.rois) or self.detect_bad_channels or self.adaptive or self.auto_swap
 
 
+def _can_rebuild(bundle: OperatorBundle) -> bool:
+    """The bundle caches what a rebuild without channels needs (lead field, noise covariance)."""
+    return bundle.gain is not None and bundle.noise_cov is not None
+
+
 def _single_blas_thread():
     try:
         from threadpoolctl import threadpool_limits
@@ -145,10 +150,11 @@ class Features:
             )
             self.detector.warm_up()
         self.hot_swap = None
-        if options.auto_swap or options.rebuild is not None:
-            from .swap import BackgroundRebuilder
-
-            self.hot_swap = BackgroundRebuilder(self._build_without, on_built=self._hand_over)
+        self._forward = None  # the bundle's lead field prepared for rebuilds (worker thread)
+        if options.auto_swap or options.rebuild is not None or _can_rebuild(bundle):
+            # Ready before the first bad channel: a channel can be marked bad at any time
+            # (API, `rtsource mark-bad`), and the first rebuild in a process is the slowest.
+            self._start_hot_swap()
         self.adaptive = None
         if options.adaptive:
             if bundle.method != "LCMV":
@@ -201,9 +207,7 @@ class Features:
         self.bad_channels = tuple(sorted(set(self.bad_channels) | {channel}))
         self.loop.stats.bad_channels = len(self.bad_channels)
         if self.hot_swap is None:
-            from .swap import BackgroundRebuilder
-
-            self.hot_swap = BackgroundRebuilder(self._build_without, on_built=self._hand_over)
+            self._start_hot_swap()
         self.hot_swap.request(frozenset(self.bad_channels), "manual")
 
     def mark_good(self, channel: str) -> None:
@@ -236,6 +240,36 @@ class Features:
                 worker.close()
 
     # ---- background builds ------------------------------------------------------------
+    def _start_hot_swap(self) -> None:
+        from .swap import BackgroundRebuilder
+
+        self.hot_swap = BackgroundRebuilder(self._build_without, warm_up=self._warm_up_rebuilds, on_built=self._hand_over, name="rtsource-hot-swap")
+
+    def _warm_up_rebuilds(self) -> None:
+        """Prepare the lead field once for every rebuild, then run one rebuild that is
+        thrown away: the first in a process pays for LAPACK's set-up and for faulting in
+        fresh buffers (2-4x slower), and a channel going bad should not."""
+        bundle = self.loop.bundle
+        if self.options.rebuild is not None or not _can_rebuild(bundle):
+            return
+        from ..inverse.rebuild import prepare_bundle_forward
+
+        t0 = time.perf_counter()
+        with _single_blas_thread():
+            self._forward = prepare_bundle_forward(bundle)
+        t1 = time.perf_counter()
+        spare = [c for c in bundle.ch_names if c != bundle.reference][-1:]
+        if len(bundle.ch_names) < 3 or (bundle.method == "eLORETA" and bundle.source_weights is None):
+            return  # nothing to drop, or a cold eLORETA fit: too long for a warm-up
+        extra = {"eloreta_max_iter": 1} if bundle.method == "eLORETA" else {}
+        self._with_roi_stage(self._rebuild(frozenset(spare), **extra))
+        prepare_ms, trial_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        logger.info("hot swap ready: lead field prepared in %.0f ms, trial rebuild %.0f ms", prepare_ms, trial_ms)
+        if self.loop.events is not None:
+            import pylsl
+
+            self.loop.events.publish("hot_swap_ready", pylsl.local_clock(), prepare_ms=round(prepare_ms, 1), trial_rebuild_ms=round(trial_ms, 1))
+
     def _with_roi_stage(self, bundle: OperatorBundle):
         """A prepared StreamOperator of ``bundle`` for this stream, and its ROI stage."""
         op = self.loop.prepare_operator(bundle)
@@ -252,6 +286,9 @@ class Features:
         rebuild = self.options.rebuild
         if rebuild is None:
             from ..inverse.rebuild import rebuild_without_channels as rebuild
+
+            if self._forward is not None:
+                extra["forward"] = self._forward
         # One BLAS thread: several would fight the loop for the cores and make the rebuild
         # 3-10x slower on a busy 2-core machine (tools/bench_rebuild.py).
         with _single_blas_thread():

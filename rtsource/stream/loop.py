@@ -139,7 +139,9 @@ class StreamLoop:
             out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
             self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
-        if self.feature_options.any:
+        if self.feature_options.any or opts.control:
+            # With the control stream a channel can be marked bad at any time: the features
+            # get the hot swap ready in the background now (see Features).
             self.features = Features(self, self.feature_options, sid)
         if opts.control:
             from .control import ControlListener

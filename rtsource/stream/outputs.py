@@ -77,6 +77,7 @@ EVENT_KINDS = (
     "clock_jump",  # keys: jump_s, cause
     "unit_warning",
     "command",  # keys: command, channel, ok, error (a control command was executed or refused)
+    "hot_swap_ready",  # keys: prepare_ms, trial_rebuild_ms (the bad-channel rebuild has warmed up)
     "stopped",
 )
 

@@ -115,6 +115,10 @@ class BackgroundRebuilder(Generic[P, R]):
         Required with ``interval_s``.
     periodic_reason : str
         ``reason`` of periodic builds.
+    warm_up : callable, optional
+        ``warm_up()``, run once in the worker thread before the first build: preparation
+        that makes every later build faster (a request that arrives meanwhile waits for
+        it). An exception from it is logged and otherwise ignored.
     on_built : callable, optional
         ``on_built(swap)``, called in the worker thread with each successful result
         (``swap.taken_at`` is NaN) *instead of* keeping it for :meth:`take`: for a loop
@@ -139,6 +143,7 @@ class BackgroundRebuilder(Generic[P, R]):
         interval_s: float | None = None,
         payload_fn: Callable[[], P | None] | None = None,
         periodic_reason: str = "periodic",
+        warm_up: Callable[[], None] | None = None,
         on_built: Callable[[Swap], None] | None = None,
         start: bool = True,
     ):
@@ -149,6 +154,7 @@ class BackgroundRebuilder(Generic[P, R]):
         self._payload_fn = payload_fn
         self._periodic_reason = periodic_reason
         self._on_built = on_built
+        self._warm_up = warm_up
         self._cond = threading.Condition()
         self._pending: _Request | None = None
         self._ready: Swap | None = None
@@ -251,6 +257,17 @@ class BackgroundRebuilder(Generic[P, R]):
 
     # ---- worker ----
     def _run(self) -> None:
+        if self._warm_up is not None:
+            with self._cond:
+                self._building = True  # busy/wait_idle cover the warm-up too
+            try:
+                self._warm_up()
+            except Exception as exc:  # only a preparation: builds still work without it
+                logger.warning("rebuild warm-up of %s failed (builds will be slower): %s", self._thread.name, exc)
+            finally:
+                with self._cond:
+                    self._building = False
+                    self._cond.notify_all()
         next_due = time.monotonic() + self._interval if self._interval else None
         while True:
             with self._cond:

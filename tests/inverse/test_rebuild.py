@@ -195,3 +195,62 @@ def test_lcmv_new_data_covariance_without_bad_channels(small_problem):
     assert not np.allclose(nb.kernel, b.kernel)
     # without a data covariance nothing to do
     assert rebuild_without_channels(b, []) is b
+
+
+# ---- the prepared lead field shared by rebuilds ----
+
+def test_local_forward_drop_equals_fresh_preparation(small_problem):
+    from rtsource.inverse.minimum_norm import prepare_forward
+
+    p = small_problem
+    full = prepare_forward(p.gain, p.normals)
+    drop = [3, 17, 20]
+    keep = [i for i in range(len(p.ch_names)) if i not in drop]
+    got, fresh = full.drop(drop), prepare_forward(p.gain[keep], p.normals)
+    np.testing.assert_array_equal(got.gain, fresh.gain)
+    np.testing.assert_allclose(got.local, fresh.local, rtol=0, atol=1e-14 * np.abs(fresh.local).max())
+    np.testing.assert_allclose(got.depth_gram, fresh.depth_gram, rtol=1e-12, atol=1e-13 * np.abs(fresh.depth_gram).max())
+    assert not got.local.flags.writeable and not got.gain.flags.writeable
+
+
+def test_local_forward_drop_switches_depth_channels_by_type(small_problem):
+    """Depth weighting uses gradiometers if any: when the last one goes, magnetometers lead."""
+    from rtsource.inverse.minimum_norm import prepare_forward
+
+    p = small_problem
+    n = len(p.ch_names)
+    types_ = ["grad"] * 4 + ["mag"] * (n - 4)
+    full = prepare_forward(p.gain, p.normals, types_)
+    np.testing.assert_array_equal(full.depth_rows, [0, 1, 2, 3])
+    got = full.drop([0, 1, 2, 3])
+    fresh = prepare_forward(p.gain[4:], p.normals, types_[4:])
+    np.testing.assert_array_equal(got.depth_rows, np.arange(n - 4))
+    np.testing.assert_allclose(got.depth_gram, fresh.depth_gram, rtol=1e-12)
+    partly = full.drop([1])  # one gradiometer less: a downdate of the Gram matrices
+    np.testing.assert_allclose(partly.depth_gram, prepare_forward(p.gain[[0, 2, 3] + list(range(4, n))], p.normals, types_[:1] + types_[2:]).depth_gram, rtol=1e-10)
+
+
+@pytest.mark.parametrize("method, params", METHODS)
+def test_rebuild_with_prepared_forward_equals_without(small_problem, method, params):
+    from rtsource.inverse.rebuild import prepare_bundle_forward
+
+    p = small_problem
+    b, op, dcov = bundle_for(p, method, params)
+    fwd = prepare_bundle_forward(b)
+    kw = {"data_cov": None if dcov is None else dcov.data}
+    for bad in (["E05"], ["E05", "E20"], ["E23"]):
+        a = rebuild_without_channels(b, bad, forward=fwd, **kw)
+        c = rebuild_without_channels(b, bad, **kw)
+        tol = 1e-6 if method == "eLORETA" else 1e-12
+        assert np.linalg.norm(a.kernel - c.kernel) / np.linalg.norm(c.kernel) < tol
+        np.testing.assert_array_equal(a.gain, c.gain)
+
+
+def test_prepared_forward_of_another_bundle_is_refused(small_problem):
+    from rtsource.inverse.rebuild import prepare_bundle_forward
+
+    p = small_problem
+    b, _, _ = bundle_for(p, "dSPM", {})
+    other = prepare_bundle_forward(rebuild_without_channels(b, ["E01"]))
+    with pytest.raises(InverseError, match="prepared for 23 channels"):
+        rebuild_without_channels(b, ["E02"], forward=other)

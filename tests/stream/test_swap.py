@@ -34,6 +34,31 @@ def test_request_build_take():
         assert rb.stats.swaps == 1 and rb.stats.builds == 1 and rb.stats.last_swap_ms == swap.swap_ms
 
 
+def test_warm_up_runs_first_and_a_failing_one_is_only_logged(caplog):
+    order = []
+    gate = threading.Event()
+
+    def warm_up():
+        order.append("warm")
+        gate.wait(5)
+
+    rb = BackgroundRebuilder(lambda p: order.append(p) or p, warm_up=warm_up)
+    rb.request("a")  # arrives during the warm-up: waits for it
+    assert rb.busy
+    gate.set()
+    assert rb.wait_ready(5.0) and rb.take().value == "a"
+    assert order == ["warm", "a"]
+    rb.close()
+
+    def broken():
+        raise RuntimeError("no lead field")
+
+    with BackgroundRebuilder(lambda p: p, warm_up=broken) as rb:
+        rb.request(1)
+        assert rb.wait_ready(5.0) and rb.take().value == 1
+    assert "warm-up" in caplog.text and "no lead field" in caplog.text
+
+
 def test_requests_coalesce_and_newer_results_supersede():
     gate = threading.Event()
     started = threading.Event()
