@@ -153,7 +153,7 @@ class BadChannelDetector:
     """
 
     def __init__(self, ch_names, sfreq: float, *, index=None, scale=None, rules: BadChannelRules | None = None, ignore=()):
-        from scipy.signal import butter
+        from .filter_design import butter_sos
 
         from . import _roi_kernels as k
 
@@ -175,11 +175,11 @@ class BadChannelDetector:
         nyq = self.sfreq / 2
         if rules.highpass_hz >= nyq:
             raise ConfigError(f"[badchannels] highpass_hz = {rules.highpass_hz} must be below Nyquist {nyq:g} Hz")
-        self._hp_sos = np.ascontiguousarray(butter(2, rules.highpass_hz, "highpass", output="sos", fs=self.sfreq))
+        self._hp_sos = np.ascontiguousarray(butter_sos(2, rules.highpass_hz, "highpass", self.sfreq))
         self.hf_enabled = rules.hf_hz < 0.8 * nyq
         if self.hf_enabled:
-            self._hf_sos = np.ascontiguousarray(butter(4, rules.hf_hz, "highpass", output="sos", fs=self.sfreq))
-            self._lf_sos = np.ascontiguousarray(butter(4, rules.hf_hz, "lowpass", output="sos", fs=self.sfreq))
+            self._hf_sos = np.ascontiguousarray(butter_sos(4, rules.hf_hz, "highpass", self.sfreq))
+            self._lf_sos = np.ascontiguousarray(butter_sos(4, rules.hf_hz, "lowpass", self.sfreq))
         else:
             logger.info("bad channels: %g Hz sampling is too slow for the high-frequency noise rule above %g Hz; rule off", self.sfreq, rules.hf_hz)
             self._hf_sos = np.zeros((1, 6))
@@ -276,7 +276,7 @@ class BadChannelDetector:
     # ---- processing ----
     def _prime(self, chunk: np.ndarray, n: int) -> bool:
         """Start the high-passes in their steady state for the first finite sample per channel."""
-        from scipy.signal import sosfilt_zi
+        from .filter_design import sosfilt_zi
 
         rows = chunk[:n][:, self._index].astype(np.float64) * self._scale
         ok = np.isfinite(rows)

@@ -175,10 +175,10 @@ class BandPowerSpec:
 
     def design(self, sfreq: float) -> list[np.ndarray]:
         """Real band-pass second-order sections per band, each of shape (filter_order, 6)."""
-        from scipy.signal import butter
+        from .filter_design import butter_sos
 
         self._check_nyquist(sfreq)
-        return [np.ascontiguousarray(butter(self.filter_order, [b.low_hz, b.high_hz], "bandpass", output="sos", fs=sfreq), dtype=np.float64)
+        return [np.ascontiguousarray(butter_sos(self.filter_order, [b.low_hz, b.high_hz], "bandpass", sfreq), dtype=np.float64)
                 for b in self.bands]  # fmt: skip
 
     def design_analytic(self, sfreq: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -192,12 +192,12 @@ class BandPowerSpec:
         a band-limited sequence; Oppenheim & Schafer, *Discrete-Time Signal Processing*, 3rd
         ed., ch. 12). Gain exactly 1 at ``f_c``.
         """
-        from scipy.signal import butter
+        from .filter_design import butter_zpk
 
         self._check_nyquist(sfreq)
         out = []
         for b in self.bands:
-            z, p, k = butter(self.filter_order, (b.high_hz - b.low_hz) / 2, "lowpass", output="zpk", fs=sfreq)
+            z, p, k = butter_zpk(self.filter_order, (b.high_hz - b.low_hz) / 2, "lowpass", sfreq)
             rot = np.exp(2j * np.pi * (b.low_hz + b.high_hz) / 2 / sfreq)
             zr, pr = z * rot, p * rot
             g = np.full(len(pr), complex(abs(k) ** (1.0 / len(pr))))

@@ -108,6 +108,7 @@ class StreamLoop:
         self.telemetry: TelemetryPublisher | None = None
         self._stop = threading.Event()
         self._time_correction = 0.0
+        self._time_correction_known = threading.Event()
         self._pending: tuple[StreamOperator, str, float, dict] | None = None
         self._swap_lock = threading.Lock()
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
@@ -149,7 +150,11 @@ class StreamLoop:
             self.control = ControlListener(opts.output_name)
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
-        self._time_correction = self._read_time_correction(5.0, default=0.0)
+        # The first clock-offset estimate takes LSL ~0.6 s of round trips: fetch it in the
+        # background instead of delaying the first output (until it lands, latencies are
+        # measured with offset 0, which is exact for a producer on this machine).
+        self._time_correction_known = threading.Event()
+        threading.Thread(target=self._initial_time_correction, name="rtsource-time-correction", daemon=True).start()
 
     def _check_rate(self, desc) -> None:
         if abs(desc.sfreq - self.bundle.sfreq) > 1e-6 * self.bundle.sfreq:
@@ -416,9 +421,15 @@ class StreamLoop:
         except Exception:  # no estimate yet (stream gone): keep the previous one
             return default
 
+    def _initial_time_correction(self) -> None:
+        self._time_correction = self._read_time_correction(5.0, default=0.0)
+        self._time_correction_known.set()
+
     def _refresh_time_correction(self) -> None:
         import pylsl
 
+        if not self._time_correction_known.is_set():
+            return  # the first estimate is still on its way: nothing to compare with yet
         new = self._read_time_correction(0.2, default=self._time_correction)
         jump = new - self._time_correction
         if abs(jump) > self.options.clock_jump_s:
