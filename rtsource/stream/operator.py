@@ -37,7 +37,7 @@ class FilterSpec:
 
     def design(self, sfreq: float) -> np.ndarray:
         """Second-order sections, shape (n_sections, 6)."""
-        from scipy.signal import butter
+        from .filter_design import butter_sos as butter
 
         nyq = sfreq / 2
         for name, f in (("highpass_hz", self.highpass_hz), ("lowpass_hz", self.lowpass_hz)):
@@ -46,10 +46,10 @@ class FilterSpec:
         if self.highpass_hz > 0 and self.lowpass_hz > 0:
             if self.highpass_hz >= self.lowpass_hz:
                 raise ConfigError(f"[preprocess] highpass_hz {self.highpass_hz} must be below lowpass_hz {self.lowpass_hz}")
-            return butter(self.order, [self.highpass_hz, self.lowpass_hz], "bandpass", output="sos", fs=sfreq)
+            return butter(self.order, [self.highpass_hz, self.lowpass_hz], "bandpass", sfreq)
         if self.highpass_hz > 0:
-            return butter(self.order, self.highpass_hz, "highpass", output="sos", fs=sfreq)
-        return butter(self.order, self.lowpass_hz, "lowpass", output="sos", fs=sfreq)
+            return butter(self.order, self.highpass_hz, "highpass", sfreq)
+        return butter(self.order, self.lowpass_hz, "lowpass", sfreq)
 
 
 def low_rank_factors(kernel: np.ndarray, rtol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
@@ -98,8 +98,9 @@ class StreamOperator:
         self.max_chunk = int(max_chunk)
         n_chan = bundle.n_channels
         n_src = bundle.n_sources
-        # unit conversion folded into the operator's columns: K (V) * scale == K applied to stream units
-        k = bundle.kernel * channel_map.scale[None, :]
+        # unit conversion folded into the operator's columns: K (V) * scale == K applied to
+        # stream units (by the packing below, or before the SVD of the low-rank path)
+        k, scale = bundle.kernel, channel_map.scale
         self.rank = n_chan
         self._project = None
         if low_rank not in ("auto", "on", "off"):
@@ -109,6 +110,7 @@ class StreamOperator:
         known_rank = bundle.params.get("rank")
         worth_trying = low_rank == "on" or not known_rank or (k.shape[0] * known_rank + known_rank * n_chan) < 0.75 * k.shape[0] * n_chan
         if low_rank != "off" and worth_trying:
+            k, scale = k * scale[None, :], None
             a, b = low_rank_factors(k)
             r = b.shape[0]
             n_rows = k.shape[0]
@@ -119,10 +121,10 @@ class StreamOperator:
                 self._ones = np.ones(r, dtype=np.float32)
                 k = a
         if bundle.n_orient == 3:
-            self._kernel = _kernels.pack_pooled3(k)
+            self._kernel = _kernels.pack_pooled3(k, scale)
             self._apply = _kernels.apply_pooled3
         else:
-            self._kernel = _kernels.pack_fixed(k)
+            self._kernel = _kernels.pack_fixed(k, scale)
             self._apply = _kernels.apply_fixed
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
         self._index = np.ascontiguousarray(channel_map.index, dtype=np.int64)
@@ -131,7 +133,7 @@ class StreamOperator:
         self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
         self.filter_spec = filter_spec or FilterSpec()
         if self.filter_spec.active:
-            from scipy.signal import sosfilt_zi
+            from .filter_design import sosfilt_zi
 
             self._sos = np.ascontiguousarray(self.filter_spec.design(bundle.sfreq), dtype=np.float64)
             self._zi_unit = np.ascontiguousarray(sosfilt_zi(self._sos), dtype=np.float64)

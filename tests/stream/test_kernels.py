@@ -55,6 +55,17 @@ def test_packing_layout():
     assert np.all(packed[1, :, 4:16] == 0)  # padding
 
 
+def test_packing_folds_the_channel_scale_in():
+    rng = np.random.default_rng(7)
+    scale = rng.uniform(1e-7, 1e-5, 5)
+    for n_src in (16, 37, 48, 50):  # whole tiles and a partial last tile
+        pooled = rng.normal(size=(3 * n_src, 5))
+        np.testing.assert_array_equal(k.pack_pooled3(pooled, scale), k.pack_pooled3(pooled * scale))
+        fixed = rng.normal(size=(n_src, 5))
+        np.testing.assert_array_equal(k.pack_fixed(fixed, scale), k.pack_fixed(fixed * scale))
+        assert k.pack_fixed(fixed).dtype == np.float32 and np.all(k.pack_fixed(fixed)[-1, :, n_src % 48 or 48:] == 0)
+
+
 def test_gather_channels_flags_non_finite_rows():
     x = np.arange(20, dtype=np.float32).reshape(4, 5)
     x[1, 0] = np.nan  # a picked channel
