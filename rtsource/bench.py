@@ -5,7 +5,8 @@
                              MNE-Python's prepared apply_inverse_raw (when installed)
     rtsource bench lowrank   306-channel rank-70 operator: low-rank path vs full rank
     rtsource bench latency   end to end over LSL (producer -> X -> consumer, 3 processes):
-                             X = a bare pylsl relay vs X = `rtsource run`
+                             X = a bare pylsl relay, a relay that publishes as many
+                             channels as there are sources, and `rtsource run`
     rtsource bench startup   launch of `rtsource run` to its first published sample, cold
                              (empty numba cache) and warm
     rtsource bench hotswap   bad-channel hot swap in a running `rtsource run` (template head,
@@ -238,22 +239,35 @@ def _produce(name: str, n_chan: int, sfreq: float, seconds: float, chunk: int, l
     time.sleep(1.0)
 
 
-def _relay(in_name: str, out_name: str, seconds: float) -> None:
-    """Hidden mode: the bare relay, pull a chunk and push it on with its timestamps."""
+def _relay(in_name: str, out_name: str, seconds: float, out_channels: int = 0) -> None:
+    """Hidden mode: the bare relay, pull a chunk and push it on with its timestamps.
+
+    With ``out_channels`` it pushes that many channels (the input's values, repeated) instead:
+    a relay that moves as many bytes as rtsource's source stream, and computes nothing.
+    """
     import pylsl
 
     pylsl.set_config_content("[log]\nlevel = -2\n")
     found = pylsl.resolve_byprop("name", in_name, minimum=1, timeout=60)
     inlet = pylsl.StreamInlet(found[0], max_buflen=360)
     info = inlet.info()
-    out = pylsl.StreamOutlet(pylsl.StreamInfo(out_name, "Relay", info.channel_count(), info.nominal_srate(), pylsl.cf_float32, out_name), chunk_size=0, max_buffered=360)
-    buf = np.zeros((1024, info.channel_count()), np.float32)
+    n_in = info.channel_count()
+    n_out = out_channels or n_in
+    out = pylsl.StreamOutlet(pylsl.StreamInfo(out_name, "Relay", n_out, info.nominal_srate(), pylsl.cf_float32, out_name), chunk_size=0, max_buffered=360)
+    buf = np.zeros((1024, n_in), np.float32)
+    wide = np.zeros((1024, n_out), np.float32)
     inlet.open_stream(timeout=30)
     end = time.monotonic() + seconds + 60
     while time.monotonic() < end:
         _, ts = inlet.pull_chunk(timeout=0.5, max_samples=1024, dest_obj=buf, min_samples=1, as_numpy=True)
-        if len(ts):
-            out.push_chunk(buf[: len(ts)], ts.tolist())
+        n = len(ts)
+        if n and n_out == n_in:
+            out.push_chunk(buf[:n], ts.tolist())
+        elif n:
+            for j in range(0, n_out, n_in):  # the input repeated across the wide output
+                w = min(n_in, n_out - j)
+                wide[:n, j : j + w] = buf[:n, :w]
+            out.push_chunk(wide[:n], ts.tolist())
 
 
 def _consume(out_name: str, n_channels: int, seconds: float, skip: float = 2.0) -> np.ndarray:
@@ -290,12 +304,15 @@ def bench_latency(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=30.0, pr
     tmp = Path(tempfile.mkdtemp(prefix="rtsource-bench-"))
     bundle_path = save_bundle(_random_bundle(n_chan, n_src, 3, sfreq=sfreq), tmp / "bench_bundle.npz")
     results = {}
-    for kind in ("relay", "rtsource"):
+    for kind in ("relay", "wide_relay", "rtsource"):
         in_name, out_name = f"{tag}-{kind}-in", f"{tag}-{kind}-out"
         prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(n_chan), str(sfreq), str(seconds), str(chunk)])
         if kind == "relay":
             mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--relay", in_name, out_name, str(seconds)])
             n_out = n_chan
+        elif kind == "wide_relay":
+            mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--relay", in_name, out_name, str(seconds), str(n_src)])
+            n_out = n_src
         else:
             mid = subprocess.Popen(
                 [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"],
@@ -315,8 +332,14 @@ def bench_latency(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=30.0, pr
         progress(f"{kind:9s}: end-to-end latency p50 {results[kind]['p50_ms']:.3f} ms, p99 {results[kind]['p99_ms']:.3f} ms over {len(lat)} chunks")
     results["added_p50_ms"] = round(results["rtsource"]["p50_ms"] - results["relay"]["p50_ms"], 3)
     results["added_p99_ms"] = round(results["rtsource"]["p99_ms"] - results["relay"]["p99_ms"], 3)
+    results["added_over_wide_p50_ms"] = round(results["rtsource"]["p50_ms"] - results["wide_relay"]["p50_ms"], 3)
+    results["added_over_wide_p99_ms"] = round(results["rtsource"]["p99_ms"] - results["wide_relay"]["p99_ms"], 3)
     results["setup"] = {"channels": n_chan, "sources": n_src, "sfreq": sfreq, "chunk": chunk, "seconds": seconds}
     progress(f"rtsource adds {results['added_p50_ms']:.3f} ms at p50, {results['added_p99_ms']:.3f} ms at p99 over the bare relay")
+    progress(
+        f"rtsource adds {results['added_over_wide_p50_ms']:.3f} ms at p50, {results['added_over_wide_p99_ms']:.3f} ms at p99 over a relay "
+        f"that publishes as many channels ({n_src}) and computes nothing"
+    )
     return results
 
 
@@ -426,9 +449,21 @@ def bench_hotswap(n_swaps: int = 10, n_sources: int = 8192, sfreq: float = 500.0
                         return ev
             raise RuntimeError(f"no {kind} event within 30 s of {what}")
 
-        ready = wait_event("hot_swap_ready", "the start")
-        progress(f"hot swap ready in the loop: lead field prepared in {ready['prepare_ms']:.0f} ms, trial rebuild {ready['trial_rebuild_ms']:.0f} ms")
-        time.sleep(2.0)
+        # ready when the telemetry says so (an event pushed before we connected would be missed)
+        from .stream.outputs import TELEMETRY_CHANNELS, TELEMETRY_SUFFIX
+
+        found = pylsl.resolve_byprop("name", out_name + TELEMETRY_SUFFIX, minimum=1, timeout=60)
+        telemetry = pylsl.StreamInlet(found[0])
+        column = [label for label, _ in TELEMETRY_CHANNELS].index("hot_swap_ready")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sample, _ = telemetry.pull_sample(timeout=1.0)
+            if sample and sample[column] == 1.0:
+                break
+        else:
+            raise RuntimeError("the loop's telemetry never reported hot_swap_ready within 60 s")
+        telemetry.close_stream()
+        time.sleep(1.0)
 
         def command(cmd: str, ch: str) -> dict:
             control.push_sample([json.dumps({"command": cmd, "channel": ch})])
@@ -546,4 +581,4 @@ if __name__ == "__main__":  # hidden helper processes of the latency and start-u
     elif sys.argv[1] == "--consume":
         _consume_quietly(sys.argv[2], float(sys.argv[3]))
     elif sys.argv[1] == "--relay":
-        _relay(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+        _relay(sys.argv[2], sys.argv[3], float(sys.argv[4]), *[int(a) for a in sys.argv[5:6]])

@@ -79,6 +79,10 @@ class FeatureOptions:
         return bool(self.rois) or self.detect_bad_channels or self.adaptive or self.auto_swap
 
 
+#: Trial rebuilds when the loop starts (the third in a process is as fast as any later one).
+_WARM_UP_REBUILDS = 3
+
+
 def _can_rebuild(bundle: OperatorBundle) -> bool:
     """The bundle caches what a rebuild without channels needs (lead field, noise covariance)."""
     return bundle.gain is not None and bundle.noise_cov is not None
@@ -246,9 +250,10 @@ class Features:
         self.hot_swap = BackgroundRebuilder(self._build_without, warm_up=self._warm_up_rebuilds, on_built=self._hand_over, name="rtsource-hot-swap")
 
     def _warm_up_rebuilds(self) -> None:
-        """Prepare the lead field once for every rebuild, then run one rebuild that is
-        thrown away: the first in a process pays for LAPACK's set-up and for faulting in
-        fresh buffers (2-4x slower), and a channel going bad should not."""
+        """Prepare the lead field once for every rebuild, then run a few rebuilds that are
+        thrown away: the first ones in a process pay for LAPACK's set-up and for faulting in
+        fresh buffers until the allocator keeps them (2-5x slower), and a channel going bad
+        should not."""
         bundle = self.loop.bundle
         if self.options.rebuild is not None or not _can_rebuild(bundle):
             return
@@ -258,17 +263,19 @@ class Features:
         with _single_blas_thread():
             self._forward = prepare_bundle_forward(bundle)
         t1 = time.perf_counter()
-        spare = [c for c in bundle.ch_names if c != bundle.reference][-1:]
         if len(bundle.ch_names) < 3 or (bundle.method == "eLORETA" and bundle.source_weights is None):
             return  # nothing to drop, or a cold eLORETA fit: too long for a warm-up
         extra = {"eloreta_max_iter": 1} if bundle.method == "eLORETA" else {}
-        self._with_roi_stage(self._rebuild(frozenset(spare), **extra))
+        spare = [c for c in bundle.ch_names if c != bundle.reference]
+        for channel in spare[-_WARM_UP_REBUILDS:]:
+            self._with_roi_stage(self._rebuild(frozenset([channel]), **extra))
         prepare_ms, trial_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
-        logger.info("hot swap ready: lead field prepared in %.0f ms, trial rebuild %.0f ms", prepare_ms, trial_ms)
+        logger.info("hot swap ready: lead field prepared in %.0f ms, %d trial rebuilds %.0f ms", prepare_ms, _WARM_UP_REBUILDS, trial_ms)
+        self.loop.stats.hot_swap_ready = True
         if self.loop.events is not None:
             import pylsl
 
-            self.loop.events.publish("hot_swap_ready", pylsl.local_clock(), prepare_ms=round(prepare_ms, 1), trial_rebuild_ms=round(trial_ms, 1))
+            self.loop.events.publish("hot_swap_ready", pylsl.local_clock(), prepare_ms=round(prepare_ms, 1), trial_rebuilds_ms=round(trial_ms, 1))
 
     def _with_roi_stage(self, bundle: OperatorBundle):
         """A prepared StreamOperator of ``bundle`` for this stream, and its ROI stage."""

@@ -62,6 +62,7 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("covariance_age_s", "s"),  # adaptive beamformer: age of the covariance behind the weights
     ("waiting", "bool"),  # 1 while the input stream is gone
     ("clock_jumps", "count"),
+    ("hot_swap_ready", "bool"),  # 1 once a bad channel can be swapped out at full speed (warm-up done)
 )
 
 #: Kinds of event on the events stream.
@@ -77,7 +78,7 @@ EVENT_KINDS = (
     "clock_jump",  # keys: jump_s, cause
     "unit_warning",
     "command",  # keys: command, channel, ok, error (a control command was executed or refused)
-    "hot_swap_ready",  # keys: prepare_ms, trial_rebuild_ms (the bad-channel rebuild has warmed up)
+    "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
     "stopped",
 )
 

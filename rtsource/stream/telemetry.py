@@ -76,6 +76,7 @@ class LoopStats:
     operator_swaps: int = 0
     last_swap_ms: float = 0.0
     covariance_age_s: float = 0.0
+    hot_swap_ready: bool = False
     started_at: float = 0.0
     first_output_at: float = 0.0
     process_time: RecentValues = field(default_factory=RecentValues)
@@ -170,6 +171,7 @@ class TelemetryPublisher:
             "covariance_age_s": stats.covariance_age_s,
             "waiting": float(stats.waiting),
             "clock_jumps": stats.clock_jumps,
+            "hot_swap_ready": float(stats.hot_swap_ready),
         }
         for i, (label, _) in enumerate(TELEMETRY_CHANNELS):
             self._row[i] = values[label]
