@@ -428,7 +428,10 @@ def _depth_prior_from_gram(gram: np.ndarray, exponent: float | None, limit: floa
     n_src = gram.shape[0]
     if not exponent:
         return np.ones(n_src)
-    d = np.linalg.eigvalsh(gram)[:, -1]
+    from ._kernels import largest_eigenvalues_sym3
+
+    d = np.empty(n_src)
+    largest_eigenvalues_sym3(np.ascontiguousarray(gram, dtype=np.float64), d)
     if np.any(d <= 0):
         # A source the sensors cannot see at all (e.g. a radial-only MEG source at the
         # sphere centre): treat it like the weakest visible one.

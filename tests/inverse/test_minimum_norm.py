@@ -485,3 +485,18 @@ def test_reference_matrices():
         reference_to_channel_matrix(["a", "b"], "Cz")
     with pytest.raises(InverseError, match="n_chan is 1"):
         average_reference_matrix(1)
+
+
+def test_largest_eigenvalue_kernel_matches_numpy():
+    from rtsource.inverse._kernels import largest_eigenvalues_sym3
+
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(500, 20, 3)) * rng.uniform(1e-9, 1e-5, size=(500, 1, 1))
+    a = np.einsum("kci,kcj->kij", g, g)
+    special = np.array([np.diag([2.0, 2.0, 1.0]), np.eye(3), np.zeros((3, 3)), np.diag([0.0, 0.0, 3.0]),
+                        [[1.0, 1 - 1e-12, 0.0], [1 - 1e-12, 1.0, 0.0], [0.0, 0.0, 1e-30]]])  # fmt: skip
+    a = np.concatenate([a, special])
+    out = np.empty(len(a))
+    largest_eigenvalues_sym3(a, out)
+    ref = np.linalg.eigvalsh(a)[:, -1]
+    np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-15 * np.abs(a).max(axis=(1, 2)).max())
