@@ -313,7 +313,7 @@ def cmd_view(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    run_bench(args.what, json_path=args.json, quick=args.quick, progress=lambda line: print(line, flush=True))
+    run_bench(args.what, json_path=args.json, quick=args.quick, method=args.method, progress=lambda line: print(line, flush=True))
     if args.json:
         print(f"results written to {args.json}")
     return 0
@@ -421,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "all"])
     b.add_argument("--json", help="write the results to this file")
     b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    b.add_argument("--method", default="dSPM", choices=["MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"], help="inverse method of the hot-swap benchmark (default dSPM)")
     b.set_defaults(func=cmd_bench)
     return p
 

@@ -59,6 +59,7 @@ from .minimum_norm import (
     _check_channels,
     _check_reference_matrix,
     _check_scalar,
+    _eigh,
     _gram_blocks,
     _short_list,
     _sym_pow,
@@ -143,7 +144,7 @@ def _max_power_orientation(
     from the symmetric form ``B^(-1/2) A B^(-1/2) y = lambda y``, ``eta = B^(-1/2) y``.
     """
     if ori_denom is None:
-        s, u = np.linalg.eigh(denom)
+        s, u = _eigh(denom)
         limit = s[:, -1:] * _RCOND
         inv = np.where(s > limit, 1.0 / np.where(s > limit, s, 1.0), 0.0)
         pick = np.argmax(inv, axis=1)
@@ -152,7 +153,7 @@ def _max_power_orientation(
         b_ih = _sym_pow(ori_denom, -0.5, _RCOND)
         sym = np.matmul(np.matmul(b_ih, denom), b_ih)
         sym = 0.5 * (sym + np.swapaxes(sym, -1, -2))
-        _, u = np.linalg.eigh(sym)
+        _, u = _eigh(sym)
         y = u[:, :, -1]
         eta = np.einsum("kij,kj->ki", b_ih, y)
     norm = np.linalg.norm(eta, axis=1, keepdims=True)

@@ -363,6 +363,19 @@ def _gram_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(e[::-1], 0.0, None), u[:, ::-1]
 
 
+def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.linalg.eigh``, by the numba kernel for stacks of 3 x 3 matrices (the per-source
+    blocks of eLORETA and the beamformers), where LAPACK's per-call overhead dominates."""
+    if a.ndim == 3 and a.shape[1:] == (3, 3) and a.dtype == np.float64:
+        from ._kernels import eigh_sym3
+
+        w = np.empty((a.shape[0], 3))
+        v = np.empty(a.shape)
+        eigh_sym3(np.ascontiguousarray(a), w, v)
+        return w, v
+    return np.linalg.eigh(a)
+
+
 def _sym_pow(a: np.ndarray, power: float, rcond: float = 1e-7) -> np.ndarray:
     """Power of symmetric positive semi-definite matrices (batched), pseudo-style.
 
@@ -380,7 +393,7 @@ def _sym_pow(a: np.ndarray, power: float, rcond: float = 1e-7) -> np.ndarray:
     -------
     ndarray, shape (..., n, n)
     """
-    s, u = np.linalg.eigh(a)
+    s, u = _eigh(a)
     limit = s[..., -1:] * rcond
     keep = s > limit
     safe = np.where(keep, s, 1.0)
