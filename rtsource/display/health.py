@@ -124,7 +124,7 @@ def health_rows(sources: ReaderStatus, telemetry: ReaderStatus, events: ReaderSt
         rows.append(HealthRow("bad channels", "none" if (tele or events.state == "connected") else "-", "ok" if tele or events.state == "connected" else "info"))
     ready, swaps = get("hot_swap_ready"), get("operator_swaps")
     if ready is not None:
-        text = "ready" if ready >= 0.5 else "warming up"
+        text = "ready" if ready >= 0.5 else "not ready (warming up, or the bundle caches no lead field)"
         if swaps:
             text += f"; {_count(swaps)} swap(s), last live {_fmt(get('last_swap_ms'), 'ms')} after the request"
         rows.append(HealthRow("hot swap", text, "ok" if ready >= 0.5 else "info"))

@@ -253,24 +253,24 @@ class Features:
         """Prepare the lead field once for every rebuild, then run a few rebuilds that are
         thrown away: the first ones in a process pay for LAPACK's set-up and for faulting in
         fresh buffers until the allocator keeps them (2-5x slower), and a channel going bad
-        should not."""
+        should not. Telemetry's ``hot_swap_ready`` turns 1 when this is over."""
         bundle = self.loop.bundle
         if self.options.rebuild is not None or not _can_rebuild(bundle):
-            return
+            return  # a custom rebuild has nothing to prepare; without a cached lead field, no rebuild
         from ..inverse.rebuild import prepare_bundle_forward
 
         t0 = time.perf_counter()
         with _single_blas_thread():
             self._forward = prepare_bundle_forward(bundle)
         t1 = time.perf_counter()
-        if len(bundle.ch_names) < 3 or (bundle.method == "eLORETA" and bundle.source_weights is None):
-            return  # nothing to drop, or a cold eLORETA fit: too long for a warm-up
-        extra = {"eloreta_max_iter": 1} if bundle.method == "eLORETA" else {}
         spare = [c for c in bundle.ch_names if c != bundle.reference]
-        for channel in spare[-_WARM_UP_REBUILDS:]:
-            self._with_roi_stage(self._rebuild(frozenset([channel]), **extra))
+        cold_eloreta = bundle.method == "eLORETA" and bundle.source_weights is None  # a full fit: too long
+        if len(spare) >= 3 and not cold_eloreta:
+            extra = {"eloreta_max_iter": 1} if bundle.method == "eLORETA" else {}
+            for channel in spare[-_WARM_UP_REBUILDS:]:
+                self._with_roi_stage(self._rebuild(frozenset([channel]), **extra))
         prepare_ms, trial_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
-        logger.info("hot swap ready: lead field prepared in %.0f ms, %d trial rebuilds %.0f ms", prepare_ms, _WARM_UP_REBUILDS, trial_ms)
+        logger.info("hot swap ready: lead field prepared in %.0f ms, trial rebuilds %.0f ms", prepare_ms, trial_ms)
         self.loop.stats.hot_swap_ready = True
         if self.loop.events is not None:
             import pylsl
