@@ -22,54 +22,25 @@ def largest_eigenvalues_sym3(a, out):
     thousands of 3 x 3 matrices (per-matrix call overhead), which is what the depth prior
     of a hot-swap rebuild needs for every source. Only the upper triangle is read.
     """
+    m = np.empty((3, 3))
     for k in range(a.shape[0]):
-        a00 = a[k, 0, 0]
-        a11 = a[k, 1, 1]
-        a22 = a[k, 2, 2]
-        a01 = a[k, 0, 1]
-        a02 = a[k, 0, 2]
-        a12 = a[k, 1, 2]
-        for _ in range(30):
-            off = a01 * a01 + a02 * a02 + a12 * a12
-            if off <= 1e-34 * (a00 * a00 + a11 * a11 + a22 * a22 + 2.0 * off) or off == 0.0:
-                break
-            # rotation in the (0, 1) plane
-            if a01 != 0.0:
-                theta = (a11 - a00) / (2.0 * a01)
-                t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
-                c = 1.0 / math.sqrt(t * t + 1.0)
-                s = t * c
-                a00 -= t * a01
-                a11 += t * a01
-                a01 = 0.0
-                a02, a12 = c * a02 - s * a12, s * a02 + c * a12
-            # (0, 2)
-            if a02 != 0.0:
-                theta = (a22 - a00) / (2.0 * a02)
-                t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
-                c = 1.0 / math.sqrt(t * t + 1.0)
-                s = t * c
-                a00 -= t * a02
-                a22 += t * a02
-                a02 = 0.0
-                a01, a12 = c * a01 - s * a12, s * a01 + c * a12
-            # (1, 2)
-            if a12 != 0.0:
-                theta = (a22 - a11) / (2.0 * a12)
-                t = (1.0 if theta >= 0 else -1.0) / (abs(theta) + math.sqrt(theta * theta + 1.0))
-                c = 1.0 / math.sqrt(t * t + 1.0)
-                s = t * c
-                a11 -= t * a12
-                a22 += t * a12
-                a12 = 0.0
-                a01, a02 = c * a01 - s * a02, s * a01 + c * a02
-        out[k] = max(a00, a11, a22)
+        _load_upper(a, k, m)
+        _diagonalise(m, m, False)
+        out[k] = max(m[0, 0], m[1, 1], m[2, 2])
 
 
 @numba.njit(inline="always")
-def _rotate(a, v, p, q):
+def _load_upper(a, k, m):
+    for i in range(3):
+        for j in range(3):
+            m[i, j] = a[k, min(i, j), max(i, j)]
+
+
+@numba.njit(inline="always")
+def _rotate(a, v, p, q, vectors):
     """One Jacobi rotation zeroing a[p, q] of the symmetric 3 x 3 ``a`` (Numerical Recipes'
-    convention, Press et al. 2007, sec. 11.1), accumulated into the eigenvectors ``v``."""
+    convention, Press et al. 2007, sec. 11.1), accumulated into the eigenvectors ``v``
+    if ``vectors``."""
     apq = a[p, q]
     if apq == 0.0:
         return
@@ -85,10 +56,24 @@ def _rotate(a, v, p, q):
     arp, arq = a[r, p], a[r, q]
     a[r, p] = a[p, r] = c * arp - s * arq
     a[r, q] = a[q, r] = s * arp + c * arq
-    for i in range(3):
-        vp, vq = v[i, p], v[i, q]
-        v[i, p] = c * vp - s * vq
-        v[i, q] = s * vp + c * vq
+    if vectors:
+        for i in range(3):
+            vp, vq = v[i, p], v[i, q]
+            v[i, p] = c * vp - s * vq
+            v[i, q] = s * vp + c * vq
+
+
+@numba.njit(inline="always")
+def _diagonalise(m, u, vectors):
+    """Rotate until the off-diagonal part of ``m`` is below rounding (at most 30 sweeps;
+    convergence is quadratic, 3-5 sweeps in practice)."""
+    for _ in range(30):
+        off = m[0, 1] * m[0, 1] + m[0, 2] * m[0, 2] + m[1, 2] * m[1, 2]
+        if off == 0.0 or off <= 1e-34 * (m[0, 0] * m[0, 0] + m[1, 1] * m[1, 1] + m[2, 2] * m[2, 2] + 2.0 * off):
+            return
+        _rotate(m, u, 0, 1, vectors)
+        _rotate(m, u, 0, 2, vectors)
+        _rotate(m, u, 1, 2, vectors)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -103,17 +88,11 @@ def eigh_sym3(a, w, v):
     m = np.empty((3, 3))
     u = np.empty((3, 3))
     for k in range(a.shape[0]):
+        _load_upper(a, k, m)
         for i in range(3):
             for j in range(3):
-                m[i, j] = a[k, min(i, j), max(i, j)]
                 u[i, j] = 1.0 if i == j else 0.0
-        for _ in range(30):
-            off = m[0, 1] * m[0, 1] + m[0, 2] * m[0, 2] + m[1, 2] * m[1, 2]
-            if off == 0.0 or off <= 1e-34 * (m[0, 0] * m[0, 0] + m[1, 1] * m[1, 1] + m[2, 2] * m[2, 2] + 2.0 * off):
-                break
-            _rotate(m, u, 0, 1)
-            _rotate(m, u, 0, 2)
-            _rotate(m, u, 1, 2)
+        _diagonalise(m, u, True)
         # ascending order, vectors along
         i0, i1, i2 = 0, 1, 2
         if m[i0, i0] > m[i1, i1]:
