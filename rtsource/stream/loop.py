@@ -76,6 +76,11 @@ class LoopOptions:
     control: bool = True  # accept commands (mark_bad, ...) on NAME-control
     threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
+    # Before the first chunk, wait up to this long for a consumer of the first output (the
+    # sources, else the ROIs), so that a display or recorder started with the loop misses
+    # nothing: LSL gives a late consumer only what is pushed after it connects. The input
+    # is buffered meanwhile and then processed, so no sample is lost either way.
+    wait_for_consumer_s: float = 1.0
 
 
 class StreamLoop:
@@ -108,7 +113,6 @@ class StreamLoop:
         self.telemetry: TelemetryPublisher | None = None
         self._stop = threading.Event()
         self._time_correction = 0.0
-        self._time_correction_known = threading.Event()
         self._pending: tuple[StreamOperator, str, float, dict] | None = None
         self._swap_lock = threading.Lock()
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
@@ -126,6 +130,10 @@ class StreamLoop:
             info = resolve_stream(opts.selector, opts.resolve_timeout)
             self.inlet = Inlet(info, opts.max_chunk, open_timeout=opts.resolve_timeout)
         desc = self.inlet.description
+        # The first clock-offset estimate takes LSL ~0.6 s of round trips: let it run while
+        # the operator and the outlets are prepared.
+        offset = threading.Thread(target=self._initial_time_correction, name="rtsource-time-correction", daemon=True)
+        offset.start()
         try:
             self._check_rate(desc)
             operator = self.prepare_operator(self.bundle)
@@ -150,11 +158,7 @@ class StreamLoop:
             self.control = ControlListener(opts.output_name)
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
-        # The first clock-offset estimate takes LSL ~0.6 s of round trips: fetch it in the
-        # background instead of delaying the first output (until it lands, latencies are
-        # measured with offset 0, which is exact for a producer on this machine).
-        self._time_correction_known = threading.Event()
-        threading.Thread(target=self._initial_time_correction, name="rtsource-time-correction", daemon=True).start()
+        offset.join(6.0)
 
     def _check_rate(self, desc) -> None:
         if abs(desc.sfreq - self.bundle.sfreq) > 1e-6 * self.bundle.sfreq:
@@ -253,6 +257,9 @@ class StreamLoop:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         if not inlet.is_open:
             inlet.open()
+        first_outlet = self.outlet or (self.features.roi_outlet if self.features is not None else None)
+        if first_outlet is not None and opts.wait_for_consumer_s > 0:
+            first_outlet.wait_for_consumers(opts.wait_for_consumer_s)
         period = 1.0 / self.bundle.sfreq
         # Timestamps jitter: apps that push chunks without per-sample stamps get them
         # back-dated from the push time, so consecutive chunks may overlap or space out by a
@@ -423,13 +430,10 @@ class StreamLoop:
 
     def _initial_time_correction(self) -> None:
         self._time_correction = self._read_time_correction(5.0, default=0.0)
-        self._time_correction_known.set()
 
     def _refresh_time_correction(self) -> None:
         import pylsl
 
-        if not self._time_correction_known.is_set():
-            return  # the first estimate is still on its way: nothing to compare with yet
         new = self._read_time_correction(0.2, default=self._time_correction)
         jump = new - self._time_correction
         if abs(jump) > self.options.clock_jump_s:
