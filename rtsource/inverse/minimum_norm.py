@@ -351,18 +351,6 @@ def _apply_blocks(mats: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(1, 0, 2))
 
 
-def _gram_eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs of ``a a^T`` for a wide ``a`` (rank rows), descending, clipped at 0.
-
-    ``a = U S V^T`` gives ``a a^T = U S^2 U^T``: returns ``(S^2, U)``. One matrix product
-    of ``a`` with itself (BLAS) and a small eigendecomposition, instead of the SVD of the
-    wide matrix.
-    """
-    gram = a @ a.T
-    e, u = np.linalg.eigh(0.5 * (gram + gram.T))
-    return np.clip(e[::-1], 0.0, None), u[:, ::-1]
-
-
 def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.linalg.eigh``, by the numba kernel for stacks of 3 x 3 matrices (the per-source
     blocks of eLORETA and the beamformers), where LAPACK's per-call overhead dominates."""
