@@ -272,10 +272,12 @@ def test_viewer_draws_traces_and_health_from_real_streams(qapp, tmp_path, slot_e
         with OutputProducer(name, bundle, path, chunk=8):
             def drawn():
                 # 3 s of ROI samples (200 Hz) and of band powers (10 Hz)
-                return win.traces.roi._last_count > 600 and win.traces.bandpower._last_count > 30 and "T8" in win.health.text() and "samples lost: 0" in win.health.text()
-            _pump(qapp, drawn, what="traces and health from the producer")
+                return (win.traces.roi._last_count > 600 and win.traces.bandpower._last_count > 30 and "T8" in win.health.text()
+                        and "samples lost: 0" in win.health.text() and streams.sources.status.state == "connected")
+            _pump(qapp, drawn, what="traces and health from the producer (and the sources stream's header read)")
             image = win.grab_image()
             image.save(str(tmp_path / "viewer_2d.png"))
+            text = win.health.text()  # while the producer runs: once it stops, the panel says so
             src = streams.sources.status
             assert src.state == "connected" and isinstance(src.extra, CortexGeometry)
             assert src.extra.origin == f"bundle {path.name}" and src.extra.n_vertices == 5124
@@ -287,7 +289,6 @@ def test_viewer_draws_traces_and_health_from_real_streams(qapp, tmp_path, slot_e
             assert after > before + 0.01, f"{part}: {after:.4f} colourful pixels (blank: {before:.4f})"
         assert [c.name() for c in win.traces.roi.curves] == list(ROIS)
         assert win.traces.bandpower.rows == list(ROIS)  # "roi/band" channels share a row per ROI
-        text = win.health.text()
         for expected in ("method: dSPM", f"bundle: {path.name}", "bad channels: 1: T8", "gaps: 0", "latency p50 / p99: 4.6 / 17.9 ms"):
             assert expected in text, text
         assert (tmp_path / "viewer_2d.png").stat().st_size > 10000
