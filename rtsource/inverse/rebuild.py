@@ -17,12 +17,13 @@ Two things live here:
   set of bad channels (a channel that recovers simply leaves the set). An LCMV bundle
   given a new ``data_cov`` is rebuilt even without bad channels (adaptive beamformer).
 
-Speed (``tools/bench_rebuild.py``, 64 channels x 8196 sources, 2 shared cores, one BLAS
-thread): dSPM/sLORETA ~75 ms, fixed dSPM ~50 ms, LCMV 100-170 ms; eLORETA iterates
-(~10 iterations on the template, ~400 ms), so a live swap can first use one iteration
-from the previous weights (``eloreta_max_iter=1``, ~180 ms, within ~1e-2 of the converged
-operator) and then swap in the converged one. Multi-threaded OpenBLAS on a busy machine
-is 3-10x slower than one thread: run rebuild workers with one BLAS thread.
+Speed (``tools/bench_rebuild.py``, 64 channels x 8196 sources, one BLAS thread, with the
+lead field prepared once by :func:`prepare_bundle_forward`, as the streaming loop does):
+dSPM/sLORETA 45-55 ms, LCMV ~75 ms; eLORETA iterates (~240 ms on this problem), so a live
+swap can first use one iteration from the previous weights (``eloreta_max_iter=1``,
+~140 ms, within ~1e-2 of the converged operator) and then swap in the converged one.
+Multi-threaded OpenBLAS on a busy machine is slower than one thread: run rebuild workers
+with one BLAS thread.
 
 Parameter mapping (``bundle.params``), keys by method::
 
@@ -264,7 +265,7 @@ def prepare_bundle_forward(bundle) -> LocalForward:
     return prepare_forward(bundle.gain, bundle.sources.normals, bundle.ch_types)
 
 
-def _rebuild_parts(
+def rebuild_operator(
     bundle,
     bad: Sequence[str],
     *,
@@ -273,7 +274,18 @@ def _rebuild_parts(
     eloreta_max_iter: int | None = None,
     forward: LocalForward | None = None,
 ) -> tuple[InverseOperator, np.ndarray, LocalForward]:
-    """:func:`rebuild_operator`, and the lead field prepared on the remaining channels."""
+    """The operator of :func:`rebuild_without_channels`, without wrapping it in a bundle.
+
+    Returns
+    -------
+    op : InverseOperator
+        On the remaining channels (``op.ch_names``); for eLORETA ``op.source_weights``
+        are the weights to warm-start the next rebuild from.
+    keep : ndarray of int
+        Indices of the remaining channels in ``bundle.ch_names``.
+    forward : LocalForward
+        The lead field on the remaining channels (its ``gain`` is the new bundle's).
+    """
     names = tuple(bundle.ch_names)
     bad_list = _bad_list(bad, names)
     _check_cached(bundle)
@@ -350,32 +362,6 @@ def _rebuild_parts(
     return op, keep, gain
 
 
-def rebuild_operator(
-    bundle,
-    bad: Sequence[str],
-    *,
-    data_cov: np.ndarray | DataCovariance | None = None,
-    eloreta_weights: np.ndarray | None = None,
-    eloreta_max_iter: int | None = None,
-    forward: LocalForward | None = None,
-) -> tuple[InverseOperator, np.ndarray]:
-    """The operator of :func:`rebuild_without_channels`, without wrapping it in a bundle.
-
-    Returns
-    -------
-    op : InverseOperator
-        On the remaining channels (``op.ch_names``); for eLORETA ``op.source_weights``
-        are the weights to warm-start the next rebuild from.
-    keep : ndarray of int
-        Indices of the remaining channels in ``bundle.ch_names``.
-    """
-    op, keep, _ = _rebuild_parts(
-        bundle, bad, data_cov=data_cov, eloreta_weights=eloreta_weights,
-        eloreta_max_iter=eloreta_max_iter, forward=forward,
-    )
-    return op, keep
-
-
 def rebuild_without_channels(
     bundle,
     bad: Sequence[str],
@@ -435,7 +421,7 @@ def rebuild_without_channels(
         return bundle
     # (an LCMV bundle with a new data_cov and no bad channel: the adaptive beamformer's
     # periodic rebuild with a fresh covariance)
-    op, keep, fwd = _rebuild_parts(
+    op, keep, fwd = rebuild_operator(
         bundle, bad_list, data_cov=data_cov, eloreta_weights=eloreta_weights,
         eloreta_max_iter=eloreta_max_iter, forward=forward,
     )

@@ -164,8 +164,8 @@ def test_eloreta_warm_start_and_quick_swap(small_problem, caplog):
 
     p = small_problem
     b, op, _ = bundle_for(p, "eLORETA", {"loose": 1.0})
-    cold, _ = rebuild_operator(b, ["E04"])
-    warm, keep = rebuild_operator(b, ["E04"], eloreta_weights=op.source_weights)
+    cold, _, _ = rebuild_operator(b, ["E04"])
+    warm, keep, _ = rebuild_operator(b, ["E04"], eloreta_weights=op.source_weights)
     assert warm.details["converged"] and warm.details["iterations"] < cold.details["iterations"]
     assert np.linalg.norm(warm.kernel - cold.kernel) / np.linalg.norm(cold.kernel) < 1e-5
     from rtsource.inverse.rebuild import weights_for_bundle
