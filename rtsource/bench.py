@@ -217,7 +217,9 @@ def _produce(name: str, n_chan: int, sfreq: float, seconds: float, chunk: int, l
 
     from .sensors.montage import CAP_64
 
-    pylsl.set_config_content("[log]\nlevel = -2\n")
+    from .lsl_config import configure_liblsl
+
+    configure_liblsl()
     names = list(CAP_64) if labels == "cap64" else [f"C{i:03d}" for i in range(n_chan)]
     info = pylsl.StreamInfo(name, "EEG", n_chan, sfreq, pylsl.cf_float32, name)
     chans = info.desc().append_child("channels")
@@ -247,7 +249,9 @@ def _relay(in_name: str, out_name: str, seconds: float, out_channels: int = 0) -
     """
     import pylsl
 
-    pylsl.set_config_content("[log]\nlevel = -2\n")
+    from .lsl_config import configure_liblsl
+
+    configure_liblsl()
     found = pylsl.resolve_byprop("name", in_name, minimum=1, timeout=60)
     inlet = pylsl.StreamInlet(found[0], max_buflen=360)
     info = inlet.info()
@@ -379,7 +383,9 @@ def _consume_quietly(out_name: str, seconds: float) -> None:
     """Hidden mode: a consumer that pulls everything, as a display or a recorder would."""
     import pylsl
 
-    pylsl.set_config_content("[log]\nlevel = -2\n")
+    from .lsl_config import configure_liblsl
+
+    configure_liblsl()
     found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=120)
     inlet = pylsl.StreamInlet(found[0], max_buflen=360)
     buf = np.zeros((1024, found[0].channel_count()), np.float32)

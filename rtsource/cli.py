@@ -428,12 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_liblsl(verbose: int) -> None:
     """liblsl logs INFO lines to stderr by default; keep its warnings and errors only."""
-    try:
-        import pylsl
+    from .lsl_config import configure_liblsl
 
-        pylsl.set_config_content(f"[log]\nlevel = {0 if verbose >= 2 else -2}\n")
-    except (ImportError, NotImplementedError, AttributeError):
-        pass
+    configure_liblsl(0 if verbose >= 2 else -2)
 
 
 def main(argv=None) -> int:

@@ -9,11 +9,26 @@ import pytest
 
 
 def _quiet_liblsl() -> None:
-    """liblsl logs INFO lines to stderr; keep warnings and errors (must run before any LSL use)."""
+    """liblsl: warnings and errors only, and a private LSL session for this test run.
+
+    Must run before any LSL use. The session ID keeps concurrent test runs on one machine
+    (two checkouts, CI beside a developer) from resolving each other's streams; the config
+    file carries it to the subprocesses the tests start (liblsl reads $LSLAPICFG).
+    """
+    import tempfile
+    import uuid
+
+    session = os.environ.get("RTSOURCE_TEST_LSL_SESSION") or f"rtsource-tests-{uuid.uuid4().hex[:12]}"
+    os.environ["RTSOURCE_TEST_LSL_SESSION"] = session
+    content = f"[log]\nlevel = -2\n[lab]\nSessionID = {session}\n"
+    path = os.path.join(tempfile.gettempdir(), f"{session}.cfg")
+    with open(path, "w") as f:
+        f.write(content)
+    os.environ["LSLAPICFG"] = path
     try:
         import pylsl
 
-        pylsl.set_config_content("[log]\nlevel = -2\n")
+        pylsl.set_config_content(content)
     except (ImportError, NotImplementedError, AttributeError):
         pass
 

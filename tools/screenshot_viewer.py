@@ -135,7 +135,9 @@ def main() -> int:
     if args.synthetic:
         return synthetic(args)
 
-    pylsl.set_config_content("[log]\nlevel = -2\n")
+    from rtsource.lsl_config import configure_liblsl
+
+    configure_liblsl()
     from rtsource.build import build_bundle, compute_leadfield
     from rtsource.bundle import save_bundle
     from rtsource.config import Settings

@@ -74,7 +74,9 @@ def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, ch
     """Push random microvolt data at the real pace; returns the number of samples pushed."""
     import pylsl
 
-    pylsl.set_config_content("[log]\nlevel = -2\n")
+    from rtsource.lsl_config import configure_liblsl
+
+    configure_liblsl()
     info = pylsl.StreamInfo(name, "EEG", len(names), sfreq, pylsl.cf_float32, name)
     chans = info.desc().append_child("channels")
     for n in names:

@@ -504,12 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     add_view_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        import pylsl
+    from ..lsl_config import configure_liblsl
 
-        pylsl.set_config_content("[log]\nlevel = -2\n")
-    except (ImportError, NotImplementedError, AttributeError):
-        pass
+    configure_liblsl()
     try:
         return run_view(args)
     except RtsourceError as exc:
