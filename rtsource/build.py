@@ -276,7 +276,7 @@ def noise_covariance_from_settings(settings: Settings, captured: NoiseCovariance
 
 def _reorder(cov, ch_names: tuple[str, ...]):
     """The covariance with its channels put in ``ch_names`` order (by exact name)."""
-    from .sensors.montage import match_labels
+    from .channel_names import match_labels
 
     if tuple(cov.ch_names) == ch_names:
         return cov

@@ -69,7 +69,8 @@ from .geometry.head_frames import (
     fit_points,
     head_from_fiducials,
 )
-from .sensors.montage import Montage, canonical_label
+from .channel_names import canonical_label
+from .sensors.montage import Montage
 from .sensors.readers import Digitization, ReadReport, read_digitization
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,7 @@
-"""EEG montages (labelled electrode positions) and matching channel names to them.
+"""EEG montages: labelled electrode positions, the standard 10-20/10-10/10-05 systems.
 
-Streams and files spell electrode names in many ways. Matching is case-insensitive, knows
-the old 10-20 names that the 10-10 system renamed (T3/T7, T4/T8, T5/P7, T6/P8; Oostenveld &
-Praamstra 2001, Clin Neurophysiol 112:713) and takes a user's alias map on top.
+Electrodes are picked by channel name with the rules of :mod:`rtsource.channel_names`
+(case-insensitive, old 10-20 names, a user's alias map).
 """
 
 from __future__ import annotations
@@ -10,26 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from ..channel_names import canonical_label, match_labels
 from ..errors import ChannelError
 from ..geometry import Frame, Points
 
-#: Old 10-20 names and their 10-10 successors (both directions are matched).
-RENAMED_10_20 = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
-
 #: Standard systems of the embedded template and the level code stored with its electrodes.
 STANDARD_SYSTEMS = {"standard_1020": 1, "standard_1010": 2, "standard_1005": 3}
-
-
-def canonical_label(label: str, aliases: Mapping[str, str] | None = None) -> str:
-    """The key a label is matched by: alias applied, old 10-20 names renamed, case folded."""
-    text = label.strip()
-    if aliases:
-        lowered = {k.strip().casefold(): v for k, v in aliases.items()}
-        text = lowered.get(text.casefold(), text).strip()
-    for old, new in RENAMED_10_20.items():
-        if text.casefold() == old.casefold():
-            text = new
-    return text.casefold()
 
 
 @dataclass(frozen=True)
@@ -80,48 +65,6 @@ class Montage:
         index = match_labels(names, self.labels, aliases=aliases, what="montage " + repr(self.name))
         pts = Points(self.electrodes.positions[index], self.electrodes.frame, self.electrodes.unit, tuple(names))
         return Montage(pts, self.fiducials, self.name)
-
-
-def match_labels(
-    wanted: Iterable[str],
-    available: Iterable[str],
-    *,
-    aliases: Mapping[str, str] | None = None,
-    what: str = "the available channels",
-) -> list[int]:
-    """Index into ``available`` for each name in ``wanted`` (see module docstring for the rules).
-
-    Raises
-    ------
-    ChannelError
-        If names are missing or match ambiguously, listing them and what was available.
-    """
-    wanted = list(wanted)
-    available = list(available)
-    lookup: dict[str, int] = {}
-    clashes: dict[str, list[str]] = {}
-    for i, name in enumerate(available):
-        key = canonical_label(name, aliases)
-        if key in lookup:
-            clashes.setdefault(key, [available[lookup[key]]]).append(name)
-        lookup.setdefault(key, i)
-    missing = [w for w in wanted if canonical_label(w, aliases) not in lookup]
-    if missing:
-        shown = ", ".join(available[:12]) + (", ..." if len(available) > 12 else "")
-        raise ChannelError(
-            f"{len(missing)} channel(s) not found in {what}: {', '.join(missing)} "
-            f"({len(available)} available: {shown}); check the names, or pass an alias map "
-            f"(e.g. {{'{missing[0]}': 'NAME_IN_{what.split()[0].upper()}'}})"
-        )
-    keys = [canonical_label(w, aliases) for w in wanted]
-    ambiguous = [clashes[k] for k in keys if k in clashes]
-    if ambiguous:
-        raise ChannelError(f"channel names match more than one entry in {what} (case-insensitive): {ambiguous}")
-    idx = [lookup[k] for k in keys]
-    if len(set(idx)) != len(idx):
-        dup = [w for w, i in zip(wanted, idx) if idx.count(i) > 1]
-        raise ChannelError(f"channels {dup} all map onto the same entry of {what}")
-    return idx
 
 
 def standard_montage(name: str = "standard_1005") -> Montage:

@@ -51,7 +51,8 @@ from ..errors import ChannelError, FrameError, GeometryError, UnitError
 from ..geometry import Frame, Points, Transform, as_frame
 from ..geometry.head_frames import FIDUCIAL_NAMES, fiducial_name, frame_for_coordinate_system
 from ..geometry.units import LENGTH_UNITS, estimate_length_unit
-from .montage import Montage, canonical_label
+from ..channel_names import canonical_label
+from .montage import Montage
 
 logger = logging.getLogger(__name__)
 

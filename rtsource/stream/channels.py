@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ChannelError, StreamError, UnitError
 from ..geometry.units import parse_signal_unit
-from ..sensors.montage import match_labels
+from ..channel_names import match_labels
 
 logger = logging.getLogger(__name__)
 

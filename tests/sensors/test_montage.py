@@ -1,4 +1,4 @@
-"""Montages and channel-name matching (rtsource.sensors.montage)."""
+"""Montages (rtsource.sensors.montage); name matching itself is in tests/test_channel_names.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rtsource.errors import ChannelError
-from rtsource.sensors.montage import CAP_64, canonical_label, match_labels, standard_montage
+from rtsource.channel_names import canonical_label
+from rtsource.sensors.montage import CAP_64, standard_montage
 
 
 def test_standard_systems_nest():
@@ -35,17 +36,8 @@ def test_old_10_20_names_and_case_match_new_ones():
     assert canonical_label("T3") == canonical_label("t7")
 
 
-def test_aliases():
-    assert match_labels(["Cz"], ["EEG 001", "EEG 002"], aliases={"EEG 002": "Cz"}) == [1]
-
-
 def test_missing_channel_error_lists_them():
     with pytest.raises(ChannelError) as exc:
         standard_montage("standard_1020").pick(["Cz", "XYZ1", "XYZ2"])
     msg = str(exc.value)
     assert "XYZ1" in msg and "XYZ2" in msg and "2 channel(s)" in msg
-
-
-def test_ambiguous_names_refused():
-    with pytest.raises(ChannelError, match="more than one"):
-        match_labels(["Cz"], ["Cz", "CZ"])

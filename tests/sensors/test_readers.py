@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from rtsource.errors import ChannelError, FrameError, GeometryError, RtsourceError, UnitError
 from rtsource.geometry import Frame, Points
-from rtsource.sensors.montage import canonical_label
+from rtsource.channel_names import canonical_label
 from rtsource.sensors.readers import (
     Digitization,
     check_unit_against_extent,
