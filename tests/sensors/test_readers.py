@@ -346,6 +346,34 @@ def test_detect_format_and_unknown_extension():
         detect_format("cap.xyz")
 
 
+def test_registry_dispatches_every_fixture_to_its_family():
+    # one registry: each extension / name ending chooses exactly one format, and
+    # read_digitization reads every fixture through it
+    from rtsource.sensors.readers import FORMATS, READERS
+
+    seen = {}
+    for f in FORMATS:
+        assert READERS[f.name] is f.read
+        for ext in f.extensions:
+            assert ext not in seen, f"{ext} registered twice"
+            seen[ext] = f.name
+            assert detect_format("cap" + ext.upper()) == f.name
+    with pytest.raises(TypeError):
+        READERS["mine"] = read_elc  # the registry is read-only
+    with pytest.raises(GeometryError) as exc:
+        detect_format("cap.xyz")
+    assert "*_electrodes.tsv, .bvct, .bvef, .csv, .elc, .elp, .hsp, .pos, .sfp, .tsv, .txt" in str(exc.value)
+    reports = {}
+    for path in sorted(DATA.iterdir()):
+        if path.suffix == ".json":
+            continue  # coordsystem sidecar and transform files are not position files
+        dig = read_digitization(path)
+        reports[path.name] = dig.report.format
+    assert reports["sub-01_electrodes.tsv"] == "bids" and reports["noheader.tsv"] == "csv"
+    assert reports["asa.elc"] == "elc" and reports["egi.sfp"] == "sfp" and reports["isotrak.hsp"] == "polhemus"
+    assert reports["actiCAP_20.bvef"] == "bvef" and reports["captrak.bvct"] == "bvct"
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(GeometryError, match="does not exist"):
         read_digitization(tmp_path / "nope.elc")
