@@ -16,6 +16,7 @@ from rtsource.coreg import (
     device_to_template,
     head_to_template,
     icp_to_surface,
+    measure_fit,
     run_coreg,
     template_montage,
     tukey_weights,
@@ -251,6 +252,25 @@ def test_qc_png_is_written_before_a_refusal(tmp_path):
     with pytest.raises(GeometryError, match="bad.png"):
         coregister(dig, template=TEMPLATE, max_rms_mm=3.0, qc_png=png)
     assert png.exists()
+
+
+def test_measure_fit_on_the_template_scalp():
+    # the standard electrodes lie on the template scalp: distances ~0, all pass; one electrode
+    # lifted 30 mm off the scalp is the one outlier, and the fiducials match the template's
+    identity = Transform.identity(Frame.TEMPLATE, Frame.TEMPLATE)
+    lifted = E_TRUE.copy()
+    k = CAP_64.index("Pz")
+    radial = lifted[k] - TEMPLATE.scalp_center_m
+    lifted[k] += 0.03 * radial / np.linalg.norm(radial)
+    dig = Digitization(Points(lifted, Frame.TEMPLATE, "m", CAP_64), TEMPLATE.fiducials, name="lifted")
+    qc = measure_fit(dig, TEMPLATE, identity, method="none", initial="test", iterations=0, converged=True)
+    assert qc.point_kinds == ("electrode",) * len(CAP_64) and qc.point_labels == CAP_64
+    assert qc.outlier_names() == ["Pz"] and 25 < qc.distances_mm[k] < 31
+    assert qc.rms_mm < 1.0 and qc.passed and qc.scale == pytest.approx(1.0) and qc.rotation_deg == 0.0
+    assert all(err < 1e-6 for _, err in qc.fiducial_errors_mm)
+    # the same points refused once the threshold is below their RMS
+    strict = measure_fit(dig, TEMPLATE, identity, method="none", initial="test", iterations=0, converged=True, max_rms_mm=qc.rms_mm / 2)
+    assert not strict.passed and strict.max_rms_mm == qc.rms_mm / 2
 
 
 def test_tukey_weights():
