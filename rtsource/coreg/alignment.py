@@ -59,6 +59,7 @@ def fiducial_alignment(fiducials: Points, target: Points, *, scale: bool = False
 
 
 def label_pairs(electrodes: Points, target: Points, aliases: Mapping[str, str] | None):
+    """Electrodes whose labels the target knows: source (k, 3), target (k, 3) positions, labels."""
     lookup = {canonical_label(x): i for i, x in enumerate(target.labels)}
     src, dst, names = [], [], []
     for label, pos in zip(electrodes.labels, electrodes.positions_m):

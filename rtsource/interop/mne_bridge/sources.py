@@ -13,6 +13,7 @@ from ._common import FIFFV_COORD_HEAD, FIFFV_COORD_MRI, FIFFV_MNE_SURF_LEFT_HEMI
 
 
 def frame_of(coord_frame: int) -> Frame:
+    """The rtsource frame of an MNE ``coord_frame`` (head or MRI; anything else is refused)."""
     if coord_frame == FIFFV_COORD_HEAD:
         return Frame.HEAD
     if coord_frame == FIFFV_COORD_MRI:

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Row:
+    """One position as written in the file, with its line (0: not from a line) and kind."""
+
     label: str | None
     xyz: tuple[float, float, float]
     line: int
@@ -38,6 +40,8 @@ class Row:
 
 @dataclass
 class Parsed:
+    """A file's rows and what it stated about them (unit, frame), filled in by a reader."""
+
     rows: list[Row] = field(default_factory=list)
     unit: str | None = None  # unit stated in the file (canonical)
     unit_line: int = 0
@@ -47,6 +51,7 @@ class Parsed:
 
 
 def fail(path: Path, line: int, text: str, problem: str, fix: str = "") -> GeometryError:
+    """The error for a bad line: file, line number, the problem, the text (shortened), the fix."""
     shown = text.strip()
     if len(shown) > 80:
         shown = shown[:77] + "..."
@@ -55,6 +60,7 @@ def fail(path: Path, line: int, text: str, problem: str, fix: str = "") -> Geome
 
 
 def read_bytes(path: Path) -> bytes:
+    """The file's bytes; a missing or unreadable file is a GeometryError naming it."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -66,6 +72,7 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_text(path: Path) -> str:
+    """The file as text: UTF-8 (with or without BOM), else Latin-1."""
     data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
@@ -74,11 +81,13 @@ def read_text(path: Path) -> str:
 
 
 def numbered_lines(text: str) -> Iterable[tuple[int, str]]:
+    """``(line number, line)`` pairs, counting from 1."""
     for i, line in enumerate(text.splitlines(), start=1):
         yield i, line
 
 
 def number(token: str, path: Path, line: int, text: str, what: str = "coordinate") -> float:
+    """``token`` as a finite float of sensible size, else the error for its line."""
     try:
         value = float(token)
     except ValueError:
@@ -94,6 +103,7 @@ _HPI_RE = re.compile(r"^(hpi|chpi|coil|hpi_coil)[ _-]?\d*$", re.I)
 
 
 def classify(label: str, *, integer_is_headshape: bool) -> str:
+    """``"fiducial"``, ``"headshape"``, ``"hpi"`` or ``"electrode"``, from a point's label."""
     if fiducial_name(label):
         return "fiducial"
     key = label.strip().casefold()
@@ -117,6 +127,32 @@ def assemble(
     fmt_frame: tuple[Frame, str] | None = None,
     scale_positions: float = 1.0,
 ) -> Digitization:
+    """The :class:`Digitization` of a parsed file: unit resolved, metres, labels checked.
+
+    Parameters
+    ----------
+    parsed : Parsed
+        The reader's rows and what the file stated.
+    path : Path
+        The file (for messages and the report).
+    fmt : str
+        The format name written into the report.
+    unit_arg, frame_arg : optional
+        What the caller passed (wins over the file).
+    fmt_unit : str, optional
+        The unit the format fixes, used when the file states none.
+    fmt_frame : (Frame, str), optional
+        The frame the format fixes and why, used when the file states none.
+    scale_positions : float
+        Factor applied to the numbers before the unit (BrainVision unit-sphere montages).
+
+    Raises
+    ------
+    ChannelError
+        Repeated labels (case-insensitive, old 10-20 names = new) or a second fiducial.
+    GeometryError, UnitError
+        No positions, an empty label, a unit that does not fit the extent.
+    """
     where = str(path)
     if not parsed.rows:
         raise GeometryError(f"{where}: no positions found in the file ({fmt} format); is it the right file and format?")
@@ -219,6 +255,7 @@ def directive(line: str) -> tuple[str, str] | None:
 
 
 def apply_directive(parsed: Parsed, key: str, value: str, path: Path, line: int, text: str) -> None:
+    """Record a ``unit`` or ``frame`` directive of ``line`` in ``parsed``."""
     if key == "unit":
         try:
             parsed.unit = parse_length_unit(value, where=f"{path}, line {line}")
