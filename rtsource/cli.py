@@ -204,7 +204,7 @@ def cmd_simulate(args) -> int:
 # ---- demo -------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
-    from .build import cache_dir
+    from .cache import cache_dir
     from .demo import run_demo
 
     settings = _settings(args.config)

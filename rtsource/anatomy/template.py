@@ -16,7 +16,8 @@ from importlib import resources
 import numpy as np
 
 from ..errors import GeometryError
-from ..geometry import Frame, Mesh, Points, check_nested
+from ..geometry import Frame, Mesh, Points, Transform, check_nested
+from ..geometry.head_frames import head_from_fiducials
 from ..geometry.icosphere import icosphere, n_vertices
 from .source_space import SourceSpace
 
@@ -139,3 +140,13 @@ def template_source_space(spacing: str = "ico4", surface: str = "white") -> Sour
         f"fsaverage-{spacing}-{surface}",
         d["ico4_triangles"],
     )
+
+
+def template_head_transform() -> Transform:
+    """TEMPLATE -> HEAD: the Neuromag head frame of the template's own fiducials.
+
+    A subject's HEAD frame maps onto the template through the inverse of this when nothing
+    better (a fit of headshape points) is available: both frames are defined by the same
+    landmarks (:func:`rtsource.geometry.head_frames.head_from_fiducials`).
+    """
+    return head_from_fiducials(load_template().fiducials)

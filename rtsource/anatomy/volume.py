@@ -159,7 +159,7 @@ def volume_source_space(
     keep = sd <= -mindist
     if exclude > 0:
         if exclude_center_m is None:
-            from ..forward.sphere import fit_sphere
+            from ..geometry.sphere_fit import fit_sphere
 
             center, _ = fit_sphere(v)
         else:

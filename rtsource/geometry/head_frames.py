@@ -261,18 +261,6 @@ def head_to_ctf(fiducials: Points) -> Transform:
     return compose(head_from_fiducials(fiducials).inverse(), ctf_from_fiducials(fiducials))
 
 
-def template_head_transform() -> Transform:
-    """TEMPLATE -> HEAD: the Neuromag head frame of the template's own fiducials.
-
-    A subject's HEAD frame maps onto the template through the inverse of this when nothing
-    better (a fit of headshape points) is available: both frames are defined by the same
-    landmarks.
-    """
-    from ..anatomy.template import load_template
-
-    return head_from_fiducials(load_template().fiducials)
-
-
 def compose(*transforms: Transform) -> Transform:
     """Chain transforms left to right (the first is applied first); frames must chain.
 
@@ -488,5 +476,4 @@ __all__ = [
     "frame_from_fiducials",
     "head_from_fiducials",
     "head_to_ctf",
-    "template_head_transform",
 ]

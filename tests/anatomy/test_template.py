@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtsource.anatomy.source_space import SourceSpace, nearest_source
-from rtsource.anatomy.template import load_template, template_source_space
+from rtsource.anatomy.template import load_template, template_head_transform, template_source_space
 from rtsource.errors import GeometryError
 from rtsource.geometry import Frame, Mesh, check_nested, project_onto_mesh, signed_distance
 
@@ -83,3 +83,11 @@ def test_source_space_validation():
         SourceSpace(np.zeros((2, 3)), np.ones((2, 3)), np.ones(2), np.zeros(2), "template")
     with pytest.raises(GeometryError, match="spacing"):
         template_source_space("oct6")
+
+
+def test_template_head_transform():
+    t = template_head_transform()
+    assert t.from_frame == Frame.TEMPLATE and t.to_frame == Frame.HEAD
+    tf = load_template().fiducials
+    head = tf.transformed(t).positions_m
+    assert np.allclose(head[1, 1:], 0, atol=1e-12) and np.allclose(head[2, 1:], 0, atol=1e-12)

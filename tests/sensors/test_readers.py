@@ -381,7 +381,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 def test_digitization_checks_frames_and_transforms():
     d = read_digitization(DATA / "generic.csv")
-    from rtsource.geometry.head_frames import template_head_transform
+    from rtsource.anatomy.template import template_head_transform
 
     moved = d.transformed(template_head_transform().inverse())
     assert moved.frame == Frame.TEMPLATE and len(moved.electrodes) == len(d.electrodes)
