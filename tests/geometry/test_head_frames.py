@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from rtsource.anatomy.template import load_template
 from rtsource.errors import FrameError, GeometryError
 from rtsource.geometry import Frame, Points, Transform
 from rtsource.geometry.head_frames import (
