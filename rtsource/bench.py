@@ -356,9 +356,10 @@ def _template_bundle(n_sources: int = 8192, sfreq: float = 500.0, method: str = 
     import dataclasses
 
     from .anatomy.template import load_template, template_source_space
-    from .build import SensorLeadField, build_bundle
+    from .build import build_bundle
     from .config import NoiseCovSettings, Settings
-    from .forward.leadfield import make_eeg_leadfield, sphere_model_for_template
+    from .forward.head_model import SphereHead, sphere_model_for_template
+    from .forward.leadfield import make_leadfield
     from .sensors.montage import CAP_64, standard_montage
 
     s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
@@ -367,7 +368,9 @@ def _template_bundle(n_sources: int = 8192, sfreq: float = 500.0, method: str = 
     half = n_sources // 2
     pick = np.arange(0, dense.n_sources, 5)[:half].tolist() + np.arange(2, dense.n_sources, 5)[: n_sources - half].tolist()
     sources = dense.subset(pick, name=f"fsaverage-ico5-{n_sources}")
-    lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
+    head = SphereHead(sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
+    slf = make_leadfield(sources, standard_montage("standard_1005").pick(CAP_64), head, use_cache=False)
+    lf = slf.leadfield
     data_cov = None
     if method == "LCMV":  # a calibration recording: 1 uV sensor noise and two active 20 nAm dipoles
         from .inverse.covariance import estimate_data_covariance
@@ -376,7 +379,7 @@ def _template_bundle(n_sources: int = 8192, sfreq: float = 500.0, method: str = 
         x = rng.normal(size=(5000, 64)) * 1e-6
         x += rng.normal(size=(5000, 2)) @ (lf.gain[:, [3 * 100 + 2, 3 * 5000 + 2]] * 20e-9).T
         data_cov = estimate_data_covariance(x, lf.ch_names)
-    return build_bundle(s, sfreq=sfreq, leadfield=SensorLeadField(lf, ("eeg",) * 64, ("V",) * 64), data_cov=data_cov)
+    return build_bundle(s, sfreq=sfreq, leadfield=slf, data_cov=data_cov)
 
 
 def _consume_quietly(out_name: str, seconds: float) -> None:

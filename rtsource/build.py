@@ -2,13 +2,13 @@
 
     config ─> template head ─> sensors: EEG electrodes (a standard montage, or a file
               coregistered to the template: rtsource.coreg) and/or a MEG array
-           ─> source space ─> forward model per sensor kind ─> lead field (cached on disk)
+           ─> source space ─> head model ─> lead field (forward.leadfield.make_leadfield, cached)
            ─> noise covariance (captured by the caller, from a file, or ad hoc per sensor type)
            ─> [LCMV: data covariance] ─> inverse operator (any method) ─> OperatorBundle
 
-The lead field is the expensive part; each sensor kind's part is cached under the user's
-cache directory keyed by a hash of everything it depends on, so a second setup with
-another covariance or method takes a fraction of a second. Nothing here touches LSL:
+The lead field is the expensive part; the forward entry point caches each sensor kind's
+part under the user's cache directory keyed by a hash of everything it depends on, so a
+second setup with another covariance or method takes a fraction of a second. Nothing here touches LSL:
 capturing calibration recordings from a stream is the caller's job
 (``rtsource.stream.calibration``).
 """
@@ -16,73 +16,20 @@ capturing calibration recordings from a stream is the caller's job
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import os
-import time
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from . import __version__
 from .anatomy.template import load_template, template_source_space
 from .bundle import OperatorBundle
 from .config import Settings, settings_to_dict
 from .errors import ConfigError
-from .forward.leadfield import LeadField, make_eeg_leadfield, sphere_model_for_template
+from .forward.head_model import BemHead, HeadModel, SphereHead, sphere_model_for_template
+from .forward.leadfield import SensorLeadField, SensorSet, make_leadfield
 from .inverse.covariance import DataCovariance, NoiseCovariance, load_data_covariance, load_noise_covariance
 from .inverse.rebuild import make_operator, operator_params, weights_for_bundle
 
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    """Where rtsource caches forward solutions: $RTSOURCE_CACHE, else $XDG_CACHE_HOME/rtsource."""
-    env = os.environ.get("RTSOURCE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "rtsource"
-
-
-def _key(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, np.ndarray):
-            h.update(np.ascontiguousarray(p, dtype=np.float64).tobytes())
-        else:
-            h.update(json.dumps(p, sort_keys=True, default=str).encode())
-        h.update(b"|")
-    return h.hexdigest()[:24]
-
-
-def _cached_gain(key: str, shape: tuple[int, int], compute: Callable[[], LeadField], use_cache: bool) -> tuple[np.ndarray, dict] | LeadField:
-    """The gain for ``key`` from the cache, or ``compute()`` (whose result is then cached)."""
-    path = cache_dir() / "forward" / f"{key}.npz"
-    if use_cache and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                gain, desc = z["gain"], json.loads(z["model"].tobytes().decode())
-            if gain.shape == shape:
-                logger.info("lead field from cache %s", path)
-                return gain, desc
-        except Exception as exc:  # a damaged cache entry is recomputed, not trusted
-            logger.warning("ignoring unreadable forward cache %s (%s)", path, exc)
-    t0 = time.perf_counter()
-    lf = compute()
-    logger.info("lead field %s computed in %.2f s", lf.gain.shape, time.perf_counter() - t0)
-    if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npz")
-            model = {k: v for k, v in lf.model.items() if k != "electrodes"}
-            np.savez(tmp, gain=lf.gain, model=np.frombuffer(json.dumps(model, default=str).encode(), np.uint8))
-            tmp.replace(path)
-        except OSError as exc:
-            logger.warning("could not cache the lead field in %s (%s)", path, exc)
-    return lf
 
 
 # ---- sensors ----------------------------------------------------------------------------
@@ -150,69 +97,30 @@ def sensor_channels(settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...
 # ---- forward ----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class SensorLeadField:
-    """A lead field with the kind and SI unit of every row."""
+def head_model_from_settings(settings: Settings) -> HeadModel:
+    """The head model ``[forward] method`` and ``[head] bem_order`` describe, on the template.
 
-    leadfield: LeadField
-    ch_types: tuple[str, ...]  # "eeg", "mag", "grad" (the whitening groups)
-    ch_units: tuple[str, ...]  # "V", "T", "T/m"
-
-
-def _eeg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
+    "sphere": concentric spheres fitted to the template's scalp (``relative_radii``,
+    ``conductivities``, ``rtol``); MEG fits its origin to the template's inner skull.
+    "bem" / "openmeeg": the template's scalp, outer and inner skull with
+    ``bem_conductivities``.
+    """
     template = load_template(settings.head.bem_order)
-    montage, coreg = electrodes_from_settings(settings)
     f = settings.forward
-    shape = (len(montage.labels), 3 * sources.n_sources)
     if f.method == "sphere":
-        model = sphere_model_for_template(template, f.relative_radii, f.conductivities)
-        key = _key(
-            "eeg-sphere", __version__, montage.electrodes.positions_m, list(montage.labels), sources.positions_m, sources.name,
-            np.asarray(model.center_m), np.asarray(model.radii_m), np.asarray(model.conductivities), f.rtol,
-        )  # fmt: skip
-        compute = lambda: make_eeg_leadfield(montage, sources, model, rtol=f.rtol)  # noqa: E731
-    else:  # the BEM solution itself is cached by rtsource.forward.bem; this caches the lead field
-        from .forward.bem import FORMAT_VERSION, make_bem_leadfield
-
-        surfaces = template.surfaces.as_tuple()
-        key = _key(
-            f"eeg-{f.method}", __version__, FORMAT_VERSION, montage.electrodes.positions_m, list(montage.labels), sources.positions_m,
-            sources.name, [m.vertices for m in surfaces], list(f.bem_conductivities), settings.head.bem_order,
-        )  # fmt: skip
-        compute = lambda: make_bem_leadfield(montage, sources, template.surfaces, f.bem_conductivities, method=f.method)  # noqa: E731
-    got = _cached_gain(key, shape, compute, use_cache)
-    if isinstance(got, LeadField):
-        lf = got
-    else:
-        lf = LeadField(got[0], montage.labels, montage.electrodes.positions_m, sources, got[1])
-    lf = dataclasses.replace(lf, model={**lf.model, "electrodes": _electrode_provenance(settings, coreg)})
-    n = len(lf.ch_names)
-    return SensorLeadField(lf, ("eeg",) * n, ("V",) * n)
+        return SphereHead(sphere_model_for_template(template, f.relative_radii, f.conductivities), rtol=f.rtol)
+    return BemHead(template.surfaces.as_tuple(), tuple(f.bem_conductivities), method=f.method)
 
 
-def _meg_part(settings: Settings, sources, use_cache: bool) -> SensorLeadField:
-    from .forward.meg_sphere import make_meg_leadfield
-
-    array = meg_array_from_settings(settings).to_head()
-    f = settings.forward
-    bem = None
-    if f.method == "bem":  # MEG needs only the inner skull (Hamalainen & Sarvas 1989)
-        from .forward.bem import bem_model_from_surfaces
-
-        bem = bem_model_from_surfaces(load_template(settings.head.bem_order).surfaces.as_tuple(), (f.bem_conductivities[-1],), layers=1)
-    elif f.method == "openmeeg":
-        raise ConfigError("[forward] method = 'openmeeg' computes EEG only; use 'bem' or 'sphere' for MEG")
-    key = _key(
-        f"meg-{f.method}", __version__, array.points_m, array.point_normals, array.weights, array.point_channel.astype(float),
-        list(array.ch_names), sources.positions_m, sources.name, settings.head.bem_order if bem is not None else 0,
-    )  # fmt: skip
-    shape = (len(array.ch_names), 3 * sources.n_sources)
-    got = _cached_gain(key, shape, lambda: make_meg_leadfield(array, sources, bem=bem), use_cache)
-    if isinstance(got, LeadField):
-        lf = got
-    else:
-        lf = LeadField(got[0], tuple(array.ch_names), array.positions_m, sources, got[1])
-    return SensorLeadField(lf, tuple(array.whitening_groups), tuple(array.ch_units))
+def sensors_from_settings(settings: Settings) -> SensorSet:
+    """The operator's sensors: EEG electrodes (coregistered if read from a file) and/or MEG."""
+    montage = provenance = array = None
+    if "eeg" in settings.sensors.modality:
+        montage, coreg = electrodes_from_settings(settings)
+        provenance = _electrode_provenance(settings, coreg)
+    if "meg" in settings.sensors.modality:
+        array = meg_array_from_settings(settings).to_head()
+    return SensorSet(montage, array, provenance)
 
 
 def source_space_from_settings(settings: Settings):
@@ -240,20 +148,15 @@ def source_space_from_settings(settings: Settings):
 
 
 def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> SensorLeadField:
-    """The lead field the settings describe: EEG, MEG or both, for the configured sources."""
-    sources = source_space_from_settings(settings)
-    modality = settings.sensors.modality
-    parts = []
-    if "eeg" in modality:
-        parts.append(_eeg_part(settings, sources, use_cache))
-    if "meg" in modality:
-        parts.append(_meg_part(settings, sources, use_cache))
-    if len(parts) == 1:
-        return parts[0]
-    from .forward.meg_sphere import concatenate_leadfields
+    """The lead field the settings describe: EEG, MEG or both, for the configured sources.
 
-    lf, types = concatenate_leadfields([p.leadfield for p in parts], [p.ch_types for p in parts])
-    return SensorLeadField(lf, types, tuple(u for p in parts for u in p.ch_units))
+    Rows: EEG channels, then MEG (:func:`rtsource.forward.leadfield.make_leadfield`, which
+    also caches each sensor kind's part on disk).
+    """
+    if settings.forward.method == "openmeeg" and "meg" in settings.sensors.modality:
+        raise ConfigError("[forward] method = 'openmeeg' computes EEG only; use 'bem' or 'sphere' for MEG")
+    sources = source_space_from_settings(settings)
+    return make_leadfield(sources, sensors_from_settings(settings), head_model_from_settings(settings), use_cache=use_cache)
 
 
 # ---- covariances ------------------------------------------------------------------------

@@ -27,8 +27,8 @@ import numpy as np
 from .anatomy.template import load_template, template_source_space
 from .config import Settings, SimulateSettings
 from .errors import ConfigError
-from .forward.leadfield import sphere_model_for_template
-from .forward.sphere import eeg_sphere_leadfield
+from .forward.head_model import SphereHead, sphere_model_for_template
+from .forward.leadfield import SensorSet, make_leadfield
 from .sensors.montage import standard_montage
 
 logger = logging.getLogger(__name__)
@@ -103,11 +103,13 @@ class SignalGenerator:
             for i, t in zip(self._meg_idx, self.meg_array.whitening_groups):
                 types[i] = t
             self.ch_types = tuple(types)
-        electrodes = None
+        montage = None
         if len(self._eeg_idx):
-            montage = standard_montage("standard_1005")
-            electrodes = montage.pick([self.ch_names[i] for i in self._eeg_idx] + [SIM_REFERENCE]).electrodes.positions_m
+            montage = standard_montage("standard_1005").pick([self.ch_names[i] for i in self._eeg_idx] + [SIM_REFERENCE])
         self.model = sphere_model_for_template(template, settings.relative_radii, settings.conductivities)
+        # EEG by the series in these spheres; MEG by Sarvas about the scalp sphere's centre
+        self._sensors = SensorSet(montage, self.meg_array)
+        self._head = SphereHead(self.model, meg_origin_m=template.scalp_center_m)
         cortex = template_source_space(settings.spacing, settings.surface)
         # usable: real cortex (the medial wall has white == pial, thickness 0) and safely
         # inside the simulator's brain sphere
@@ -119,7 +121,6 @@ class SignalGenerator:
         usable = np.flatnonzero((r < self.model.radii_m[0] - 1.5e-3) & (thickness > 0.5e-3))
         self.cortex = cortex
         self.usable = usable
-        self._electrodes = electrodes
 
         self.dipoles = tuple(
             self._place(np.asarray(s.position_mm) * 1e-3, s.frequency_hz, s.amplitude_nam * 1e-9, s.modulation_hz)
@@ -146,16 +147,12 @@ class SignalGenerator:
     def _normal_gains(self, index: np.ndarray) -> np.ndarray:
         """Signal per A*m of dipoles along the normals at cortex[index], (n_channels, len(index))."""
         out = np.zeros((len(self.ch_names), len(index)))
-        if len(self._eeg_idx):
-            g, _ = eeg_sphere_leadfield(self._electrodes, self.cortex.positions_m[index], self.model)
-            g = g.reshape(len(self._electrodes), len(index), 3)
-            g = np.einsum("csk,sk->cs", g, self.cortex.normals[index])
-            out[self._eeg_idx] = g[:-1] - g[-1]  # reference: the nose electrode
+        g = make_leadfield(self.cortex.subset(index), self._sensors, self._head, use_cache=False).leadfield.normal_gain()
+        n_eeg = len(self._eeg_idx) + 1 if len(self._eeg_idx) else 0  # EEG rows first, the reference last of them
+        if n_eeg:
+            out[self._eeg_idx] = g[: n_eeg - 1] - g[n_eeg - 1]  # reference: the nose electrode
         if self.meg_array is not None:
-            from .forward.meg_sphere import make_meg_leadfield
-
-            lf = make_meg_leadfield(self.meg_array, self.cortex.subset(index), origin_m=self.template.scalp_center_m)
-            out[self._meg_idx] = lf.normal_gain()
+            out[self._meg_idx] = g[n_eeg:]
         return out
 
     def _place(self, position_m, frequency, amplitude, modulation) -> SimulatedDipole:

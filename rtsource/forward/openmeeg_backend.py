@@ -9,7 +9,7 @@ module takes the same :class:`~rtsource.forward.bem.BemModel` and positions as
 configuration can switch ``[forward] method = "openmeeg"`` without other changes.
 
 The electrode-independent part (the inverse of OpenMEEG's head matrix, packed symmetric)
-is cached on disk like our own BEM solution, under ``cache_dir() / "bem"``.
+is cached on disk like our own BEM solution, under ``rtsource.cache.cache_dir() / "bem"``.
 
 OpenMEEG numbers triangles the other way round (normals in), so the meshes are handed over
 with two vertices of every triangle swapped, innermost surface first, as MNE-Python does.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -30,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import cache_file, json_array, json_from_array, write_npz_atomically
 from ..errors import ForwardError
-from .bem import MAX_ELECTRODE_DISTANCE_M, BemModel, _cache_path, _check_dipoles
+from .bem.eeg import MAX_ELECTRODE_DISTANCE_M, project_electrodes
+from .bem.model import BemModel, check_sources_inside
 from .positions import positions_m
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def solve_openmeeg(model: BemModel, *, use_cache: bool = True) -> OpenMeegSoluti
     model : BemModel
         One or three surfaces (OpenMEEG's nested geometries).
     use_cache : bool
-        Read and write ``cache_dir() / "bem" / openmeeg-<key>.npz``.
+        Read and write ``rtsource.cache.cache_dir() / "bem" / openmeeg-<key>.npz``.
 
     Raises
     ------
@@ -144,13 +145,13 @@ def solve_openmeeg(model: BemModel, *, use_cache: bool = True) -> OpenMeegSoluti
     if not isinstance(model, BemModel):
         raise ForwardError(f"model must be a BemModel, got {type(model).__name__}")
     key = _key(om, model)
-    path = _cache_path(key) if use_cache else None
+    path = cache_file("bem", key) if use_cache else None
     version = getattr(om, "__version__", "?")
     if path is not None and path.exists():
         t0 = time.perf_counter()
         try:
             with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
+                meta = json_from_array(z["meta"])
                 flat = z["inverse_flat"]
             if meta.get("key") != key or flat.ndim != 1 or not np.isfinite(flat).all():
                 raise ValueError("key or content does not match")
@@ -171,10 +172,7 @@ def solve_openmeeg(model: BemModel, *, use_cache: bool = True) -> OpenMeegSoluti
     logger.info("OpenMEEG head matrix %d unknowns: assembly %.1f s, inversion %.1f s", hm.nlin(), t1 - t0, t2 - t1)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npz")
-            np.savez(tmp, inverse_flat=flat, meta=np.frombuffer(json.dumps({"key": key, **info}).encode(), np.uint8))
-            tmp.replace(path)
+            write_npz_atomically(path, inverse_flat=flat, meta=json_array({"key": key, **info}))
         except OSError as exc:
             logger.warning("could not cache the OpenMEEG solution in %s (%s)", path, exc)
     return OpenMeegSolution(model, flat, key, info)
@@ -215,8 +213,6 @@ def openmeeg_eeg_leadfield(
     info : dict
         Timings and OpenMEEG's version, for the lead field's description.
     """
-    from .bem import _electrode_projection
-
     om = _import_openmeeg()
     sol = model_or_solution if isinstance(model_or_solution, OpenMeegSolution) else solve_openmeeg(model_or_solution, use_cache=use_cache)
     model = sol.model
@@ -224,8 +220,8 @@ def openmeeg_eeg_leadfield(
     dip = positions_m(dipoles_m, "dipoles_m", model.frame, model="the BEM model")
     if len(elec) == 0:
         raise ForwardError("electrodes_m is empty; pass at least one electrode position")
-    _check_dipoles(dip, model)
-    proj = _electrode_projection(model, elec, float(max_electrode_distance_m), electrode_labels)
+    check_sources_inside(dip, model)
+    proj = project_electrodes(model, elec, float(max_electrode_distance_m), electrode_labels)
     t0 = time.perf_counter()
     geom = _geometry(om, model)
     hminv = om.SymMatrix(np.asarray(sol.inverse_flat))

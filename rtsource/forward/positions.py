@@ -1,4 +1,4 @@
-"""Checking the positions a forward model is asked for (shared by every forward model)."""
+"""Checking and describing the positions a forward model is asked for (shared by every forward model)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,28 @@ def positions_m(value, name: str, frame: Frame | None = None, *, model: str = "t
         k = int(bad[0])
         raise ForwardError(f"{name}[{k}] = {pos[k].tolist()} is not finite ({bad.size} such rows); fix or drop that row")
     return np.ascontiguousarray(pos)
+
+
+def format_mm(point_m) -> str:
+    """A position in metres as "(x, y, z) mm" with one decimal, for messages."""
+    return "(" + ", ".join(f"{x * 1e3:.1f}" for x in np.asarray(point_m, float)) + ") mm"
+
+
+def list_distances(index: np.ndarray, dist_m: np.ndarray, labels=None, limit: int = 8) -> str:
+    """"name 12.3 mm, ..." for the points ``index`` (at most ``limit``), for messages.
+
+    Parameters
+    ----------
+    index : ndarray of int
+        The points to list.
+    dist_m : ndarray, shape (n_points,)
+        A distance per point, metres.
+    labels : sequence of str, optional
+        Point names (default "#i").
+    """
+    items = []
+    for i in index[:limit]:
+        name = labels[i] if labels is not None else f"#{int(i)}"
+        items.append(f"{name} {dist_m[i] * 1e3:.1f} mm")
+    more = f" and {len(index) - limit} more" if len(index) > limit else ""
+    return ", ".join(items) + more

@@ -102,11 +102,12 @@ def test_grid_refuses_open_mesh_and_empty_result():
 
 
 def test_grid_works_with_the_meg_forward():
-    from rtsource.forward.meg_sphere import make_meg_leadfield
+    from rtsource.forward.head_model import SphereHead
+    from rtsource.forward.leadfield import make_leadfield
     from rtsource.sensors.meg import generic_meg_array
 
     space = volume_source_space(spacing_m=0.02)
-    lf = make_meg_leadfield(generic_meg_array().pick(["MEG010M", "MEG050G1"]), space)
+    lf = make_leadfield(space, generic_meg_array().pick(["MEG010M", "MEG050G1"]), SphereHead(), use_cache=False).leadfield
     assert lf.gain.shape == (2, 3 * space.n_sources) and np.all(np.isfinite(lf.gain))
 
 

@@ -1,4 +1,4 @@
-"""Tests of the boundary-element forward model (rtsource.forward.bem and its kernels).
+"""Tests of the boundary-element forward model (the rtsource.forward.bem package and its kernels).
 
 Every numba kernel is checked against a plain-NumPy twin written here and against brute
 force quadrature; the solutions against the analytic concentric-sphere series
@@ -24,10 +24,10 @@ from rtsource.forward.bem import (
     bem_model_from_surfaces,
     concentric_sphere_model,
     eeg_bem_leadfield,
-    make_bem_leadfield,
     meg_bem_field,
     solve_bem,
 )
+from rtsource.forward.bem import integrals, solve
 from rtsource.forward.sphere import eeg_sphere_leadfield, make_sphere_model
 from rtsource.geometry import Frame, Mesh, Points
 from rtsource.geometry.icosphere import icosphere
@@ -203,16 +203,16 @@ def test_potential_kernel_matches_twin_and_quadrature():
     pts = np.concatenate([rng.normal(scale=0.05, size=(20, 3)), mesh.vertices_m[:5]])
     skip = np.r_[np.full(20, -1), np.arange(5)].astype(np.int64)
     out = np.zeros((len(pts), len(v)))
-    bem._potential_block(pts, skip, bem._triangle_tables(mesh), out)
+    integrals.potential_block(pts, skip, integrals.triangle_tables(mesh), out)
     np.testing.assert_allclose(out, potential_twin(pts, mesh.vertices_m, t, skip), rtol=1e-9, atol=1e-12)
 
     tri = one_triangle_mesh()
-    tab = bem._triangle_tables(tri)
+    tab = integrals.triangle_tables(tri)
     n = tri.triangle_normals()[0]
     for x in ([0.003, 0.004, 0.005], [-0.01, 0.02, -0.03], [0.004, 0.003, -0.0005], [0.3, 0.1, 0.2]):
         x = np.asarray(x)
         got = np.zeros((1, 3))
-        bem._potential_block(x[None], np.array([-1]), tab, got)
+        integrals.potential_block(x[None], np.array([-1]), tab, got)
 
         def f(y, bc, x=x):
             d = y - x
@@ -240,7 +240,7 @@ def test_series_paths_match_libm():
     tri = one_triangle_mesh()
     far = unit_vectors(rng, 200) * rng.uniform(0.02, 0.3, size=(200, 1))
     got = np.zeros((200, 3))
-    bem._potential_block(far, np.full(200, -1, np.int64), bem._triangle_tables(tri), got)
+    integrals.potential_block(far, np.full(200, -1, np.int64), integrals.triangle_tables(tri), got)
     np.testing.assert_allclose(got, potential_twin(far, tri.vertices_m, tri.triangles, np.full(200, -1)), rtol=1e-9, atol=1e-20)
 
 
@@ -248,16 +248,16 @@ def test_solid_angles_of_closed_surfaces():
     """Rows sum to 4 pi inside a closed surface, 0 outside, and 2 pi on it after the auto terms."""
     v, t = icosphere(2)
     mesh = Mesh(v * 0.08, t, "head")
-    tab = bem._triangle_tables(mesh)
+    tab = integrals.triangle_tables(mesh)
     inside = v[:10] * 0.05
     outside = v[:10] * 0.12
     both = np.zeros((20, len(v)))
-    bem._potential_block(np.r_[inside, outside], np.full(20, -1, np.int64), tab, both)
+    integrals.potential_block(np.r_[inside, outside], np.full(20, -1, np.int64), tab, both)
     np.testing.assert_allclose(both[:10].sum(axis=1), 4 * np.pi, rtol=1e-12)
     np.testing.assert_allclose(both[10:].sum(axis=1), 0, atol=1e-12)
     own = np.zeros((len(v), len(v)))
-    bem._potential_block(mesh.vertices_m, np.arange(len(v), dtype=np.int64), tab, own)
-    miss = bem._auto_solid_angles(own, mesh)
+    integrals.potential_block(mesh.vertices_m, np.arange(len(v), dtype=np.int64), tab, own)
+    miss = integrals.auto_solid_angles(own, mesh)
     np.testing.assert_allclose(own.sum(axis=1), 2 * np.pi, rtol=1e-12)
     assert np.all(miss > 0)  # convex: every vertex is a convex corner, the rest subtends < 2 pi
 
@@ -268,13 +268,13 @@ def test_magnetic_kernel_matches_twin_and_quadrature():
     mesh = Mesh(v * 0.08, t, "head")
     pts = unit_vectors(rng, 15) * 0.11
     nrm = unit_vectors(rng, 15)
-    tab = bem._triangle_tables(mesh)
+    tab = integrals.triangle_tables(mesh)
     out = np.zeros((15, len(v)))
     kernels.magnetic_coefficients(pts, nrm, tab.pts, tab.idx, tab.normal, tab.edge_dir, tab.edge_len, tab.edge_normal, tab.grad, 2.5, out)
     np.testing.assert_allclose(out, magnetic_twin(pts, nrm, mesh.vertices_m, t, 2.5), rtol=1e-9, atol=1e-9 * np.abs(out).max())
 
     tri = one_triangle_mesh()
-    tab = bem._triangle_tables(tri)
+    tab = integrals.triangle_tables(tri)
     n = tri.triangle_normals()[0]
     for x in ([0.003, 0.004, 0.005], [0.02, -0.01, 0.003], [0.004, 0.003, -0.0005]):
         x = np.asarray(x)
@@ -313,7 +313,7 @@ def test_source_kernels_match_twins():
 def test_butterfly_interpolates_and_keeps_the_surface_closed():
     v, t = icosphere(2)
     mesh = Mesh(v * 0.08, t, "head", name="ball")
-    fine, interp = bem._butterfly(mesh)
+    fine, interp = integrals.butterfly(mesh)
     n = len(v)
     assert len(fine.vertices) == n + len(t) * 3 // 2 and len(fine.triangles) == 4 * len(t)
     np.testing.assert_array_equal(fine.vertices_m[:n], mesh.vertices_m)  # interpolating
@@ -405,12 +405,12 @@ def test_block_elimination_matches_dense_inverse():
     """The (outer, inner) block of A^-1 times P from the block elimination equals the dense one."""
     model = concentric_sphere_model(RADII, SIGMA, order=1)
     order = [1, 0, 2]
-    c = bem._assemble_coefficients(model, order)
+    c = integrals.assemble_coefficients(model, order)
     n = model.n_vertices[0]
     p_inv = np.eye(n) + 1.0 / n - c[-n:, -n:] / (2 * np.pi)
-    a = bem._system_matrix(model, c, order)
+    a = solve._system_matrix(model, c, order)
     dense = np.linalg.inv(a)[n : 2 * n, 2 * n :] @ np.linalg.inv(p_inv)
-    got = bem._outer_inner_block_times_p(a.copy(), n, n, p_inv.copy())
+    got = solve._outer_inner_block_times_p(a.copy(), n, n, p_inv.copy())
     np.testing.assert_allclose(got, dense, rtol=1e-9, atol=1e-12 * np.abs(dense).max())
 
 
@@ -599,7 +599,7 @@ def test_solution_is_cached_and_damage_is_recomputed(tmp_path, monkeypatch, capl
     assert other.key != first.key
 
     files[0].write_bytes(b"not an npz file")
-    with caplog.at_level(logging.WARNING, logger="rtsource.forward.bem"):
+    with caplog.at_level(logging.WARNING, logger="rtsource.forward.bem.solve"):
         fixed = solve_bem(model)
     assert fixed.info["cached"] is False and "damaged BEM cache" in caplog.text
     np.testing.assert_allclose(fixed.matrix, first.matrix)
@@ -618,24 +618,6 @@ def test_solve_bem_refuses_bad_arguments(model642):
 
 
 # ------------------------------------------------------------------ template, end to end
-
-
-def test_template_bem_leadfield_end_to_end():
-    from rtsource.anatomy.template import load_template, template_source_space
-    from rtsource.sensors.montage import CAP_64, standard_montage
-
-    template = load_template(3)
-    montage = standard_montage("standard_1005").pick(CAP_64)
-    sources = template_source_space("ico4", "white")
-    lf = make_bem_leadfield(montage, sources, template.surfaces)
-    assert lf.gain.shape == (64, 3 * sources.n_sources) and np.all(np.isfinite(lf.gain))
-    assert lf.model["kind"] == "eeg_bem" and lf.model["conductivities_s_per_m"] == list(bem.DEFAULT_CONDUCTIVITIES)
-    assert lf.model["max_electrode_projection_mm"] < 10 and lf.model["min_source_depth_mm"] > 0
-    # plausible: a few microvolts at the scalp for 10 nAm
-    normal = lf.normal_gain() * 10e-9
-    assert 0.1e-6 < np.median(np.abs(normal - normal.mean(axis=0)).max(axis=0)) < 50e-6
-    with pytest.raises(ForwardError, match="method"):
-        make_bem_leadfield(montage, sources, template.surfaces, method="fem")
 
 
 def test_warm_up_and_one_layer_model_from_surfaces():

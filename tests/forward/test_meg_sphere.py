@@ -14,18 +14,13 @@ import numpy as np
 import pytest
 
 from rtsource.anatomy.source_space import SourceSpace
-from rtsource.anatomy.template import load_template, template_source_space
-from rtsource.errors import ForwardError, FrameError
+from rtsource.anatomy.template import template_source_space
+from rtsource.errors import ForwardError
 from rtsource.forward import _meg_kernels as kernels
-from rtsource.forward.leadfield import LeadField
-from rtsource.forward.meg_sphere import (
-    concatenate_leadfields,
-    make_meg_leadfield,
-    meg_sphere_field,
-    meg_sphere_leadfield,
-    meg_sphere_origin,
-)
-from rtsource.geometry import Frame, Transform
+from rtsource.forward.head_model import BemHead, SphereHead
+from rtsource.forward.leadfield import make_leadfield
+from rtsource.forward.meg_sphere import meg_sphere_field, meg_sphere_leadfield
+from rtsource.geometry import Frame
 from rtsource.sensors.meg import PLANAR_BASELINE_M, generic_meg_array, make_meg_array
 
 MU0_4PI = 1e-7
@@ -182,59 +177,6 @@ def test_accuracy_levels_converge(generic_head):
     assert err(normal) < 0.01 and err(normal) < err(point)
 
 
-# ---------------------------------------------------------------- pipeline entry point
-
-
-def test_make_meg_leadfield_on_the_template(generic_head):
-    sources = template_source_space("ico4").subset(np.arange(0, 5124, 40))
-    array = generic_meg_array()  # DEVICE frame: moved by its carried transform
-    lf = make_meg_leadfield(array, sources)
-    assert isinstance(lf, LeadField) and lf.gain.shape == (306, 3 * sources.n_sources)
-    origin, _ = meg_sphere_origin(load_template().surfaces.inner_skull)
-    assert np.allclose(lf.model["origin_m"], origin)
-    assert lf.model["kind"] == "meg_sphere_sarvas" and lf.model["ch_units"][:3] == ["T/m", "T/m", "T"]
-    assert lf.model["whitening_groups"][:3] == ["grad", "grad", "mag"]
-    assert np.array_equal(lf.gain, meg_sphere_leadfield(generic_head, sources.positions_m, origin))
-    assert np.allclose(lf.channel_positions_m, generic_head.positions_m)
-    # magnitudes of a 10 nAm cortical dipole: tens to hundreds of fT, a few pT/m
-    g = np.abs(lf.normal_gain()) * 10e-9
-    mags = np.array([t == "mag" for t in array.ch_types])
-    assert 2e-14 < g[mags].max() < 2e-12 and 1e-13 < g[~mags].max() < 1e-10
-
-
-def test_make_meg_leadfield_refuses_bad_geometry():
-    sources = template_source_space("ico4").subset(np.arange(0, 5124, 200))
-    array = generic_meg_array()
-    with pytest.raises(FrameError, match="'device'.*'template' is needed"):
-        make_meg_leadfield(array.with_dev_head_t(None), sources)
-    # a wrong device->head transform (helmet 8 cm too low) puts sensors inside the skull
-    wrong = generic_meg_array().with_dev_head_t(
-        Transform.from_rotation_translation("device", "template", np.eye(3), [0.0, -0.02, -0.08])
-    )
-    with pytest.raises(ForwardError, match="inside 'inner_skull'.*device->head transform"):
-        make_meg_leadfield(wrong, sources)
-    outside = SourceSpace(
-        np.vstack([sources.positions_m, [[0.0, 0.0, 0.12]]]),
-        np.vstack([sources.normals, [[0, 0, 1.0]]]),
-        np.zeros(sources.n_sources + 1),
-        np.full(sources.n_sources + 1, -1),
-        Frame.TEMPLATE,
-    )
-    with pytest.raises(ForwardError, match=rf"outside 'inner_skull'; the worst is source {sources.n_sources} at \(0, 0, 120\) mm"):
-        make_meg_leadfield(array, outside)
-    origin, _ = meg_sphere_origin(load_template().surfaces.inner_skull)
-    at_origin = SourceSpace(origin[None], [[0, 0, 1.0]], [0.0], [-1], Frame.TEMPLATE)
-    with pytest.raises(ForwardError, match="within 0.1 mm of the MEG sphere origin"):
-        make_meg_leadfield(array, at_origin)
-    to_head = Transform.identity("template", "head")
-    in_head = array.to_head().transformed(to_head), sources.transformed(to_head)
-    with pytest.raises(ForwardError, match="check_inside=True needs the inner skull"):
-        make_meg_leadfield(*in_head)
-    with pytest.raises(ForwardError, match="no sphere origin for sources in the 'head' frame"):
-        make_meg_leadfield(*in_head, check_inside=False)
-    assert make_meg_leadfield(*in_head, check_inside=False, origin_m=origin).gain.shape[0] == 306
-
-
 def test_field_input_errors():
     points, normals, dipoles = random_setup(np.random.default_rng(7))
     with pytest.raises(ForwardError, match=r"normals\[2\].*length 2"):
@@ -251,23 +193,6 @@ def test_field_input_errors():
     with pytest.raises(ForwardError, match="EEG channels \\(Cz\\)"):
         meg_sphere_leadfield(eeg, dipoles, ORIGIN)
     assert meg_sphere_field(points, normals, np.zeros((0, 3)), ORIGIN).shape == (40, 0)
-
-
-def test_concatenate_eeg_and_meg():
-    from rtsource.forward.leadfield import make_eeg_leadfield, sphere_model_for_template
-    from rtsource.sensors.montage import standard_montage
-
-    sources = template_source_space("ico4").subset(np.arange(0, 5124, 300))
-    template = load_template()
-    montage = standard_montage("standard_1020")
-    eeg = make_eeg_leadfield(montage, sources, sphere_model_for_template(template, (0.9, 0.92, 0.97, 1.0), (0.33, 1.0, 0.004, 0.33)))
-    meg = make_meg_leadfield(generic_meg_array().pick(["MEG001G1", "MEG001M"]), sources)
-    both, types = concatenate_leadfields([eeg, meg], [["eeg"] * len(eeg.ch_names), ["grad", "mag"]])
-    assert both.gain.shape == (len(eeg.ch_names) + 2, 3 * sources.n_sources)
-    assert types[-2:] == ("grad", "mag") and types[0] == "eeg"
-    assert np.array_equal(both.gain[-2:], meg.gain)
-    with pytest.raises(ForwardError, match="other sources"):
-        concatenate_leadfields([eeg, make_meg_leadfield(generic_meg_array().pick(["MEG001M"]), sources.subset([0, 1]))], [["eeg"] * 21, ["mag"]])
 
 
 # ---------------------------------------------------------------- peer: MNE-Python
@@ -329,8 +254,8 @@ def test_sarvas_matches_single_layer_bem_on_a_sphere():
     tang = np.cross(u, rng.normal(size=u.shape))
     tang /= np.linalg.norm(tang, axis=1, keepdims=True)
     sources = SourceSpace(pos, tang, np.zeros(len(pos)), np.full(len(pos), -1), Frame.TEMPLATE)
-    lf_bem = make_meg_leadfield(array, sources, bem=model)
-    lf_sph = make_meg_leadfield(array, sources, origin_m=center, inner_skull=model.surfaces[-1])
+    lf_bem = make_leadfield(sources, array, BemHead.from_model(model), use_cache=False).leadfield
+    lf_sph = make_leadfield(sources, array, SphereHead(meg_origin_m=center, inner_skull=model.surfaces[-1]), use_cache=False).leadfield
     assert lf_bem.model["kind"] == "meg_bem_single_layer" and lf_bem.gain.shape == lf_sph.gain.shape
     a, b = lf_bem.normal_gain(), lf_sph.normal_gain()
     for e in np.unique(ecc):

@@ -36,7 +36,8 @@ def unit_vectors(rng, n):
 def test_missing_openmeeg_says_how_to_install(monkeypatch):
     from rtsource.anatomy.template import load_template, template_source_space
     from rtsource.forward import openmeeg_backend
-    from rtsource.forward.bem import make_bem_leadfield
+    from rtsource.forward.head_model import BemHead
+    from rtsource.forward.leadfield import make_leadfield
     from rtsource.sensors.montage import standard_montage
 
     monkeypatch.setitem(sys.modules, "openmeeg", None)  # makes "import openmeeg" fail
@@ -49,7 +50,7 @@ def test_missing_openmeeg_says_how_to_install(monkeypatch):
     montage = standard_montage("standard_1020").pick(["Fz", "Cz", "Pz", "O1"])
     sources = template_source_space("ico4", "white").subset(np.arange(5))
     with pytest.raises(ForwardError, match=r'pip install "rtsource\[openmeeg\]"'):
-        make_bem_leadfield(montage, sources, load_template(3).surfaces, method="openmeeg")
+        make_leadfield(sources, montage, BemHead(load_template(3).surfaces, method="openmeeg"))
 
 
 @pytest.mark.peers
@@ -84,15 +85,16 @@ def test_openmeeg_and_our_bem_agree_on_the_template():
     Measured here: median RDM 0.015, median MAG 0.97 (range 0.90-1.03) with refinement."""
     pytest.importorskip("openmeeg")
     from rtsource.anatomy.template import load_template, template_source_space
-    from rtsource.forward.bem import make_bem_leadfield
+    from rtsource.forward.head_model import BemHead
+    from rtsource.forward.leadfield import make_leadfield
     from rtsource.sensors.montage import CAP_64, standard_montage
 
     template = load_template(3)
     montage = standard_montage("standard_1005").pick(CAP_64)
     sources = template_source_space("ico4", "white")
     sources = sources.subset(np.random.default_rng(1).choice(sources.n_sources, 30, replace=False))
-    ours = make_bem_leadfield(montage, sources, template.surfaces)
-    theirs = make_bem_leadfield(montage, sources, template.surfaces, method="openmeeg")
+    ours = make_leadfield(sources, montage, BemHead(template.surfaces)).leadfield
+    theirs = make_leadfield(sources, montage, BemHead(template.surfaces, method="openmeeg")).leadfield
     assert theirs.model["kind"] == "eeg_bem_openmeeg"
     rdm, mag = rdm_mag(ours.gain, theirs.gain)
     logging.getLogger(__name__).info("template ours vs OpenMEEG: median RDM %.4f, MAG %.3f", np.median(rdm), np.median(mag))

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from rtsource.anatomy.template import load_template, template_source_space
-from rtsource.build import SensorLeadField, build_bundle
+from rtsource.build import build_bundle
 from rtsource.config import NoiseCovSettings, Settings, settings_from_dict
-from rtsource.forward.leadfield import make_eeg_leadfield, sphere_model_for_template
+from rtsource.forward.head_model import SphereHead, sphere_model_for_template
+from rtsource.forward.leadfield import make_leadfield
 from rtsource.sensors.montage import CAP_64, standard_montage
 from rtsource.session import feature_options
 from rtsource.stream.inlet import StreamSelector
@@ -33,8 +34,9 @@ def bundle_8k():
     dense = template_source_space("ico5")
     sources = dense.subset(np.arange(0, dense.n_sources, 5)[: 4096].tolist() + np.arange(2, dense.n_sources, 5)[: 4096].tolist(), name="fsaverage-ico5-8k")
     t = load_template()
-    lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(t, s.forward.relative_radii, s.forward.conductivities))
-    return build_bundle(s, sfreq=SFREQ, leadfield=SensorLeadField(lf, ("eeg",) * 64, ("V",) * 64))
+    head = SphereHead(sphere_model_for_template(t, s.forward.relative_radii, s.forward.conductivities))
+    slf = make_leadfield(sources, standard_montage("standard_1005").pick(CAP_64), head, use_cache=False)
+    return build_bundle(s, sfreq=SFREQ, leadfield=slf)
 
 
 def offline(bundle, x_v):
