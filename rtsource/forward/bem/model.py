@@ -228,8 +228,24 @@ def concentric_sphere_model(
 def check_sources_inside(dipoles: np.ndarray, model: BemModel, memo: dict | None = None) -> np.ndarray:
     """Depth (m, positive inside) of each dipole in the innermost surface; refuses others.
 
-    ``memo`` (a solution's private dict) remembers the last source set checked, so callers
-    that evaluate one source space in several sensor groups pay for the check once.
+    Parameters
+    ----------
+    dipoles : ndarray, shape (n_dipoles, 3)
+        Dipole positions in metres, in the model's frame.
+    model : BemModel
+    memo : dict, optional
+        A solution's private dict that remembers the last source set checked, so callers
+        that evaluate one source space in several sensor groups pay for the check once.
+
+    Returns
+    -------
+    ndarray, shape (n_dipoles,)
+        Distance of each dipole inside the innermost surface, metres (> 0).
+
+    Raises
+    ------
+    ForwardError
+        Dipoles on or outside the innermost surface, listing which and how far.
     """
     if len(dipoles) == 0:
         return np.zeros(0)
