@@ -282,7 +282,6 @@ def _eeg_part(montage: Montage, sources: SourceSpace, head: HeadModel, provenanc
         from .bem.solve import FORMAT_VERSION
 
         check_same_frame(montage.frame, head.frame, "the electrodes", "the BEM model")
-
         key = leadfield_key(
             f"eeg-{head.method}", *common, FORMAT_VERSION, *_surfaces_key(head.surfaces), list(head.conductivities), head.max_electrode_distance_m
         )
