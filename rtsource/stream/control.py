@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import RtsourceError
-from .control_auth import Command, CommandVerifier, Refusal, TokenBucket, clip, sign_command
+from .control_auth import MAX_COMMAND_BYTES, Command, CommandVerifier, Refusal, TokenBucket, clip, sign_command
 from .outputs import CONTROL_SUFFIX, CONTROL_TYPE, EVENTS_SUFFIX, EVENTS_TYPE
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,27 @@ RATE_PER_S, BURST = 5.0, 20
 MAX_SENDERS = 16
 #: Samples read from one sender before the others get their turn.
 _PULL_PER_ROUND = 64
+
+
+def _find_glibc_malloc():
+    """glibc's ``malloc_trim`` and ``mallopt`` (None elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim, opt = libc.malloc_trim, libc.mallopt
+    except (OSError, AttributeError):
+        return None, None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    opt.argtypes, opt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return trim, opt
+
+
+_malloc_trim, _mallopt = _find_glibc_malloc()
+_M_MMAP_THRESHOLD = -3  # <malloc.h>
+#: Once oversized samples arrive, allocations from this size on get their own mappings.
+_MMAP_THRESHOLD_UNDER_ATTACK = 4 << 20
 
 
 @dataclass
@@ -69,6 +90,7 @@ class ControlListener:
         self.rate_limited = 0
         self.overflow = 0  # results dropped because the loop did not take them (queue full)
         self._crowded = False
+        self._trim_due, self._next_trim, self._threshold_fixed = False, 0.0, False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="rtsource-control")
         self._thread.start()
@@ -96,7 +118,9 @@ class ControlListener:
                 if time.monotonic() >= next_resolve:
                     self._connect(resolver, senders)
                     next_resolve = time.monotonic() + 0.5
-                if not any([self._drain(uid, s, senders) for uid, s in list(senders.items())]):
+                busy = any([self._drain(uid, s, senders) for uid, s in list(senders.items())])
+                self._release_memory()
+                if not busy:
                     self._stop.wait(0.05)
             except Exception as exc:  # never die: report, breathe, keep listening
                 logger.warning("control listener: %s: %s (still listening)", type(exc).__name__, clip(str(exc), 200))
@@ -161,8 +185,35 @@ class ControlListener:
                     )
                 )
                 continue
+            if len(raw) > MAX_COMMAND_BYTES:
+                self._trim_due = True
+                if not self._threshold_fixed:
+                    self._next_trim = 0.0  # at once: the rest of the burst gets mappings
             self._put(self._verifier.check(bytes(raw) if not isinstance(raw, bytes) else raw))
         return got
+
+    def _release_memory(self) -> None:
+        """After oversized samples, give the memory they used back to the system (glibc).
+
+        liblsl receives each sample in its own threads. glibc serves a large string from
+        a fresh mapping at first, but then raises its mmap threshold to that size, so the
+        next ones come from the threads' malloc arenas, which keep the memory after it is
+        freed: every burst of 20 MB samples left tens of MB behind for good
+        (tests/stream/test_control.py measures it). So on the first oversized sample the
+        threshold is fixed at 4 MiB (large blocks are mapped and unmapped again, which
+        normal operation, having seen no attack, never pays for), and what the arenas
+        already hold is trimmed, at most once a second.
+        """
+        now = time.monotonic()
+        if not self._trim_due or now < self._next_trim:
+            return
+        self._trim_due = False
+        self._next_trim = now + 1.0
+        if _mallopt is not None and not self._threshold_fixed:
+            self._threshold_fixed = True
+            _mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_UNDER_ATTACK)
+        if _malloc_trim is not None:
+            _malloc_trim(0)
 
     def pending(self) -> list[Command | Refusal]:
         """Commands and refusals received since the last call (non-blocking)."""
