@@ -300,3 +300,12 @@ def test_floor_defaults_and_config_validation():
         settings_from_dict({"control": {"enabled": "no"}})
     with pytest.raises(ConfigError, match="unknown key"):
         settings_from_dict({"control": {"secret": "x"}})
+
+
+def test_mark_bad_without_a_loop_fails_with_a_message(tmp_path):
+    ensure_key(tmp_path / "k.key")
+    out = subprocess.run(
+        [sys.executable, "-m", "rtsource.cli", "mark-bad", "Cz", "--output", unique("nobody"), "--wait", "1", "--key-file", str(tmp_path / "k.key")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "no rtsource loop publishes" in out.stderr and "--output" in out.stderr
