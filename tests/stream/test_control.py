@@ -309,3 +309,33 @@ def test_mark_bad_without_a_loop_fails_with_a_message(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 2 and "no rtsource loop publishes" in out.stderr and "--output" in out.stderr
+
+
+def test_detector_cannot_swap_below_the_floor(bundle_1k):
+    """Independent white noise on every channel looks 'uncorrelated' to the detector, which
+    flags all 64: with auto_swap the floor refuses the swap, once, and the operator stays."""
+    from rtsource.session import feature_options
+
+    settings = settings_from_dict({"badchannels": {"auto_swap": True}})
+    in_name, out_name = unique("fl-eeg"), unique("fl-src")
+    producer = Producer(in_name)
+    loop = StreamLoop(
+        bundle_1k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, control=False), features=feature_options(settings, bundle_1k)
+    )
+    loop.connect()
+    thread = loop.run_in_thread()
+    try:
+        assert wait_for(lambda: any(e["event"] == "swap_refused" for e in loop.events.recent), 60)
+        time.sleep(3.0)
+    finally:
+        loop.stop()
+        thread.join(10)
+        loop.close()
+        producer.stop()
+    refused = [e for e in loop.events.recent if e["event"] == "swap_refused"]
+    flagged = {e["channel"] for e in loop.events.recent if e["event"] == "bad_channel"}
+    assert len(flagged) > 32 and len(refused) <= len({frozenset(e["bad_channels"]) for e in refused})
+    assert "min_channels = 32" in refused[0]["error"]
+    # (if the detector flagged them in steps, the steps above the floor were swapped)
+    assert loop.operator.bundle.n_channels >= 32
+    assert loop.stats.bad_channels == 64 - loop.operator.bundle.n_channels
