@@ -320,7 +320,9 @@ def send_commands(
     from .control_auth import new_command_id
 
     sent = []
-    for command, channel in commands:
+    for i, (command, channel) in enumerate(commands):
+        if i >= BURST - 1:  # stay under the loop's rate limit (many channels at once)
+            time.sleep(1.5 / RATE_PER_S)
         cid = new_command_id()
         outlet.push_sample([sign_command(key, output_name, command, channel, command_id=cid)])
         sent.append((cid, command, channel))
