@@ -455,6 +455,9 @@ def bench_hotswap(n_swaps: int = 10, n_sources: int = 8192, sfreq: float = 500.0
         control = pylsl.StreamOutlet(info)
         if not control.wait_for_consumers(60):
             raise RuntimeError("the loop never listened on its control stream")
+        from .stream.control_auth import default_key_path, read_key, sign_command
+
+        key = read_key(default_key_path(out_name))  # created by the loop, as for `rtsource mark-bad`
 
         def wait_event(kind: str, what: str) -> dict:
             deadline = time.monotonic() + 30
@@ -483,7 +486,7 @@ def bench_hotswap(n_swaps: int = 10, n_sources: int = 8192, sfreq: float = 500.0
         time.sleep(1.0)
 
         def command(cmd: str, ch: str) -> dict:
-            control.push_sample([json.dumps({"command": cmd, "channel": ch})])
+            control.push_sample([sign_command(key, out_name, cmd, ch)])
             return wait_event("operator_swap", f"{cmd} {ch}")
 
         for ch in victims:

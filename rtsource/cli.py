@@ -8,7 +8,8 @@
     rtsource coreg FILE                   align electrode positions to the template, QC picture
     rtsource replay FILE                  play a recording (XDF, EDF, BrainVision, FIF) on LSL
     rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
-    rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels
+    rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels;
+                                          exit 1 if the loop refuses (see its answer), 2 if none answers
 
 Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
 anything else is a bug and shows its traceback.
@@ -292,16 +293,17 @@ def cmd_replay(args) -> int:
 
 def cmd_mark(args) -> int:
     from .stream.control import send_commands
+    from .stream.control_auth import default_key_path, read_key
 
     command = "mark_good" if args.good else "mark_bad"
-    ok = send_commands(args.output, [{"command": command, "channel": ch} for ch in args.channels], wait_s=args.wait)
-    if not ok:
-        raise RtsourceError(
-            f"no rtsource loop listened on {args.output + '-control'!r} within {args.wait:g} s; is `rtsource run` running "
-            f"with [output] name = {args.output!r}? (pass --output NAME)"
-        )
-    print(f"sent {command} {' '.join(args.channels)} to {args.output!r}; the loop answers on {args.output + '-events'!r}")
-    return 0
+    key = read_key(args.key_file or default_key_path(args.output))
+    answers = send_commands(args.output, [(command, ch) for ch in args.channels], key=key, wait_s=args.wait, answer_timeout_s=args.timeout)
+    for a in answers:
+        if a.ok:
+            print(f"{a.channel}: {'marked good' if args.good else 'marked bad'}; the new operator was live {a.swap_ms:.0f} ms after the command")
+        else:
+            print(f"rtsource mark-bad: {a.channel}: {a.reason}: {a.message}", file=sys.stderr)
+    return 0 if all(a.ok for a in answers) else 1
 
 
 def cmd_view(args) -> int:
@@ -403,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--good", action="store_true", help="take the channels back instead")
     k.add_argument("--output", default="rtsource-sources", help="the loop's [output] name")
     k.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the loop to listen")
+    k.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answers and the operator swaps")
+    k.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")
     k.set_defaults(func=cmd_mark)
 
     from .display import add_view_arguments

@@ -263,6 +263,9 @@ class BadChannelSettings:
     auto_swap: bool = _opt(None, "rebuild the operator without detected bad channels (hot swap)", False)
     ignore: tuple[str, ...] = _opt(None, "channels never marked bad", factory=tuple)
     rules: dict = _opt(_check_rules, "thresholds overriding the defaults (see rtsource.stream.badchannels)", factory=dict)
+    min_channels: int = _opt(
+        _nonneg, "never drop channels below this many (refused with an event); 0: half the bundle's channels, at least 16", 0
+    )
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,19 @@ class OutputSettings:
     name: str = _opt(None, "outlet name", "rtsource-sources")
     type: str = _opt(None, "outlet type", "Sources")
     source_id: str = _opt(None, "outlet source_id (empty: derived from the bundle)", "")
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """[control]: commands to a running loop (``rtsource mark-bad``) on ``NAME-control``."""
+
+    enabled: bool = _opt(None, "listen for commands; false: the loop takes no commands from other processes", True)
+    key_file: str = _opt(
+        None,
+        "the shared secret commands are signed with (mode 0600, created by `rtsource run` if missing; relative to the config); "
+        "empty: one per output name in $XDG_RUNTIME_DIR/rtsource or ~/.config/rtsource/control",
+        "",
+    )
 
 
 @dataclass(frozen=True)
@@ -354,6 +370,7 @@ class Settings:
     badchannels: BadChannelSettings = field(default_factory=BadChannelSettings)
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
     bundle: BundleSettings = field(default_factory=BundleSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
     base_dir: str = "."  # directory relative paths are resolved against (the config's folder)

@@ -42,6 +42,8 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
         max_backlog=st.max_backlog,
         threads=perf.threads,
         low_rank=perf.low_rank,
+        control=settings.control.enabled,
+        control_key_file=str(settings.resolve_path(settings.control.key_file)) if settings.control.key_file else "",
     )
     return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -103,6 +105,7 @@ def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: 
         adaptive_half_life_s=settings.adaptive.half_life_s,
         adaptive_interval_s=settings.adaptive.interval_s,
         sources_output=settings.rois.sources_output,
+        min_channels=bc.min_channels,
     )
 
 

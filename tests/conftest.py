@@ -49,6 +49,19 @@ def _isolated_cache(tmp_path_factory):
         os.environ["RTSOURCE_CACHE"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_control_keys(tmp_path_factory):
+    """Loops started by the tests keep their control keys here, never in the user's folders."""
+    path = tmp_path_factory.mktemp("rtsource-control")
+    old = os.environ.get("RTSOURCE_CONTROL_DIR")
+    os.environ["RTSOURCE_CONTROL_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("RTSOURCE_CONTROL_DIR", None)
+    else:
+        os.environ["RTSOURCE_CONTROL_DIR"] = old
+
+
 def make_bundle(n_chan=8, n_src=20, n_orient=3, seed=0, sfreq=500.0, ch_names=None, **overrides):
     """A small, internally consistent bundle with random numbers (for file and stream tests)."""
     from rtsource.anatomy.source_space import SourceSpace

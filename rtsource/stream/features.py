@@ -17,6 +17,7 @@ fold change in the same gap between two chunks: no sample is lost or processed t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -57,6 +58,9 @@ class FeatureOptions:
         exponential forgetting factor and the weights rebuilt from it every
         ``adaptive_interval_s`` (without the current bad channels).
     adaptive_half_life_s, adaptive_interval_s : float
+    min_channels : int
+        The operator keeps at least this many channels: marking more bad (by hand or by
+        the detector) is refused with an event. 0: :func:`channel_floor`'s default.
     """
 
     rois: Sequence = ()
@@ -73,6 +77,7 @@ class FeatureOptions:
     adaptive_half_life_s: float = 30.0
     adaptive_interval_s: float = 10.0
     sources_output: bool = True
+    min_channels: int = 0
 
     @property
     def any(self) -> bool:
@@ -81,6 +86,18 @@ class FeatureOptions:
 
 #: Trial rebuilds when the loop starts (the third in a process is as fast as any later one).
 _WARM_UP_REBUILDS = 3
+
+
+def channel_floor(n_channels: int, min_channels: int = 0) -> int:
+    """Fewest channels an operator may be left with after bad channels are dropped.
+
+    ``min_channels`` if given (> 0), else half the bundle's channels and at least 16;
+    never more than the bundle has. Below this a source estimate from what remains is
+    not worth swapping to (and a detector that flags most channels is more likely wrong
+    than the cap).
+    """
+    floor = min_channels if min_channels > 0 else max(16, -(-n_channels // 2))
+    return min(floor, n_channels)
 
 
 def _can_rebuild(bundle: OperatorBundle) -> bool:
@@ -169,7 +186,10 @@ class Features:
 
             cov = ExpWeightedCovariance(bundle.n_channels, sfreq, options.adaptive_half_life_s, scale=operator.channel_map.scale, ch_names=bundle.ch_names)
             self.adaptive = AdaptiveOperator(cov, self._build_adaptive, interval_s=options.adaptive_interval_s, on_built=self._hand_over)
-        self.bad_channels: tuple[str, ...] = ()
+        self.bad_channels: tuple[str, ...] = ()  # requested (the operator in use may lag)
+        self.min_channels = channel_floor(bundle.n_channels, options.min_channels)
+        self._refused: frozenset = frozenset()  # the detector's last set refused by the floor
+        self._bad_lock = threading.Lock()  # bad_channels: loop thread and failed rebuilds
 
     # ---- per chunk --------------------------------------------------------------------
     def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None) -> None:
@@ -195,10 +215,28 @@ class Features:
                 fields = ev.as_event()
                 self.loop.events.publish("bad_channel", pylsl.local_clock(), **{k: v for k, v in fields.items() if k != "time"})
             bad = tuple(self.detector.bad_channels)
-            self.loop.stats.bad_channels = len(bad)
             if self.options.auto_swap and bad != self.bad_channels and self.hot_swap is not None:
-                self.hot_swap.request(frozenset(bad), "bad_channel")
-            self.bad_channels = bad
+                problem = self._below_floor(bad)
+                if problem is None:
+                    self.hot_swap.request(frozenset(bad), "bad_channel")
+                elif frozenset(bad) != self._refused:  # one event per set, not per chunk
+                    self._refused = frozenset(bad)
+                    self.loop.events.publish("swap_refused", pylsl.local_clock(), bad_channels=sorted(bad), error=problem)
+                    logger.warning("not swapping: %s", problem)
+                    return
+            with self._bad_lock:
+                self.bad_channels = bad
+
+    def _below_floor(self, bad) -> str | None:
+        """Why dropping ``bad`` would leave too few channels, or None if it would not."""
+        n = self.loop.bundle.n_channels
+        left = n - len(set(bad))
+        if left >= self.min_channels:
+            return None
+        return (
+            f"{len(set(bad))} bad channels would leave {left} of {n}, below [badchannels] min_channels = {self.min_channels}; "
+            "mark channels good first, fix the electrodes, or lower min_channels"
+        )
 
     def mark_bad(self, channel: str) -> None:
         """Mark a channel bad by hand (API, CLI) and rebuild the operator without it."""
@@ -206,13 +244,19 @@ class Features:
             from ..errors import ChannelError
 
             raise ChannelError(f"channel {channel!r} is not one of the bundle's channels ({', '.join(self.loop.bundle.ch_names[:8])}, ...)")
+        with self._bad_lock:
+            bad = tuple(sorted(set(self.bad_channels) | {channel}))
+            problem = self._below_floor(bad)
+            if problem is not None:
+                from ..errors import ChannelError
+
+                raise ChannelError(f"not marking {channel!r} bad: {problem}")
+            self.bad_channels = bad
         if self.detector is not None:
             self.detector.mark_bad(channel)
-        self.bad_channels = tuple(sorted(set(self.bad_channels) | {channel}))
-        self.loop.stats.bad_channels = len(self.bad_channels)
         if self.hot_swap is None:
             self._start_hot_swap()
-        self.hot_swap.request(frozenset(self.bad_channels), "manual")
+        self.hot_swap.request(frozenset(bad), "manual")
 
     def mark_good(self, channel: str) -> None:
         """Take a channel back: rebuild the operator with it."""
@@ -222,9 +266,11 @@ class Features:
             raise ChannelError(f"channel {channel!r} is not marked bad (bad: {', '.join(self.bad_channels) or 'none'})")
         if self.detector is not None:
             self.detector.mark_good(channel)
-        self.bad_channels = tuple(c for c in self.bad_channels if c != channel)
-        self.loop.stats.bad_channels = len(self.bad_channels)
-        self.hot_swap.request(frozenset(self.bad_channels), "manual")
+        with self._bad_lock:
+            self.bad_channels = bad = tuple(c for c in self.bad_channels if c != channel)
+        if self.hot_swap is None:
+            self._start_hot_swap()
+        self.hot_swap.request(frozenset(bad), "manual")
 
     def on_gap(self) -> None:
         """After a gap the detector's windows and the band-power filters start over."""
@@ -247,7 +293,9 @@ class Features:
     def _start_hot_swap(self) -> None:
         from .swap import BackgroundRebuilder
 
-        self.hot_swap = BackgroundRebuilder(self._build_without, warm_up=self._warm_up_rebuilds, on_built=self._hand_over, name="rtsource-hot-swap")
+        self.hot_swap = BackgroundRebuilder(
+            self._build_without, warm_up=self._warm_up_rebuilds, on_built=self._hand_over, on_failed=self._rebuild_failed, name="rtsource-hot-swap"
+        )
 
     def _warm_up_rebuilds(self) -> None:
         """Prepare the lead field once for every rebuild, then run a few rebuilds that are
@@ -321,6 +369,24 @@ class Features:
 
     def _build_adaptive(self, snapshot):
         return self._with_roi_stage(self._rebuild(self.bad_channels, snapshot.data))
+
+    def _rebuild_failed(self, payload, reason: str, error: str) -> None:
+        """A background build failed (worker thread): say so on events and telemetry, and
+        forget the request, so the bad channels are again those of the operator in use."""
+        import pylsl
+
+        from .control_auth import clip
+
+        self.loop.stats.rebuild_failures += 1
+        fields = {"request": reason or "rebuild", "error": clip(error, 300)}
+        if isinstance(payload, frozenset):
+            fields["bad_channels"] = sorted(payload)
+            in_use = set(self.loop.operator.bundle.ch_names)
+            with self._bad_lock:
+                if self.bad_channels == tuple(sorted(payload)):  # no newer request since
+                    self.bad_channels = tuple(c for c in self.loop.bundle.ch_names if c not in in_use)
+        if self.loop.events is not None:
+            self.loop.events.publish("rebuild_failed", pylsl.local_clock(), **fields)
 
     def _hand_over(self, swap) -> None:
         op, stage = swap.value

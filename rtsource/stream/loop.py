@@ -74,6 +74,7 @@ class LoopOptions:
     clock_jump_s: float = 0.005  # change of the LSL clock offset reported as a jump
     telemetry: bool = True  # publish the telemetry and events streams
     control: bool = True  # accept commands (mark_bad, ...) on NAME-control
+    control_key_file: str = ""  # the commands' shared secret (empty: control_auth.default_key_path)
     threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
     # Before the first chunk, wait up to this long for a consumer of the first output (the
@@ -154,8 +155,10 @@ class StreamLoop:
             self.features = Features(self, self.feature_options, sid)
         if opts.control:
             from .control import ControlListener
+            from .control_auth import default_key_path, ensure_key
 
-            self.control = ControlListener(opts.output_name)
+            key = ensure_key(opts.control_key_file or default_key_path(opts.output_name))
+            self.control = ControlListener(opts.output_name, key)
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
         offset.join(6.0)
@@ -204,15 +207,21 @@ class StreamLoop:
         self.features.mark_good(channel)
 
     def _execute_commands(self, now_lsl: float) -> None:
-        for cmd in self.control.pending():
-            if "error" in cmd:
-                self.events.publish("command", now_lsl, command=cmd["command"], ok=False, error=cmd["error"])
+        """Run what the control listener checked; answer each item (by its id) on the events."""
+        from .control_auth import Refusal, clip
+
+        for item in self.control.pending():
+            if isinstance(item, Refusal):
+                self.stats.commands_refused += 1
+                self.events.publish("command", now_lsl, **item.as_event())
                 continue
+            answer = {"id": item.id, "command": item.command, "channel": item.channel}
             try:
-                (self.mark_bad if cmd["command"] == "mark_bad" else self.mark_good)(cmd["channel"])
-                self.events.publish("command", now_lsl, command=cmd["command"], channel=cmd["channel"], ok=True)
-            except Exception as exc:  # a wrong channel name must not stop the loop
-                self.events.publish("command", now_lsl, command=cmd["command"], channel=cmd["channel"], ok=False, error=str(exc))
+                (self.mark_bad if item.command == "mark_bad" else self.mark_good)(item.channel)
+                self.events.publish("command", now_lsl, **answer, ok=True)
+            except Exception as exc:  # a wrong channel name or the floor must not stop the loop
+                self.stats.commands_refused += 1
+                self.events.publish("command", now_lsl, **answer, ok=False, reason="refused", error=clip(str(exc), 300))
 
     def _install_pending(self, now_lsl: float) -> None:
         with self._swap_lock:
@@ -223,6 +232,8 @@ class StreamLoop:
         if self.features is not None:
             self.features.install(roi_stage)
         stats = self.stats
+        # bad channels as the operator in use sees them (not as requested)
+        stats.bad_channels = self.bundle.n_channels - operator.bundle.n_channels
         stats.operator_swaps += 1
         stats.last_swap_ms = (time.perf_counter() - requested_at) * 1e3
         self.events.publish("operator_swap", now_lsl, reason=reason, swap_ms=round(stats.last_swap_ms, 3), **details)

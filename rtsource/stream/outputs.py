@@ -15,9 +15,10 @@ stream name                   type                   content
 ============================  =====================  =========================================
 
 The loop also *reads* ``NAME-control`` (type ``rtsource.Control``) when some process
-publishes it (``rtsource mark-bad``): one JSON command per sample, ``{"command":
-"mark_bad" | "mark_good", "channel": "Cz"}``, executed between two chunks and answered on
-the events stream (event ``command``).
+publishes it (``rtsource mark-bad``): one signed command per sample, ``rtsource-control/1
+MAC {"id": ..., "command": "mark_bad" | "mark_good", "channel": "Cz", "time": unix_s}``
+(see :mod:`rtsource.stream.control_auth`), executed between two chunks and answered on
+the events stream (event ``command`` with the same ``id``).
 
 Every stream's ``desc/rtsource`` block carries ``output_name`` (``NAME``) and ``bundle``
 (the bundle path), so a consumer that found one stream can find the others and the bundle.
@@ -63,6 +64,8 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("waiting", "bool"),  # 1 while the input stream is gone
     ("clock_jumps", "count"),
     ("hot_swap_ready", "bool"),  # 1 once a bad channel can be swapped out at full speed (warm-up done)
+    ("rebuild_failures", "count"),  # background operator rebuilds that failed (events: rebuild_failed)
+    ("commands_refused", "count"),  # control commands refused (events: command with ok false)
 )
 
 #: Kinds of event on the events stream.
@@ -77,7 +80,9 @@ EVENT_KINDS = (
     "skipped",  # keys: start, n_samples (latest-only mode)
     "clock_jump",  # keys: jump_s, cause
     "unit_warning",
-    "command",  # keys: command, channel, ok, error (a control command was executed or refused)
+    "command",  # keys: id, command, channel, ok; when refused: reason, error (size, preview: clipped)
+    "rebuild_failed",  # keys: request, error, bad_channels (the operator in use stays)
+    "swap_refused",  # keys: bad_channels, error (the detector's set would go below min_channels)
     "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
     "stopped",
 )

@@ -2,7 +2,7 @@
 
     any thread ── request(payload) ─┐                  ┌─> ready (one slot, newest wins)
     periodic payload_fn() ──────────┴─> worker thread ─┤   build_fn(payload)
-                                                       └─> failures: counted, old operator kept
+                                                       └─> failures: counted, on_failed(), old operator kept
     loop thread, between chunks: swap = rebuilder.take() -> install swap.value (a reference)
 
 The loop never waits for a build: :meth:`BackgroundRebuilder.take` returns ``None`` at once
@@ -124,6 +124,11 @@ class BackgroundRebuilder(Generic[P, R]):
         (``swap.taken_at`` is NaN) *instead of* keeping it for :meth:`take`: for a loop
         with a push-style install slot (``StreamLoop.request_swap(operator, reason,
         swap.requested_at)``). An exception from it counts as a failed build.
+    on_failed : callable, optional
+        ``on_failed(payload, reason, error)``, called in the worker thread after a build
+        (or ``on_built``) raised: what it was built from, the request's reason, and the
+        error as ``"Type: message"`` (for the events and telemetry streams). An exception
+        from it is logged and otherwise ignored.
     start : bool
         Start the worker now (else call :meth:`start`).
 
@@ -145,6 +150,7 @@ class BackgroundRebuilder(Generic[P, R]):
         periodic_reason: str = "periodic",
         warm_up: Callable[[], None] | None = None,
         on_built: Callable[[Swap], None] | None = None,
+        on_failed: Callable[[Any, str, str], None] | None = None,
         start: bool = True,
     ):
         if interval_s is not None and (payload_fn is None or not interval_s > 0):
@@ -154,6 +160,7 @@ class BackgroundRebuilder(Generic[P, R]):
         self._payload_fn = payload_fn
         self._periodic_reason = periodic_reason
         self._on_built = on_built
+        self._on_failed = on_failed
         self._warm_up = warm_up
         self._cond = threading.Condition()
         self._pending: _Request | None = None
@@ -316,6 +323,11 @@ class BackgroundRebuilder(Generic[P, R]):
                 self.stats.failures += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
             logger.error("background rebuild %d (%s) failed; keeping the current operator: %s", req.request_id, req.reason or "request", exc, exc_info=True)
+            if self._on_failed is not None:
+                try:
+                    self._on_failed(req.payload, req.reason, self.stats.last_error)
+                except Exception as report_exc:  # reporting must not kill the worker
+                    logger.error("reporting the failed rebuild %d failed too: %s", req.request_id, report_exc)
             return
         built = time.perf_counter()
         with self._cond:

@@ -77,6 +77,8 @@ class LoopStats:
     last_swap_ms: float = 0.0
     covariance_age_s: float = 0.0
     hot_swap_ready: bool = False
+    rebuild_failures: int = 0
+    commands_refused: int = 0  # control commands refused (protocol, key, rate, floor, unknown channel)
     started_at: float = 0.0
     first_output_at: float = 0.0
     process_time: RecentValues = field(default_factory=RecentValues)
@@ -103,6 +105,7 @@ class LoopStats:
             "clock_jumps": self.clock_jumps,
             "max_backlog": self.max_backlog,
             "operator_swaps": self.operator_swaps,
+            "rebuild_failures": self.rebuild_failures,
             "chunk_process_ms_p50": round(p50 * 1e3, 4),
             "chunk_process_ms_p99": round(p99 * 1e3, 4),
             "latency_ms_p50": round(l50 * 1e3, 3),
@@ -172,6 +175,8 @@ class TelemetryPublisher:
             "waiting": float(stats.waiting),
             "clock_jumps": stats.clock_jumps,
             "hot_swap_ready": float(stats.hot_swap_ready),
+            "rebuild_failures": stats.rebuild_failures,
+            "commands_refused": stats.commands_refused,
         }
         for i, (label, _) in enumerate(TELEMETRY_CHANNELS):
             self._row[i] = values[label]

@@ -221,7 +221,11 @@ def test_mark_bad_from_another_process(bundle_8k, tmp_path):
         push(outlet, x[:500], stamps[:500], pace=0.02)
         mark = subprocess.Popen([sys.executable, "-m", "rtsource.cli", "mark-bad", "Cz", "XX9", "--output", out_name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         push(outlet, x[500:], stamps[500:], pace=0.02)
-        assert mark.wait(30) == 0, mark.stderr.read()
+        # XX9 is refused, so mark-bad says so and fails; Cz is done (issue 14: it used to exit 0)
+        assert mark.wait(60) == 1, mark.stderr.read()
+        mark_out, mark_err = mark.communicate()
+        assert "XX9: refused:" in mark_err and "not one of the bundle's channels" in mark_err
+        assert "Cz: marked bad" in mark_out
         assert wait_for(lambda: out.n_samples >= n, 60)
         stdout, stderr = run.communicate(timeout=60)
     finally:
