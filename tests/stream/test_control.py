@@ -17,10 +17,11 @@ import pylsl
 import pytest
 
 from rtsource.anatomy.template import load_template, template_source_space
-from rtsource.build import SensorLeadField, build_bundle
+from rtsource.build import build_bundle
 from rtsource.config import NoiseCovSettings, Settings, settings_from_dict
 from rtsource.errors import InverseError, RtsourceError
-from rtsource.forward.leadfield import make_eeg_leadfield, sphere_model_for_template
+from rtsource.forward.head_model import SphereHead, sphere_model_for_template
+from rtsource.forward.leadfield import make_leadfield
 from rtsource.sensors.montage import CAP_64, standard_montage
 from rtsource.session import loop_options
 from rtsource.stream.control import send_commands
@@ -43,8 +44,9 @@ def bundle_1k():
     s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
     sources = template_source_space("ico4")
     sources = sources.subset(np.arange(0, sources.n_sources, 5), name="fsaverage-ico4-1k")
-    lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
-    return build_bundle(s, sfreq=SFREQ, leadfield=SensorLeadField(lf, ("eeg",) * 64, ("V",) * 64))
+    head = SphereHead(sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
+    slf = make_leadfield(sources, standard_montage("standard_1005").pick(CAP_64), head, use_cache=False)
+    return build_bundle(s, sfreq=SFREQ, leadfield=slf)
 
 
 class Producer:
