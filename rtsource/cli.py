@@ -2,7 +2,7 @@
 
     rtsource setup CONFIG.toml            build the operator bundle the config describes
     rtsource run CONFIG.toml|BUNDLE.npz   stream: LSL in -> sources out, until stopped
-    rtsource simulate [--config C]        publish a simulated EEG stream on LSL
+    rtsource simulate [--config C]        publish a simulated EEG/MEG stream on LSL
     rtsource demo                         all of the above on the template head, with a summary
     rtsource bench [kernels|hotswap|...]  speed against baselines measured in the same run
     rtsource coreg FILE                   align electrode positions to the template, QC picture
@@ -11,8 +11,10 @@
     rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels;
                                           exit 1 if the loop refuses (see its answer), 2 if none answers
 
-Errors that rtsource raises for bad input are printed as one clear line (exit code 2);
-anything else is a bug and shows its traceback.
+Each command is a thin layer over the public API (``import rtsource``, docs/api.md):
+argparse lives only here, and the library takes plain typed parameters. Errors that
+rtsource raises for bad input are printed as one clear line (exit code 2); anything else is
+a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 from . import __version__
@@ -53,70 +54,22 @@ def _override_simulate(settings, args):
 # ---- setup ------------------------------------------------------------------------------
 
 def cmd_setup(args) -> int:
-    from .build import build_bundle, compute_leadfield
-    from .bundle import save_bundle
+    from .pipeline.setup import setup
 
     settings = _settings(args.config)
     out = Path(args.out) if args.out else settings.resolve_path(settings.bundle.path)
-    t0 = time.perf_counter()
-    slf = compute_leadfield(settings)
-    lf = slf.leadfield
-    print(f"lead field {lf.gain.shape[0]} x {lf.gain.shape[1]} ({lf.sources.name}, {settings.sensors.modality}) in {time.perf_counter() - t0:.1f} s")
-    sfreq = args.sfreq or settings.stream.sfreq
-    noise_cov = data_cov = None
-    needs_data_cov = settings.inverse.method == "LCMV" and settings.data_cov.source == "stream"
-    if settings.noise_cov.source == "stream" or needs_data_cov:
-        from .session import capture, estimate_covariance
+    stream = None
+    if args.stream_name or args.source_id:
         from .stream.inlet import StreamSelector
 
         st = settings.stream
-        sel = StreamSelector(args.stream_name or st.name, st.type, args.source_id or st.source_id)
-        if settings.noise_cov.source == "stream":
-            print(f"capturing {settings.noise_cov.seconds:g} s of noise calibration (rest, or an empty room for MEG) from {sel} ...", flush=True)
-            cal = capture(settings, sel, settings.noise_cov.seconds)
-            noise_cov = estimate_covariance(settings, cal, data=False)
-            sfreq = _check_sfreq(sfreq, cal)
-        if needs_data_cov:
-            print(f"capturing {settings.data_cov.seconds:g} s of data for the beamformer's covariance from {sel} ...", flush=True)
-            cal = capture(settings, sel, settings.data_cov.seconds)
-            data_cov = estimate_covariance(settings, cal, data=True)
-            sfreq = _check_sfreq(sfreq, cal)
-    if not sfreq:
-        raise RtsourceError(
-            "the sampling rate is unknown: set [stream] sfreq in the config or pass --sfreq "
-            "(or use [noise_cov] source = 'stream', which reads it from the stream)"
-        )
-    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf)
-    save_bundle(bundle, out)
+        stream = StreamSelector(args.stream_name or st.name, st.type, args.source_id or st.source_id)
+    bundle = setup(settings, out=out, sfreq=args.sfreq, calibration=args.calibration, stream=stream, progress=lambda m: print(m, flush=True))
     print(f"bundle: {bundle.describe()}")
-    print(f"written to {out}")
     return 0
 
 
-def _check_sfreq(sfreq, cal):
-    if sfreq and abs(sfreq - cal.stream.sfreq) > 1e-6 * sfreq:
-        raise RtsourceError(f"[stream] sfreq = {sfreq:g} Hz but stream {cal.stream.name!r} runs at {cal.stream.sfreq:g} Hz")
-    return cal.stream.sfreq
-
-
 # ---- run --------------------------------------------------------------------------------
-
-def _loop_options(settings, args, bundle_path: str):
-    from .session import loop_options
-
-    return loop_options(
-        settings,
-        bundle_path,
-        selector=_selector(settings, args),
-        resolve_timeout=args.resolve_timeout,
-        max_chunk=args.max_chunk,
-        assume_unit=args.assume_unit,
-        output_name=args.outlet_name,
-        idle_timeout=args.idle_timeout,
-        latest_only=True if args.latest_only else None,
-        threads=args.threads,
-    )
-
 
 def _selector(settings, args):
     from .stream.inlet import StreamSelector
@@ -130,29 +83,25 @@ def _selector(settings, args):
 
 
 def cmd_run(args) -> int:
-    from .bundle import load_bundle
-    from .config import Settings, load_config
-    from .stream.loop import StreamLoop
+    from .pipeline.run import open_loop
 
-    target = Path(args.target)
-    if target.suffix == ".toml":
-        settings = load_config(target)
-        bundle_path = Path(args.bundle) if args.bundle else settings.resolve_path(settings.bundle.path)
-    else:
-        settings = load_config(args.config) if args.config else Settings()
-        bundle_path = target
-    bundle = load_bundle(bundle_path)
-    options = _loop_options(settings, args, str(bundle_path))
-    source = None
-    if args.source:
-        from .stream.ftbuffer import open_ftbuffer, parse_source_url
-
-        kind = parse_source_url(args.source)[0]
-        if kind == "ftbuffer":
-            source = open_ftbuffer(args.source, options.max_chunk, open_timeout=options.resolve_timeout, assume_unit=options.assume_unit or None)
-    from .session import feature_options
-
-    loop = StreamLoop(bundle, options, source=source, features=feature_options(settings, bundle))
+    toml = Path(args.target).suffix == ".toml"
+    settings = _settings(args.target if toml else args.config)
+    loop = open_loop(
+        settings if toml else args.target,
+        config=settings,
+        bundle=args.bundle if toml else None,
+        source=args.source,
+        selector=_selector(settings, args),
+        resolve_timeout=args.resolve_timeout,
+        max_chunk=args.max_chunk,
+        assume_unit=args.assume_unit,
+        output_name=args.outlet_name,
+        idle_timeout=args.idle_timeout,
+        latest_only=True if args.latest_only else None,
+        threads=args.threads,
+    )
+    bundle = loop.bundle
     print(f"bundle: {bundle.describe()}")
     loop.connect()
     desc = loop.inlet.description
@@ -206,7 +155,7 @@ def cmd_simulate(args) -> int:
 
 def cmd_demo(args) -> int:
     from .cache import cache_dir
-    from .demo import run_demo
+    from .pipeline.demo import run_demo
 
     settings = _settings(args.config)
     if args.modality:
@@ -278,13 +227,27 @@ def cmd_coreg(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from .replay import replay_from_args
+    from .replay import run_replay
 
     import signal
 
+    def ready(player) -> None:
+        rec = player.recording
+        print(
+            f"replaying {rec.path} ({rec.format}): {rec.n_channels} channels at {rec.sfreq:g} Hz, {rec.duration:.1f} s"
+            f"{', looped' if player.loop else ''}{f', x{player.rate_scale:g}' if player.rate_scale != 1 else ''} "
+            f"as LSL stream {player.stats.stream_name!r} (source_id {player.stats.source_id!r}); Ctrl-C to stop",
+            flush=True,
+        )
+        if rec.dropped:
+            print(f"not replayed: {', '.join(rec.dropped)}", flush=True)
+
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the replay like Ctrl-C
     try:
-        stats = replay_from_args(args, progress=lambda m: print(m, flush=True))
+        stats = run_replay(
+            args.file, loop=args.loop, rate_scale=args.rate_scale, name=args.name, type_=args.stream_type, source_id=args.source_id,
+            chunk_ms=args.chunk_ms, stream=args.stream, reader=args.reader, duration=args.duration, wait_for_consumers=args.wait, on_ready=ready,
+        )  # fmt: skip
     except KeyboardInterrupt:
         return 0
     _print_table("replay", stats.summary())
@@ -309,7 +272,11 @@ def cmd_mark(args) -> int:
 def cmd_view(args) -> int:
     from .display import run_view
 
-    return run_view(args)
+    return run_view(
+        args.name, bundle=args.bundle, mesh=args.mesh, view=args.view, average_ms=args.average_ms, threshold=args.threshold,
+        vmin=args.vmin, vmax=args.vmax, window=args.window, max_fps=args.max_fps, size=args.size, duration=args.duration,
+        screenshot=args.screenshot, screenshot_after=args.screenshot_after, report=args.report,
+    )  # fmt: skip
 
 
 def cmd_bench(args) -> int:
@@ -338,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("setup", help="build an operator bundle from a config")
     s.add_argument("config", help="TOML configuration")
     s.add_argument("--out", help="bundle path (default: [bundle] path of the config)")
-    s.add_argument("--sfreq", type=float, help="sampling rate in Hz if not captured from the stream")
+    s.add_argument("--sfreq", type=float, help="sampling rate in Hz (default: [stream] sfreq, else the calibration's)")
+    s.add_argument("--calibration", help="rest recording (XDF, EDF/BDF, BrainVision, FIF) for the noise covariance instead of capturing it from the stream")
     s.add_argument("--stream-name", help="override [stream] name for the calibration")
     s.add_argument("--source-id", help="override [stream] source_id for the calibration")
     s.set_defaults(func=cmd_setup)
@@ -357,16 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-chunk", type=int, help="largest chunk processed at once (samples)")
     r.add_argument("--assume-unit", help="unit for channels whose metadata has none (e.g. uV)")
     r.add_argument("--latest-only", action="store_true", help="when behind, skip the backlog (reported) instead of catching up")
-    r.add_argument("--threads", type=int, help="kernel threads (default: [performance] threads, 0 = all cores)")
+    r.add_argument("--threads", type=int, help="kernel threads (default: [performance] threads; 0 = all cores but one)")
     r.add_argument("--source", help="ftbuffer://HOST:PORT reads a FieldTrip realtime buffer instead of LSL")
     r.set_defaults(func=cmd_run)
 
-    m = sub.add_parser("simulate", help="publish a simulated EEG stream")
+    m = sub.add_parser("simulate", help="publish a simulated EEG/MEG stream (and its ground truth)")
     m.add_argument("--config", help="TOML configuration ([simulate] and [sensors])")
     m.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
-    m.add_argument("--sfreq", type=float)
-    m.add_argument("--chunk-size", dest="chunk_size", type=int)
-    m.add_argument("--seed", type=int)
+    m.add_argument("--sfreq", type=float, help="sampling rate in Hz (default: [simulate] sfreq, 500)")
+    m.add_argument("--chunk-size", dest="chunk_size", type=int, help="samples per pushed chunk (default: [simulate] chunk_size, 10)")
+    m.add_argument("--seed", type=int, help="random seed of sources and noise (default: [simulate] seed, 0)")
     m.add_argument("--baseline", dest="baseline_seconds", type=float, help="noise-only seconds at the start")
     m.add_argument("--name", dest="stream_name", help="LSL stream name")
     m.add_argument("--source-id", dest="source_id", help="LSL source_id")
@@ -409,25 +377,53 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")
     k.set_defaults(func=cmd_mark)
 
-    from .display import add_view_arguments
-
-    v = sub.add_parser("view", help="live display: 3D cortex, ROI / band-power traces, loop health")
-    add_view_arguments(v)
+    v = sub.add_parser("view", help="live display: 3D cortex, ROI / band-power traces, loop health (needs rtsource[gui])")
+    _add_view_arguments(v)
     v.set_defaults(func=cmd_view)
 
-    from .replay import add_replay_arguments
-
     y = sub.add_parser("replay", help="play a recording (XDF, EDF/BDF, BrainVision, FIF) as an LSL stream")
-    add_replay_arguments(y)
+    y.add_argument("file", help="recording: .xdf (needs rtsource[xdf]), .edf/.bdf (rtsource[edf]), .vhdr, .fif (rtsource[mne])")
+    y.add_argument("--loop", action="store_true", help="start over at the end (timestamps continue)")
+    y.add_argument("--rate-scale", type=float, default=1.0, help="pace relative to real time (2 = twice as fast)")
+    y.add_argument("--name", help="LSL stream name (default: the file's stream name or stem)")
+    y.add_argument("--type", dest="stream_type", help="LSL stream type (default: the file's, else EEG)")
+    y.add_argument("--source-id", help="LSL source_id (default: rtsource-replay-FILENAME)")
+    y.add_argument("--chunk-ms", type=float, default=20.0, help="chunk duration in recording time (ms)")
+    y.add_argument("--stream", help="XDF: which stream to play (name or index)")
+    y.add_argument("--reader", choices=("auto", "mne", "builtin"), default="auto", help="BrainVision reader")
+    y.add_argument("--duration", type=float, help="stop after this many seconds")
+    y.add_argument("--wait", type=float, default=0.0, help="seconds to wait for a consumer before the first sample")
     y.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="measure speed against baselines in the same run")
-    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "all"])
+    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "all"],
+                   help="which benchmark (default: all)")
     b.add_argument("--json", help="write the results to this file")
     b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     b.add_argument("--method", default="dSPM", choices=["MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"], help="inverse method of the hot-swap benchmark (default dSPM)")
     b.set_defaults(func=cmd_bench)
     return p
+
+
+def _add_view_arguments(v: argparse.ArgumentParser) -> None:
+    default = "rtsource-sources"  # rtsource.display.DEFAULT_OUTPUT (not imported: --help stays fast)
+    v.add_argument("name", nargs="?", default=default, help=f"output name: the source stream's name (default {default}); "
+                   "NAME-roi, NAME-bandpower, NAME-telemetry and NAME-events are found from it")
+    v.add_argument("--bundle", help="bundle to take the cortex mesh from (default: the one named in the stream's metadata)")
+    v.add_argument("--mesh", choices=("auto", "bundle", "ico4", "ico5"), default="auto",
+                   help="surface to draw: the bundle's (auto), or the template's ico4 (5124 vertices, cheaper) / ico5 (20484)")
+    v.add_argument("--view", choices=("left", "right", "top", "back", "front", "oblique"), default="top", help="initial camera view")
+    v.add_argument("--average-ms", type=float, default=50.0, help="colour the cortex by the mean over the newest N ms (0: newest sample)")
+    v.add_argument("--threshold", type=float, default=0.3, help="fraction of the colour range below which cortex stays grey (0..0.95)")
+    v.add_argument("--vmin", type=float, help="fixed lower colour limit (with --vmax; default: automatic range)")
+    v.add_argument("--vmax", type=float, help="fixed upper colour limit (default: automatic range)")
+    v.add_argument("--window", type=float, default=10.0, help="seconds of ROI / band-power history shown")
+    v.add_argument("--max-fps", type=float, default=60.0, help="frame-rate cap (0: as fast as possible, for measuring)")
+    v.add_argument("--size", default="1600x900", help="window size WIDTHxHEIGHT in pixels")
+    v.add_argument("--duration", type=float, help="close after this many seconds")
+    v.add_argument("--screenshot", help="save the window to this PNG once the cortex and traces show data, then close")
+    v.add_argument("--screenshot-after", type=float, default=0.0, help="take the screenshot no earlier than this many seconds after start")
+    v.add_argument("--report", help="write frame-rate measurements (JSON) to this file when closing")
 
 
 def _quiet_liblsl(verbose: int) -> None:

@@ -141,7 +141,7 @@ def main() -> int:
     from rtsource.build import build_bundle, compute_leadfield
     from rtsource.bundle import save_bundle
     from rtsource.config import Settings
-    from rtsource.demo import read_truth, start_simulator_process
+    from rtsource.pipeline.demo import read_truth, start_simulator_process
     from rtsource.errors import StreamError
     from rtsource.inverse.covariance import estimate_noise_covariance
     from rtsource.inverse.minimum_norm import reference_matrix

@@ -7,9 +7,9 @@ The viewer is an ordinary LSL consumer in its own process, so it can never stall
                                                                                        ├─ ROI / band-power traces
                                                                                        └─ health panel
 
-Importing this package does not import Qt: the command line builds its parser from
-:func:`add_view_arguments` and only :func:`run_view` needs the GUI binding, which comes from
-the ``gui`` extra (``pip install "rtsource[gui]"``).
+Importing this package does not import Qt: only :func:`run_view` needs the GUI binding,
+which comes from the ``gui`` extra (``pip install "rtsource[gui]"``). The command line
+(``rtsource view``, :mod:`rtsource.cli`) parses the options and calls :func:`run_view`.
 
 Modules: :mod:`.streams` (finding and reading the streams, no Qt), :mod:`.cortex`,
 :mod:`.traces`, :mod:`.health`, :mod:`.app` (the window and its entry point).
@@ -66,33 +66,19 @@ def require_gui() -> str:
     return binding
 
 
-def add_view_arguments(parser) -> None:
-    """Add ``rtsource view``'s arguments to an argparse parser (no Qt needed)."""
-    parser.add_argument("name", nargs="?", default=DEFAULT_OUTPUT, help=f"output name: the source stream's name (default {DEFAULT_OUTPUT}); "
-                        "NAME-roi, NAME-bandpower, NAME-telemetry and NAME-events are found from it")
-    parser.add_argument("--bundle", help="bundle to take the cortex mesh from (default: the one named in the stream's metadata)")
-    parser.add_argument("--mesh", choices=("auto", "bundle", "ico4", "ico5"), default="auto",
-                        help="surface to draw: the bundle's (auto), or the template's ico4 (5124 vertices, cheaper) / ico5 (20484)")
-    parser.add_argument("--view", choices=("left", "right", "top", "back", "front", "oblique"), default="top", help="initial camera view")
-    parser.add_argument("--average-ms", type=float, default=50.0, help="colour the cortex by the mean over the newest N ms (0: newest sample)")
-    parser.add_argument("--threshold", type=float, default=0.3, help="fraction of the colour range below which cortex stays grey (0..0.95)")
-    parser.add_argument("--vmin", type=float, help="fixed lower colour limit (with --vmax; default: automatic range)")
-    parser.add_argument("--vmax", type=float, help="fixed upper colour limit (default: automatic range)")
-    parser.add_argument("--window", type=float, default=10.0, help="seconds of ROI / band-power history shown")
-    parser.add_argument("--max-fps", type=float, default=60.0, help="frame-rate cap (0: as fast as possible, for measuring)")
-    parser.add_argument("--size", default="1600x900", help="window size WIDTHxHEIGHT in pixels")
-    parser.add_argument("--duration", type=float, help="close after this many seconds")
-    parser.add_argument("--screenshot", help="save the window to this PNG once the cortex and traces show data, then close")
-    parser.add_argument("--screenshot-after", type=float, default=0.0, help="take the screenshot no earlier than this many seconds after start")
-    parser.add_argument("--report", help="write frame-rate measurements (JSON) to this file when closing")
+def run_view(name: str = DEFAULT_OUTPUT, **options) -> int:
+    """Run the viewer until its window is closed; ``options`` as in
+    :func:`rtsource.display.app.run_view` (mesh, view, threshold, size, duration, ...).
 
-
-def run_view(args) -> int:
-    """Run the viewer until its window is closed (see :func:`rtsource.display.app.run_view`)."""
+    Raises
+    ------
+    RtsourceError
+        No Qt binding is installed (the message says how to install it), no display, bad options.
+    """
     require_gui()
     from .app import run_view as _run
 
-    return _run(args)
+    return _run(name, **options)
 
 
 def start_viewer_process(output_name: str = DEFAULT_OUTPUT, extra_args: list[str] | tuple[str, ...] = (), *,
@@ -137,7 +123,6 @@ def stop_viewer_process(proc: subprocess.Popen, timeout: float = 5.0) -> int | N
 __all__ = [
     "DEFAULT_OUTPUT",
     "INSTALL_HINT",
-    "add_view_arguments",
     "gui_binding",
     "opengl_available",
     "require_gui",

@@ -19,7 +19,6 @@ Run it as ``rtsource view [NAME]`` or ``python -m rtsource.display.app [NAME]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RtsourceError
-from . import INSTALL_HINT, add_view_arguments, opengl_available, require_gui
+from . import DEFAULT_OUTPUT, INSTALL_HINT, opengl_available, require_gui
 
 logger = logging.getLogger(__name__)
 
@@ -304,13 +303,17 @@ def viewer_window_class():
     return _WINDOW_CLASS
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise RtsourceError(f"--size {text!r} is not WIDTHxHEIGHT (e.g. 1600x900)") from None
+def parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
+    """A window size from ``"WIDTHxHEIGHT"`` or ``(width, height)``, in pixels (at least 200 x 150)."""
+    if isinstance(size, str):
+        try:
+            w, h = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise RtsourceError(f"size {size!r} is not WIDTHxHEIGHT (e.g. 1600x900)") from None
+    else:
+        w, h = (int(v) for v in size)
     if w < 200 or h < 150:
-        raise RtsourceError(f"--size {text!r} is too small (at least 200x150)")
+        raise RtsourceError(f"size {size!r} is too small (at least 200x150)")
     return w, h
 
 
@@ -350,10 +353,62 @@ def _dark_palette(app) -> None:
     pg.setConfigOptions(background="#16181d", foreground="#c8c8c8", antialias=False)
 
 
-def run_view(args) -> int:
-    """Run ``rtsource view`` with parsed arguments (see :func:`rtsource.display.add_view_arguments`).
+def run_view(
+    name: str = DEFAULT_OUTPUT,
+    *,
+    bundle: str | None = None,
+    mesh: str = "auto",
+    view: str = "top",
+    average_ms: float = 50.0,
+    threshold: float = 0.3,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    window: float = 10.0,
+    max_fps: float = 60.0,
+    size: str | tuple[int, int] = "1600x900",
+    duration: float | None = None,
+    screenshot: str | None = None,
+    screenshot_after: float = 0.0,
+    report: str | None = None,
+) -> int:
+    """Show a running loop's outputs until the window is closed (``rtsource view``).
 
-    Returns 0 when the window is closed (or after ``--duration`` / ``--screenshot``).
+    Parameters
+    ----------
+    name : str
+        The loop's output name (the source stream's name); ``NAME-roi``, ``NAME-bandpower``,
+        ``NAME-telemetry`` and ``NAME-events`` are found from it.
+    bundle : str, optional
+        Bundle to take the cortex mesh from (default: the one named in the stream's metadata).
+    mesh : {"auto", "bundle", "ico4", "ico5"}
+        Surface to draw: the bundle's, or the template's ico4 / ico5.
+    view : {"left", "right", "top", "back", "front", "oblique"}
+        Initial camera view.
+    average_ms : float
+        Colour the cortex by the mean over the newest ``average_ms`` ms (0: newest sample).
+    threshold : float
+        Fraction of the colour range (0..0.95) below which the cortex stays grey.
+    vmin, vmax : float, optional
+        A fixed colour range (both, vmax > vmin; default: automatic).
+    window : float
+        Seconds of ROI / band-power history shown.
+    max_fps : float
+        Frame-rate cap (0: as fast as possible).
+    size : str or (int, int)
+        Window size, ``"WIDTHxHEIGHT"`` or (width, height) in pixels.
+    duration : float, optional
+        Close after this many seconds.
+    screenshot : str, optional
+        Save the window to this PNG once the cortex and traces show data, then close.
+    screenshot_after : float
+        Take the screenshot no earlier than this many seconds after start.
+    report : str, optional
+        Write frame-rate measurements (JSON) to this file when closing.
+
+    Returns
+    -------
+    int
+        0 when the window is closed (or after ``duration`` / ``screenshot``).
 
     Raises
     ------
@@ -361,13 +416,13 @@ def run_view(args) -> int:
         No Qt binding (with the install command), no display, bad arguments.
     """
     require_gui()
-    width, height = _parse_size(args.size)
-    if not 0 <= args.threshold <= 0.95:
-        raise RtsourceError(f"--threshold {args.threshold} is outside 0..0.95 (a fraction of the colour range)")
-    if args.vmin is not None and args.vmax is None:
-        raise RtsourceError("--vmin needs --vmax (a fixed colour range has both ends)")
-    if args.vmax is not None and args.vmin is not None and args.vmax <= args.vmin:
-        raise RtsourceError(f"--vmax {args.vmax} must be above --vmin {args.vmin}")
+    width, height = parse_size(size)
+    if not 0 <= threshold <= 0.95:
+        raise RtsourceError(f"threshold {threshold} is outside 0..0.95 (a fraction of the colour range)")
+    if vmin is not None and vmax is None:
+        raise RtsourceError("vmin needs vmax (a fixed colour range has both ends)")
+    if vmax is not None and vmin is not None and vmax <= vmin:
+        raise RtsourceError(f"vmax {vmax} must be above vmin {vmin}")
     _check_display()
     app = make_app()
     from .streams import OutputStreams
@@ -375,28 +430,28 @@ def run_view(args) -> int:
     gl, reason = opengl_context_available()
     if not gl:
         logger.warning("3D cortex disabled: %s", reason)
-    streams = OutputStreams(args.name, bundle_path=args.bundle, mesh=args.mesh, trace_seconds=args.window).start()
-    window = viewer_window_class()(streams, gl=gl, gl_reason=reason, average_ms=args.average_ms, window_s=args.window,
-                                   threshold=args.threshold, view=args.view, max_fps=args.max_fps, vmin=args.vmin, vmax=args.vmax)
-    window.resize(width, height)
-    window.show()
+    streams = OutputStreams(name, bundle_path=bundle, mesh=mesh, trace_seconds=window).start()
+    win = viewer_window_class()(streams, gl=gl, gl_reason=reason, average_ms=average_ms, window_s=window,
+                                threshold=threshold, view=view, max_fps=max_fps, vmin=vmin, vmax=vmax)
+    win.resize(width, height)
+    win.show()
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     # Ctrl-C in the terminal closes the window (Python signal handlers run between timer ticks)
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    if args.duration:
-        QtCore.QTimer.singleShot(int(args.duration * 1000), window.close)
-    saver = _ScreenshotWhenReady(window, args.screenshot, not_before_s=args.screenshot_after) if args.screenshot else None
+    signal.signal(signal.SIGINT, lambda *_: win.close())
+    if duration:
+        QtCore.QTimer.singleShot(int(duration * 1000), win.close)
+    saver = _ScreenshotWhenReady(win, screenshot, not_before_s=screenshot_after) if screenshot else None
     try:
         app.exec() if hasattr(app, "exec") else app.exec_()
     finally:
         streams.close()
-    if args.report:
+    if report:
         elapsed = time.perf_counter() - started
         cpu = _cpu_seconds() - cpu_started
-        frames = window.cortex.frames if window.cortex is not None else 0
-        report = {
-            "output": args.name,
+        frames = win.cortex.frames if win.cortex is not None else 0
+        measured = {
+            "output": name,
             "seconds": round(elapsed, 3),
             # CPU of this process (all threads: GUI, LSL readers, Mesa's render threads): on a
             # shared machine the frame rate depends on the CPU share; the cost per frame does not
@@ -405,11 +460,11 @@ def run_view(args) -> int:
             "cpu_ms_per_frame": round(1e3 * cpu / frames, 2) if frames else None,
             "frames": frames,
             "mean_fps": round(frames / elapsed, 2) if elapsed > 0 else None,
-            "data_frames": window.cortex.data_frames if window.cortex is not None else 0,
-            "colour_updates": window.colour_updates,
-            "ticks": window.ticks,
+            "data_frames": win.cortex.data_frames if win.cortex is not None else 0,
+            "colour_updates": win.colour_updates,
+            "ticks": win.ticks,
             "source_chunks": streams.sources.status.ring.writes if streams.sources.status.ring is not None else 0,
-            "vertices": window.cortex.geometry_.n_vertices if window.cortex is not None and window.cortex.geometry_ is not None else 0,
+            "vertices": win.cortex.geometry_.n_vertices if win.cortex is not None and win.cortex.geometry_ is not None else 0,
             "screenshot": saver.saved if saver is not None else None,
             "regions": saver.regions if saver is not None else None,
             "measured_fps": saver.fps if saver is not None else None,
@@ -417,7 +472,7 @@ def run_view(args) -> int:
             "measured_cpu_share": saver.cpu_share if saver is not None else None,
             "measured_cpu_ms_per_frame": saver.cpu_ms_per_frame if saver is not None else None,
         }
-        Path(args.report).write_text(json.dumps(report, indent=2))
+        Path(report).write_text(json.dumps(measured, indent=2))
     if saver is not None and not saver.saved:
         raise RtsourceError(f"no screenshot saved: {saver.why_not()}")
     return 0
@@ -498,20 +553,11 @@ class _ScreenshotWhenReady:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rtsource.display.app [NAME] [options]`` (what ``rtsource view`` runs)."""
-    parser = argparse.ArgumentParser(prog="rtsource view", description="Live display of an rtsource output stream")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    add_view_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2), format="%(levelname)s %(name)s: %(message)s")
-    from ..lsl_config import configure_liblsl
+    """``python -m rtsource.display.app [NAME] [options]``: ``rtsource view`` (its options
+    and error handling come from the command line, :mod:`rtsource.cli`)."""
+    from ..cli import main as cli_main
 
-    configure_liblsl()
-    try:
-        return run_view(args)
-    except RtsourceError as exc:
-        sys.stderr.write(f"rtsource view: error: {exc}\n")  # the viewer process's own command line
-        return 2
+    return cli_main(["view", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

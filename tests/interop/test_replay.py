@@ -268,15 +268,15 @@ def test_clear_errors(tmp_path):
 
 
 def test_command_line_arguments(tmp_path):
-    import argparse
-
-    from rtsource.replay import add_replay_arguments, replay_from_args
+    """`rtsource replay` parses its options (in rtsource.cli) and hands them to run_replay."""
+    import subprocess
+    import sys
 
     path, expected_uv, names, sfreq = write_brainvision(tmp_path, n=100)
-    parser = argparse.ArgumentParser(prog="rtsource replay")
-    add_replay_arguments(parser)
-    args = parser.parse_args([str(path), "--rate-scale", "10", "--reader", "builtin", "--name", unique("cli-replay"), "--chunk-ms", "40"])
-    messages = []
-    stats = replay_from_args(args, progress=messages.append)
-    assert stats.samples_pushed == 100 and stats.loops_completed == 1
-    assert "3 channels at 500 Hz" in messages[0] and "x10" in messages[0]
+    cmd = [sys.executable, "-m", "rtsource.cli", "replay", str(path), "--rate-scale", "10", "--reader", "builtin", "--name", unique("cli-replay"), "--chunk-ms", "40"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    table = dict(line.split(None, 1) for line in lines if line.startswith("  "))
+    assert table["samples_pushed"] == "100" and table["loops_completed"] == "1"
+    assert "3 channels at 500 Hz" in lines[0] and "x10" in lines[0]

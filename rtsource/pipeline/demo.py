@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import OperatorBundle, save_bundle
-from .config import Settings
-from .errors import StreamError
+from ..bundle import OperatorBundle, save_bundle
+from ..config import Settings
+from ..errors import StreamError
+from .setup import setup
 
 logger = logging.getLogger(__name__)
 
@@ -154,16 +155,16 @@ def run_demo(
     gui: bool = False,
 ) -> dict:
     """Run the whole demo; returns the summary (see module docstring)."""
-    from .build import build_bundle, compute_leadfield
-    from .session import capture, estimate_covariance, feature_options, loop_options
-    from .stream.inlet import StreamSelector
-    from .stream.loop import StreamLoop
+    from ..build import compute_leadfield
+    from ..session import capture, feature_options, loop_options
+    from ..stream.inlet import StreamSelector
+    from ..stream.loop import StreamLoop
 
     sim = settings.simulate
     baseline = calibration_seconds + 10.0  # the sources stay off while we calibrate
     viewer = None
     if gui:  # fails at once, with the install hint, if the GUI extra is missing
-        from .display import start_viewer_process
+        from ..display import start_viewer_process
 
         viewer = start_viewer_process(settings.output.name)
     proc = start_simulator_process(config_path, ["--baseline", f"{baseline:g}", "--modality", settings.sensors.modality])
@@ -185,19 +186,17 @@ def run_demo(
         cal = capture(settings, selector, calibration_seconds, resolve_timeout=30.0)
         if cal.timestamps[-1] >= sources_on:
             raise StreamError("the calibration overlapped the simulated sources; increase the baseline")
-        cov = estimate_covariance(settings, cal, data=False)
         progress("computing the lead field (cached after the first run)")
         slf = compute_leadfield(settings)
-        data_cov = None
+        data_cal = None
         if settings.inverse.method == "LCMV":
             import pylsl
 
             time.sleep(max(0.0, sources_on - pylsl.local_clock()))
             seconds = min(settings.data_cov.seconds, 20.0)
             progress(f"capturing {seconds:g} s of data with the sources on, for the beamformer")
-            data_cov = estimate_covariance(settings, capture(settings, selector, seconds), data=True)
-        bundle = build_bundle(settings, sfreq=cal.stream.sfreq, noise_cov=cov, data_cov=data_cov, leadfield=slf)
-        save_bundle(bundle, bundle_path)
+            data_cal = capture(settings, selector, seconds)
+        bundle = setup(settings, out=bundle_path, sfreq=cal.stream.sfreq, calibration=cal, data_calibration=data_cal, leadfield=slf, progress=lambda m: None)
         progress(f"bundle: {bundle.describe()} -> {bundle_path}")
         opts = loop_options(settings, str(bundle_path), selector=selector, resolve_timeout=30.0)
         loop = StreamLoop(bundle, opts, features=feature_options(settings, bundle))
@@ -230,7 +229,7 @@ def run_demo(
         return summary
     finally:
         if viewer is not None:
-            from .display import stop_viewer_process
+            from ..display import stop_viewer_process
 
             stop_viewer_process(viewer)
         proc.terminate()
