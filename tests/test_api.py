@@ -279,3 +279,9 @@ def test_docs_example_script_equals_rtsource_run(tmp_path):
     for published, estimated in ((src, out["sources"]), (roi, out["rois"])):
         scale = np.abs(estimated).max()
         np.testing.assert_allclose(published, estimated, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_the_script_in_the_docs_is_the_tested_file():
+    text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = text.split("```python\n")
+    assert any(b.split("```")[0] == EXAMPLE.read_text(encoding="utf-8") for b in blocks[1:]), "docs/api.md's script differs from docs/examples/estimator_script.py"
