@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coreg", help="align an electrode file to the template head and check the fit")
     c.add_argument("montage", help="electrode file (.tsv BIDS, .elc, .sfp, .bvef, .pos, .csv)")
     c.add_argument("--headshape", help="headshape points file in the same frame")
-    c.add_argument("--method", choices=["icp", "fiducials", "none"], default="icp")
+    c.add_argument("--method", choices=["icp", "fiducials", "none"], default="icp", help="fiducials then robust ICP (icp), fiducials only, or none (default icp)")
     c.add_argument("--scale", action="store_true", help="allow a uniform scale")
     c.add_argument("--max-rms-mm", type=float, default=5.0, help="refuse fits worse than this")
     c.add_argument("--allow-bad-fit", action="store_true", help="report a bad fit instead of refusing it")

@@ -96,27 +96,34 @@ def test_setup_takes_calibration_from_a_recording_by_channel_name(tmp_path):
         rtsource.setup(settings, calibration=rec, sfreq=250.0)
 
 
-def test_setup_reads_a_calibration_file(tmp_path):
+def write_rest_brainvision(folder: Path, seed: int = 3, sfreq: float = 250.0) -> tuple[Path, np.ndarray]:
+    """A 4 s, 64-channel BrainVision rest recording (0.1 uV resolution); returns the path and the data in uV."""
     from rtsource.sensors.montage import CAP_64
 
-    settings = _fast_settings()
-    rng = np.random.default_rng(3)
-    data_uv = rng.normal(size=(1000, 64)) * 5.0
-    raw = np.round(data_uv / 0.1).astype("<i2")  # 0.1 uV resolution
-    (tmp_path / "rest.eeg").write_bytes(raw.tobytes())
-    (tmp_path / "rest.vmrk").write_text(
+    rng = np.random.default_rng(seed)
+    raw = np.round(rng.normal(size=(int(4 * sfreq), 64)) * 50.0).astype("<i2")
+    (folder / "rest.eeg").write_bytes(raw.tobytes())
+    (folder / "rest.vmrk").write_text(
         "Brain Vision Data Exchange Marker File, Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\nDataFile=rest.eeg\n\n"
         "[Marker Infos]\nMk1=New Segment,,1,1,0,0\n"
     )
     chans = "".join(f"Ch{i + 1}={nm},,0.1,µV\n" for i, nm in enumerate(CAP_64))
-    (tmp_path / "rest.vhdr").write_text(
+    (folder / "rest.vhdr").write_text(
         "Brain Vision Data Exchange Header File Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\nDataFile=rest.eeg\nMarkerFile=rest.vmrk\n"
-        "DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels=64\nSamplingInterval=4000\n\n[Binary Infos]\nBinaryFormat=INT_16\n\n"
-        f"[Channel Infos]\n{chans}\n",
+        f"DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels=64\nSamplingInterval={1e6 / sfreq:g}\n\n"
+        f"[Binary Infos]\nBinaryFormat=INT_16\n\n[Channel Infos]\n{chans}\n",
         encoding="utf-8",
     )
-    from_file = rtsource.setup(settings, calibration=tmp_path / "rest.vhdr")
-    rec = rtsource.Recording(raw * 0.1, 250.0, CAP_64, ("EEG",) * 64, ("uV",) * 64, name="rest", type="EEG", path="mem", format="test")
+    return folder / "rest.vhdr", raw * 0.1
+
+
+def test_setup_reads_a_calibration_file(tmp_path):
+    from rtsource.sensors.montage import CAP_64
+
+    settings = _fast_settings()
+    path, data_uv = write_rest_brainvision(tmp_path)
+    from_file = rtsource.setup(settings, calibration=path)
+    rec = rtsource.Recording(data_uv, 250.0, CAP_64, ("EEG",) * 64, ("uV",) * 64, name="rest", type="EEG", path="mem", format="test")
     from_memory = rtsource.setup(settings, calibration=rec)
     assert from_file.sfreq == 250.0
     np.testing.assert_allclose(from_file.noise_cov, from_memory.noise_cov, rtol=1e-9)
