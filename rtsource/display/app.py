@@ -552,13 +552,11 @@ class _ScreenshotWhenReady:
         w.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rtsource.display.app [NAME] [options]``: ``rtsource view`` (its options
-    and error handling come from the command line, :mod:`rtsource.cli`)."""
-    from ..cli import main as cli_main
-
-    return cli_main(["view", *(sys.argv[1:] if argv is None else argv)])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m rtsource.display.app [NAME] [options]`` is ``rtsource view``: the command
+    # line (rtsource.cli) parses the options and reports errors. Run as a program, not
+    # imported, so the library module does not depend on the command line above it.
+    import runpy
+
+    sys.argv = ["rtsource", "view", *sys.argv[1:]]
+    runpy.run_module("rtsource.cli", run_name="__main__", alter_sys=True)

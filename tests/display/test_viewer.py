@@ -216,21 +216,21 @@ def test_missing_binding_says_how_to_install_it(monkeypatch, capsys):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(display.importlib.util, "find_spec", lambda name, *a: None if name in display.QT_BINDINGS else real(name, *a))
-    from rtsource.display.app import main
+    from rtsource.cli import main
 
-    assert main(["rtsource-sources", "--duration", "1"]) == 2
+    assert main(["view", "rtsource-sources", "--duration", "1"]) == 2
     err = capsys.readouterr().err
     assert 'pip install "rtsource[gui]"' in err and "Qt binding" in err
 
 
 @needs_qt
 def test_no_display_is_a_clear_error(monkeypatch, capsys):
-    from rtsource.display.app import main
+    from rtsource.cli import main
 
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(sys, "platform", "linux")
-    assert main(["rtsource-sources", "--duration", "1"]) == 2
+    assert main(["view", "rtsource-sources", "--duration", "1"]) == 2
     assert "xvfb-run" in capsys.readouterr().err
 
 
