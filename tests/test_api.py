@@ -292,3 +292,18 @@ def test_the_script_in_the_docs_is_the_tested_file():
     text = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
     blocks = text.split("```python\n")
     assert any(b.split("```")[0] == EXAMPLE.read_text(encoding="utf-8") for b in blocks[1:]), "docs/api.md's script differs from docs/examples/estimator_script.py"
+
+
+def test_open_loop_takes_a_config_or_a_bundle(small_bundle, tmp_path):
+    rtsource.save_bundle(small_bundle, tmp_path / "b.npz")
+    cfg = tmp_path / "lab.toml"
+    cfg.write_text('[bundle]\npath = "b.npz"\n[output]\nname = "lab-out"\n[preprocess]\nhighpass_hz = 0.5\n[[roi]]\nname = "lh"\nhemisphere = "lh"\n')
+    loop = rtsource.open_loop(cfg)  # the bundle is the config's [bundle] path, relative to the config
+    assert loop.options.bundle_path == str(tmp_path / "b.npz") and loop.options.output_name == "lab-out"
+    assert loop.options.filter == rtsource.FilterSpec(0.5, 0.0, 2) and [r.name for r in loop.feature_options.rois] == ["lh"]
+    loop = rtsource.open_loop(tmp_path / "b.npz", config=cfg, output_name="other", idle_timeout=None)
+    assert loop.options.output_name == "other" and loop.options.idle_timeout == 0.0
+    loop = rtsource.open_loop(tmp_path / "b.npz")  # a bundle without a config: the defaults
+    assert loop.options.output_name == "rtsource-sources" and loop.bundle.kernel.shape == small_bundle.kernel.shape
+    with pytest.raises(rtsource.BundleError):
+        rtsource.open_loop(cfg, bundle=tmp_path / "missing.npz")
