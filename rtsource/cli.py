@@ -1,4 +1,4 @@
-"""Command line: ``rtsource setup | run | simulate | demo | bench``.
+"""Command line: ``rtsource setup | run | simulate | demo | coreg | replay | view | mark-bad | bench``.
 
     rtsource setup CONFIG.toml            build the operator bundle the config describes
     rtsource run CONFIG.toml|BUNDLE.npz   stream: LSL in -> sources out, until stopped
@@ -6,7 +6,7 @@
     rtsource demo                         all of the above on the template head, with a summary
     rtsource bench [kernels|hotswap|...]  speed against baselines measured in the same run
     rtsource coreg FILE                   align electrode positions to the template, QC picture
-    rtsource replay FILE                  play a recording (XDF, EDF, BrainVision, FIF) on LSL
+    rtsource replay FILE                  play a recording (XDF, EDF/BDF, BrainVision, FIF) on LSL
     rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
     rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels;
                                           exit 1 if the loop refuses (see its answer), 2 if none answers

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import numpy as np
 
@@ -25,10 +25,14 @@ from ..bundle import OperatorBundle, save_bundle
 from ..config import Settings, load_config
 from ..errors import ConfigError
 
+if TYPE_CHECKING:  # annotations only: reading them imports nothing at run time
+    from ..replay import Recording
+    from ..stream.calibration import Calibration
+
 logger = logging.getLogger(__name__)
 
 #: What :func:`setup` accepts as a calibration: a recording file's path, a Recording, a Calibration.
-CalibrationInput = Union[str, Path, "Recording", "Calibration"]  # noqa: F821
+CalibrationInput = Union[str, Path, "Recording", "Calibration"]
 
 
 def as_settings(config: Settings | str | Path | None) -> Settings:
@@ -42,7 +46,7 @@ def as_settings(config: Settings | str | Path | None) -> Settings:
     raise ConfigError(f"config = {config!r}: pass a Settings object, a TOML file path, or None for the defaults")
 
 
-def calibration_from_recording(settings: Settings, recording) -> "Calibration":  # noqa: F821
+def calibration_from_recording(settings: Settings, recording: str | Path | Recording) -> Calibration:
     """The operator's channels of a recording, by name, in SI units and operator order.
 
     Parameters
@@ -75,7 +79,7 @@ def calibration_from_recording(settings: Settings, recording) -> "Calibration": 
     return Calibration(data, np.arange(rec.n_samples) / rec.sfreq, tuple(names), desc, gaps=rec.file_gaps)
 
 
-def _calibration(settings: Settings, given, seconds: float, what: str, stream, progress) -> "Calibration":  # noqa: F821
+def _calibration(settings: Settings, given: CalibrationInput | None, seconds: float, what: str, stream, progress) -> Calibration:
     """``given`` as a Calibration, or ``seconds`` captured from the configured stream."""
     from ..stream.calibration import Calibration
 
