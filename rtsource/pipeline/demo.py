@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import OperatorBundle, save_bundle
+from ..bundle import OperatorBundle
 from ..config import Settings
 from ..errors import StreamError
 from .setup import setup
