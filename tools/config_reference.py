@@ -98,6 +98,8 @@ def render() -> str:
     for header, cls, doc in sections():
         text = doc.split(": ", 1)[-1] if doc.startswith("[") else doc
         lines += [f"## `{header}`", "", text[:1].upper() + text[1:], ""]
+        if header.startswith("[["):
+            lines += ["Repeat the header once per entry; a key left out of an entry takes the default below.", ""]
         lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
