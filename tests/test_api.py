@@ -283,8 +283,9 @@ def test_docs_example_script_equals_rtsource_run(tmp_path):
     chunks = out["chunks"].astype(np.float32)
     assert out["sources"].shape == (len(chunks), 5124) and tuple(out["roi_names"]) == ("V1r", "M1l")
     src, roi = _run_loop_on(tmp_path / "bundle.npz", EXAMPLE_CONFIG, out["ch_names"], out["ch_units"], chunks, n_roi=2)
-    for published, estimated in ((src, out["sources"]), (roi, out["rois"])):
+    for what, published, estimated in (("sources", src, out["sources"]), ("ROIs", roi, out["rois"])):
         scale = np.abs(estimated).max()
+        print(f"{what}: rtsource run vs Estimator, max |difference| / max |value| = {np.abs(published - estimated).max() / scale:.1e}")
         np.testing.assert_allclose(published, estimated, rtol=1e-5, atol=1e-6 * scale)
 
 
