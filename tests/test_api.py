@@ -308,3 +308,14 @@ def test_open_loop_takes_a_config_or_a_bundle(small_bundle, tmp_path):
     assert loop.options.output_name == "rtsource-sources" and loop.bundle.kernel.shape == small_bundle.kernel.shape
     with pytest.raises(rtsource.BundleError):
         rtsource.open_loop(cfg, bundle=tmp_path / "missing.npz")
+
+
+def test_estimator_rois_of_the_nonlinear_modes_read_the_source_output(small_bundle):
+    from rtsource.inverse.roi import roi_from_hemisphere
+    from rtsource.sensors.montage import CAP_64
+
+    roi = roi_from_hemisphere(small_bundle.sources, "lh")
+    est = rtsource.Estimator(small_bundle, CAP_64, "uV", rois=[roi], roi_mode="max")
+    out = est.process((np.random.default_rng(4).normal(size=(50, 64)) * 10).astype(np.float32))
+    lh = np.flatnonzero(small_bundle.sources.hemisphere == 0)
+    np.testing.assert_allclose(out.rois[:, 0], np.abs(out.sources[:, lh]).max(axis=1), rtol=1e-6)
