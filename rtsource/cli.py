@@ -64,7 +64,10 @@ def cmd_setup(args) -> int:
 
         st = settings.stream
         stream = StreamSelector(args.stream_name or st.name, st.type, args.source_id or st.source_id)
-    bundle = setup(settings, out=out, sfreq=args.sfreq, calibration=args.calibration, stream=stream, progress=lambda m: print(m, flush=True))
+    bundle = setup(
+        settings, out=out, sfreq=args.sfreq, calibration=args.calibration, data_calibration=args.data_calibration, stream=stream,
+        progress=lambda m: print(m, flush=True),
+    )  # fmt: skip
     print(f"bundle: {bundle.describe()}")
     return 0
 
@@ -307,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="bundle path (default: [bundle] path of the config)")
     s.add_argument("--sfreq", type=float, help="sampling rate in Hz (default: [stream] sfreq, else the calibration's)")
     s.add_argument("--calibration", help="rest recording (XDF, EDF/BDF, BrainVision, FIF) for the noise covariance instead of capturing it from the stream")
+    s.add_argument("--data-calibration", help="LCMV: recording for the data covariance instead of capturing it from the stream")
     s.add_argument("--stream-name", help="override [stream] name for the calibration")
     s.add_argument("--source-id", help="override [stream] source_id for the calibration")
     s.set_defaults(func=cmd_setup)
