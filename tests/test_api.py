@@ -319,3 +319,14 @@ def test_estimator_rois_of_the_nonlinear_modes_read_the_source_output(small_bund
     out = est.process((np.random.default_rng(4).normal(size=(50, 64)) * 10).astype(np.float32))
     lh = np.flatnonzero(small_bundle.sources.hemisphere == 0)
     np.testing.assert_allclose(out.rois[:, 0], np.abs(out.sources[:, lh]).max(axis=1), rtol=1e-6)
+
+
+def test_setup_lcmv_takes_the_data_covariance_from_a_recording():
+    from rtsource.config import InverseSettings
+
+    settings = _fast_settings(inverse=InverseSettings(method="LCMV", reg=0.3))
+    rest = rtsource.simulate_recording(settings, seconds=2.0)
+    data = rtsource.simulate_recording(dataclasses.replace(settings, simulate=dataclasses.replace(settings.simulate, seed=1)), seconds=3.0)
+    bundle = rtsource.setup(settings, calibration=rest, data_calibration=data)
+    assert bundle.method == "LCMV" and bundle.params["data_cov"]["n_samples"] == 1500
+    assert bundle.data_cov.shape == (64, 64)
