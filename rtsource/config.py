@@ -15,7 +15,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ConfigError
 from .sensors.montage import CAP_64
@@ -36,6 +36,24 @@ def _nonneg(v: float) -> str | None:
 
 def _unit_interval(v: float) -> str | None:
     return None if 0 <= v <= 1 else "must be between 0 and 1"
+
+
+def _between(lo: float, hi: float, unit: str = "", why: str = ""):
+    """Range check with a sane maximum (huge values overflow or allocate without bound)."""
+
+    def check(v: float) -> str | None:
+        if lo <= v <= hi:
+            return None
+        u = f" {unit}" if unit else ""
+        if v > hi:
+            problem = f"must be at most {hi:g}{u}"
+        elif lo > 0 and v <= 0:
+            problem = f"must be > 0 (at least {lo:g}{u})"
+        else:
+            problem = f"must be at least {lo:g}{u}"
+        return problem + (f"; {why}" if why else "")
+
+    return check
 
 
 def _one_of(*allowed: str):
@@ -90,7 +108,7 @@ class CoregSettings:
     method: str = _opt(_one_of("icp", "fiducials", "none"), "fiducials then robust point-to-plane ICP, fiducials only, or none", "icp")
     headshape: str = _opt(None, "optional headshape file (.pos/.hsp/.csv) in the electrode file's frame", "")
     scale: bool = _opt(None, "allow a uniform scale (template heads rarely fit the subject's size)", False)
-    max_rms_mm: float = _opt(_positive, "refuse the bundle if electrodes are further than this (RMS) from the scalp", 5.0)
+    max_rms_mm: float = _opt(_between(0.1, 1000.0, "mm"), "refuse the bundle if electrodes are further than this (RMS) from the scalp", 5.0)
     max_outlier_fraction: float = _opt(_unit_interval, "refuse if more points than this are outliers", 0.2)
     allow_bad_fit: bool = _opt(None, "build anyway when the fit fails the QC thresholds", False)
     qc_png: str = _opt(None, "write the QC picture here (relative to the config); empty: none", "")
@@ -106,11 +124,11 @@ class SourceSpaceSettings:
     spacing: str = _opt(_one_of("ico4", "ico5"), "cortex: ico4 = 5124 sources, ico5 = 20484", "ico4")
     surface: str = _opt(_one_of("white", "mid", "pial"), "cortex: cortical depth of the dipoles", "white")
     volume_spacing_mm: float = _opt(lambda v: None if 2 <= v <= 30 else "must be 2..30 mm", "volume: grid spacing", 7.0)
-    volume_mindist_mm: float = _opt(_nonneg, "volume: minimum distance to the inner skull", 5.0)
+    volume_mindist_mm: float = _opt(_between(0.0, 50.0, "mm"), "volume: minimum distance to the inner skull", 5.0)
     points: str = _opt(None, "discrete: CSV of name,x,y,z[,nx,ny,nz] in mm (template frame)", "")
     lh: str = _opt(None, "surfaces: left hemisphere (GIFTI or FreeSurfer), in the template frame, mm", "")
     rh: str = _opt(None, "surfaces: right hemisphere", "")
-    n_sources: int = _opt(lambda v: None if v >= 10 else "must be >= 10", "surfaces: decimate to about this many sources", 5000)
+    n_sources: int = _opt(_between(10, 200000), "surfaces: decimate to about this many sources", 5000)
 
 
 @dataclass(frozen=True)
@@ -120,7 +138,7 @@ class ForwardSettings:
     method: str = _opt(_one_of("sphere", "bem", "openmeeg"), "concentric spheres (exact series), our 3-layer BEM, or OpenMEEG's symmetric BEM", "sphere")
     relative_radii: tuple[float, ...] = _opt(None, "shell radii relative to the fitted scalp sphere, inner to outer", factory=lambda: (0.90, 0.92, 0.97, 1.0))
     conductivities: tuple[float, ...] = _opt(None, "S/m per shell, inner to outer", factory=lambda: (0.33, 1.0, 0.004, 0.33))
-    rtol: float = _opt(_positive, "relative convergence of the sphere series", 1e-6)
+    rtol: float = _opt(_between(1e-12, 0.1), "relative convergence of the sphere series", 1e-6)
     bem_conductivities: tuple[float, ...] = _opt(
         None, "BEM: scalp, skull, brain (S/m, outermost first; brain:skull 80 as FieldTrip)", factory=lambda: (0.33, 0.0042, 0.33)
     )
@@ -131,13 +149,13 @@ class InverseSettings:
     """[inverse]: the inverse operator."""
 
     method: str = _opt(_one_of("MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"), "inverse method", "dSPM")
-    snr: float = _opt(_positive, "assumed SNR; lambda2 = 1 / snr^2 (minimum-norm family)", 3.0)
+    snr: float = _opt(_between(0.01, 1000.0, why="lambda2 = 1 / snr^2 must stay a usable regularisation"), "assumed SNR; lambda2 = 1 / snr^2 (minimum-norm family)", 3.0)
     loose: float = _opt(_unit_interval, "tangential source variance (0 fixed-like, 1 free)", 0.2)
-    depth: float = _opt(_nonneg, "depth-weighting exponent (0 disables)", 0.8)
+    depth: float = _opt(_between(0.0, 10.0), "depth-weighting exponent (0 disables)", 0.8)
     fixed: bool = _opt(None, "surface-normal orientation only (signed output)", False)
-    eloreta_eps: float = _opt(_positive, "eLORETA: relative change at which the weights have converged", 1e-6)
+    eloreta_eps: float = _opt(_between(1e-12, 0.1), "eLORETA: relative change at which the weights have converged", 1e-6)
     eloreta_max_iter: int = _opt(lambda v: None if 1 <= v <= 1000 else "must be in 1..1000", "eLORETA: iteration limit", 20)
-    reg: float = _opt(_nonneg, "LCMV: regularisation, fraction of the mean eigenvalue (0.05 as MNE; 0.3-0.5 for template heads)", 0.05)
+    reg: float = _opt(_between(0.0, 100.0), "LCMV: regularisation, fraction of the mean eigenvalue (0.05 as MNE; 0.3-0.5 for template heads)", 0.05)
     weight_norm: str = _opt(
         _one_of("unit-gain", "unit-noise-gain", "unit-noise-gain-invariant", "nai"), "LCMV: weight normalisation", "unit-noise-gain-invariant"
     )
@@ -149,10 +167,10 @@ class NoiseCovSettings:
     """[noise_cov]: the noise covariance the inverse whitens with."""
 
     source: str = _opt(_one_of("stream", "file", "ad_hoc"), "capture from the stream, load a file, or diagonal", "stream")
-    seconds: float = _opt(_positive, "calibration length when capturing from the stream", 20.0)
+    seconds: float = _opt(_between(0.1, 600.0, "s", why="longer captures add nothing to a covariance and hold GBs of samples in memory"), "calibration length when capturing from the stream", 20.0)
     path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
     method: str = _opt(_one_of("shrunk", "empirical"), "estimator", "shrunk")
-    ad_hoc_std_uv: float = _opt(_positive, "per-channel noise std for source = 'ad_hoc'", 0.2)
+    ad_hoc_std_uv: float = _opt(_between(1e-6, 1e6, "uV"), "per-channel noise std for source = 'ad_hoc'", 0.2)
 
 
 @dataclass(frozen=True)
@@ -160,7 +178,7 @@ class DataCovSettings:
     """[data_cov]: the data covariance an LCMV beamformer is built from."""
 
     source: str = _opt(_one_of("stream", "file"), "capture from the stream (with the activity of interest) or load a file", "stream")
-    seconds: float = _opt(_positive, "length of the capture", 60.0)
+    seconds: float = _opt(_between(0.1, 600.0, "s", why="longer captures add nothing to a covariance and hold GBs of samples in memory"), "length of the capture", 60.0)
     path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
     method: str = _opt(_one_of("empirical", "shrunk"), "estimator", "empirical")
 
@@ -173,12 +191,12 @@ class StreamSettings:
     type: str = _opt(None, "LSL stream type (empty: any)", "EEG")
     source_id: str = _opt(None, "LSL source_id (empty: any)", "")
     sfreq: float = _opt(lambda v: None if v == 0 or 1.0 <= v <= 100000.0 else "must be 0 or between 1 and 100000 Hz", "expected sampling rate in Hz (0: take it from the stream at setup)", 0.0)
-    resolve_timeout: float = _opt(_positive, "seconds to wait for the stream", 10.0)
+    resolve_timeout: float = _opt(_between(0.01, 86400.0, "s"), "seconds to wait for the stream", 10.0)
     assume_unit: str = _opt(None, "unit for channels whose metadata has none (e.g. 'uV'); empty: refuse", "")
     max_chunk: int = _opt(lambda v: None if 1 <= v <= 65536 else "must be in 1..65536", "largest chunk processed at once (samples)", 1024)
-    lost_after_s: float = _opt(_positive, "no data for this long: report the stream as lost and wait for it", 1.0)
+    lost_after_s: float = _opt(_between(0.01, 3600.0, "s"), "no data for this long: report the stream as lost and wait for it", 1.0)
     latest_only: bool = _opt(None, "when behind, skip the backlog (reported) instead of processing every sample", False)
-    max_backlog: int = _opt(lambda v: None if v >= 0 else "must be >= 0", "latest_only: samples allowed to queue before skipping", 0)
+    max_backlog: int = _opt(_between(0, 10_000_000, "samples"), "latest_only: samples allowed to queue before skipping", 0)
 
 
 @dataclass(frozen=True)
@@ -204,7 +222,7 @@ class RoiSettings:
 
     name: str = _opt(lambda v: None if v.strip() and v.isprintable() else "must be a non-empty name", "channel label of the ROI output", "roi")
     center_mm: tuple[float, ...] = _opt(lambda v: None if len(v) in (0, 3) else "needs 3 numbers (template frame, mm)", "centre in template mm", factory=tuple)
-    radius_mm: float = _opt(_positive, "sources within this distance of the centre", 10.0)
+    radius_mm: float = _opt(_between(0.1, 500.0, "mm"), "sources within this distance of the centre", 10.0)
     vertices: tuple[int, ...] = _opt(None, "explicit source indices", factory=tuple)
     hemisphere: str = _opt(_one_of("", "lh", "rh"), "a whole hemisphere", "")
 
@@ -216,7 +234,7 @@ class RoisSettings:
     file: str = _opt(None, "CSV of name,x,y,z[,radius] (mm, template frame), in addition to [[roi]]", "")
     mode: str = _opt(_one_of("mean", "mean_flip", "pca_flip", "max"), "aggregation over the ROI's sources", "mean_flip")
     component: str = _opt(_one_of("auto", "normal", "pooled"), "what is aggregated for loose operators (auto: normal for linear modes)", "auto")
-    default_radius_mm: float = _opt(_positive, "radius for file entries without one", 10.0)
+    default_radius_mm: float = _opt(_between(0.1, 500.0, "mm"), "radius for file entries without one", 10.0)
     sources_output: bool = _opt(None, "also publish the per-source stream (false: ROI outputs only)", True)
 
 
@@ -234,12 +252,12 @@ class BandPowerSettings:
     """[bandpower]: per-ROI band power for neurofeedback (needs ROIs; empty bands: off)."""
 
     bands: dict = _opt(_check_bands, "name = [low_hz, high_hz] pairs, e.g. {alpha = [8, 12]}", factory=dict)
-    rate_hz: float = _opt(_positive, "output rate", 20.0)
+    rate_hz: float = _opt(_between(0.01, 100000.0, "Hz"), "output rate", 20.0)
     envelope: str = _opt(_one_of("analytic", "square", "rectify"), "envelope detector", "analytic")
-    smoothing_s: float = _opt(_nonneg, "extra smoothing time constant", 0.0)
+    smoothing_s: float = _opt(_between(0.0, 3600.0, "s"), "extra smoothing time constant", 0.0)
     quantity: str = _opt(_one_of("amplitude", "power"), "amplitude or its square", "amplitude")
     zscore: bool = _opt(None, "z-score against the calibration (or the first baseline_s seconds)", False)
-    baseline_s: float = _opt(_nonneg, "baseline length when no calibration is available", 30.0)
+    baseline_s: float = _opt(_between(0.0, 3600.0, "s"), "baseline length when no calibration is available", 30.0)
 
 
 def _check_rules(v: dict) -> str | None:
@@ -273,8 +291,8 @@ class AdaptiveSettings:
     """[adaptive]: LCMV weights recomputed from an exponentially weighted data covariance."""
 
     enabled: bool = _opt(None, "adapt the beamformer to the incoming data", False)
-    half_life_s: float = _opt(_positive, "half-life of the covariance's memory", 30.0)
-    interval_s: float = _opt(_positive, "seconds between weight updates", 10.0)
+    half_life_s: float = _opt(_between(0.1, 86400.0, "s"), "half-life of the covariance's memory", 30.0)
+    interval_s: float = _opt(_between(0.01, 86400.0, "s"), "seconds between weight updates", 10.0)
 
 
 @dataclass(frozen=True)
@@ -311,9 +329,9 @@ class SimulatedSource:
     """One entry of [[simulate.sources]]."""
 
     position_mm: tuple[float, ...] = _opt(None, "template-frame position in mm (snapped to the simulator's cortex)", factory=lambda: (0.0, -95.0, 5.0))
-    frequency_hz: float = _opt(_positive, "oscillation frequency", 10.0)
-    amplitude_nam: float = _opt(_positive, "peak dipole moment in nA*m", 20.0)
-    modulation_hz: float = _opt(_nonneg, "amplitude modulation frequency (0: constant)", 0.2)
+    frequency_hz: float = _opt(_between(0.01, 50000.0, "Hz"), "oscillation frequency", 10.0)
+    amplitude_nam: float = _opt(_between(1e-6, 1e6, "nA*m"), "peak dipole moment in nA*m", 20.0)
+    modulation_hz: float = _opt(_between(0.0, 1000.0, "Hz"), "amplitude modulation frequency (0: constant)", 0.2)
     orientation: str = _opt(_one_of("normal"), "dipole orientation", "normal")
 
 
@@ -328,11 +346,11 @@ class SimulateSettings:
     surface: str = _opt(_one_of("white", "mid", "pial"), "simulator cortex depth", "mid")
     relative_radii: tuple[float, ...] = _opt(None, "simulator's own head model (differs from the inverse's)", factory=lambda: (0.91, 0.95, 1.0))
     conductivities: tuple[float, ...] = _opt(None, "simulator's shell conductivities (S/m)", factory=lambda: (0.33, 0.0042, 0.33))
-    brain_noise_nam: float = _opt(_nonneg, "rms of each random background dipole, nA*m", 5.0)
-    n_noise_sources: int = _opt(lambda v: None if v >= 0 else "must be >= 0", "number of background dipoles (1000 x 5 nAm: ~8 uV rms EEG)", 1000)
-    sensor_noise_uv: float = _opt(_nonneg, "white sensor noise std in uV", 1.0)
-    baseline_seconds: float = _opt(_nonneg, "noise only at the start (for the calibration)", 0.0)
-    seed: int = _opt(None, "random seed", 0)
+    brain_noise_nam: float = _opt(_between(0.0, 1e6, "nA*m"), "rms of each random background dipole, nA*m", 5.0)
+    n_noise_sources: int = _opt(_between(0, 20000, why="the simulator's cortex has about 20000 positions"), "number of background dipoles (1000 x 5 nAm: ~8 uV rms EEG)", 1000)
+    sensor_noise_uv: float = _opt(_between(0.0, 1e6, "uV"), "white sensor noise std in uV", 1.0)
+    baseline_seconds: float = _opt(_between(0.0, 86400.0, "s"), "noise only at the start (for the calibration)", 0.0)
+    seed: int = _opt(_between(0, 2**63 - 1), "random seed", 0)
     sources: tuple[SimulatedSource, ...] = _opt(
         None,
         "the oscillating sources",
@@ -342,8 +360,8 @@ class SimulateSettings:
         ),
     )
     meg_accuracy: str = _opt(_one_of("point", "normal", "accurate"), "simulator's coil model (differs from the inverse's)", "accurate")
-    meg_noise_ft: float = _opt(_nonneg, "white magnetometer noise std in fT", 50.0)
-    grad_noise_ft_cm: float = _opt(_nonneg, "white gradiometer noise std in fT/cm", 50.0)
+    meg_noise_ft: float = _opt(_between(0.0, 1e9, "fT"), "white magnetometer noise std in fT", 50.0)
+    grad_noise_ft_cm: float = _opt(_between(0.0, 1e9, "fT/cm"), "white gradiometer noise std in fT/cm", 50.0)
     stream_name: str = _opt(None, "LSL name of the simulated stream", "rtsource-sim-eeg")
     source_id: str = _opt(None, "LSL source_id of the simulated stream", "rtsource-sim-eeg-0")
     truth_stream: bool = _opt(None, "also publish the true source amplitudes", True)
@@ -434,15 +452,20 @@ def _build(cls, table: Any, where: str):
     kwargs = {}
     for name, value in table.items():
         key = f"{where}.{name}" if where.startswith("[") is False else f"{where} {name}"
-        converted = _convert(value, hints[name], key)
-        check = fields[name].metadata.get("check")
-        if check is not None:
-            problem = check(converted)
-            if problem:
-                doc = fields[name].metadata.get("doc", "")
-                raise ConfigError(f"{key} = {value!r}: {problem}" + (f" ({doc})" if doc else ""))
-        kwargs[name] = converted
+        kwargs[name] = _checked(fields[name], hints[name], value, key)
     return cls(**kwargs)
+
+
+def _checked(f: dataclasses.Field, annotation: Any, value: Any, key: str) -> Any:
+    """One key's value converted and range-checked (the file and the command line share this)."""
+    converted = _convert(value, annotation, key)
+    check = f.metadata.get("check")
+    if check is not None:
+        problem = check(converted)
+        if problem:
+            doc = f.metadata.get("doc", "")
+            raise ConfigError(f"{key} = {value!r}: {problem}" + (f" ({doc})" if doc else ""))
+    return converted
 
 
 def _cross_checks(s: Settings, where: str) -> None:
@@ -537,19 +560,106 @@ def settings_from_dict(data: dict, *, where: str = "config", base_dir: str = "."
     return s
 
 
+def apply_overrides(settings: Settings, overrides: Mapping[str, Any], *, labels: Mapping[str, str] | None = None) -> Settings:
+    """``settings`` with single keys replaced (command-line options), validated like the file.
+
+    Parameters
+    ----------
+    settings : Settings
+    overrides : mapping of str to value
+        ``"section.key"`` -> new value; ``None`` values are skipped (an option not given).
+    labels : mapping of str to str, optional
+        ``"section.key"`` -> how the value was given (``"--max-chunk"``), named in errors.
+
+    Raises
+    ------
+    ConfigError
+        The value's type or range is wrong, or it conflicts with another key; the message
+        names the option, the key, the value and what is allowed.
+    """
+    labels = labels or {}
+    changes: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = dotted.partition(".")
+        label = labels.get(dotted, dotted)
+        cls = typing.get_type_hints(Settings).get(section) if section in _SECTIONS else None
+        if cls is None or typing.get_origin(cls) is tuple:
+            raise ConfigError(f"{label}: {dotted!r} is not a [section] key that can be overridden")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fields:
+            raise ConfigError(f"{label}: [{section}] has no key {name!r}; keys are {', '.join(sorted(fields))}")
+        try:
+            changes.setdefault(section, {})[name] = _checked(fields[name], typing.get_type_hints(cls)[name], value, f"[{section}] {name}")
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: {exc}") from None
+    if not changes:
+        return settings
+    new = dataclasses.replace(
+        settings, **{sec: dataclasses.replace(getattr(settings, sec), **kv) for sec, kv in changes.items()}
+    )
+    _cross_checks(new, "(" + ", ".join(labels.get(k, k) for k, v in overrides.items() if v is not None) + ")")
+    return new
+
+
+#: A configuration file is a few kB; bound what is read and how deeply it nests before
+#: parsing, so that a hostile file cannot exhaust memory or the parser's recursion.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+MAX_CONFIG_DEPTH = 32
+
+
+def _toml_depth(text: str) -> int:
+    """Deepest nesting of arrays and inline tables in TOML text (strings and comments skipped)."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                if c == '"' and text[j] == "\\":
+                    j += 1  # basic strings have escapes; literal strings do not
+                elif len(quote) == 1 and text[j] == "\n":
+                    break  # an unterminated single-line string: the parser reports it
+                j += 1
+            i = j + len(quote)
+            continue
+        i += 1
+    return deepest
+
+
 def load_config(path: str | Path) -> Settings:
     """Read and validate a TOML configuration file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {str(path)!r} is {size / 1e6:.1f} MB; configurations are a few kB (limit {MAX_CONFIG_BYTES // (1024 * 1024)} MB): is this the right file?")
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    depth = _toml_depth(text)
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"config file {str(path)!r} nests arrays or tables {depth} levels deep; rtsource reads at most {MAX_CONFIG_DEPTH} (a configuration needs 3)")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:  # a backstop: _toml_depth should have caught it
+        raise ConfigError(f"config file {str(path)!r} nests too deeply to be a configuration") from None
     return settings_from_dict(data, where=str(path), base_dir=str(path.resolve().parent))
 
 

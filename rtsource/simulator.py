@@ -130,6 +130,11 @@ class SignalGenerator:
         self._phase = rng.uniform(0, 2 * np.pi, len(self.dipoles))
         # background: random cortical dipoles with 1/f time courses
         n_noise = settings.n_noise_sources
+        if n_noise > len(usable):
+            raise ConfigError(
+                f"[simulate] n_noise_sources = {n_noise}: the simulator's {settings.spacing} {settings.surface} cortex has "
+                f"{len(usable)} usable positions; use at most {len(usable)} (or spacing = 'ico5' for more)"
+            )
         if n_noise:
             pick = rng.choice(usable, size=n_noise, replace=False)
             self._noise_gain = self._normal_gains(pick)  # (n_chan, n_noise)
