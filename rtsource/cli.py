@@ -20,7 +20,6 @@ a bug and shows its traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -38,17 +37,48 @@ def _settings(path: str | None):
     return load_config(path) if path else Settings()
 
 
-def _override_simulate(settings, args):
-    """Apply `simulate` options given on the command line over the config."""
-    sim = settings.simulate
-    changes = {}
-    for key in ("sfreq", "chunk_size", "seed", "baseline_seconds", "stream_name", "source_id"):
-        value = getattr(args, key, None)
-        if value is not None:
-            changes[key] = value
-    if changes:
-        sim = dataclasses.replace(sim, **changes)
-    return dataclasses.replace(settings, simulate=sim)
+#: Options that override a config key, per command: argparse dest -> (config key, option).
+#: They go through the config's own validation (rtsource.config.apply_overrides).
+_CONFIG_OPTIONS = {
+    "setup": {"sfreq": ("stream.sfreq", "--sfreq"), "stream_name": ("stream.name", "--stream-name"), "source_id": ("stream.source_id", "--source-id")},
+    "run": {
+        "stream_name": ("stream.name", "--stream-name"), "stream_type": ("stream.type", "--stream-type"),
+        "source_id": ("stream.source_id", "--source-id"), "outlet_name": ("output.name", "--outlet-name"),
+        "resolve_timeout": ("stream.resolve_timeout", "--resolve-timeout"), "max_chunk": ("stream.max_chunk", "--max-chunk"),
+        "assume_unit": ("stream.assume_unit", "--assume-unit"), "latest_only": ("stream.latest_only", "--latest-only"),
+        "threads": ("performance.threads", "--threads"),
+    },
+    "simulate": {
+        "sfreq": ("simulate.sfreq", "--sfreq"), "chunk_size": ("simulate.chunk_size", "--chunk-size"), "seed": ("simulate.seed", "--seed"),
+        "baseline_seconds": ("simulate.baseline_seconds", "--baseline"), "stream_name": ("simulate.stream_name", "--name"),
+        "source_id": ("simulate.source_id", "--source-id"), "modality": ("sensors.modality", "--modality"),
+    },
+    "demo": {"modality": ("sensors.modality", "--modality"), "method": ("inverse.method", "--method")},
+    "coreg": {"max_rms_mm": ("coreg.max_rms_mm", "--max-rms-mm")},
+}
+
+
+def _with_options(settings, args):
+    """The settings with the command's options applied, validated like the config file."""
+    from .config import apply_overrides
+
+    table = _CONFIG_OPTIONS.get(args.command, {})
+    return apply_overrides(
+        settings,
+        {key: getattr(args, dest, None) for dest, (key, _) in table.items()},
+        labels={key: option for key, option in table.values()},
+    )
+
+
+def _seconds(text: str) -> float:
+    """argparse type of durations and timeouts that are not config keys: finite, > 0, at most a year."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3.2e7:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0 (at most a year)")
+    return value
 
 
 # ---- setup ------------------------------------------------------------------------------
@@ -56,16 +86,16 @@ def _override_simulate(settings, args):
 def cmd_setup(args) -> int:
     from .pipeline.setup import setup
 
-    settings = _settings(args.config)
+    settings = _with_options(_settings(args.config), args)
     out = Path(args.out) if args.out else settings.resolve_path(settings.bundle.path)
     stream = None
     if args.stream_name or args.source_id:
         from .stream.inlet import StreamSelector
 
-        st = settings.stream
-        stream = StreamSelector(args.stream_name or st.name, st.type, args.source_id or st.source_id)
+        st = settings.stream  # the options are in the settings now
+        stream = StreamSelector(st.name, st.type, st.source_id)
     bundle = setup(
-        settings, out=out, sfreq=args.sfreq, calibration=args.calibration, data_calibration=args.data_calibration, stream=stream,
+        settings, out=out, sfreq=settings.stream.sfreq or None, calibration=args.calibration, data_calibration=args.data_calibration, stream=stream,
         progress=lambda m: print(m, flush=True),
     )  # fmt: skip
     print(f"bundle: {bundle.describe()}")
@@ -74,43 +104,25 @@ def cmd_setup(args) -> int:
 
 # ---- run --------------------------------------------------------------------------------
 
-def _selector(settings, args):
-    from .stream.inlet import StreamSelector
-
-    st = settings.stream
-    return StreamSelector(
-        args.stream_name if args.stream_name is not None else st.name,
-        args.stream_type if args.stream_type is not None else st.type,
-        args.source_id if args.source_id is not None else st.source_id,
-    )
-
-
 def cmd_run(args) -> int:
     from .pipeline.run import open_loop
 
     toml = Path(args.target).suffix == ".toml"
-    settings = _settings(args.target if toml else args.config)
+    settings = _with_options(_settings(args.target if toml else args.config), args)  # the options, validated like the config
     loop = open_loop(
         settings if toml else args.target,
         config=settings,
         bundle=args.bundle if toml else None,
         source=args.source,
-        selector=_selector(settings, args),
-        resolve_timeout=args.resolve_timeout,
-        max_chunk=args.max_chunk,
-        assume_unit=args.assume_unit,
-        output_name=args.outlet_name,
         idle_timeout=args.idle_timeout,
-        latest_only=True if args.latest_only else None,
-        threads=args.threads,
     )
     bundle = loop.bundle
     print(f"bundle: {bundle.describe()}")
-    loop.connect()
+    loop.connect()  # Ctrl-C or SIGTERM while the stream is resolved: see main()
     desc = loop.inlet.description
     print(f"input:  {desc.label()}; {loop.channel_map.summary()}")
     print(f"output: {loop.options.output_name!r} ({bundle.n_sources} channels, {bundle.output_unit or 'dimensionless'})", flush=True)
-    _stop_on_sigterm(loop.stop)
+    _stop_on_signals(loop.stop)
     try:
         stats = loop.run(duration=args.duration)
     except KeyboardInterrupt:
@@ -133,9 +145,7 @@ def cmd_run(args) -> int:
 def cmd_simulate(args) -> int:
     from .simulator import Simulator
 
-    settings = _override_simulate(_settings(args.config), args)
-    if args.modality:
-        settings = dataclasses.replace(settings, sensors=dataclasses.replace(settings.sensors, modality=args.modality))
+    settings = _with_options(_settings(args.config), args)
     sim = Simulator.from_settings(settings)
     s = settings.simulate
     print(
@@ -145,7 +155,7 @@ def cmd_simulate(args) -> int:
     )
     for j, d in enumerate(sim.generator.dipoles):
         print(f"  source {j}: {d.frequency_hz:g} Hz, {d.amplitude_am * 1e9:g} nAm at {(d.position_m * 1e3).round(1).tolist()} mm", flush=True)
-    _stop_on_sigterm(sim.stop)
+    _stop_on_signals(sim.stop)
     try:
         n = sim.run(duration=args.duration)
     except KeyboardInterrupt:
@@ -160,11 +170,7 @@ def cmd_demo(args) -> int:
     from .cache import cache_dir
     from .pipeline.demo import run_demo
 
-    settings = _settings(args.config)
-    if args.modality:
-        settings = dataclasses.replace(settings, sensors=dataclasses.replace(settings.sensors, modality=args.modality))
-    if args.method:
-        settings = dataclasses.replace(settings, inverse=dataclasses.replace(settings.inverse, method=args.method))
+    settings = _with_options(_settings(args.config), args)
     bundle_path = Path(args.bundle) if args.bundle else cache_dir() / "demo_bundle.npz"
     summary = run_demo(
         settings,
@@ -191,18 +197,26 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _stop_on_sigterm(stop) -> None:
-    """SIGTERM (a supervisor, `kill`) ends the run like Ctrl-C: cleanly, with the summary."""
+def _stop_on_signals(stop) -> None:
+    """Ctrl-C and SIGTERM (a supervisor, `kill`) end the run cleanly: the loop finishes its
+    chunk, publishes `stopped` and prints the summary. A second Ctrl-C interrupts at once."""
     import signal
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop())
+    def handler(signum, frame):
+        if signum == signal.SIGINT and getattr(handler, "stopping", False):
+            raise KeyboardInterrupt
+        handler.stopping = True
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def cmd_coreg(args) -> int:
     from .config import Settings, load_config
     from .coreg import run_coreg
 
-    settings = load_config(args.config) if args.config else Settings()
+    settings = _with_options(load_config(args.config) if args.config else Settings(), args)
     aliases = dict(settings.sensors.aliases)
     for item in args.alias or []:
         name, _, std = item.partition("=")
@@ -215,7 +229,7 @@ def cmd_coreg(args) -> int:
         headshape_path=args.headshape,
         method=args.method,
         scale=args.scale,
-        max_rms_mm=args.max_rms_mm,
+        max_rms_mm=settings.coreg.max_rms_mm,
         qc_png=args.qc_png,
         allow_bad_fit=args.allow_bad_fit,
         channels=settings.sensors.channels if args.config else None,
@@ -323,19 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stream-type", help="LSL stream type to read")
     r.add_argument("--source-id", help="LSL source_id to read")
     r.add_argument("--outlet-name", help="name of the published source stream")
-    r.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
-    r.add_argument("--idle-timeout", type=float, help="stop after this many seconds without data")
+    r.add_argument("--duration", type=_seconds, help="seconds to run (default: until Ctrl-C)")
+    r.add_argument("--idle-timeout", type=_seconds, help="stop after this many seconds without data")
     r.add_argument("--resolve-timeout", type=float, help="seconds to wait for the stream")
     r.add_argument("--max-chunk", type=int, help="largest chunk processed at once (samples)")
     r.add_argument("--assume-unit", help="unit for channels whose metadata has none (e.g. uV)")
-    r.add_argument("--latest-only", action="store_true", help="when behind, skip the backlog (reported) instead of catching up")
+    r.add_argument("--latest-only", action="store_true", default=None, help="when behind, skip the backlog (reported) instead of catching up")
     r.add_argument("--threads", type=int, help="kernel threads (default: [performance] threads; 0 = all cores but one)")
     r.add_argument("--source", help="ftbuffer://HOST:PORT reads a FieldTrip realtime buffer instead of LSL")
     r.set_defaults(func=cmd_run)
 
     m = sub.add_parser("simulate", help="publish a simulated EEG/MEG stream (and its ground truth)")
     m.add_argument("--config", help="TOML configuration ([simulate] and [sensors])")
-    m.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    m.add_argument("--duration", type=_seconds, help="seconds to run (default: until Ctrl-C)")
     m.add_argument("--sfreq", type=float, help="sampling rate in Hz (default: [simulate] sfreq, 500)")
     m.add_argument("--chunk-size", dest="chunk_size", type=int, help="samples per pushed chunk (default: [simulate] chunk_size, 10)")
     m.add_argument("--seed", type=int, help="random seed of sources and noise (default: [simulate] seed, 0)")
@@ -347,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="simulate, set up, stream and report, on the template head")
     d.add_argument("--config", help="TOML configuration (default: built-in demo settings)")
-    d.add_argument("--duration", type=float, default=20.0, help="seconds of streaming with active sources")
-    d.add_argument("--calibration", type=float, default=10.0, help="seconds of noise-only calibration")
+    d.add_argument("--duration", type=_seconds, default=20.0, help="seconds of streaming with active sources")
+    d.add_argument("--calibration", type=_seconds, default=10.0, help="seconds of noise-only calibration")
     d.add_argument("--bundle", help="where to write the bundle (default: the cache directory)")
     d.add_argument("--json", action="store_true", help="print the summary as JSON")
     d.add_argument("--gui", action="store_true", help="open `rtsource view` next to the loop (needs rtsource[gui])")
@@ -361,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--headshape", help="headshape points file in the same frame")
     c.add_argument("--method", choices=["icp", "fiducials", "none"], default="icp", help="fiducials then robust ICP (icp), fiducials only, or none (default icp)")
     c.add_argument("--scale", action="store_true", help="allow a uniform scale")
-    c.add_argument("--max-rms-mm", type=float, default=5.0, help="refuse fits worse than this")
+    c.add_argument("--max-rms-mm", type=float, help="refuse fits worse than this (default: [coreg] max_rms_mm, 5)")
     c.add_argument("--allow-bad-fit", action="store_true", help="report a bad fit instead of refusing it")
     c.add_argument("--qc-png", help="write the QC picture here")
     c.add_argument("--unit", choices=["m", "cm", "mm"], help="override the file's unit")
@@ -376,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("channels", nargs="+", help="channel names as in the bundle")
     k.add_argument("--good", action="store_true", help="take the channels back instead")
     k.add_argument("--output", default="rtsource-sources", help="the loop's [output] name")
-    k.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the loop to listen")
-    k.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answers and the operator swaps")
+    k.add_argument("--wait", type=_seconds, default=10.0, help="seconds to wait for the loop to listen")
+    k.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the answers and the operator swaps")
     k.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")
     k.set_defaults(func=cmd_mark)
 
@@ -443,11 +457,28 @@ def main(argv=None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     _quiet_liblsl(args.verbose)
+    import signal
+
+    # SIGTERM before a command installs its own handler (e.g. while the stream is being
+    # resolved) ends it like Ctrl-C: one line, no traceback, exit 128 + signal number.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except RtsourceError as exc:
         print(f"rtsource {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, _Terminated) as exc:
+        signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
+        print(f"rtsource {args.command}: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + int(signum)
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside a command's own handling (raised like KeyboardInterrupt)."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,12 @@ def resolve_stream(selector: StreamSelector, timeout: float):
     """
     import pylsl
 
-    found = pylsl.resolve_bypred(selector.predicate(), minimum=1, timeout=timeout)
+    # in slices: a signal (Ctrl-C, SIGTERM) is handled only between liblsl calls
+    deadline = time.monotonic() + timeout
+    while True:
+        found = pylsl.resolve_bypred(selector.predicate(), minimum=1, timeout=min(0.5, max(0.0, deadline - time.monotonic())))
+        if found or time.monotonic() >= deadline:
+            break
     if not found:
         raise StreamError(
             f"no LSL stream matching {selector} appeared within {timeout:g} s; {_visible_streams()}. "
