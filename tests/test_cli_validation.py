@@ -314,3 +314,59 @@ def test_signal_during_a_run_publishes_stopped(bundle_file, sig):
     data, _ = events.data()
     kinds = [json.loads(row[0])["event"] for row in data]
     assert "started" in kinds and kinds[-1] == "stopped", kinds
+
+
+# ---- kernel wrappers: a chunk the buffers cannot hold is refused before any kernel runs ------
+
+def test_stream_operator_checks_n_and_shapes():
+    from rtsource.errors import StreamError
+    from rtsource.stream.channels import ChannelMap
+    from rtsource.stream.operator import FilterSpec, StreamOperator
+
+    b = make_bundle(n_chan=8, n_src=20)
+    cmap = ChannelMap(np.arange(8), np.ones(8), ("V",) * 8, (), False)
+    for bad in (0, -5, 2.0, True):
+        with pytest.raises(ConfigError, match="max_chunk"):
+            StreamOperator(b, cmap, max_chunk=bad)
+    op = StreamOperator(b, cmap, max_chunk=16, filter_spec=FilterSpec(highpass_hz=1.0))
+    x = np.zeros((64, 8), np.float32)
+    with pytest.raises(StreamError, match=r"n = 17 rows, but the buffers hold 0..16"):
+        op.process(x, 17)  # a write past the 16-row buffers before
+    with pytest.raises(StreamError, match="n = -1"):
+        op.process(x, -1)
+    with pytest.raises(StreamError, match=r"shape \(4, 8\); 10 rows"):
+        op.process(x[:4], 10)
+    with pytest.raises(StreamError, match="at least 8 columns"):
+        op.process(x[:, :5], 4)
+    with pytest.raises(StreamError, match="2-D numeric"):
+        op.process(x.astype(object), 4)
+    with pytest.raises(StreamError, match="n = 17"):
+        op.restart_filter_at(x, 17)
+    assert op.process(x, 0).shape == (0, 20)
+    assert op.process(x, 16).shape == (16, 20)
+
+
+def test_roi_and_bandpower_stages_check_n_and_shapes():
+    from rtsource.errors import StreamError
+    from rtsource.inverse.roi import RoiOperator, roi_from_hemisphere
+    from rtsource.stream.bandpower import BandPowerSpec, BandPowerStage
+    from rtsource.stream.roi import RoiStage
+
+    b = make_bundle(n_chan=8, n_src=20)
+    op = RoiOperator.from_bundle(b, [roi_from_hemisphere(b.sources, "lh")], "mean_flip")
+    stage = RoiStage(op, 16)
+    x = np.zeros((32, 8), np.float32)
+    with pytest.raises(StreamError, match="ROI stage: n = 17"):
+        stage.process(x, 17)
+    with pytest.raises(StreamError, match="at least 8 columns"):
+        stage.process(x[:, :3], 2)
+    with pytest.raises(ConfigError, match="max_chunk"):
+        RoiStage(op, 0)
+    bp = BandPowerStage(BandPowerSpec(), ["lh"], 500.0, 16)
+    roi = np.zeros((32, 1), np.float32)
+    with pytest.raises(StreamError, match="band-power stage: n = 17"):
+        bp.process(roi, np.zeros(32), 17)
+    with pytest.raises(StreamError, match="timestamps"):
+        bp.process(roi, np.zeros(3), 10)
+    with pytest.raises(ConfigError, match="max_chunk"):
+        BandPowerStage(BandPowerSpec(), ["lh"], 500.0, 0)

@@ -68,8 +68,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, StreamError
 from ..inverse.roi import check_roi_name
+from ._checks import check_chunk, check_max_chunk
 from .outputs import BANDPOWER_SUFFIX, BANDPOWER_TYPE, stream_name
 
 logger = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ class BandPowerStage:
         for r in self.roi_names:
             check_roi_name(r)
         self.sfreq = float(sfreq)
-        self.max_chunk = int(max_chunk)
+        self.max_chunk = check_max_chunk(max_chunk, "BandPowerStage")
         self.unit = unit
         n_roi, n_bands = len(self.roi_names), len(spec.bands)
         if n_roi == 0:
@@ -332,6 +333,9 @@ class BandPowerStage:
             Views into the stage's buffers (valid until the next call); k may be 0.
         """
         k = self._k
+        check_chunk("band-power stage", roi, n, self.max_chunk, len(self.roi_names))
+        if not isinstance(ts, np.ndarray) or ts.ndim != 1 or len(ts) < n:
+            raise StreamError(f"band-power stage: timestamps of shape {getattr(ts, 'shape', None)} for {n} rows; pass one float64 timestamp per row")
         for b in range(self.n_bands):
             k.copy_columns(roi, n, self._buf, self._bad_rows)
             if self._analytic:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..bundle import OperatorBundle
 from ..errors import ConfigError
+from ._checks import check_chunk, check_max_chunk
 from .channels import ChannelMap
 
 
@@ -95,7 +96,7 @@ class StreamOperator:
         self._kernels = _kernels
         self.bundle = bundle
         self.channel_map = channel_map
-        self.max_chunk = int(max_chunk)
+        self.max_chunk = check_max_chunk(max_chunk, "StreamOperator")
         n_chan = bundle.n_channels
         n_src = bundle.n_sources
         # unit conversion folded into the operator's columns: K (V) * scale == K applied to
@@ -179,6 +180,7 @@ class StreamOperator:
         """
         if not len(self._sos):
             return
+        check_chunk("operator", chunk, n, self.max_chunk, int(self._index.max()) + 1 if len(self._index) else 0)
         k = self._kernels
         k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         good = np.flatnonzero(self._bad_rows[:n] == 0)
@@ -203,6 +205,7 @@ class StreamOperator:
             samples with non-finite input are NaN; their count is in :attr:`last_bad`.
         """
         k = self._kernels
+        check_chunk("operator", chunk, n, self.max_chunk, int(self._index.max()) + 1 if len(self._index) else 0)
         if len(self._sos) and not self._filter_primed:
             self.restart_filter_at(chunk, n)
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)

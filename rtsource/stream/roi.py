@@ -18,6 +18,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ConfigError
 from ..inverse.roi import RoiOperator
+from ._checks import check_chunk, check_max_chunk
 from .outputs import ROI_SUFFIX, ROI_TYPE, stream_name
 
 
@@ -43,9 +44,7 @@ class RoiStage:
 
         self._k = _roi_kernels
         self.roi_operator = roi_operator
-        self.max_chunk = int(max_chunk)
-        if self.max_chunk < 1:
-            raise ConfigError(f"max_chunk = {max_chunk} must be >= 1")
+        self.max_chunk = check_max_chunk(max_chunk, "RoiStage")
         w = roi_operator.weights
         self.linear = roi_operator.linear
         if self.linear:
@@ -96,6 +95,7 @@ class RoiStage:
         ndarray of float32, shape (n, n_roi)
             A view into the stage's buffer, valid until the next call.
         """
+        check_chunk("ROI stage", x, n, self.max_chunk, self.n_inputs)
         if self.linear:
             self._k.roi_apply(x, n, self._matrix, self._out)
         elif self._max:
