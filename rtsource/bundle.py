@@ -19,6 +19,9 @@ import hashlib
 import io
 import json
 import logging
+import math
+import os
+import tempfile
 import types
 import zipfile
 from dataclasses import dataclass, field
@@ -39,6 +42,18 @@ SCHEMA_NAME = "rtsource-operator-bundle"
 SCHEMA_VERSION = 2
 #: Versions this rtsource reads (version 2 added the optional data_cov and source_weights).
 READABLE_VERSIONS = (1, 2)
+
+#: Limits checked before anything is decompressed or parsed: a bundle is untrusted input,
+#: and a small zip member can inflate a thousandfold.
+MAX_BUNDLE_BYTES = 8 * 1024**3  # all arrays together, uncompressed
+MAX_HEADER_BYTES = 16 * 1024**2  # the JSON header
+MAX_JSON_DEPTH = 32  # nesting of the header's objects and lists (a bundle needs 5)
+MAX_INFLATION = 20  # decompressed / file size (rtsource writes stored members: 1)
+
+#: Values the header's enumerated fields may take.
+METHODS = ("MNE", "dSPM", "sLORETA", "eLORETA", "LCMV")
+OUTPUT_UNITS = ("", "A*m", "a.u.")
+CHANNEL_UNITS = {"eeg": "V", "mag": "T", "grad": "T/m"}  # SI unit of each sensor type
 
 # name -> (dtype kind, ndim) of the arrays a bundle must have
 _REQUIRED_ARRAYS = {
@@ -295,10 +310,21 @@ def save_bundle(bundle: OperatorBundle, path: str | Path) -> Path:
     header["checksum"] = _checksum(header, arrays)
     payload = dict(arrays, header=np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **payload)
-    tmp.replace(path)
+    # A unique temporary file beside the target (mkstemp creates it exclusively, so a
+    # symlink planted at a predictable name is never followed), then an atomic rename:
+    # readers see the old bundle or the new one, never half a file.
+    mode = (path.stat().st_mode & 0o777) if path.is_file() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     logger.info("wrote bundle %s (%s)", path, bundle.describe())
     return path
 
@@ -321,25 +347,25 @@ def load_bundle(path: str | Path) -> OperatorBundle:
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_BUNDLE_BYTES:
+            raise _fail(path, f"the file is {size / 1e9:.1f} GB, more than a bundle may hold ({MAX_BUNDLE_BYTES / 1e9:.1f} GB)")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise BundleError(f"bundle {str(path)!r} does not exist; create it with `rtsource setup CONFIG.toml`") from None
     except OSError as exc:
         raise BundleError(f"bundle {str(path)!r} cannot be read: {exc}") from None
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zipfile.LargeZipFile) as exc:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+        members = {info.filename: info for info in archive.infolist()}
+    except Exception as exc:  # BadZipFile, LargeZipFile, ValueError, EOFError ...
         raise _fail(path, f"not a readable .npz archive (truncated or not a bundle: {exc})") from None
-    except Exception as exc:  # zlib.error and friends from a damaged member
-        raise _fail(path, f"damaged archive member ({type(exc).__name__}: {exc})") from None
-
-    if "header" not in arrays:
+    if "header.npy" not in members:
         raise _fail(path, "no 'header' member, so this is not an rtsource bundle", BundleSchemaError)
-    try:
-        header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-        raise _fail(path, f"the header is not valid JSON ({exc})") from None
+    inflated = sum(info.file_size for info in members.values())
+    if inflated > max(MAX_INFLATION * len(raw), 16 * 1024**2) or inflated > MAX_BUNDLE_BYTES:
+        raise _fail(path, f"its {len(raw) / 1e6:.1f} MB would expand to {inflated / 1e9:.2f} GB when decompressed (rtsource writes bundles uncompressed)")
+    header = _read_header(path, archive, members["header.npy"])
     if not isinstance(header, dict):
         raise _fail(path, "the header is not a JSON object", BundleSchemaError)
     if header.get("schema") != SCHEMA_NAME:
@@ -357,17 +383,7 @@ def load_bundle(path: str | Path) -> OperatorBundle:
         ok = isinstance(header[key], typ) or (typ is float and isinstance(header[key], int))
         if not ok or (typ is not bool and isinstance(header[key], bool)):
             raise _fail(path, f"header key {key!r} has type {type(header[key]).__name__}, expected {typ.__name__}", BundleSchemaError)
-    for name, (kind, ndim) in {**_REQUIRED_ARRAYS, **_OPTIONAL_ARRAYS}.items():
-        if name not in arrays:
-            if name in _REQUIRED_ARRAYS:
-                raise _fail(path, f"array {name!r} is missing", BundleSchemaError)
-            continue
-        a = arrays[name]
-        if a.dtype.kind not in (kind, "u" if kind == "i" else kind) or a.ndim != ndim:
-            raise _fail(path, f"array {name!r} has dtype {a.dtype} and {a.ndim} dims, expected kind {kind!r} with {ndim}", BundleSchemaError)
-    extra = sorted(set(arrays) - set(_REQUIRED_ARRAYS) - set(_OPTIONAL_ARRAYS))
-    if extra:
-        raise _fail(path, f"unexpected members {extra}", BundleSchemaError)
+    arrays = _read_arrays(path, archive, members, header)
 
     recorded = header["checksum"]
     actual = _checksum(header, arrays)
@@ -378,6 +394,10 @@ def load_bundle(path: str | Path) -> OperatorBundle:
             "the file was altered or damaged after it was written",
             BundleChecksumError,
         )
+    # The checksum catches damage, not edits (anyone can recompute it): check the meaning.
+    problem = _check_meaning(header, arrays) or _check_params(header["params"], header["method"])
+    if problem:
+        raise _fail(path, problem)
 
     try:
         sources = SourceSpace(
@@ -419,3 +439,204 @@ def load_bundle(path: str | Path) -> OperatorBundle:
         raise _fail(path, str(exc)) from None
     except RtsourceError as exc:
         raise _fail(path, f"invalid content: {exc}") from None
+
+
+# ---- reading an untrusted archive ---------------------------------------------------------
+
+def _json_depth(text: str) -> int:
+    """Deepest nesting of objects and arrays in JSON text (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def _npy_layout(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype from a member's .npy header, reading nothing else."""
+    name = info.filename[:-4]
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f".npy format version {version}")
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f, max_header_size=2000)
+    except Exception as exc:  # numpy's own wording would suggest loading with allow_pickle
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = "header too long" if "allow_pickle" in reason else reason[:160]
+        raise _fail(path, f"array {name!r} has a damaged header ({reason})") from None
+    if dtype.hasobject or dtype.kind not in "biuf" or dtype.itemsize > 16:
+        raise _fail(path, f"array {name!r} has dtype {dtype}; bundles hold plain numbers only", BundleSchemaError)
+    return tuple(shape), bool(fortran), dtype
+
+
+def _npy_data(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, layout) -> np.ndarray:
+    """The member's array; its size was checked against the header before this is called."""
+    shape, fortran, dtype = layout
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f, max_header_size=2000)
+            data = f.read(nbytes)
+    except Exception as exc:  # zlib.error, a CRC mismatch, a truncated member
+        raise _fail(path, f"array {info.filename[:-4]!r} is damaged ({type(exc).__name__}: {str(exc)[:160]})") from None
+    if len(data) != nbytes:
+        raise _fail(path, f"array {info.filename[:-4]!r} is truncated ({len(data)} of {nbytes} bytes)")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Any:
+    layout = _npy_layout(path, archive, info)
+    shape, _, dtype = layout
+    if dtype != np.uint8 or len(shape) != 1:
+        raise _fail(path, f"the header member is {dtype} of shape {shape}, not JSON bytes", BundleSchemaError)
+    if shape[0] > MAX_HEADER_BYTES:
+        raise _fail(path, f"the header is {shape[0] / 1e6:.1f} MB; a bundle's header is a few kB (limit {MAX_HEADER_BYTES / 1e6:.0f} MB)")
+    try:
+        text = _npy_data(path, archive, info, layout).tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, f"the header is not valid JSON ({exc})") from None
+    depth = _json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise _fail(path, f"the header nests {depth} levels deep; rtsource reads at most {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _fail(path, f"the header is not valid JSON ({exc})") from None
+
+
+def _read_arrays(path: Path, archive: zipfile.ZipFile, members: dict, header: dict) -> dict[str, np.ndarray]:
+    """Every array, after each one's dtype, shape and size were checked against the header."""
+    known = {**_REQUIRED_ARRAYS, **_OPTIONAL_ARRAYS}
+    extra = sorted(n[:-4] if n.endswith(".npy") else n for n in members if n != "header.npy" and (not n.endswith(".npy") or n[:-4] not in known))
+    if extra:
+        raise _fail(path, f"unexpected members {extra}", BundleSchemaError)
+    missing = [n for n in _REQUIRED_ARRAYS if n + ".npy" not in members]
+    if missing:
+        raise _fail(path, f"array {missing[0]!r} is missing", BundleSchemaError)
+    layouts = {n[:-4]: _npy_layout(path, archive, info) for n, info in members.items() if n != "header.npy"}
+    for name, (shape, _, dtype) in layouts.items():
+        kind, ndim = known[name]
+        if dtype.kind not in (kind, "u" if kind == "i" else kind) or len(shape) != ndim:
+            raise _fail(path, f"array {name!r} has dtype {dtype} and {len(shape)} dims, expected kind {kind!r} with {ndim}", BundleSchemaError)
+    expected = _expected_shapes(header, layouts["source_positions_m"][0][0])
+    for name, (shape, _, _) in layouts.items():
+        ok = expected.get(name, lambda s: True)
+        if not ok(shape):
+            raise _fail(path, f"array {name!r} has shape {shape}, which does not fit {len(header['ch_names'])} channels and {layouts['source_positions_m'][0][0]} sources (n_orient {header['n_orient']})")
+    total = sum(math.prod(shape) * dtype.itemsize for shape, _, dtype in layouts.values())
+    if total > MAX_BUNDLE_BYTES:
+        raise _fail(path, f"its arrays would take {total / 1e9:.1f} GB once decompressed, more than a bundle may hold ({MAX_BUNDLE_BYTES / 1e9:.1f} GB)")
+    return {name: _npy_data(path, archive, members[name + ".npy"], layout) for name, layout in layouts.items()}
+
+
+def _expected_shapes(header: dict, n_src: int) -> dict:
+    """Shape predicates per array, from the header's channels and the number of sources."""
+    n_chan, n_orient = len(header["ch_names"]), header["n_orient"]
+    return {
+        "kernel": lambda s: s == (n_src * n_orient, n_chan),
+        "noise_norm": lambda s: s == (n_src,),
+        "source_positions_m": lambda s: s[1:] == (3,),
+        "source_normals": lambda s: s == (n_src, 3),
+        "source_areas_m2": lambda s: s == (n_src,),
+        "source_hemisphere": lambda s: s == (n_src,),
+        "source_triangles": lambda s: s[1:] == (3,) and s[0] <= 10 * n_src,
+        "channel_positions_m": lambda s: s == (n_chan, 3),
+        "gain": lambda s: s == (n_chan, 3 * n_src),
+        "noise_cov": lambda s: s == (n_chan, n_chan),
+        "data_cov": lambda s: s == (n_chan, n_chan),
+        "source_rotation": lambda s: s == (n_src, 3, 3),
+        "source_weights": lambda s: s[0] in (n_src, n_orient * n_src, 3 * n_src) and s[1] in (1, 3, 9),
+    }
+
+
+# ---- what the content means ----------------------------------------------------------------
+
+def _text_ok(value: Any, limit: int = 256) -> bool:
+    return isinstance(value, str) and len(value) <= limit and value.isprintable()
+
+
+def _check_meaning(header: dict, arrays: dict[str, np.ndarray]) -> str | None:
+    """The first thing in a (checksum-consistent) bundle that cannot be right, or None."""
+    if header["method"] not in METHODS:
+        return f"method {str(header['method'])[:80]!r} is not one of {', '.join(METHODS)}"
+    if header["output_unit"] not in OUTPUT_UNITS:
+        return f"output_unit {str(header['output_unit'])[:80]!r} is not one of {', '.join(repr(u) for u in OUTPUT_UNITS)}"
+    sfreq = header["sfreq"]
+    if not (isinstance(sfreq, (int, float)) and math.isfinite(sfreq) and 1.0 <= sfreq <= 100000.0):
+        return f"sfreq = {sfreq!r} Hz is not a sampling rate (1 to 100000 Hz)"
+    for key in ("ch_names", "ch_types", "ch_units"):
+        bad = [v for v in header[key] if not _text_ok(v, 128) or not v]
+        if bad:
+            return f"{key} holds {str(bad[0])[:80]!r}, not a channel label"
+    for i, (t, u) in enumerate(zip(header["ch_types"], header["ch_units"])):
+        if CHANNEL_UNITS.get(t) != u:
+            return f"channel {header['ch_names'][i]!r} has type {t!r} and unit {u!r}; types and their SI units are {CHANNEL_UNITS}"
+    for key in ("reference", "source_space_name", "rtsource_version", "created_utc", "source_frame", "channel_frame"):
+        if not _text_ok(header[key]):
+            return f"{key} = {str(header[key])[:80]!r} is not a short printable text"
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            return f"array {name!r} has {int(np.size(a) - np.count_nonzero(np.isfinite(a)))} non-finite values (NaN or Inf)"
+    for name in ("source_positions_m", "channel_positions_m"):
+        if arrays[name].size and np.max(np.abs(arrays[name])) > 1.0:
+            return f"array {name!r} reaches {np.max(np.abs(arrays[name])):.3g} m from the origin; positions are metres and a head fits in 1 m"
+    if np.any(arrays["source_areas_m2"] < 0):
+        return "array 'source_areas_m2' has negative areas"
+    if not np.all(np.isin(arrays["source_hemisphere"], (-1, 0, 1))):
+        return "array 'source_hemisphere' holds values other than -1 (none), 0 (left), 1 (right)"
+    rot = arrays.get("source_rotation")
+    if rot is not None and rot.size:
+        err = np.abs(np.einsum("sij,skj->sik", rot, rot) - np.eye(3)).max()
+        if err > 1e-3:
+            return f"array 'source_rotation' is not made of rotations (|R R^T - I| reaches {err:.3g})"
+    for name in ("noise_cov", "data_cov"):
+        c = arrays.get(name)
+        if c is None or not c.size:
+            continue
+        scale = float(np.max(np.abs(c)))
+        if scale == 0 or np.max(np.abs(c - c.T)) > 1e-6 * scale:
+            return f"array {name!r} is {'zero' if scale == 0 else 'not symmetric'}; a covariance is symmetric positive semi-definite"
+        low = float(np.linalg.eigvalsh(c)[0])
+        if low < -1e-6 * scale:
+            return f"array {name!r} has a negative eigenvalue ({low:.3g}, largest entry {scale:.3g}); a covariance is positive semi-definite"
+    return None
+
+
+def _check_params(params: dict, method: str) -> str | None:
+    """The method parameters' ranges (the keys are those of ``operator_params``)."""
+    # TODO(inverse branch): once parameters are typed objects, validate by building them.
+    def number(key, lo, hi, optional=True):
+        v = params.get(key)
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+            return f"params {key} = {v!r} (must be a number in {lo:g}..{hi:g})"
+        return None
+
+    if "method" in params and params["method"] != method:
+        return f"params method {str(params['method'])[:80]!r} differs from the bundle's method {method!r}"
+    problems = (
+        number("snr", 1e-6, 1e6), number("lambda2", 0.0, 1e12), number("loose", 0.0, 1.0), number("depth", 0.0, 100.0),
+        number("depth_limit", 0.0, 1e6), number("reg", 0.0, 1e6), number("rank", 0, 1e6), number("noise_level", 0.0, 1e300),
+    )
+    problem = next((p for p in problems if p), None)
+    bad = params.get("bad_channels") or []
+    if problem is None and not (isinstance(bad, list) and all(_text_ok(c, 128) for c in bad)):
+        problem = "params bad_channels holds something that is not a channel name"
+    return problem
