@@ -98,6 +98,11 @@ class Recording:
         nothing disappears without a trace.
     file_gaps : int
         Gaps in the file's own timestamps (XDF), not reproduced by the replay.
+    declared_samples : int
+        Samples the file's header or footer says the recording holds (0: it does not say).
+    damage : str
+        What is wrong with a file that could be read only in part (truncated: the
+        recording stopped before the file was closed), else "".
     """
 
     data: np.ndarray
@@ -111,6 +116,8 @@ class Recording:
     format: str
     dropped: tuple[str, ...] = ()
     file_gaps: int = 0
+    declared_samples: int = 0
+    damage: str = ""
 
     def __post_init__(self) -> None:
         data = np.array(self.data, copy=True)
@@ -129,7 +136,7 @@ class Recording:
         if not (np.isfinite(self.sfreq) and self.sfreq > 0):
             raise StreamError(f"recording {self.path!r} has sampling rate {self.sfreq!r}; only regularly sampled recordings can be replayed")
         if data.shape[0] == 0:
-            raise StreamError(f"recording {self.path!r} has no samples")
+            raise StreamError(f"recording {self.path!r} has no samples" + (f": {self.damage}" if self.damage else ""))
 
     @property
     def n_samples(self) -> int:
@@ -175,6 +182,8 @@ def read_recording(path: str | Path, *, stream: str | int | None = None, reader:
     path = Path(path)
     if not path.exists():
         raise StreamError(f"recording {str(path)!r} does not exist; check the path")
+    if not path.is_file():
+        raise StreamError(f"recording {str(path)!r} is not a file; pass the recording itself (a BrainVision set: its .vhdr)")
     suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".fif.gz") else path.suffix.lower()
     if suffix == ".xdf" or suffix == ".xdfz":
         return read_xdf(path, stream=stream)
@@ -191,10 +200,18 @@ def read_xdf(path: str | Path, *, stream: str | int | None = None) -> Recording:
     """One numeric, regularly sampled stream of an XDF file (pyxdf), values untouched."""
     pyxdf = _need("pyxdf", "xdf", "XDF files")
     path = Path(path)
+    if path.suffix.lower() == ".xdf":
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"XDF:":
+            what = "is empty (0 bytes)" if not magic else f"does not start with the XDF magic 'XDF:' (it starts with {magic!r})"
+            raise StreamError(f"XDF file {str(path)!r} {what}; is it an XDF recording?")
+    complaints = _LogCapture("pyxdf")  # pyxdf reports damage by logging, then carries on
     try:
-        streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False, handle_clock_resets=False)
+        with complaints:
+            streams, _ = pyxdf.load_xdf(str(path), synchronize_clocks=False, dejitter_timestamps=False, handle_clock_resets=False)
     except Exception as exc:  # pyxdf raises plain Exceptions on damaged files
-        raise StreamError(f"cannot read XDF file {str(path)!r}: {exc}") from None
+        raise StreamError(f"cannot read XDF file {str(path)!r}: it is damaged or cut short ({type(exc).__name__}: {exc})") from None
 
     def field_(info, key, default=""):
         v = info.get(key)
@@ -204,7 +221,7 @@ def read_xdf(path: str | Path, *, stream: str | int | None = None) -> Recording:
     for i, s in enumerate(streams):
         info = s["info"]
         fmt = field_(info, "channel_format")
-        rate = float(field_(info, "nominal_srate", 0) or 0)
+        rate = _number(field_(info, "nominal_srate", 0) or 0)
         if fmt in _FORMAT_DTYPES and rate > 0 and isinstance(s["time_series"], np.ndarray):
             candidates.append(i)
     listing = "; ".join(
@@ -253,12 +270,23 @@ def read_xdf(path: str | Path, *, stream: str | int | None = None) -> Recording:
             units[i] = field_(ch, "unit")
     else:
         logger.warning("XDF stream %r has no channel descriptions; replaying as ch1..ch%d without units", field_(info, "name"), n_chan)
-    rate = float(field_(info, "nominal_srate"))
+    rate = _number(field_(info, "nominal_srate"))
     stamps = np.asarray(s.get("time_stamps", []), dtype=np.float64)
     gaps = int(np.sum(np.diff(stamps) > 3.0 / rate)) if len(stamps) > 1 else 0
     if gaps:
         logger.warning("XDF stream %r has %d gaps in its timestamps; the replay plays its samples back to back", field_(info, "name"), gaps)
     others = [field_(streams[i]["info"], "name") for i in range(len(streams)) if i != index]
+    footer = s.get("footer") or {}
+    declared = int(_number(field_(footer.get("info", {}), "sample_count", 0) or 0)) if isinstance(footer, dict) else 0
+    damage = ""
+    if declared and declared != len(data):
+        damage = f"the footer declares {declared} samples of stream {field_(info, 'name')!r} but the file holds {len(data)}"
+    elif not footer:
+        damage = (
+            f"the file ends without the footer of stream {field_(info, 'name')!r} (written when a recording is stopped), so it was cut short; "
+            f"{len(data)} samples ({len(data) / rate:.1f} s) could be read"
+            + (f" (pyxdf: {complaints.messages[0]})" if complaints.messages else "")
+        )
     return Recording(
         data=data.astype(_FORMAT_DTYPES[field_(info, "channel_format")], copy=False),
         sfreq=rate,
@@ -271,6 +299,8 @@ def read_xdf(path: str | Path, *, stream: str | int | None = None) -> Recording:
         format="xdf",
         dropped=tuple(f"stream {n}" for n in others),
         file_gaps=gaps,
+        declared_samples=declared,
+        damage=damage,
     )
 
 
@@ -297,10 +327,16 @@ def read_edf(path: str | Path) -> Recording:
     """
     edfio = _need("edfio", "edf", "EDF/BDF files")
     path = Path(path)
+    kind = path.suffix.upper()[1:]
+    layout = _edf_layout(path)  # our own reading of the fixed header: clear messages, and the declared length
     try:
-        f = edfio.read_bdf(path) if path.suffix.lower() == ".bdf" else edfio.read_edf(path)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # edfio warns about truncation; _edf_layout reports it
+            f = edfio.read_bdf(path) if path.suffix.lower() == ".bdf" else edfio.read_edf(path)
     except Exception as exc:  # edfio raises ValueError and friends on malformed headers
-        raise StreamError(f"cannot read {path.suffix.upper()[1:]} file {str(path)!r}: {exc}") from None
+        raise StreamError(f"cannot read {kind} file {str(path)!r}: {exc}") from None
     signals = list(f.signals)
     if not signals:
         raise StreamError(f"{str(path)!r} has no signals")
@@ -321,7 +357,70 @@ def read_edf(path: str | Path) -> Recording:
         names.append(label)
         types.append(kind)
         units.append(unit)
-    return Recording(data, rate, names, types, units, name=path.stem, type="EEG", path=str(path), format=path.suffix.lower()[1:], dropped=dropped)
+    declared = int(round(layout.n_records * layout.record_s * rate)) if layout.n_records > 0 else 0
+    damage = ""
+    if layout.records_in_file < layout.n_records:
+        damage = (
+            f"the header declares {layout.n_records} data records ({declared} samples, {layout.n_records * layout.record_s:g} s) "
+            f"but the file holds {layout.records_in_file} complete ones ({n} samples): it was cut short"
+        )
+    return Recording(
+        data, rate, names, types, units, name=path.stem, type="EEG", path=str(path), format=path.suffix.lower()[1:], dropped=dropped,
+        declared_samples=declared, damage=damage,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _EdfLayout:
+    n_records: int  # declared in the header (-1: unknown, being recorded)
+    record_s: float  # duration of one data record
+    records_in_file: int  # complete records present
+
+
+def _edf_layout(path: Path) -> _EdfLayout:
+    """The fixed part of an EDF/BDF header, checked field by field (EDF spec, Kemp et al. 1992).
+
+    Raises StreamError naming the file and the field for what edfio would report as
+    "list index out of range" or an unbound variable.
+    """
+    kind = path.suffix.upper()[1:]
+    raw = path.read_bytes()[:256]
+    size = path.stat().st_size
+    where = f"cannot read {kind} file {str(path)!r}:"
+    if size < 256:
+        raise StreamError(f"{where} it {'is empty' if not size else f'has {size} bytes'}; an {kind} header alone is 256 bytes (truncated or not {kind})")
+    if raw[:8] not in (b"0       ", b"\xffBIOSEMI"):
+        raise StreamError(f"{where} it does not start with an EDF/BDF version field ({raw[:8]!r}); is it an {kind} recording?")
+
+    def field(start: int, stop: int, name: str, cast=int):
+        text = raw[start:stop].decode("ascii", "replace").strip()
+        try:
+            return cast(text)
+        except ValueError:
+            raise StreamError(f"{where} header field '{name}' is {text!r}, not a number") from None
+
+    header_bytes = field(184, 192, "number of bytes in header record")
+    n_records = field(236, 244, "number of data records")
+    record_s = field(244, 252, "duration of a data record", float)
+    ns = field(252, 256, "number of signals")
+    if ns < 1:
+        raise StreamError(f"{where} the header declares {ns} signals; there is nothing to replay")
+    if header_bytes != 256 * (ns + 1):
+        raise StreamError(f"{where} the header declares {header_bytes} header bytes but {ns} signals need {256 * (ns + 1)}")
+    if size < header_bytes:
+        raise StreamError(f"{where} it is cut off inside its header ({size} of {header_bytes} bytes)")
+    with open(path, "rb") as f:
+        f.seek(256 + ns * 216)
+        spr_text = f.read(ns * 8).decode("ascii", "replace")
+    try:
+        spr = [int(spr_text[i * 8 : i * 8 + 8]) for i in range(ns)]
+    except ValueError:
+        raise StreamError(f"{where} the samples-per-record fields {spr_text!r} are not numbers") from None
+    if not (np.isfinite(record_s) and record_s > 0):
+        raise StreamError(f"{where} the data record duration is {record_s:g} s; a recording with signals needs a positive duration")
+    record_bytes = sum(spr) * (3 if kind == "BDF" else 2)
+    in_file = (size - header_bytes) // record_bytes if record_bytes > 0 else 0
+    return _EdfLayout(n_records, record_s, int(in_file))
 
 
 def read_brainvision(path: str | Path, *, reader: str = "auto") -> Recording:
@@ -331,6 +430,35 @@ def read_brainvision(path: str | Path, *, reader: str = "auto") -> Recording:
     if reader == "mne" or (reader == "auto" and _has("mne")):
         return read_mne(path, kind="brainvision")
     return _read_brainvision_builtin(Path(path))
+
+
+def _number(text) -> float:
+    """A header number; malformed text reads as 0 (refused later as "not regularly sampled")."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if np.isfinite(value) else 0.0
+
+
+class _LogCapture(logging.Handler):
+    """Collects what a library logs (warnings and worse) while it reads a file."""
+
+    def __init__(self, logger_name: str):
+        super().__init__(logging.WARNING)
+        self._logger = logging.getLogger(logger_name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.messages) < 10:
+            self.messages.append(record.getMessage().splitlines()[0][:200])
+
+    def __enter__(self):
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
 
 
 def _has(module: str) -> bool:
@@ -372,8 +500,18 @@ def _read_brainvision_builtin(path: Path) -> Recording:
         raise StreamError(f"{str(path)!r}: only binary BrainVision data are read by the built-in reader; install MNE-Python for ASCII")
     if get("Common Infos", "DataOrientation", "MULTIPLEXED").upper() != "MULTIPLEXED":
         raise StreamError(f"{str(path)!r}: only multiplexed BrainVision data are read by the built-in reader; install MNE-Python for vectorized")
-    n_chan = int(get("Common Infos", "NumberOfChannels"))
-    interval_us = float(get("Common Infos", "SamplingInterval"))
+    def number(section, key, cast, low):
+        text = get(section, key)
+        try:
+            value = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value < low:
+            raise StreamError(f"BrainVision header {str(path)!r}: [{section}] {key} = {text!r} must be a number >= {low:g}")
+        return value
+
+    n_chan = number("Common Infos", "NumberOfChannels", int, 1)
+    interval_us = number("Common Infos", "SamplingInterval", float, 1e-3)
     data_file = path.with_name(get("Common Infos", "DataFile"))
     fmt = get("Binary Infos", "BinaryFormat", "INT_16").upper()
     dtypes = {"INT_16": "<i2", "INT_32": "<i4", "IEEE_FLOAT_32": "<f4", "UINT_16": "<u2"}
@@ -383,7 +521,10 @@ def _read_brainvision_builtin(path: Path) -> Recording:
     for i in range(1, n_chan + 1):
         parts = get("Channel Infos", f"Ch{i}").split(",")
         name = parts[0].replace("\\1", ",")
-        r = float(parts[2]) if len(parts) > 2 and parts[2].strip() else 1.0
+        try:
+            r = float(parts[2]) if len(parts) > 2 and parts[2].strip() else 1.0
+        except ValueError:
+            raise StreamError(f"BrainVision header {str(path)!r}: the resolution of Ch{i} ({parts[2].strip()!r}) is not a number") from None
         u = parts[3].strip() if len(parts) > 3 and parts[3].strip() else "uV"
         names.append(name)
         res.append(r)
@@ -393,9 +534,12 @@ def _read_brainvision_builtin(path: Path) -> Recording:
     except OSError as exc:
         raise StreamError(f"cannot read BrainVision data file {str(data_file)!r} (named by {path.name}): {exc}") from None
     n = raw.size // n_chan
+    damage = ""
+    if raw.size % n_chan:
+        damage = f"the data file {data_file.name} ends inside a sample ({raw.size % n_chan} of {n_chan} values of sample {n + 1}): it was cut short"
     data = raw[: n * n_chan].reshape(n, n_chan).astype(np.float64) * np.asarray(res)
     types = ["EEG" if u in ("uV", "mV", "V", "nV") else "MISC" for u in units]
-    return Recording(data, 1e6 / interval_us, names, types, units, name=path.stem, type="EEG", path=str(path), format="brainvision")
+    return Recording(data, 1e6 / interval_us, names, types, units, name=path.stem, type="EEG", path=str(path), format="brainvision", damage=damage)
 
 
 def read_mne(path: str | Path, *, kind: str = "") -> Recording:
@@ -409,7 +553,9 @@ def read_mne(path: str | Path, *, kind: str = "") -> Recording:
             raw = mne.io.read_raw_fif(str(path), preload=True, verbose="error")
         else:
             raw = mne.io.read_raw(str(path), preload=True, verbose="error")
-    except (ValueError, OSError, RuntimeError, NotImplementedError) as exc:
+    except Exception as exc:  # MNE's readers raise many kinds on a damaged file (even AttributeError)
+        if str(exc) == "" or isinstance(exc, (AttributeError, IndexError, KeyError, TypeError)):
+            exc = f"the file is damaged, truncated or not a recording ({type(exc).__name__}: {exc})"
         raise StreamError(f"MNE-Python cannot read {str(path)!r}: {exc}") from None
     kinds = raw.get_channel_types()
     types, units = [], []
@@ -463,9 +609,12 @@ class ReplayStats:
     wall_seconds: float = 0.0
     late_chunks: int = 0  # chunks pushed more than one chunk period after they were due
     dropped: tuple[str, ...] = field(default_factory=tuple)
+    file_samples: int = 0  # samples read from the file (one pass)
+    declared_samples: int = 0  # samples the file says it holds (0: it does not say)
+    damage: str = ""  # a truncated or damaged file: what is missing
 
     def summary(self) -> dict:
-        return {
+        out = {
             "stream": self.stream_name,
             "source_id": self.source_id,
             "samples_pushed": self.samples_pushed,
@@ -473,6 +622,11 @@ class ReplayStats:
             "wall_seconds": round(self.wall_seconds, 3),
             "late_chunks": self.late_chunks,
         }
+        if self.damage:
+            out["file_samples"] = self.file_samples
+            out["declared_samples"] = self.declared_samples or "unknown"
+            out["file_damage"] = self.damage
+        return out
 
 
 class Replayer:
@@ -494,17 +648,20 @@ class Replayer:
     def __init__(self, recording: Recording, *, loop: bool = False, rate_scale: float = 1.0, chunk_ms: float = 20.0, name: str | None = None, type_: str | None = None, source_id: str | None = None):
         import pylsl
 
-        if not (np.isfinite(rate_scale) and rate_scale > 0):
-            raise StreamError(f"rate_scale is {rate_scale!r}; pass a positive factor (1.0 = real time, 2.0 = twice as fast)")
-        if not (np.isfinite(chunk_ms) and chunk_ms > 0):
-            raise StreamError(f"chunk_ms is {chunk_ms!r}; pass a positive duration in milliseconds (e.g. 20)")
+        if not (np.isfinite(rate_scale) and 1e-3 <= rate_scale <= 1e4):
+            raise StreamError(f"rate_scale is {rate_scale!r}; pass a factor between 0.001 and 10000 (1.0 = real time, 2.0 = twice as fast)")
+        if not (np.isfinite(chunk_ms) and 0.01 <= chunk_ms <= 60000):
+            raise StreamError(f"chunk_ms is {chunk_ms!r}; pass a duration between 0.01 and 60000 milliseconds (e.g. 20)")
         self.recording = recording
         self.loop = bool(loop)
         self.rate_scale = float(rate_scale)
         self.chunk = max(1, int(round(chunk_ms * 1e-3 * recording.sfreq)))
         self.info = make_stream_info(recording, name=name, type_=type_, source_id=source_id, loop=loop, rate_scale=rate_scale)
         self.outlet = pylsl.StreamOutlet(self.info, chunk_size=0, max_buffered=360)
-        self.stats = ReplayStats(self.info.name(), self.info.source_id(), dropped=recording.dropped)
+        self.stats = ReplayStats(
+            self.info.name(), self.info.source_id(), dropped=recording.dropped, file_samples=recording.n_samples,
+            declared_samples=recording.declared_samples, damage=recording.damage,
+        )  # fmt: skip
         self._stop = threading.Event()
         self._local_clock = pylsl.local_clock
 
@@ -613,7 +770,13 @@ def run_replay(
     -------
     ReplayStats
     """
+    for key, value in (("duration", duration), ("wait_for_consumers", wait_for_consumers), ("linger", linger)):
+        if value is not None and not (np.isfinite(value) and 0 <= value <= 3.2e7):
+            raise StreamError(f"{key} is {value!r}; pass a number of seconds (>= 0, at most a year)")
     rec = read_recording(path, stream=stream, reader=reader)
+    if rec.damage:
+        declared = f" of {rec.declared_samples} declared" if rec.declared_samples else ""
+        logger.warning("%s: %d%s samples will be played: %s", rec.path, rec.n_samples, declared, rec.damage)
     player = Replayer(rec, loop=loop, rate_scale=rate_scale, chunk_ms=chunk_ms, name=name, type_=type_, source_id=source_id)
     logger.info(
         "replaying %s (%s): %d channels at %g Hz, %.1f s, as LSL stream %r",

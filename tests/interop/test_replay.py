@@ -280,3 +280,104 @@ def test_command_line_arguments(tmp_path):
     table = dict(line.split(None, 1) for line in lines if line.startswith("  "))
     assert table["samples_pushed"] == "100" and table["loops_completed"] == "1"
     assert "3 channels at 500 Hz" in lines[0] and "x10" in lines[0]
+
+
+# ---- damaged and truncated files: the file and the problem are named, truncation is reported --
+
+def _good_xdf(tmp_path, n=1000):
+    ts = 100.0 + np.arange(n) / 250.0
+    x = (np.arange(n * 3, dtype=np.float32).reshape(n, 3)) % 97
+    path = tmp_path / "full.xdf"
+    write_xdf(path, [(eeg_info_xml("amp", ["a", "b", "c"], 250.0), ts, x)])
+    return path, x
+
+
+def _long_edf(path, n_records=10):
+    edfio = pytest.importorskip("edfio")
+    rng = np.random.default_rng(3)
+    signals = [edfio.EdfSignal(rng.normal(size=256 * n_records) * 20, 256.0, label=f"EEG C{i}", physical_dimension="uV", physical_range=(-500, 500)) for i in range(3)]
+    edfio.Edf(signals).write(path)
+    return path
+
+
+def _cut(path, size, name):
+    out = path.with_name(name)
+    out.write_bytes(path.read_bytes()[:size])
+    return out
+
+
+def test_damaged_files_name_the_file_and_the_problem(tmp_path):
+    pytest.importorskip("pyxdf")
+    xdf, _ = _good_xdf(tmp_path)
+    edf = _long_edf(tmp_path / "long.edf")
+    raw = bytearray(edf.read_bytes())
+    zero_duration = bytearray(raw)
+    zero_duration[244:252] = b"0       "  # edfio: "cannot access local variable 'sampling_frequency'"
+    (tmp_path / "dur0.edf").write_bytes(bytes(zero_duration))
+    no_signals = bytearray(raw)
+    no_signals[252:256] = b"0   "
+    (tmp_path / "ns0.edf").write_bytes(bytes(no_signals))
+    (tmp_path / "empty.fif").write_bytes(b"")
+    (tmp_path / "hdr.vhdr").write_text("Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=x.eeg\nNumberOfChannels=abc\nSamplingInterval=2000\n")
+    (tmp_path / "rate0.vhdr").write_text("Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=x.eeg\nNumberOfChannels=2\nSamplingInterval=0\n")
+    cases = [
+        (_cut(xdf, 0, "empty.xdf"), ["empty.xdf", "is empty"]),
+        (_cut(xdf, 2, "magic.xdf"), ["magic.xdf", "XDF magic"]),
+        (_cut(xdf, 40, "head.xdf"), ["head.xdf", "damaged or cut short"]),
+        (_cut(edf, 0, "empty.edf"), ["empty.edf", "is empty", "256 bytes"]),
+        (_cut(edf, 300, "head.edf"), ["head.edf", "cut off inside its header (300 of 1024 bytes)"]),  # edfio: "list index out of range"
+        (tmp_path / "dur0.edf", ["dur0.edf", "data record duration is 0 s"]),
+        (tmp_path / "ns0.edf", ["ns0.edf", "declares 0 signals"]),
+        (tmp_path / "empty.fif", ["empty.fif", "damaged, truncated or not a recording"]),
+        (tmp_path / "hdr.vhdr", ["hdr.vhdr", "NumberOfChannels = 'abc'"]),
+        (tmp_path / "rate0.vhdr", ["rate0.vhdr", "SamplingInterval = '0'"]),
+        (tmp_path, [str(tmp_path), "is not a file"]),
+    ]
+    for path, fragments in cases:
+        with pytest.raises(StreamError) as exc:
+            read_recording(path, reader="builtin")
+        msg = str(exc.value)
+        for f in fragments:
+            assert f in msg, f"{path.name}: {f!r} not in {msg!r}"
+        assert "list index out of range" not in msg and "local variable" not in msg
+
+
+def test_truncated_xdf_is_reported_with_how_much_was_played(tmp_path):
+    pytest.importorskip("pyxdf")
+    full, x = _good_xdf(tmp_path)
+    assert read_recording(full).damage == "" and read_recording(full).declared_samples == 1000
+    cut = _cut(full, full.stat().st_size // 2, "cut.xdf")  # a recorder killed mid-recording
+    rec = read_recording(cut)
+    assert 0 < rec.n_samples < 1000
+    assert "cut.xdf" in rec.path and "without the footer" in rec.damage and f"{rec.n_samples} samples" in rec.damage
+    collector, stats = replay_and_collect(cut, rec.n_samples, rate_scale=8.0)
+    data, _ = collector.data()
+    assert np.array_equal(data, x[: rec.n_samples])  # what is there is played exactly
+    summary = stats.summary()
+    assert summary["samples_pushed"] == summary["file_samples"] == rec.n_samples
+    assert summary["declared_samples"] == "unknown" and "without the footer" in summary["file_damage"]
+
+
+def test_truncated_edf_is_reported_with_played_and_declared(tmp_path):
+    import subprocess
+    import sys
+
+    edf = _long_edf(tmp_path / "long.edf", n_records=10)
+    record_bytes = 3 * 256 * 2
+    cut = _cut(edf, 1024 + 6 * record_bytes + 100, "cut.edf")  # 6 records and part of the 7th
+    rec = read_recording(cut)
+    assert rec.n_samples == 6 * 256 and rec.declared_samples == 10 * 256
+    assert "declares 10 data records (2560 samples, 10 s) but the file holds 6 complete ones (1536 samples)" in rec.damage
+    cmd = [sys.executable, "-m", "rtsource.cli", "replay", str(cut), "--rate-scale", "50", "--name", unique("cut-edf")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cut.edf: 1536 of 2560 declared samples will be played: the header declares 10 data records" in proc.stderr
+    table = dict(line.split(None, 1) for line in proc.stdout.splitlines() if line.startswith("  "))
+    assert table["samples_pushed"] == "1536" and table["declared_samples"] == "2560" and "cut short" in table["file_damage"]
+
+
+def test_replay_numbers_are_bounded(tmp_path):
+    path, *_ = write_brainvision(tmp_path)
+    for kwargs, fragment in (({"rate_scale": 1e-300}, "rate_scale"), ({"chunk_ms": 1e308}, "chunk_ms"), ({"duration": float("nan")}, "duration"), ({"wait_for_consumers": -1.0}, "wait_for_consumers")):
+        with pytest.raises(StreamError, match=fragment):
+            run_replay(path, reader="builtin", **kwargs)
