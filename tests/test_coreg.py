@@ -299,3 +299,18 @@ def test_meg_device_to_template_chain():
 
 def test_default_threshold_is_documented():
     assert 3.0 <= DEFAULT_MAX_RMS_MM <= 10.0
+
+
+def test_too_few_points_for_icp_say_so_and_suggest_fiducials(tmp_path):
+    """3 electrodes + fiducials: the cause is too few points, not a bad start (the message
+    used to blame the initial alignment at a median distance of 0.0 mm)."""
+    three = standard_montage().pick(("Cz", "T7", "T8"))
+    dig = Digitization(Points(three.electrodes.positions_m, "template", "m", ("Cz", "T7", "T8")), TEMPLATE.fiducials)
+    path = write_positions_csv(tmp_path / "three.csv", dig, unit="mm")
+    with pytest.raises(GeometryError) as exc:
+        run_coreg(path, qc_png=None)
+    msg = str(exc.value)
+    assert "3 points cannot fix the 6 parameters" in msg and "--method fiducials" in msg
+    assert "too far off" not in msg
+    r = run_coreg(path, qc_png=None, method="fiducials")  # the suggestion works
+    assert r.qc.rms_mm < 1.0

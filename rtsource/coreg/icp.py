@@ -204,6 +204,12 @@ def icp_to_surface(
     m = np.eye(4) if initial is None else np.array(initial, dtype=float)
     project = SurfaceProjector(surface)
     n_par = 7 if scale else 6
+    if len(p0) < n_par:  # the cause is too few points, not the start: say so
+        raise GeometryError(
+            f"ICP: {len(p0)} points cannot fix the {n_par} parameters of a {'scaled ' if scale else ''}rigid fit to the scalp "
+            f"(at least {n_par} are needed, and dozens spread over the head for a reliable fit); with this few points, "
+            "align by the fiducials alone: --method fiducials ([coreg] method = 'fiducials')"
+        )
     pair_src = pair_dst = None
     if pairs is not None and pair_weight > 0:
         pair_src = np.asarray(pairs[0], dtype=float)
