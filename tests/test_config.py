@@ -80,3 +80,55 @@ def test_file_errors(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="UTF-8"):
         load_config(binary)
+
+
+def test_deeply_nested_toml_is_refused_before_parsing(tmp_path):
+    """tomllib recurses per nesting level: 200,000 brackets were a RecursionError."""
+    p = tmp_path / "deep.toml"
+    p.write_text("[inverse]\nsnr = " + "[" * 200000 + "]" * 200000 + "\n")
+    with pytest.raises(ConfigError, match=r"nests arrays or tables 200000 levels deep; rtsource reads at most 32"):
+        load_config(p)
+    p.write_text("x = {a = " * 5000 + "1" + "}" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="levels deep"):
+        load_config(p)
+
+
+def test_brackets_in_strings_and_comments_do_not_count_as_nesting(tmp_path):
+    from rtsource.config import _toml_depth
+
+    deep = "[" * 100
+    p = tmp_path / "ok.toml"
+    p.write_text(
+        f'# {deep}\n[output]\nname = "{deep}"\ntype = \'{deep}\'\nsource_id = """{deep}\n\\"{deep}"""\n'
+        f"[stream]\nname = '''{deep}'''\n[bandpower]\nbands = {{alpha = [8, 12]}}\n[[roi]]\nname = \"V1\"\ncenter_mm = [1, 2, 3]\n"
+    )
+    s = load_config(p)
+    assert s.output.name == deep and s.stream.name == deep
+    assert _toml_depth(p.read_text()) == 2
+
+
+def test_huge_config_file_is_refused_unread(tmp_path):
+    p = tmp_path / "huge.toml"
+    with open(p, "wb") as f:
+        f.truncate(50 * 1024 * 1024)  # sparse: nothing to read if the size is checked first
+    with pytest.raises(ConfigError, match=r"is 52.4 MB; configurations are a few kB"):
+        load_config(p)
+
+
+@pytest.mark.parametrize(
+    "doc,fragments",
+    [
+        ({"inverse": {"snr": 1e-300}}, ["[inverse]", "snr", "1e-300", "at least 0.01"]),
+        ({"noise_cov": {"seconds": 1e308}}, ["[noise_cov]", "seconds", "at most 600 s"]),
+        ({"noise_cov": {"seconds": 1e6}}, ["[noise_cov]", "seconds", "GBs"]),
+        ({"simulate": {"n_noise_sources": 10**9}}, ["[simulate]", "n_noise_sources", "at most 20000"]),
+        ({"stream": {"resolve_timeout": 1e308}}, ["[stream]", "resolve_timeout", "at most 86400 s"]),
+        ({"performance": {"threads": -1}}, ["[performance]", "threads", "0..256"]),
+        ({"inverse": {"depth": 1e308}}, ["[inverse]", "depth", "at most 10"]),
+    ],
+)
+def test_values_that_overflowed_or_allocated_are_bounded(doc, fragments):
+    with pytest.raises(ConfigError) as exc:
+        settings_from_dict(doc, where="my.toml")
+    for f in fragments:
+        assert f in str(exc.value), f"{f!r} not in {exc.value}"

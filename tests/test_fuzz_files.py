@@ -129,5 +129,5 @@ def test_structured_config_fuzz(doc):
         doc["roi"] = [doc["roi"]]  # an array of tables
     try:
         settings_from_dict(doc)
-    except RtsourceError:
-        pass
+    except RtsourceError as exc:  # a clean message that names the section of the culprit
+        assert any(f"[{name}" in str(exc) for name in doc), str(exc)
