@@ -370,3 +370,25 @@ def test_roi_and_bandpower_stages_check_n_and_shapes():
         bp.process(roi, np.zeros(3), 10)
     with pytest.raises(ConfigError, match="max_chunk"):
         BandPowerStage(BandPowerSpec(), ["lh"], 500.0, 0)
+
+
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["--window", "nan"], "window = nan (--window)"),
+        (["--average-ms", "-1"], "average_ms = -1.0 (--average-ms)"),
+        (["--max-fps", "inf"], "max_fps = inf (--max-fps)"),
+        (["--duration", "nan"], "duration = nan (--duration)"),  # int(nan * 1000) raised ValueError
+        (["--size", "99999x99999"], "too large"),
+        (["--vmin=-inf", "--vmax", "1"], "vmin = -inf (--vmin)"),
+    ],
+)
+def test_view_numbers_are_checked_before_any_window(capsys, argv, fragment):
+    pytest.importorskip("pyqtgraph")
+    from rtsource.display import gui_binding
+
+    if gui_binding() is None:
+        pytest.skip("no Qt binding")
+    assert main(["view", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtsource view: error: ") and fragment in err, err

@@ -314,6 +314,8 @@ def parse_size(size: str | tuple[int, int]) -> tuple[int, int]:
         w, h = (int(v) for v in size)
     if w < 200 or h < 150:
         raise RtsourceError(f"size {size!r} is too small (at least 200x150)")
+    if w > 16384 or h > 16384:
+        raise RtsourceError(f"size {size!r} is too large (at most 16384x16384)")
     return w, h
 
 
@@ -423,6 +425,13 @@ def run_view(
         raise RtsourceError("vmin needs vmax (a fixed colour range has both ends)")
     if vmax is not None and vmin is not None and vmax <= vmin:
         raise RtsourceError(f"vmax {vmax} must be above vmin {vmin}")
+    for key, value, low, high in (
+        ("average_ms", average_ms, 0.0, 60000.0), ("window", window, 0.1, 3600.0), ("max_fps", max_fps, 0.0, 1000.0),
+        ("duration", duration, 1e-3, 3.2e7), ("screenshot_after", screenshot_after, 0.0, 3.2e7),
+        ("vmin", vmin, -1e30, 1e30), ("vmax", vmax, -1e30, 1e30),
+    ):  # fmt: skip
+        if value is not None and not low <= value <= high:  # also refuses nan
+            raise RtsourceError(f"{key} = {value} (--{key.replace('_', '-')}): give a number between {low:g} and {high:g}")
     _check_display()
     app = make_app()
     from .streams import OutputStreams
