@@ -392,3 +392,27 @@ def test_view_numbers_are_checked_before_any_window(capsys, argv, fragment):
     assert main(["view", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rtsource view: error: ") and fragment in err, err
+
+
+_RUNTIME_SECTIONS = ("stream", "preprocess", "performance", "rois", "bandpower", "badchannels", "adaptive", "output")
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_fuzz_accepted_values_reach_the_loop_cleanly(data):
+    """Values the validation accepts must not crash what the loop builds from them."""
+    from rtsource.session import feature_options, loop_options
+    from rtsource.stream.operator import FilterSpec
+
+    keys = [k for k in _keys() if k.split(".")[0] in _RUNTIME_SECTIONS]
+    chosen = data.draw(st.dictionaries(st.sampled_from(keys), _CONFIG_VALUES | st.floats(0, 1e4) | st.integers(0, 10**5), max_size=4))
+    try:
+        s = apply_overrides(Settings(), chosen)
+    except ConfigError:
+        return
+    try:
+        opts = loop_options(s, "b.npz")
+        FilterSpec(s.preprocess.highpass_hz, s.preprocess.lowpass_hz, s.preprocess.order).design(500.0) if opts.filter.active else None
+        feature_options(s, make_bundle(n_chan=8, n_src=20))
+    except RtsourceError:
+        pass
