@@ -156,6 +156,19 @@ def test_bundle_from_inverse_equals_apply_inverse_raw(problem, method, loose, fi
         assert b.n_orient == (3 if (pick_ori is None and not fixed) else 1)
 
 
+def test_bundles_from_mne_pass_the_loaders_meaning_checks(problem, tmp_path):
+    """Bundles made from MNE objects are saved and loaded back (finite, consistent, in range)."""
+    from rtsource.bundle import load_bundle, save_bundle
+
+    p = problem
+    inv = mne.minimum_norm.make_inverse_operator(p["info"], p["fwd"], p["cov"], loose=0.2, depth=0.8)
+    made = [bundle_from_forward(p["info"], p["fwd"], p["cov"], method=m) for m in ("MNE", "dSPM", "sLORETA", "eLORETA")]
+    made += [bundle_from_inverse(inv, method=m, lambda2=1 / 9, info=p["info"]) for m in ("dSPM", "eLORETA")]
+    for i, b in enumerate(made):
+        back = load_bundle(save_bundle(b, tmp_path / f"b{i}.npz"))
+        assert np.array_equal(back.kernel, b.kernel) and back.reference == b.reference
+
+
 # ---- acceptance: the streaming path with shuffled channels ----------------------------------
 
 def test_streamed_dspm_equals_mne_apply_inverse_raw(problem):
