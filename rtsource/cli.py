@@ -201,6 +201,7 @@ def _stop_on_signals(stop) -> None:
     """Ctrl-C and SIGTERM (a supervisor, `kill`) end the run cleanly: the loop finishes its
     chunk, publishes `stopped` and prints the summary. A second Ctrl-C interrupts at once."""
     import signal
+    import threading
 
     def handler(signum, frame):
         if signum == signal.SIGINT and getattr(handler, "stopping", False):
@@ -208,8 +209,9 @@ def _stop_on_signals(stop) -> None:
         handler.stopping = True
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
 
 
 def cmd_coreg(args) -> int:
@@ -458,10 +460,12 @@ def main(argv=None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     _quiet_liblsl(args.verbose)
     import signal
+    import threading
 
     # SIGTERM before a command installs its own handler (e.g. while the stream is being
     # resolved) ends it like Ctrl-C: one line, no traceback, exit 128 + signal number.
-    signal.signal(signal.SIGTERM, _terminate)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         return args.func(args)
     except RtsourceError as exc:
@@ -471,6 +475,9 @@ def main(argv=None) -> int:
         signum = signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT
         print(f"rtsource {args.command}: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + int(signum)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _Terminated(BaseException):

@@ -651,6 +651,8 @@ def load_config(path: str | Path) -> Settings:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     depth = _toml_depth(text)
     if depth > MAX_CONFIG_DEPTH:
         raise ConfigError(f"config file {str(path)!r} nests arrays or tables {depth} levels deep; rtsource reads at most {MAX_CONFIG_DEPTH} (a configuration needs 3)")

@@ -132,3 +132,8 @@ def test_values_that_overflowed_or_allocated_are_bounded(doc, fragments):
         settings_from_dict(doc, where="my.toml")
     for f in fragments:
         assert f in str(exc.value), f"{f!r} not in {exc.value}"
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path)
