@@ -85,6 +85,7 @@ _VALUES = _NUMBERS | st.text(alphabet=st.characters(codec="utf-8", exclude_categ
 _RUN_OPTIONS = ["--stream-name", "--stream-type", "--source-id", "--outlet-name", "--duration", "--idle-timeout", "--resolve-timeout", "--max-chunk", "--assume-unit", "--threads"]
 _SETUP_OPTIONS = ["--sfreq", "--stream-name", "--source-id"]
 _COREG_OPTIONS = ["--max-rms-mm", "--unit", "--frame", "--method"]
+_REPLAY_OPTIONS = ["--rate-scale", "--chunk-ms", "--duration", "--wait", "--stream", "--reader", "--name", "--type", "--source-id"]
 _OFFLINE_OPTIONS = {  # parsed and validated exactly as the command does, without running it
     "simulate": ["--sfreq", "--chunk-size", "--seed", "--baseline", "--name", "--source-id", "--modality", "--duration"],
     "demo": ["--duration", "--calibration", "--modality", "--method"],
@@ -102,8 +103,9 @@ def _one_clear_line(err: str, command: str) -> None:
 @given(data=st.data())
 def test_fuzz_command_line(tmp_path_factory, data):
     tmp = tmp_path_factory.getbasetemp()
-    command = data.draw(st.sampled_from(["run", "setup", "coreg", "simulate", "demo"]))
-    pairs = data.draw(st.lists(st.tuples(st.sampled_from({"run": _RUN_OPTIONS, "setup": _SETUP_OPTIONS, "coreg": _COREG_OPTIONS}.get(command) or _OFFLINE_OPTIONS[command]), _VALUES), min_size=1, max_size=3))
+    command = data.draw(st.sampled_from(["run", "setup", "coreg", "replay", "simulate", "demo"]))
+    table = {"run": _RUN_OPTIONS, "setup": _SETUP_OPTIONS, "coreg": _COREG_OPTIONS, "replay": _REPLAY_OPTIONS}
+    pairs = data.draw(st.lists(st.tuples(st.sampled_from(table.get(command) or _OFFLINE_OPTIONS[command]), _VALUES), min_size=1, max_size=3))
     options = [f"{opt}={value}" for opt, value in pairs]  # "=" so values starting with "-" stay values
     if command in _OFFLINE_OPTIONS:
         import io
@@ -129,8 +131,8 @@ def test_fuzz_command_line(tmp_path_factory, data):
         cfg = tmp / "fuzz-setup.toml"
         cfg.write_text('[sensors]\nmontage = "missing-electrodes.tsv"\n')  # fails fast once the options pass
         argv = ["setup", str(cfg), *options]
-    else:
-        argv = ["coreg", str(tmp / "missing-electrodes.tsv"), *options]
+    else:  # coreg, replay: a file that does not exist, refused once the options pass
+        argv = [command, str(tmp / ("missing-electrodes.tsv" if command == "coreg" else "missing-recording.xdf")), *options]
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
