@@ -418,3 +418,14 @@ def test_fuzz_accepted_values_reach_the_loop_cleanly(data):
         feature_options(s, make_bundle(n_chan=8, n_src=20))
     except RtsourceError:
         pass
+
+
+def test_capture_length_is_bounded_before_resolving():
+    """[noise_cov] seconds = 1e6 tried to allocate 238 GiB; 1e308 overflowed. Through the API
+    too, the capture refuses before looking for a stream."""
+    from rtsource.stream.calibration import capture_calibration
+    from rtsource.stream.inlet import StreamSelector
+
+    for seconds in (1e6, 1e308, float("nan"), 0.0, -1.0):
+        with pytest.raises(ConfigError, match="at most 600"):
+            capture_calibration(StreamSelector("nobody-at-all"), ("Cz",), seconds, resolve_timeout=30.0)

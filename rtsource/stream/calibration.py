@@ -9,11 +9,14 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import StreamError
+from ..errors import ConfigError, StreamError
 from .channels import StreamDescription, map_stream_channels
 from .inlet import Inlet, StreamSelector, resolve_stream
 
 logger = logging.getLogger(__name__)
+
+#: Longest calibration capture ([noise_cov] and [data_cov] seconds have the same bound).
+MAX_CAPTURE_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ def capture_calibration(
     skip_seconds : float
         Discard this much first (amplifier settling).
     """
+    if not (np.isfinite(seconds) and 0 < seconds <= MAX_CAPTURE_S) or not (np.isfinite(skip_seconds) and 0 <= skip_seconds <= MAX_CAPTURE_S):
+        raise ConfigError(
+            f"calibration of {seconds!r} s (skipping {skip_seconds!r} s): give a positive number of seconds, at most {MAX_CAPTURE_S:g} "
+            "(longer captures add nothing to a covariance and hold GBs of samples in memory)"
+        )
     info = resolve_stream(selector, resolve_timeout)
     inlet = Inlet(info, max_chunk=1024, open_timeout=resolve_timeout)
     try:
