@@ -445,24 +445,12 @@ def load_bundle(path: str | Path) -> OperatorBundle:
 
 def _json_depth(text: str) -> int:
     """Deepest nesting of objects and arrays in JSON text (strings skipped)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for c in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "]}":
-            depth -= 1
-    return deepest
+    import re
+
+    skeleton = re.sub(r'"(?:[^"\\]|\\.)*"', "", text).encode("utf-8", "replace")
+    b = np.frombuffer(skeleton, dtype=np.uint8)
+    step = ((b == ord("[")) | (b == ord("{"))).astype(np.int32) - ((b == ord("]")) | (b == ord("}")))
+    return int(np.cumsum(step).max()) if len(step) else 0
 
 
 def _npy_layout(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], bool, np.dtype]:
