@@ -36,7 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InverseError
-from .minimum_norm import _sym_pow
+from ._linalg import sym_pow
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def _step(gt_b, weights, lambda2, rank, source_std, n_orient, force_equal, grg=N
                 new = np.repeat(1.0 / np.mean(s, axis=-1), 3)
             prior = source_std**2
         else:
-            new = _sym_pow(m, -0.5)
+            new = sym_pow(m, -0.5)
             prior = source_std.reshape(-1, 1, 3) * source_std.reshape(-1, 3, 1)
     else:
         d = np.einsum("ij,ij->i", ngt, gt_b)  # diag(G^T N G)
