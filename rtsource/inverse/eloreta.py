@@ -30,6 +30,7 @@ Nolte's reference code) so that results agree with it:
 from __future__ import annotations
 
 import logging
+import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -37,11 +38,13 @@ import numpy as np
 
 from ..errors import InverseError
 from ._linalg import sym_pow
+from .params import EloretaOptions
 
 logger = logging.getLogger(__name__)
 
-#: Defaults of ``eloreta_options`` (as MNE-Python's ``eloreta_options``).
-DEFAULT_OPTIONS: Mapping[str, Any] = {"eps": 1e-6, "max_iter": 20, "force_equal": False}
+#: Defaults of ``eloreta_options`` (as MNE-Python's; one place: :class:`.params.EloretaOptions`).
+_DEFAULTS = EloretaOptions()
+DEFAULT_OPTIONS: Mapping[str, Any] = types.MappingProxyType(_DEFAULTS.to_json())
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,9 +76,9 @@ class EloretaFit:
     final_change: float
     converged: bool
     changes: tuple[float, ...] = field(default_factory=tuple)
-    eps: float = 1e-6
-    max_iter: int = 20
-    force_equal: bool = False
+    eps: float = _DEFAULTS.eps
+    max_iter: int = _DEFAULTS.max_iter
+    force_equal: bool = _DEFAULTS.force_equal
 
     def __post_init__(self) -> None:
         w = np.array(self.weights, dtype=np.float64)
@@ -225,7 +228,7 @@ def eloreta_step(
     source_std: np.ndarray,
     *,
     n_orient: int,
-    force_equal: bool = False,
+    force_equal: bool = _DEFAULTS.force_equal,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One eLORETA weight update (Pascual-Marqui 2007, the fixed-point equations).
 
@@ -273,9 +276,9 @@ def fit_eloreta_weights(
     rank: int,
     *,
     source_std: np.ndarray | None = None,
-    eps: float = 1e-6,
-    max_iter: int = 20,
-    force_equal: bool = False,
+    eps: float = _DEFAULTS.eps,
+    max_iter: int = _DEFAULTS.max_iter,
+    force_equal: bool = _DEFAULTS.force_equal,
     init: np.ndarray | None = None,
 ) -> EloretaFit:
     """Iterate the eLORETA weights to their fixed point.
