@@ -32,7 +32,7 @@ from . import __version__
 from .anatomy.source_space import SourceSpace
 from .errors import BundleChecksumError, BundleError, BundleSchemaError, RtsourceError
 from .geometry import Frame, as_frame
-from .inverse.params import OperatorRecord
+from .inverse.params import LcmvParams, OperatorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +231,13 @@ class OperatorBundle:
 
     def describe(self) -> str:
         """One line for logs and the CLI."""
+        inv = self.params.inverse
+        if self.n_orient == 1:
+            orient = "fixed" if getattr(inv, "orientation", "fixed") == "fixed" else inv.orientation
+        else:
+            orient = "free" if isinstance(inv, LcmvParams) else f"loose {inv.loose:g}"
         return (
-            f"{self.method} ({'fixed' if self.n_orient == 1 else 'loose ' + str(self.params.get('loose'))}) "
+            f"{self.method} ({orient}) "
             f"{self.n_channels} ch -> {self.n_sources} sources [{self.sources.name}], "
             f"ref {self.reference}, {self.sfreq:g} Hz"
         )

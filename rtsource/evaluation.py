@@ -136,7 +136,7 @@ def mean_power(op: LinearInverse, second_moment: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n_sources,)
-        ``mean_t(y_k(t)^2)`` of :func:`~rtsource.inverse.minimum_norm.apply_inverse`'s
+        ``mean_t(y_k(t)^2)`` of :func:`~rtsource.inverse.operator.apply_inverse`'s
         output, in ``op.output_unit`` squared.
     """
     k = op.kernel

@@ -97,14 +97,24 @@ class EloretaFit:
         }
 
 
-def check_options(options: Mapping[str, Any] | None) -> dict:
-    """``eloreta_options`` with defaults filled in and every value checked."""
+def check_options(
+    options: EloretaOptions | Mapping[str, Any] | None, init: np.ndarray | None = None
+) -> tuple[EloretaOptions, np.ndarray | None]:
+    """``eloreta_options`` as typed options and the warm start, every value checked.
+
+    ``options`` is an :class:`~.params.EloretaOptions`, or a mapping as MNE-Python's
+    ``eloreta_options`` (``eps``, ``max_iter``, ``force_equal``, and ``init``, the starting
+    weights) whose missing keys take the defaults. ``init`` is the warm start when the
+    options are typed.
+    """
     if options is None:
         options = {}
+    if isinstance(options, EloretaOptions):
+        return options, init
     if not isinstance(options, Mapping):
         raise InverseError(
-            f"eloreta_options is a {type(options).__name__}; pass a mapping such as "
-            "{'eps': 1e-6, 'max_iter': 20}"
+            f"eloreta_options is a {type(options).__name__}; pass EloretaOptions(...) or a "
+            "mapping such as {'eps': 1e-6, 'max_iter': 20}"
         )
     known = set(DEFAULT_OPTIONS) | {"init"}
     unknown = sorted(set(options) - known)
@@ -113,7 +123,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict:
             f"eloreta_options has unknown key(s) {', '.join(map(repr, unknown))}; "
             f"known keys are {', '.join(sorted(known))}"
         )
-    out = dict(DEFAULT_OPTIONS, init=None)
+    out = dict(DEFAULT_OPTIONS, init=init)
     out.update(options)
     try:
         eps = float(out["eps"])
@@ -133,8 +143,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict:
         fe = False
     if not isinstance(fe, (bool, np.bool_)):
         raise InverseError(f"eloreta_options['force_equal'] is {fe!r}; pass True or False")
-    out.update(eps=eps, max_iter=int(mi), force_equal=bool(fe))
-    return out
+    return EloretaOptions(eps=eps, max_iter=int(mi), force_equal=bool(fe)), out["init"]
 
 
 # --------------------------------------------------------------------------------------

@@ -86,17 +86,13 @@ def make_operator(
             weight_norm=params.weight_norm, orientation=params.orientation,
             rank=_rank_arg(params.rank), ch_names=names, ch_types=ch_types, depth=params.depth,
         )
-    options = None
-    if params.method == "eLORETA":
-        el = params.eloreta
-        options = {"eps": el.eps, "max_iter": el.max_iter, "force_equal": el.force_equal}
-        if eloreta_init is not None:
-            options["init"] = eloreta_init
+    elo = params.method == "eLORETA"
     return make_inverse_operator(
         gain, normals, noise_cov, reference=m, method=params.method, snr=params.snr,
         lambda2=params.lambda2, loose=params.loose, depth=params.depth,
         fixed=params.fixed, depth_limit=params.depth_limit, rank=_rank_arg(params.rank),
-        ch_names=names, ch_types=ch_types, eloreta_options=options,
+        ch_names=names, ch_types=ch_types, eloreta_options=params.eloreta if elo else None,
+        eloreta_init=eloreta_init if elo else None,
     )
 
 

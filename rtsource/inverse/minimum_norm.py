@@ -1,4 +1,4 @@
-"""The minimum-norm inverse family: MNE, dSPM and sLORETA, as MNE-Python defines them.
+"""The minimum-norm inverse family: MNE, dSPM, sLORETA and eLORETA, as MNE-Python defines them.
 
 An inverse operator is built once, offline, from the lead field, the noise covariance and
 the re-referencing matrix; streaming then only multiplies each chunk by a small kernel.
@@ -46,7 +46,7 @@ from ._checks import check_noise_cov, check_scalar, short_list
 from ._linalg import gram_blocks
 from .covariance import NoiseCovariance, _check_reference_matrix
 from .operator import LinearInverse
-from .params import MINIMUM_NORM_METHODS, MinimumNormParams
+from .params import MINIMUM_NORM_METHODS, EloretaOptions, MinimumNormParams
 from .prepared_forward import as_forward
 from .whitening import make_whitener
 
@@ -152,7 +152,8 @@ def make_inverse_operator(
     rank: int | Mapping[str, int] | None = None,
     ch_names: Sequence[str] | None = None,
     ch_types: Sequence[str] | None = None,
-    eloreta_options: Mapping[str, Any] | None = None,
+    eloreta_options: EloretaOptions | Mapping[str, Any] | None = None,
+    eloreta_init: np.ndarray | None = None,
 ) -> LinearInverse:
     """Build an MNE, dSPM, sLORETA or eLORETA inverse operator (reference section 5).
 
@@ -204,10 +205,13 @@ def make_inverse_operator(
         each from its own eigendecomposition and rank, and the depth prior uses the
         gradiometers, else the magnetometers, else EEG (as MNE-Python). None treats all
         channels as one type.
-    eloreta_options : mapping, optional
-        eLORETA only: ``eps`` (1e-6), ``max_iter`` (20), ``force_equal`` (False), ``init``
-        (starting weights, e.g. ``op.source_weights`` of an operator for nearly the same
-        channels). See :mod:`rtsource.inverse.eloreta`.
+    eloreta_options : EloretaOptions or mapping, optional
+        eLORETA only: :class:`~.params.EloretaOptions`, or a mapping as MNE-Python's
+        ``eloreta_options``: ``eps`` (1e-6), ``max_iter`` (20), ``force_equal`` (False),
+        ``init`` (starting weights). See :mod:`rtsource.inverse.eloreta`.
+    eloreta_init : ndarray, optional
+        eLORETA only: starting weights, e.g. ``op.source_weights`` of an operator for
+        nearly the same channels.
 
     Returns
     -------
@@ -270,8 +274,8 @@ def make_inverse_operator(
     if method == "eLORETA":
         from . import eloreta as _eloreta
 
-        options = _eloreta.check_options(eloreta_options)
-    elif eloreta_options is not None:
+        options, init = _eloreta.check_options(eloreta_options, eloreta_init)
+    elif eloreta_options is not None or eloreta_init is not None:
         raise InverseError(
             f"eloreta_options were given but method is {method!r}; drop them or use "
             "method='eLORETA'"
@@ -310,8 +314,8 @@ def make_inverse_operator(
         gw = wm @ g_sel
         fit = _eloreta.fit_eloreta_weights(
             gw, n_orient, lambda2, rank, source_std=np.sqrt(orient_var),
-            eps=options["eps"], max_iter=options["max_iter"],
-            force_equal=options["force_equal"], init=options["init"],
+            eps=options.eps, max_iter=options.max_iter, force_equal=options.force_equal,
+            init=init,
         )
         leads, e, u = _eloreta.eloreta_decomposition(gw, fit, rank)
         # K = R^(1/2) V Gamma U^T W M = R G^T U diag(1 / (s^2 + lambda2)) U^T W M

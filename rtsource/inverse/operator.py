@@ -27,8 +27,8 @@ class LinearInverse:
     """A linear inverse operator of any method, ready to be applied to raw sensor data.
 
     Every builder returns this type: :func:`~.minimum_norm.make_inverse_operator` (MNE,
-    dSPM, sLORETA, eLORETA) and :func:`~.beamformer.make_lcmv` (LCMV); :func:`~.make.make_operator`
-    builds any of them from typed parameters.
+    dSPM, sLORETA, eLORETA) and :func:`~.beamformer.make_lcmv` (LCMV);
+    :func:`~.make.make_operator` builds any of them from typed parameters.
 
     Attributes
     ----------

@@ -129,8 +129,8 @@ class LocalForward:
     Whatever the method, building an operator begins with the same work on the lead
     field: checking it, the local frames of the normals, the gain rotated into them and
     the per-source Gram matrices of the depth prior. :func:`prepare_forward` does it once;
-    :func:`make_inverse_operator` and :func:`~.beamformer.make_lcmv` accept the result in
-    place of the gain. A bad-channel rebuild (:mod:`.rebuild`) prepares a bundle's forward
+    :func:`~.minimum_norm.make_inverse_operator` and :func:`~.beamformer.make_lcmv` accept
+    the result in place of the gain. A bad-channel rebuild (:mod:`.rebuild`) prepares a bundle's forward
     once and then only drops rows (:meth:`drop`): the rotation acts on each channel's row
     alone, and a Gram matrix loses the outer products of the dropped rows.
 

@@ -229,7 +229,7 @@ def rebuild_without_channels(
         Same sources, method and parameters; ``ch_names``/``ch_types``/``ch_units``/
         ``channel_positions_m``/``gain``/``noise_cov`` restricted to the remaining
         channels; kernel and noise norm recomputed (average reference over the remaining
-        channels); ``params["bad_channels"]`` lists every channel dropped so far;
+        channels); ``params.bad_channels`` lists every channel dropped so far;
         ``provenance["rebuild"]`` records what was dropped and how long it took.
 
     Raises
