@@ -420,7 +420,21 @@ class OperatorRecord(Mapping):
 
     # ---- JSON ----
     def to_json(self) -> dict:
-        """The ``params`` object of a bundle header (one flat layout for every method)."""
+        """The ``params`` object of a bundle header (one flat layout for every method).
+
+        Keys::
+
+            all       layout (2), method, reference, rank (kept), rank_requested,
+                      block_ranks, bad_channels, [data_cov: {n_samples, method}], [notes]
+            MNE/dSPM/sLORETA/eLORETA
+                      snr, lambda2, loose, depth, depth_limit, fixed,
+                      eloreta: {eps, max_iter, force_equal[, iterations, final_change,
+                      converged]}
+            LCMV      reg, weight_norm, orientation, depth, data_rank, loading, noise_level
+
+        The layout is the one bundles had before these types (which lacked ``layout``),
+        so older readers of ``bundle.params[...]`` keep working.
+        """
         out: dict[str, Any] = {}
         p = self.inverse.to_json()
         # "rank" of the record is the kept rank (a result); the request is rank_requested
@@ -510,12 +524,12 @@ class OperatorRecord(Mapping):
 
 
 def _compat_params(p: dict, lcmv: bool) -> dict:
-    """Parameters of a bundle written before layout 2, as the old code read them."""
+    """Parameters of a bundle written before layout 2, as the old code read them: a
+    missing key took the default, and so does a null ``snr`` (``operator_params`` wrote one
+    when it was not told the SNR; ``lambda2`` was always recorded) or ``eloreta``. LCMV's
+    ``weight_norm: null`` is read as unit gain by :class:`LcmvParams` itself."""
     if not lcmv:
-        # fixed operators recorded loose = 0 (the value they used); old bundles may carry
-        # an explicit "eloreta" of None
-        if p.get("eloreta") is None:
-            p.pop("eloreta", None)
-        if p.get("snr") is None:
-            p.pop("snr", None)
+        for key in ("snr", "eloreta"):
+            if p.get(key, 0) is None:
+                del p[key]
     return p

@@ -279,3 +279,10 @@ def test_build_bundle_carries_the_typed_params_of_the_config():
     assert b.params.data_cov == {"n_samples": 4000, "method": "empirical"}
     mn = build_bundle(dataclasses.replace(s, inverse=InverseSettings()), sfreq=250.0, leadfield=slf)
     assert mn.params.inverse == MinimumNormParams() and mn.output_unit == "" and mn.method == "dSPM"
+
+
+def test_old_layout_nulls_take_the_defaults():
+    rec = OperatorRecord.from_json({"method": "dSPM", "snr": None, "lambda2": 0.2, "eloreta": None}, method="dSPM")
+    assert rec.inverse == MinimumNormParams(lambda2=0.2)
+    with pytest.raises(InverseError, match="snr is None"):  # the strict layout has no such leniency
+        OperatorRecord.from_json({**OperatorRecord(inverse=MinimumNormParams()).to_json(), "snr": None})
