@@ -1,4 +1,4 @@
-"""Argument checks shared by the operator builders (messages name the value and the fix)."""
+"""Argument checks shared by the inverse modules (messages name the value and the fix)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InverseError
-from .covariance import DataCovariance, NoiseCovariance
 
 
 def short_list(items: Sequence, n: int = 6) -> str:
@@ -16,7 +15,6 @@ def short_list(items: Sequence, n: int = 6) -> str:
     if len(items) <= n:
         return ", ".join(items)
     return ", ".join(items[:n]) + f", ... ({len(items)} in all)"
-
 
 
 def check_scalar(name: str, value, *, low: float, low_open: bool, high=None, fix: str):
@@ -58,21 +56,41 @@ def check_channels(op_names: tuple[str, ...], cov_names: tuple[str, ...]) -> Non
     )
 
 
-def check_noise_cov(noise_cov, ch_names) -> tuple[str, ...]:
-    """Validate the noise covariance; returns the channel names of the operator."""
-    if not isinstance(noise_cov, NoiseCovariance) or isinstance(noise_cov, DataCovariance):
-        what = type(noise_cov).__name__
+def check_reference_matrix(reference, n_chan: int, name: str = "reference") -> np.ndarray:
+    ref = np.asarray(reference, dtype=np.float64)
+    if ref.shape != (n_chan, n_chan):
         raise InverseError(
-            f"noise_cov is a {what}; pass a NoiseCovariance (estimate_noise_covariance "
-            "or ad_hoc_noise_covariance)"
-            + (
-                " -- a DataCovariance contains the activity and belongs to a beamformer's "
-                "data_cov"
-                if what == "DataCovariance"
-                else ""
-            )
+            f"{name} has shape {ref.shape}, expected ({n_chan}, {n_chan}) for {n_chan} "
+            "channels; pass e.g. average_reference_matrix(n_chan) or np.eye(n_chan)"
         )
-    names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
-    check_channels(names, noise_cov.ch_names)
-    return names
+    if not np.all(np.isfinite(ref)):
+        raise InverseError(f"{name} contains non-finite values; pass a finite matrix")
+    return ref
 
+
+#: Sensor types a channel can have (``ch_types`` arguments, bundle ``ch_types``).
+CH_TYPES = ("eeg", "mag", "grad")
+
+
+def check_ch_types(ch_types, n_chan: int) -> tuple[str, ...] | None:
+    """Validate ``ch_types`` (None, or one of :data:`CH_TYPES` per channel)."""
+    if ch_types is None:
+        return None
+    if isinstance(ch_types, str):
+        raise InverseError(
+            f"ch_types is the string {ch_types!r}; pass one type per channel, e.g. "
+            f"('eeg',) * {n_chan}"
+        )
+    types = tuple(str(t).lower() for t in ch_types)
+    if len(types) != n_chan:
+        raise InverseError(
+            f"ch_types has {len(types)} entries for {n_chan} channels; pass one type per "
+            "channel in the covariance's order"
+        )
+    bad = sorted({t for t in types if t not in CH_TYPES})
+    if bad:
+        raise InverseError(
+            f"ch_types contains {', '.join(repr(b) for b in bad)}; every channel must be "
+            f"one of {', '.join(CH_TYPES)}"
+        )
+    return types

@@ -51,9 +51,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import InverseError
-from ._checks import check_channels, check_scalar, short_list
+from ._checks import check_channels, check_reference_matrix, check_scalar, short_list
 from ._linalg import apply_blocks, eigh, gram_blocks, sym_pow
-from .covariance import DataCovariance, NoiseCovariance, _check_reference_matrix
+from .covariance import DataCovariance, NoiseCovariance
 from .operator import LinearInverse
 from .params import ORIENTATIONS, LcmvParams
 from .params import WEIGHT_NORMS as _NAMED_WEIGHT_NORMS
@@ -280,7 +280,7 @@ def make_lcmv(
     fwd = as_forward(gain, normals, n_chan, ch_types)
     n_src = fwd.n_sources
     types_ = fwd.ch_types
-    m = _check_reference_matrix(reference, n_chan)
+    m = check_reference_matrix(reference, n_chan)
 
     whitener = make_whitener(
         NoiseCovariance(noise.data, names, noise.n_samples, noise.method, noise.shrinkage),

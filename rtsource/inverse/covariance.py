@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InverseError
+from ._checks import check_reference_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -203,18 +204,6 @@ def _range_basis(reference: np.ndarray) -> np.ndarray:
     return u[:, :r]
 
 
-def _check_reference_matrix(reference, n_chan: int, name: str = "reference") -> np.ndarray:
-    ref = np.asarray(reference, dtype=np.float64)
-    if ref.shape != (n_chan, n_chan):
-        raise InverseError(
-            f"{name} has shape {ref.shape}, expected ({n_chan}, {n_chan}) for {n_chan} "
-            "channels; pass e.g. average_reference_matrix(n_chan) or np.eye(n_chan)"
-        )
-    if not np.all(np.isfinite(ref)):
-        raise InverseError(f"{name} contains non-finite values; pass a finite matrix")
-    return ref
-
-
 def estimate_noise_covariance(
     data: np.ndarray,
     ch_names: Sequence[str],
@@ -293,7 +282,7 @@ def estimate_noise_covariance(
 
     x = x - x.mean(axis=0)
     if reference is not None:
-        ref = _check_reference_matrix(reference, n_chan)
+        ref = check_reference_matrix(reference, n_chan)
         basis = _range_basis(ref)  # (n_chan, r)
         # Coordinates of the re-referenced samples inside range(M): estimation there
         # cannot put variance into the null direction.

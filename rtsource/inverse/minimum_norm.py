@@ -42,9 +42,9 @@ import numpy as np
 
 from ..arrays import sealed
 from ..errors import InverseError
-from ._checks import check_noise_cov, check_scalar, short_list
+from ._checks import check_channels, check_reference_matrix, check_scalar, short_list
 from ._linalg import gram_blocks
-from .covariance import NoiseCovariance, _check_reference_matrix
+from .covariance import DataCovariance, NoiseCovariance
 from .operator import LinearInverse
 from .params import MINIMUM_NORM_METHODS, EloretaOptions, MinimumNormParams
 from .prepared_forward import as_forward
@@ -68,6 +68,25 @@ def _canonical_method(method) -> str:
     raise InverseError(
         f"method is {method!r}; use one of {', '.join(MINIMUM_NORM_METHODS)}{hint}"
     )
+
+
+def _check_noise_cov(noise_cov, ch_names) -> tuple[str, ...]:
+    """Validate the noise covariance; returns the channel names of the operator."""
+    if not isinstance(noise_cov, NoiseCovariance) or isinstance(noise_cov, DataCovariance):
+        what = type(noise_cov).__name__
+        raise InverseError(
+            f"noise_cov is a {what}; pass a NoiseCovariance (estimate_noise_covariance "
+            "or ad_hoc_noise_covariance)"
+            + (
+                " -- a DataCovariance contains the activity and belongs to a beamformer's "
+                "data_cov"
+                if what == "DataCovariance"
+                else ""
+            )
+        )
+    names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
+    check_channels(names, noise_cov.ch_names)
+    return names
 
 
 def _depth_prior(gain: np.ndarray, exponent: float | None, limit: float | None) -> np.ndarray:
@@ -233,12 +252,12 @@ def make_inverse_operator(
     type but does not whiten).
     """
     method = _canonical_method(method)
-    names = check_noise_cov(noise_cov, ch_names)
+    names = _check_noise_cov(noise_cov, ch_names)
     n_chan = len(names)
     fwd = as_forward(gain, normals, n_chan, ch_types)
     n_src = fwd.n_sources
     types_ = fwd.ch_types
-    m = _check_reference_matrix(reference, n_chan)
+    m = check_reference_matrix(reference, n_chan)
 
     if lambda2 is None:
         snr = check_scalar(

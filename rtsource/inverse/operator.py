@@ -17,9 +17,8 @@ import numpy as np
 
 from ..arrays import frozen as _readonly
 from ..errors import InverseError
-from ._checks import short_list
+from ._checks import check_ch_types, short_list
 from .params import METHODS
-from .whitening import check_ch_types
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly

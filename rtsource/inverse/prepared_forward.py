@@ -20,9 +20,8 @@ import numpy as np
 from ..arrays import frozen as _readonly
 from ..arrays import sealed
 from ..errors import InverseError
-from ._checks import short_list
+from ._checks import check_ch_types, short_list
 from ._linalg import apply_blocks, gram_blocks
-from .whitening import check_ch_types
 
 # Normals may come from float32 files; anything further from unit length is a bug upstream.
 _NORMAL_TOL = 1e-4

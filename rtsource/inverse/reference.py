@@ -11,8 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InverseError
-from ._checks import short_list
-from .whitening import check_ch_types
+from ._checks import check_ch_types, short_list
 
 
 def average_reference_matrix(n_chan: int) -> np.ndarray:

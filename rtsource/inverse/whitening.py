@@ -15,13 +15,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import InverseError
-from .covariance import DataCovariance, NoiseCovariance, _check_reference_matrix
+from ._checks import check_ch_types, check_reference_matrix
+from .covariance import DataCovariance, NoiseCovariance
 
 logger = logging.getLogger(__name__)
-
-#: Sensor types a channel can have (``ch_types`` arguments, bundle ``ch_types``).
-CH_TYPES = ("eeg", "mag", "grad")
-
 
 @dataclass(frozen=True, eq=False)
 class Whitener:
@@ -59,30 +56,6 @@ class Whitener:
             object.__setattr__(self, name, a)
         object.__setattr__(self, "block_ranks", dict(self.block_ranks))
         object.__setattr__(self, "blocks", {k: tuple(v) for k, v in self.blocks.items()})
-
-
-def check_ch_types(ch_types, n_chan: int) -> tuple[str, ...] | None:
-    """Validate ``ch_types`` (None, or one of :data:`CH_TYPES` per channel)."""
-    if ch_types is None:
-        return None
-    if isinstance(ch_types, str):
-        raise InverseError(
-            f"ch_types is the string {ch_types!r}; pass one type per channel, e.g. "
-            f"('eeg',) * {n_chan}"
-        )
-    types = tuple(str(t).lower() for t in ch_types)
-    if len(types) != n_chan:
-        raise InverseError(
-            f"ch_types has {len(types)} entries for {n_chan} channels; pass one type per "
-            "channel in the covariance's order"
-        )
-    bad = sorted({t for t in types if t not in CH_TYPES})
-    if bad:
-        raise InverseError(
-            f"ch_types contains {', '.join(repr(b) for b in bad)}; every channel must be "
-            f"one of {', '.join(CH_TYPES)}"
-        )
-    return types
 
 
 def whitening_blocks(ch_types: Sequence[str] | None, n_chan: int) -> dict[str, np.ndarray]:
@@ -222,7 +195,7 @@ def make_whitener(
             + (" -- the data covariance belongs to the beamformer's data_cov" if what == "DataCovariance" else "")
         )
     n_chan = noise_cov.n_chan
-    m = _check_reference_matrix(reference, n_chan)
+    m = check_reference_matrix(reference, n_chan)
     blocks = whitening_blocks(ch_types, n_chan)
     _check_reference_blocks(m, blocks, noise_cov.ch_names)
     if rank is None or isinstance(rank, Mapping):
