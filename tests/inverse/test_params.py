@@ -286,3 +286,15 @@ def test_old_layout_nulls_take_the_defaults():
     assert rec.inverse == MinimumNormParams(lambda2=0.2)
     with pytest.raises(InverseError, match="snr is None"):  # the strict layout has no such leniency
         OperatorRecord.from_json({**OperatorRecord(inverse=MinimumNormParams()).to_json(), "snr": None})
+
+
+def test_make_operator_takes_typed_params_or_a_method_name_only(small_problem):
+    p = small_problem
+    noise = NoiseCovariance(p.cov, p.ch_names, 0, "empirical", 0.0)
+    by_name = make_operator("sLORETA", p.gain, p.normals, noise, reference="average")
+    typed = make_operator(MinimumNormParams(method="sLORETA"), p.gain, p.normals, noise, reference="average")
+    np.testing.assert_array_equal(by_name.kernel, typed.kernel)
+    with pytest.raises(InverseError, match=r"params is a dict; pass MinimumNormParams\(...\), LcmvParams\(...\) or a method name"):
+        make_operator({"method": "dSPM", "snr": 3.0}, p.gain, p.normals, noise, reference="average")
+    with pytest.raises(InverseError, match=r"the operator is 'sLORETA' but params are for 'dSPM'"):
+        operator_record(typed, MinimumNormParams(), reference="average")
