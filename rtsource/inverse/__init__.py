@@ -13,6 +13,5 @@ Modules, in the order an operator is made:
 - ``operator``: the LinearInverse every builder returns, and its plain application.
 - ``make``: make_operator, the one entry point from typed parameters to an operator.
 - ``rebuild``: a bundle's operator without some channels (the hot swap).
-- ``roi``: regions of interest over the sources.
 - ``_linalg``, ``_checks``, ``_kernels``: batched 3 x 3 algebra, argument checks, numba.
 """
