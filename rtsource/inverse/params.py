@@ -402,16 +402,23 @@ class OperatorRecord(Mapping):
             )
         if not isinstance(self.reference, str) or not self.reference:
             raise InverseError(f"reference is {self.reference!r}; pass 'average' or a channel name")
+        # a bundle is untrusted input: every field is checked, nothing is coerced blindly
         if self.rank is not None:
+            if isinstance(self.rank, bool) or not isinstance(self.rank, numbers.Integral) or self.rank < 0:
+                raise InverseError(f"rank is {self.rank!r}; pass the kept rank (a non-negative integer)")
             set_(self, "rank", int(self.rank))
-        set_(self, "block_ranks", types.MappingProxyType({str(k): int(v) for k, v in dict(self.block_ranks).items()}))
-        if isinstance(self.bad_channels, str):
-            raise InverseError(f"bad_channels is {self.bad_channels!r}; pass a list of names")
-        set_(self, "bad_channels", tuple(str(c) for c in self.bad_channels))
-        set_(self, "fit", types.MappingProxyType(dict(self.fit)))
+        ranks = _mapping("block_ranks", self.block_ranks)
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in ranks.values()):
+            raise InverseError(f"block_ranks is {dict(ranks)!r}; pass integers per block, e.g. {{'eeg': 63}}")
+        set_(self, "block_ranks", types.MappingProxyType({str(k): int(v) for k, v in ranks.items()}))
+        bad = self.bad_channels
+        if not isinstance(bad, (list, tuple)) or not all(isinstance(c, str) for c in bad):
+            raise InverseError(f"bad_channels is {bad!r}; pass a list of channel names")
+        set_(self, "bad_channels", tuple(bad))
+        set_(self, "fit", _mapping("fit", self.fit))
         if self.data_cov is not None:
-            set_(self, "data_cov", types.MappingProxyType(dict(self.data_cov)))
-        set_(self, "notes", types.MappingProxyType(dict(self.notes)))
+            set_(self, "data_cov", _mapping("data_cov", self.data_cov))
+        set_(self, "notes", _mapping("notes", self.notes))
         set_(self, "_json", types.MappingProxyType(self.to_json()))
 
     @property
@@ -496,12 +503,12 @@ class OperatorRecord(Mapping):
         if not strict:
             p = _compat_params(p, lcmv)
         inverse = LcmvParams(**p) if lcmv else MinimumNormParams(method=m, **p)
-        notes = dict(d.get("notes") or {}) if strict else {k: v for k, v in d.items() if k not in known}
+        notes = d.get("notes", {}) if strict else {k: v for k, v in d.items() if k not in known}
         ref = d.get("reference", reference)
         return cls(
             inverse=inverse, reference=ref if ref is not None else "average",
-            rank=d.get("rank"), block_ranks=d.get("block_ranks") or {},
-            bad_channels=tuple(d.get("bad_channels") or ()), fit=fit,
+            rank=d.get("rank"), block_ranks=d.get("block_ranks", {}),
+            bad_channels=d.get("bad_channels", ()), fit=fit,
             data_cov=d.get("data_cov"), notes=notes,
         )
 
@@ -521,6 +528,12 @@ class OperatorRecord(Mapping):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _mapping(key: str, value: Any) -> Mapping:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise InverseError(f"{key} is {value!r}; expected a JSON object")
+    return types.MappingProxyType(dict(value))
 
 
 def _compat_params(p: dict, lcmv: bool) -> dict:

@@ -298,3 +298,36 @@ def test_make_operator_takes_typed_params_or_a_method_name_only(small_problem):
         make_operator({"method": "dSPM", "snr": 3.0}, p.gain, p.normals, noise, reference="average")
     with pytest.raises(InverseError, match=r"the operator is 'sLORETA' but params are for 'dSPM'"):
         operator_record(typed, MinimumNormParams(), reference="average")
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("rank", "x", r"rank is 'x'; pass the kept rank"),
+        ("rank", True, r"rank is True"),
+        ("block_ranks", "abc", r"block_ranks is 'abc'; expected a JSON object"),
+        ("block_ranks", {"eeg": "a"}, r"block_ranks is \{'eeg': 'a'\}; pass integers"),
+        ("bad_channels", 5, r"bad_channels is 5; pass a list of channel names"),
+        ("bad_channels", [1, 2], r"bad_channels is \[1, 2\]"),
+        ("data_cov", 5, r"data_cov is 5; expected a JSON object"),
+        ("notes", [1], r"notes is \[1\]; expected a JSON object"),
+        ("eloreta", [1], r"eloreta is \[1\]; pass EloretaOptions"),
+        ("method", 5, r"method is 5; use one of"),
+    ],
+)
+def test_hostile_params_in_a_bundle_file_are_refused_with_a_bundle_error(tmp_path, small_bundle, key, value, message):
+    """A bundle is untrusted input: wrong types in its params are a clear BundleError, never
+    a TypeError from deep inside (the checksum is recomputed, as a forger would)."""
+    from rtsource.bundle import _checksum
+
+    path = save_bundle(small_bundle, tmp_path / "b.npz")
+    with np.load(path, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    header = json.loads(members.pop("header").tobytes().decode())
+    header["params"][key] = value
+    header["checksum"] = _checksum(header, members)
+    members["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(path)
