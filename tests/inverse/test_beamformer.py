@@ -370,7 +370,7 @@ def test_against_mne_python():
     = our "fixed", "max-power"), the noise covariance and an average-reference projector;
     its regularisation is reg * mean eigenvalue of the n_chan x n_chan whitened data
     covariance, as ours. The per-row "unit-noise-gain" with free orientation depends on
-    the tangential axes; ours are MNE-Python's (see _local_frames), so it agrees too.
+    the tangential axes; ours are MNE-Python's (see local_frames), so it agrees too.
     """
     mne = pytest.importorskip("mne")
     from tests.inverse.test_eloreta import mne_eeg_problem
