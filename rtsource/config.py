@@ -133,7 +133,7 @@ _LCMV = LcmvParams()
 
 @dataclass(frozen=True)
 class InverseSettings:
-    """[inverse]: the inverse operator (:meth:`params` gives the typed parameters)."""
+    """[inverse]: the inverse operator."""
 
     method: str = _opt(_one_of(*METHODS), "inverse method", _MN.method)
     snr: float = _opt(_positive, "assumed SNR; lambda2 = 1 / snr^2 (minimum-norm family)", _MN.snr)
