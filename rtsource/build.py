@@ -27,7 +27,8 @@ from .errors import ConfigError
 from .forward.head_model import BemHead, HeadModel, SphereHead, sphere_model_for_template
 from .forward.leadfield import SensorLeadField, SensorSet, make_leadfield
 from .inverse.covariance import DataCovariance, NoiseCovariance, load_data_covariance, load_noise_covariance
-from .inverse.rebuild import make_operator, operator_params, weights_for_bundle
+from .inverse.make import make_operator, operator_record, weights_for_bundle
+from .inverse.params import MinimumNormParams
 
 logger = logging.getLogger(__name__)
 
@@ -190,21 +191,6 @@ def _reorder(cov, ch_names: tuple[str, ...]):
 # ---- the bundle -------------------------------------------------------------------------
 
 
-def inverse_params(settings: Settings) -> dict:
-    """``make_operator`` parameters from ``[inverse]``."""
-    inv = settings.inverse
-    return {
-        "snr": inv.snr,
-        "loose": inv.loose,
-        "depth": inv.depth if inv.depth > 0 else None,
-        "fixed": inv.fixed,
-        "eloreta": {"eps": inv.eloreta_eps, "max_iter": inv.eloreta_max_iter},
-        "reg": inv.reg,
-        "weight_norm": None if inv.weight_norm == "unit-gain" else inv.weight_norm,
-        "orientation": inv.lcmv_orientation,
-    }
-
-
 def build_bundle(
     settings: Settings,
     *,
@@ -246,13 +232,11 @@ def build_bundle(
     reference = settings.sensors.reference
     from .anatomy.volume import orientation_is_free
 
-    params = inverse_params(settings)
-    if orientation_is_free(lf.sources) and method != "LCMV":
-        params["loose"] = 1.0  # volume and discrete sources have no surface normal
-    op = make_operator(method, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, params=params, data_cov=data_cov)
-    bundle_params = operator_params(op, reference=reference, snr=settings.inverse.snr)
-    if data_cov is not None:
-        bundle_params["data_cov"] = {"n_samples": data_cov.n_samples, "method": data_cov.method}
+    params = settings.inverse.params()
+    if orientation_is_free(lf.sources) and isinstance(params, MinimumNormParams):
+        params = dataclasses.replace(params, loose=1.0)  # volume and discrete sources have no surface normal
+    op = make_operator(params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov)
+    record = operator_record(op, params, reference=reference, data_cov=data_cov)
     provenance = {
         "head": {"model": settings.head.model, "frame": "template"},
         "montage": settings.sensors.montage,
@@ -275,7 +259,7 @@ def build_bundle(
         sources=lf.sources,
         channel_positions_m=lf.channel_positions_m,
         channel_frame=lf.sources.frame,
-        params=bundle_params,
+        params=record,
         provenance=provenance,
         gain=lf.gain,
         noise_cov=cov.data,

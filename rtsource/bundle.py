@@ -35,6 +35,7 @@ from . import __version__
 from .anatomy.source_space import SourceSpace
 from .errors import BundleChecksumError, BundleError, BundleSchemaError, RtsourceError
 from .geometry import Frame, as_frame
+from .inverse.params import LcmvParams, OperatorRecord
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +111,11 @@ class OperatorBundle:
     n_orient : int
         3: output is ``||K_k x|| / noise_norm_k`` over the 3 rows of source k; 1: ``K_k x / noise_norm_k``.
     method : str
-        "MNE", "dSPM" or "sLORETA".
+        "MNE", "dSPM", "sLORETA", "eLORETA" or "LCMV".
     output_unit : str
-        Unit of the output ("A*m" for MNE, "" for the dimensionless dSPM / sLORETA).
+        Unit of the output: "A*m" for MNE, eLORETA and unit-gain LCMV; "" for the
+        dimensionless dSPM, sLORETA and normalised LCMV; "a.u." for unit-gain LCMV with
+        depth weighting.
     ch_names, ch_types, ch_units : tuple of str
         The operator's channels in column order; units of the data the kernel expects
         (always SI: "V" for EEG).
@@ -125,8 +128,11 @@ class OperatorBundle:
     channel_positions_m : ndarray, shape (n_channels, 3)
         Electrode positions in ``channel_frame`` (for display and QC).
     channel_frame : Frame
-    params : Mapping
-        Method parameters (snr, lambda2, loose, depth, fixed, rank, ...).
+    params : OperatorRecord
+        The typed parameters the operator was built with (``params.inverse``) and what
+        the build found (kept rank, fit report, dropped channels). A mapping is read as a
+        bundle header's ``params`` (:meth:`OperatorRecord.from_json`, older layouts
+        included); the record is also a read-only mapping over that JSON.
     provenance : Mapping
         How it was made: head model, forward model, noise covariance, configuration.
     gain, noise_cov, source_rotation : ndarray or None
@@ -154,7 +160,7 @@ class OperatorBundle:
     sources: SourceSpace
     channel_positions_m: np.ndarray
     channel_frame: Frame
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: OperatorRecord | Mapping[str, Any] = field(default_factory=dict)
     provenance: Mapping[str, Any] = field(default_factory=dict)
     gain: np.ndarray | None = None
     noise_cov: np.ndarray | None = None
@@ -175,11 +181,25 @@ class OperatorBundle:
         for name in ("gain", "noise_cov", "source_rotation", "data_cov", "source_weights"):
             if getattr(self, name) is not None:
                 set_(self, name, _frozen(getattr(self, name), np.float64))
-        set_(self, "params", types.MappingProxyType(dict(self.params)))
+        set_(self, "params", self._record(self.params))
         set_(self, "provenance", types.MappingProxyType(dict(self.provenance)))
         if not self.created_utc:
             set_(self, "created_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
         self._check_consistent()
+
+    def _record(self, params) -> OperatorRecord:
+        if not isinstance(params, OperatorRecord):
+            try:
+                params = OperatorRecord.from_json(params, method=self.method, reference=self.reference)
+            except RtsourceError as exc:
+                raise BundleError(f"bundle params: {exc}") from None
+        if params.method != self.method or params.reference != self.reference:
+            raise BundleError(
+                f"bundle params are for {params.method!r} with reference {params.reference!r} but "
+                f"the bundle is {self.method!r} with reference {self.reference!r}; build the "
+                "record for this operator (rtsource.inverse.make.operator_record)"
+            )
+        return params
 
     def _check_consistent(self) -> None:
         n_chan = len(self.ch_names)
@@ -226,8 +246,13 @@ class OperatorBundle:
 
     def describe(self) -> str:
         """One line for logs and the CLI."""
+        inv = self.params.inverse
+        if self.n_orient == 1:
+            orient = "fixed" if getattr(inv, "orientation", "fixed") == "fixed" else inv.orientation
+        else:
+            orient = "free" if isinstance(inv, LcmvParams) else f"loose {inv.loose:g}"
         return (
-            f"{self.method} ({'fixed' if self.n_orient == 1 else 'loose ' + str(self.params.get('loose'))}) "
+            f"{self.method} ({orient}) "
             f"{self.n_channels} ch -> {self.n_sources} sources [{self.sources.name}], "
             f"ref {self.reference}, {self.sfreq:g} Hz"
         )
@@ -270,7 +295,7 @@ def _header_of(b: OperatorBundle) -> dict[str, Any]:
         "source_unit": "m",
         "source_space_name": b.sources.name,
         "channel_frame": b.channel_frame.value,
-        "params": dict(b.params),
+        "params": b.params.to_json(),
         "provenance": dict(b.provenance),
         "checksum": "",
     }
@@ -607,8 +632,11 @@ def _check_meaning(header: dict, arrays: dict[str, np.ndarray]) -> str | None:
 
 
 def _check_params(params: dict, method: str) -> str | None:
-    """The method parameters' ranges (the keys are those of ``operator_params``)."""
-    # TODO(inverse branch): once parameters are typed objects, validate by building them.
+    """Ranges of the header's flat parameter layout, checked before anything is built.
+
+    The typed :class:`OperatorRecord` validates its own fields when the bundle is constructed;
+    this catches the numbers it keeps as provenance (lambda2, rank, noise level) too.
+    """
     def number(key, lo, hi, optional=True):
         v = params.get(key)
         if v is None and optional:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .inverse.params import METHODS, ORIENTATIONS, WEIGHT_NORMS, EloretaOptions, LcmvParams, MinimumNormParams
 from .sensors.montage import CAP_64
 
 if sys.version_info >= (3, 11):
@@ -144,22 +145,35 @@ class ForwardSettings:
     )
 
 
+_MN = MinimumNormParams()  # the defaults of [inverse] (one place: rtsource.inverse.params)
+_LCMV = LcmvParams()
+
+
 @dataclass(frozen=True)
 class InverseSettings:
     """[inverse]: the inverse operator."""
 
-    method: str = _opt(_one_of("MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"), "inverse method", "dSPM")
-    snr: float = _opt(_between(0.01, 1000.0, why="lambda2 = 1 / snr^2 must stay a usable regularisation"), "assumed SNR; lambda2 = 1 / snr^2 (minimum-norm family)", 3.0)
-    loose: float = _opt(_unit_interval, "tangential source variance (0 fixed-like, 1 free)", 0.2)
-    depth: float = _opt(_between(0.0, 10.0), "depth-weighting exponent (0 disables)", 0.8)
-    fixed: bool = _opt(None, "surface-normal orientation only (signed output)", False)
-    eloreta_eps: float = _opt(_between(1e-12, 0.1), "eLORETA: relative change at which the weights have converged", 1e-6)
-    eloreta_max_iter: int = _opt(lambda v: None if 1 <= v <= 1000 else "must be in 1..1000", "eLORETA: iteration limit", 20)
-    reg: float = _opt(_between(0.0, 100.0), "LCMV: regularisation, fraction of the mean eigenvalue (0.05 as MNE; 0.3-0.5 for template heads)", 0.05)
-    weight_norm: str = _opt(
-        _one_of("unit-gain", "unit-noise-gain", "unit-noise-gain-invariant", "nai"), "LCMV: weight normalisation", "unit-noise-gain-invariant"
-    )
-    lcmv_orientation: str = _opt(_one_of("max-power", "free", "fixed"), "LCMV: source orientation", "max-power")
+    method: str = _opt(_one_of(*METHODS), "inverse method", _MN.method)
+    snr: float = _opt(_between(0.01, 1000.0, why="lambda2 = 1 / snr^2 must stay a usable regularisation"), "assumed SNR; lambda2 = 1 / snr^2 (minimum-norm family)", _MN.snr)
+    loose: float = _opt(_unit_interval, "tangential source variance (0 fixed-like, 1 free)", _MN.loose)
+    depth: float = _opt(_between(0.0, 10.0), "minimum-norm depth-weighting exponent (0 disables; eLORETA ignores it)", _MN.depth or 0.0)
+    fixed: bool = _opt(None, "surface-normal orientation only (signed output)", _MN.fixed)
+    eloreta_eps: float = _opt(_between(1e-12, 0.1), "eLORETA: relative change at which the weights have converged", _MN.eloreta.eps)
+    eloreta_max_iter: int = _opt(lambda v: None if 1 <= v <= 1000 else "must be in 1..1000", "eLORETA: iteration limit", _MN.eloreta.max_iter)
+    reg: float = _opt(_between(0.0, 100.0), "LCMV: regularisation, fraction of the mean eigenvalue (0.05 as MNE; 0.3-0.5 for template heads)", _LCMV.reg)
+    weight_norm: str = _opt(_one_of(*WEIGHT_NORMS), "LCMV: weight normalisation", _LCMV.weight_norm)
+    lcmv_orientation: str = _opt(_one_of(*ORIENTATIONS), "LCMV: source orientation", _LCMV.orientation)
+    lcmv_depth: float = _opt(_between(0.0, 10.0), "LCMV: depth-weighting exponent (0: none, as MNE-Python; with unit-gain the output is then in a.u.)", _LCMV.depth or 0.0)
+
+    def params(self) -> MinimumNormParams | LcmvParams:
+        """The typed parameters of ``method`` (the keys of the other methods are unused)."""
+        if self.method == "LCMV":
+            return LcmvParams(reg=self.reg, weight_norm=self.weight_norm, orientation=self.lcmv_orientation,
+                              depth=self.lcmv_depth or None)
+        return MinimumNormParams(
+            method=self.method, snr=self.snr, loose=self.loose, depth=self.depth or None, fixed=self.fixed,
+            eloreta=EloretaOptions(eps=self.eloreta_eps, max_iter=self.eloreta_max_iter),
+        )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ the average-referenced channels). The noise covariance comes from a separate noi
 segment. The error is the distance from the true position to the source with the largest
 mean squared output over the segment.
 
-Every method of :func:`rtsource.inverse.rebuild.make_operator` can be swept: the
+Every method of :func:`rtsource.inverse.make.make_operator` can be swept: the
 minimum-norm family (MNE, dSPM, sLORETA, eLORETA) is built once from the noise
 covariance; an LCMV beamformer needs the data covariance, which (as in practice) is
 estimated from each simulated segment itself, dipole included, so it is rebuilt per
@@ -32,8 +32,10 @@ import numpy as np
 from .build import compute_leadfield
 from .config import Settings
 from .inverse.covariance import estimate_data_covariance, estimate_noise_covariance
-from .inverse.minimum_norm import InverseOperator, reference_matrix
-from .inverse.rebuild import make_operator
+from .inverse.make import make_operator
+from .inverse.operator import LinearInverse
+from .inverse.params import InverseParams, LcmvParams, MinimumNormParams
+from .inverse.reference import reference_matrix
 from .simulator import SignalGenerator
 
 logger = logging.getLogger(__name__)
@@ -43,14 +45,23 @@ logger = logging.getLogger(__name__)
 class MethodSpec:
     """One operator to evaluate: a label, a method and its parameters.
 
-    ``params`` override the minimum-norm parameters of the settings' ``[inverse]``
-    section (snr, loose, depth, fixed) or set the LCMV ones (reg, weight_norm,
-    orientation); see :func:`rtsource.inverse.rebuild.make_operator`.
+    ``params`` are keyword arguments of :class:`~rtsource.inverse.params.MinimumNormParams`
+    that override the settings' ``[inverse]`` section (snr, loose, depth, fixed), or of
+    :class:`~rtsource.inverse.params.LcmvParams` (reg, weight_norm, orientation, depth);
+    :meth:`inverse_params` makes the typed parameters.
     """
 
     label: str
     method: str
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def inverse_params(self, settings: Settings) -> InverseParams:
+        """The typed parameters this spec stands for with ``settings``."""
+        if self.method.upper() == "LCMV":
+            return LcmvParams(**self.params)
+        inv = settings.inverse
+        base = {"snr": inv.snr, "loose": inv.loose, "depth": inv.depth or None, "fixed": inv.fixed}
+        return MinimumNormParams(method=self.method, **{**base, **self.params})
 
 
 _UNGI = "unit-noise-gain-invariant"
@@ -113,29 +124,24 @@ class SweepResult:
         }
 
 
-def mean_power(op: InverseOperator, second_moment: np.ndarray) -> np.ndarray:
+def mean_power(op: LinearInverse, second_moment: np.ndarray) -> np.ndarray:
     """Mean squared output per source for data with second-moment matrix ``X^T X / n``.
 
     Parameters
     ----------
-    op : InverseOperator
+    op : LinearInverse
     second_moment : ndarray, shape (n_chan, n_chan)
         ``X^T X / n`` of raw data in the operator's channel order (V^2).
 
     Returns
     -------
     ndarray, shape (n_sources,)
-        ``mean_t(y_k(t)^2)`` of :func:`~rtsource.inverse.minimum_norm.apply_inverse`'s
+        ``mean_t(y_k(t)^2)`` of :func:`~rtsource.inverse.operator.apply_inverse`'s
         output, in ``op.output_unit`` squared.
     """
     k = op.kernel
     rows = np.einsum("rc,rc->r", k @ second_moment, k)
     return rows.reshape(op.n_sources, op.n_orient).sum(axis=1) / op.noise_norm**2
-
-
-def _mn_params(settings: Settings) -> dict:
-    inv = settings.inverse
-    return {"snr": inv.snr, "loose": inv.loose, "depth": inv.depth if inv.depth > 0 else None, "fixed": inv.fixed}
 
 
 def localisation_sweep(
@@ -186,14 +192,11 @@ def localisation_sweep(
     lf = compute_leadfield(settings).leadfield
     positions = lf.sources.positions_m
     normals = lf.sources.normals
-    base = _mn_params(settings)
-
-    fixed_ops: dict[str, InverseOperator] = {}
+    fixed_ops: dict[str, LinearInverse] = {}
     for spec in specs:
         if spec.method.upper() != "LCMV":
             fixed_ops[spec.label] = make_operator(
-                spec.method, lf.gain, normals, cov, reference=ref, ch_names=ch,
-                params={**base, **spec.params},
+                spec.inverse_params(settings), lf.gain, normals, cov, reference=ref, ch_names=ch,
             )
 
     rng = np.random.default_rng(seed + 1)
@@ -217,8 +220,8 @@ def localisation_sweep(
                 if dcov is None:
                     dcov = estimate_data_covariance(data, ch, method=data_cov_method, reference=m)
                 op = make_operator(
-                    "LCMV", lf.gain, normals, cov, reference=ref, ch_names=ch,
-                    params=dict(spec.params), data_cov=dcov,
+                    spec.inverse_params(settings), lf.gain, normals, cov, reference=ref,
+                    ch_names=ch, data_cov=dcov,
                 )
             found[spec.label].append(int(np.argmax(mean_power(op, second))))
     truth = gen.cortex.positions_m[picks]

@@ -132,7 +132,7 @@ def estimate_covariance(settings: Settings, calibration, *, data: bool):
     """Noise (``data=False``) or data covariance of a calibration, re-referenced like the operator."""
     from .build import sensor_channels
     from .inverse.covariance import estimate_data_covariance, estimate_noise_covariance
-    from .inverse.minimum_norm import reference_matrix
+    from .inverse.reference import reference_matrix
 
     m = reference_matrix(calibration.ch_names, settings.sensors.reference, sensor_channels(settings)[1])
     if data:

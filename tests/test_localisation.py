@@ -60,7 +60,8 @@ def test_mean_power_equals_applied_output():
     """The sweep's shortcut: mean squared output from X^T X / n equals applying the
     operator sample by sample (pooled for three orientations)."""
     from rtsource.inverse.covariance import NoiseCovariance
-    from rtsource.inverse.minimum_norm import apply_inverse, average_reference_matrix
+    from rtsource.inverse.operator import apply_inverse
+    from rtsource.inverse.reference import average_reference_matrix
     from rtsource.inverse.minimum_norm import make_inverse_operator
     from tests.inverse.conftest import make_problem
 

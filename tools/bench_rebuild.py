@@ -26,12 +26,9 @@ import numpy as np
 from rtsource.anatomy.source_space import SourceSpace
 from rtsource.bundle import OperatorBundle
 from rtsource.inverse.covariance import NoiseCovariance, estimate_data_covariance
-from rtsource.inverse.rebuild import (
-    make_operator,
-    operator_params,
-    prepare_bundle_forward,
-    rebuild_without_channels,
-)
+from rtsource.inverse.make import make_operator, operator_record
+from rtsource.inverse.params import params_for
+from rtsource.inverse.rebuild import prepare_bundle_forward, rebuild_without_channels
 
 METHODS = [
     ("dSPM", "dSPM", {}),
@@ -72,7 +69,8 @@ def problem(source: str, n_src: int, seed: int = 0):
 
 def bundle(names, gain, pos, nrm, cov, dcov, method, params):
     nc = NoiseCovariance(cov, names, 1000, "empirical", 0.0)
-    op = make_operator(method, gain, nrm, nc, reference="average", params=params, data_cov=dcov)
+    typed = params_for(method, **params)
+    op = make_operator(typed, gain, nrm, nc, reference="average", data_cov=dcov)
     n, n_src = len(names), len(nrm)
     sources = SourceSpace(pos, nrm, np.full(n_src, 1e-5), np.zeros(n_src, np.int8), "template", "bench")
     return OperatorBundle(
@@ -80,7 +78,7 @@ def bundle(names, gain, pos, nrm, cov, dcov, method, params):
         output_unit=op.output_unit, ch_names=names, ch_types=("eeg",) * n, ch_units=("V",) * n,
         reference="average", sfreq=500.0, sources=sources,
         channel_positions_m=np.zeros((n, 3)), channel_frame="template",
-        params=operator_params(op, reference="average", snr=3.0), provenance={},
+        params=operator_record(op, typed, reference="average", data_cov=dcov if method == "LCMV" else None), provenance={},
         gain=gain, noise_cov=cov,
     ), op
 

@@ -144,7 +144,7 @@ def main() -> int:
     from rtsource.pipeline.demo import read_truth, start_simulator_process
     from rtsource.errors import StreamError
     from rtsource.inverse.covariance import estimate_noise_covariance
-    from rtsource.inverse.minimum_norm import reference_matrix
+    from rtsource.inverse.reference import reference_matrix
     from rtsource.stream.calibration import capture_calibration
     from rtsource.stream.inlet import StreamSelector
     from rtsource.stream.loop import LoopOptions, StreamLoop

@@ -1,10 +1,10 @@
-"""LCMV beamformers (reference section 6), as :class:`~.minimum_norm.InverseOperator` s.
+"""LCMV beamformers (reference section 6), as :class:`~.operator.LinearInverse` s.
 
 A linearly constrained minimum-variance beamformer (Van Veen et al. 1997, IEEE TBME
 44:867) passes the activity of one source with unit gain while minimising the output
 power, so it needs the covariance ``C`` of the data themselves (activity included), from
 a calibration recording. Everything happens in the noise-whitened space: with the
-whitener ``W M`` of :func:`~.covariance.make_whitener` (re-referencing included, one
+whitener ``W M`` of :func:`~.whitening.make_whitener` (re-referencing included, one
 block per sensor type),
 
     G = W M G_raw (per source the local frame: tangential 1, tangential 2, normal)
@@ -51,24 +51,22 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import InverseError
-from .covariance import DataCovariance, NoiseCovariance, make_whitener
-from .minimum_norm import (
-    InverseOperator,
-    _apply_blocks,
-    _as_forward,
-    _check_channels,
-    _check_reference_matrix,
-    _check_scalar,
-    _eigh,
-    _gram_blocks,
-    _short_list,
-    _sym_pow,
-)
+from ._checks import check_channels, check_reference_matrix, check_scalar, short_list
+from ._linalg import apply_blocks, eigh, gram_blocks, sym_pow
+from .covariance import DataCovariance, NoiseCovariance
+from .operator import LinearInverse
+from .params import ORIENTATIONS, LcmvParams
+from .params import WEIGHT_NORMS as _NAMED_WEIGHT_NORMS
+from .prepared_forward import as_forward
+from .whitening import make_whitener
 
 logger = logging.getLogger(__name__)
 
-WEIGHT_NORMS = (None, "unit-noise-gain", "unit-noise-gain-invariant", "nai")
-ORIENTATIONS = ("fixed", "free", "max-power")
+#: ``weight_norm`` values: None (unit gain, MNE-Python's spelling) or a name.
+WEIGHT_NORMS = (None,) + _NAMED_WEIGHT_NORMS
+
+# The defaults of every parameter (one place: rtsource.inverse.params).
+_DEFAULTS = LcmvParams()
 
 # Relative eigenvalue cut of the small per-source (3x3) inversions, as MNE-Python.
 _RCOND = 1e-7
@@ -88,7 +86,7 @@ def _check_data_cov(data_cov, names: tuple[str, ...]) -> DataCovariance:
         )
     if data_cov.ch_names != names:
         try:
-            _check_channels(names, data_cov.ch_names)
+            check_channels(names, data_cov.ch_names)
         except InverseError as exc:
             raise InverseError(
                 str(exc).replace("noise_cov.ch_names", "data_cov.ch_names")
@@ -144,16 +142,16 @@ def _max_power_orientation(
     from the symmetric form ``B^(-1/2) A B^(-1/2) y = lambda y``, ``eta = B^(-1/2) y``.
     """
     if ori_denom is None:
-        s, u = _eigh(denom)
+        s, u = eigh(denom)
         limit = s[:, -1:] * _RCOND
         inv = np.where(s > limit, 1.0 / np.where(s > limit, s, 1.0), 0.0)
         pick = np.argmax(inv, axis=1)
         eta = u[np.arange(len(u)), :, pick]
     else:
-        b_ih = _sym_pow(ori_denom, -0.5, _RCOND)
+        b_ih = sym_pow(ori_denom, -0.5, _RCOND)
         sym = np.matmul(np.matmul(b_ih, denom), b_ih)
         sym = 0.5 * (sym + np.swapaxes(sym, -1, -2))
-        _, u = _eigh(sym)
+        _, u = eigh(sym)
         y = u[:, :, -1]
         eta = np.einsum("kij,kj->ki", b_ih, y)
     norm = np.linalg.norm(eta, axis=1, keepdims=True)
@@ -172,21 +170,21 @@ def make_lcmv(
     noise_cov: NoiseCovariance | None,
     *,
     reference: np.ndarray,
-    reg: float = 0.05,
-    weight_norm: str | None = "unit-noise-gain-invariant",
-    orientation: str = "max-power",
+    reg: float = _DEFAULTS.reg,
+    weight_norm: str | None = _DEFAULTS.weight_norm,
+    orientation: str = _DEFAULTS.orientation,
     rank: int | Mapping[str, int] | None = None,
     ch_names: Sequence[str] | None = None,
     ch_types: Sequence[str] | None = None,
-    depth: float | None = None,
-) -> InverseOperator:
+    depth: float | None = _DEFAULTS.depth,
+) -> LinearInverse:
     """Build an LCMV beamformer as an inverse operator (reference section 6).
 
     Parameters
     ----------
     gain : ndarray, shape (n_chan, 3 * n_sources), or LocalForward
         Raw (un-referenced) lead field in V/(A*m) (T/(A*m) for MEG), dipole-major x, y, z,
-        or the same prepared with :func:`~.minimum_norm.prepare_forward`.
+        or the same prepared with :func:`~.prepared_forward.prepare_forward`.
     normals : ndarray, shape (n_sources, 3)
         Unit source normals (ignored with a LocalForward).
     data_cov : DataCovariance
@@ -200,15 +198,16 @@ def make_lcmv(
     reg : float
         Diagonal loading as a fraction of the mean eigenvalue of the whitened data
         covariance (0.05 by default, 0 for none).
-    weight_norm : {None, "unit-noise-gain", "unit-noise-gain-invariant", "nai"}
-        None for the unit-gain filter (output in A*m); the others are dimensionless.
+    weight_norm : {"unit-gain", "unit-noise-gain", "unit-noise-gain-invariant", "nai"} or None
+        "unit-gain" (or None) for the unit-gain filter (output in A*m); the others are
+        dimensionless.
     orientation : {"max-power", "free", "fixed"}
         ``"free"``: three rows per source, output ``||W_k x||`` (``n_orient`` 3);
         ``"fixed"``: along the normal; ``"max-power"``: per-source orientation of
         maximum power (stored in ``orientations``), sign aligned to the normal. The last
         two are signed (``n_orient`` 1).
     rank : int, mapping or None
-        Rank of the noise whitener (see :func:`~.covariance.make_whitener`); the data
+        Rank of the noise whitener (see :func:`~.whitening.make_whitener`); the data
         covariance is inverted on at most this many eigenpairs.
     ch_names : sequence of str, optional
         Names of the gain's rows (default: the covariance's).
@@ -222,7 +221,7 @@ def make_lcmv(
 
     Returns
     -------
-    InverseOperator
+    LinearInverse
         ``method == "LCMV"``, ``kernel`` = the weights for raw data (reference and noise
         whitener included), ``noise_norm`` all ones, ``lambda2`` 0, ``details`` with
         ``reg``, ``loading``, ``weight_norm``, ``orientation``, ``data_rank`` and
@@ -247,16 +246,18 @@ def make_lcmv(
             f"weight_norm is {weight_norm!r}; use one of "
             f"{', '.join(repr(w) for w in WEIGHT_NORMS)}"
         )
+    if weight_norm == "unit-gain":
+        weight_norm = None
     if orientation not in ORIENTATIONS:
         raise InverseError(
             f"orientation is {orientation!r}; use one of {', '.join(map(repr, ORIENTATIONS))}"
         )
-    reg = _check_scalar(
+    reg = check_scalar(
         "reg", reg, low=0.0, low_open=False,
         fix="pass a non-negative fraction of the mean eigenvalue (0.05 is usual)",
     )
     if depth is not None:
-        depth = _check_scalar(
+        depth = check_scalar(
             "depth", depth, low=0.0, low_open=False,
             fix="pass a non-negative exponent or None to disable",
         )
@@ -272,14 +273,14 @@ def make_lcmv(
                 "(estimate_noise_covariance on a noise-only recording) or None"
             )
         names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
-        _check_channels(names, noise_cov.ch_names)
+        check_channels(names, noise_cov.ch_names)
         noise = noise_cov
     data_cov = _check_data_cov(data_cov, names)
     n_chan = len(names)
-    fwd = _as_forward(gain, normals, n_chan, ch_types)
+    fwd = as_forward(gain, normals, n_chan, ch_types)
     n_src = fwd.n_sources
     types_ = fwd.ch_types
-    m = _check_reference_matrix(reference, n_chan)
+    m = check_reference_matrix(reference, n_chan)
 
     whitener = make_whitener(
         NoiseCovariance(noise.data, names, noise.n_samples, noise.method, noise.shrinkage),
@@ -317,17 +318,17 @@ def make_lcmv(
         if orientation == "fixed":
             eta = np.tile([0.0, 0.0, 1.0], (n_src, 1))
         else:
-            denom3 = _gram_blocks(g3, cg3)
-            ori_denom = None if weight_norm is None else _gram_blocks(cg3, cg3)
+            denom3 = gram_blocks(g3, cg3)
+            ori_denom = None if weight_norm is None else gram_blocks(cg3, cg3)
             eta = _max_power_orientation(denom3, ori_denom)
         gk = np.einsum("cki,ki->ck", g3, eta)[:, :, None]
         cgk = np.einsum("cki,ki->ck", cg3, eta)[:, :, None]
 
     # Unit-gain filter, W_k^T = C^-1 G_k (G_k^T C^-1 G_k)^-1 (Van Veen et al. 1997).
     if n_orient == 3:
-        denom = _gram_blocks(gk, cgk)
+        denom = gram_blocks(gk, cgk)
         denom = 0.5 * (denom + np.swapaxes(denom, -1, -2))
-        wt = _apply_blocks(_sym_pow(denom, -1.0, _RCOND), cgk)  # (r, n_src, 3)
+        wt = apply_blocks(sym_pow(denom, -1.0, _RCOND), cgk)  # (r, n_src, 3)
     else:
         denom = np.sum(gk[:, :, 0] * cgk[:, :, 0], axis=0)
         inv = np.zeros_like(denom)
@@ -348,9 +349,9 @@ def make_lcmv(
     elif weight_norm == "unit-noise-gain-invariant":
         # (G^T C^-2 G)^(-1/2) G^T C^-1 (Sekihara & Nagarajan 2008; rotation invariant)
         if n_orient == 3:
-            inner = _gram_blocks(cgk, cgk)
+            inner = gram_blocks(cgk, cgk)
             inner = 0.5 * (inner + np.swapaxes(inner, -1, -2))
-            wt = _apply_blocks(_sym_pow(inner, -0.5, _RCOND), cgk)
+            wt = apply_blocks(sym_pow(inner, -0.5, _RCOND), cgk)
         else:
             norms = np.sqrt(np.sum(cgk * cgk, axis=0))
             norms[norms == 0] = np.inf
@@ -386,9 +387,9 @@ def make_lcmv(
         bad = np.flatnonzero(~np.all(np.isfinite(kernel), axis=1)) // n_orient
         raise InverseError(
             f"the beamformer weights are not finite for {bad.size} source(s) (indices "
-            f"{_short_list(np.unique(bad))}); raise reg or check the covariances"
+            f"{short_list(np.unique(bad))}); raise reg or check the covariances"
         )
-    return InverseOperator(
+    return LinearInverse(
         kernel=kernel,
         noise_norm=np.ones(n_src),
         n_orient=n_orient,

@@ -30,18 +30,21 @@ Nolte's reference code) so that results agree with it:
 from __future__ import annotations
 
 import logging
+import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import InverseError
-from .minimum_norm import _sym_pow
+from ._linalg import sym_pow
+from .params import EloretaOptions
 
 logger = logging.getLogger(__name__)
 
-#: Defaults of ``eloreta_options`` (as MNE-Python's ``eloreta_options``).
-DEFAULT_OPTIONS: Mapping[str, Any] = {"eps": 1e-6, "max_iter": 20, "force_equal": False}
+#: Defaults of ``eloreta_options`` (as MNE-Python's; one place: :class:`.params.EloretaOptions`).
+_DEFAULTS = EloretaOptions()
+DEFAULT_OPTIONS: Mapping[str, Any] = types.MappingProxyType(_DEFAULTS.to_json())
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,9 +76,9 @@ class EloretaFit:
     final_change: float
     converged: bool
     changes: tuple[float, ...] = field(default_factory=tuple)
-    eps: float = 1e-6
-    max_iter: int = 20
-    force_equal: bool = False
+    eps: float = _DEFAULTS.eps
+    max_iter: int = _DEFAULTS.max_iter
+    force_equal: bool = _DEFAULTS.force_equal
 
     def __post_init__(self) -> None:
         w = np.array(self.weights, dtype=np.float64)
@@ -94,14 +97,24 @@ class EloretaFit:
         }
 
 
-def check_options(options: Mapping[str, Any] | None) -> dict:
-    """``eloreta_options`` with defaults filled in and every value checked."""
+def check_options(
+    options: EloretaOptions | Mapping[str, Any] | None, init: np.ndarray | None = None
+) -> tuple[EloretaOptions, np.ndarray | None]:
+    """``eloreta_options`` as typed options and the warm start, every value checked.
+
+    ``options`` is an :class:`~.params.EloretaOptions`, or a mapping as MNE-Python's
+    ``eloreta_options`` (``eps``, ``max_iter``, ``force_equal``, and ``init``, the starting
+    weights) whose missing keys take the defaults. ``init`` is the warm start when the
+    options are typed.
+    """
     if options is None:
         options = {}
+    if isinstance(options, EloretaOptions):
+        return options, init
     if not isinstance(options, Mapping):
         raise InverseError(
-            f"eloreta_options is a {type(options).__name__}; pass a mapping such as "
-            "{'eps': 1e-6, 'max_iter': 20}"
+            f"eloreta_options is a {type(options).__name__}; pass EloretaOptions(...) or a "
+            "mapping such as {'eps': 1e-6, 'max_iter': 20}"
         )
     known = set(DEFAULT_OPTIONS) | {"init"}
     unknown = sorted(set(options) - known)
@@ -110,7 +123,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict:
             f"eloreta_options has unknown key(s) {', '.join(map(repr, unknown))}; "
             f"known keys are {', '.join(sorted(known))}"
         )
-    out = dict(DEFAULT_OPTIONS, init=None)
+    out = dict(DEFAULT_OPTIONS, init=init)
     out.update(options)
     try:
         eps = float(out["eps"])
@@ -130,8 +143,7 @@ def check_options(options: Mapping[str, Any] | None) -> dict:
         fe = False
     if not isinstance(fe, (bool, np.bool_)):
         raise InverseError(f"eloreta_options['force_equal'] is {fe!r}; pass True or False")
-    out.update(eps=eps, max_iter=int(mi), force_equal=bool(fe))
-    return out
+    return EloretaOptions(eps=eps, max_iter=int(mi), force_equal=bool(fe)), out["init"]
 
 
 # --------------------------------------------------------------------------------------
@@ -205,7 +217,7 @@ def _step(gt_b, weights, lambda2, rank, source_std, n_orient, force_equal, grg=N
                 new = np.repeat(1.0 / np.mean(s, axis=-1), 3)
             prior = source_std**2
         else:
-            new = _sym_pow(m, -0.5)
+            new = sym_pow(m, -0.5)
             prior = source_std.reshape(-1, 1, 3) * source_std.reshape(-1, 3, 1)
     else:
         d = np.einsum("ij,ij->i", ngt, gt_b)  # diag(G^T N G)
@@ -225,7 +237,7 @@ def eloreta_step(
     source_std: np.ndarray,
     *,
     n_orient: int,
-    force_equal: bool = False,
+    force_equal: bool = _DEFAULTS.force_equal,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One eLORETA weight update (Pascual-Marqui 2007, the fixed-point equations).
 
@@ -273,9 +285,9 @@ def fit_eloreta_weights(
     rank: int,
     *,
     source_std: np.ndarray | None = None,
-    eps: float = 1e-6,
-    max_iter: int = 20,
-    force_equal: bool = False,
+    eps: float = _DEFAULTS.eps,
+    max_iter: int = _DEFAULTS.max_iter,
+    force_equal: bool = _DEFAULTS.force_equal,
     init: np.ndarray | None = None,
 ) -> EloretaFit:
     """Iterate the eLORETA weights to their fixed point.

@@ -1,21 +1,16 @@
-"""Operators from stored parameters, and the bad-channel hot-swap rebuild.
+"""The bad-channel hot-swap rebuild: a bundle's operator without some channels.
 
-Two things live here:
-
-- :func:`make_operator` builds any method (MNE, dSPM, sLORETA, eLORETA, LCMV) from a
-  method name and a parameter mapping laid out as ``OperatorBundle.params`` stores it.
-  The offline build, the rebuild below and the localisation sweep all go through it, so
-  a bundle rebuilt without a channel is exactly what a fresh setup on the remaining
-  channels would give. :func:`operator_params` writes that mapping.
-- :func:`rebuild_without_channels` recomputes a bundle's operator for the channels that
-  remain when some go bad at run time, from what the bundle caches: the raw lead field
-  ``gain``, the noise covariance ``noise_cov``, the method and its parameters, and for
-  LCMV a data covariance. The average reference is recomputed over the remaining
-  channels (a named reference channel that goes bad is an error: the data are
-  referenced to it). The new bundle lists only the remaining channels, so the streaming
-  loop maps them by name again. Rebuild from the original bundle with the whole current
-  set of bad channels (a channel that recovers simply leaves the set). An LCMV bundle
-  given a new ``data_cov`` is rebuilt even without bad channels (adaptive beamformer).
+:func:`rebuild_without_channels` recomputes a bundle's operator for the channels that
+remain when some go bad at run time, from what the bundle caches: the raw lead field
+``gain``, the noise covariance ``noise_cov``, the typed parameters in ``bundle.params``
+(an :class:`~.params.OperatorRecord`), and for LCMV a data covariance. It builds through
+:func:`~.make.make_operator`, so the result is exactly what a fresh setup on the remaining
+channels would give. The average reference is recomputed over the remaining channels (a
+named reference channel that goes bad is an error: the data are referenced to it). The
+new bundle lists only the remaining channels, so the streaming loop maps them by name
+again. Rebuild from the original bundle with the whole current set of bad channels (a
+channel that recovers simply leaves the set). An LCMV bundle given a new ``data_cov`` is
+rebuilt even without bad channels (adaptive beamformer).
 
 Speed (``tools/bench_rebuild.py``, 64 channels x 8196 sources, one BLAS thread, with the
 lead field prepared once by :func:`prepare_bundle_forward`, as the streaming loop does):
@@ -24,15 +19,6 @@ swap can first use one iteration from the previous weights (``eloreta_max_iter=1
 ~140 ms, within ~1e-2 of the converged operator) and then swap in the converged one.
 Multi-threaded OpenBLAS on a busy machine is slower than one thread: run rebuild workers
 with one BLAS thread.
-
-Parameter mapping (``bundle.params``), keys by method::
-
-    all      reference, rank (kept, informational), rank_requested (None/int/mapping),
-             block_ranks, bad_channels (list, accumulated by rebuilds)
-    MNE/dSPM/sLORETA/eLORETA
-             snr, lambda2, loose, depth, depth_limit, fixed
-    eLORETA  eloreta: {eps, max_iter, force_equal, iterations, final_change, converged}
-    LCMV     reg, weight_norm, orientation, depth, data_rank, loading, noise_level
 """
 
 from __future__ import annotations
@@ -40,186 +26,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import InverseError
-from .beamformer import make_lcmv
+from ._checks import short_list
 from .covariance import DataCovariance, NoiseCovariance
-from .minimum_norm import (
-    MINIMUM_NORM_METHODS,
-    InverseOperator,
-    LocalForward,
-    _short_list,
-    make_inverse_operator,
-    prepare_forward,
-    reference_matrix,
-)
+from .make import make_operator, operator_record, weights_for_bundle, weights_from_bundle
+from .operator import LinearInverse
+from .params import MinimumNormParams, OperatorRecord
+from .prepared_forward import LocalForward, prepare_forward
 
 logger = logging.getLogger(__name__)
-
-#: Every method :func:`make_operator` builds.
-METHODS = MINIMUM_NORM_METHODS + ("LCMV",)
-
-# Keys of the parameter mapping each method reads, with their defaults.
-_MN_DEFAULTS = {
-    "snr": 3.0, "lambda2": None, "loose": 0.2, "depth": 0.8, "depth_limit": 10.0,
-    "fixed": False,
-}
-_LCMV_DEFAULTS = {
-    "reg": 0.05, "weight_norm": "unit-noise-gain-invariant", "orientation": "max-power",
-    "depth": None,
-}
-
-
-def _canonical(method) -> str:
-    for m in METHODS:
-        if isinstance(method, str) and method.lower() == m.lower():
-            return m
-    raise InverseError(f"method is {method!r}; use one of {', '.join(METHODS)}")
-
-
-def make_operator(
-    method: str,
-    gain: np.ndarray,
-    normals: np.ndarray,
-    noise_cov: NoiseCovariance,
-    *,
-    reference: str,
-    ch_names: Sequence[str] | None = None,
-    ch_types: Sequence[str] | None = None,
-    params: Mapping[str, Any] | None = None,
-    data_cov: DataCovariance | None = None,
-    eloreta_init: np.ndarray | None = None,
-) -> InverseOperator:
-    """Build the operator of any method from a bundle-style parameter mapping.
-
-    Parameters
-    ----------
-    method : {"MNE", "dSPM", "sLORETA", "eLORETA", "LCMV"}
-    gain : ndarray, shape (n_chan, 3 * n_sources), or LocalForward
-        Raw lead field (V or T per A*m), dipole-major x, y, z, or the same prepared with
-        :func:`~.minimum_norm.prepare_forward` for these channels and ``ch_types``.
-    normals : ndarray, shape (n_sources, 3)
-        Unit source normals (ignored with a LocalForward).
-    noise_cov : NoiseCovariance
-        Noise covariance on the operator's channels.
-    reference : str
-        ``"average"`` or the name of the reference channel (EEG only with ``ch_types``).
-    ch_names : sequence of str, optional
-        Operator channels (default ``noise_cov.ch_names``).
-    ch_types : sequence of {"eeg", "mag", "grad"}, optional
-        Per-channel sensor types (per-type whitening).
-    params : mapping, optional
-        Method parameters as in the module docstring; missing keys take the defaults
-        (``lambda2`` wins over ``snr`` when both are given; ``rank_requested`` is the
-        whitener rank, None for numerical). Unrelated keys are ignored, so a bundle's
-        whole ``params`` can be passed.
-    data_cov : DataCovariance, optional
-        Required for LCMV.
-    eloreta_init : ndarray, optional
-        eLORETA warm start (``InverseOperator.source_weights`` of an operator for nearly
-        the same channels).
-
-    Returns
-    -------
-    InverseOperator
-    """
-    method = _canonical(method)
-    p = dict(params or {})
-    names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
-    m = reference_matrix(names, reference, ch_types)
-    rank = p.get("rank_requested")
-    if method == "LCMV":
-        if data_cov is None:
-            raise InverseError(
-                "method 'LCMV' needs a data covariance (data_cov); capture a calibration "
-                "recording with the activity ([data_cov] seconds = ...) or pick another "
-                "method"
-            )
-        q = {k: p.get(k, v) for k, v in _LCMV_DEFAULTS.items()}
-        return make_lcmv(
-            gain, normals, data_cov, noise_cov, reference=m, reg=q["reg"],
-            weight_norm=q["weight_norm"], orientation=q["orientation"], rank=rank,
-            ch_names=names, ch_types=ch_types, depth=q["depth"],
-        )
-    q = {k: p.get(k, v) for k, v in _MN_DEFAULTS.items()}
-    options = None
-    if method == "eLORETA":
-        el = dict(p.get("eloreta") or {})
-        options = {k: el[k] for k in ("eps", "max_iter", "force_equal") if k in el}
-        if eloreta_init is not None:
-            options["init"] = eloreta_init
-    return make_inverse_operator(
-        gain, normals, noise_cov, reference=m, method=method, snr=q["snr"],
-        lambda2=q["lambda2"], loose=q["loose"], depth=q["depth"] or None,
-        fixed=bool(q["fixed"]), depth_limit=q["depth_limit"], rank=rank,
-        ch_names=names, ch_types=ch_types, eloreta_options=options,
-    )
-
-
-def operator_params(
-    op: InverseOperator,
-    *,
-    reference: str,
-    snr: float | None = None,
-    depth_limit: float | None = 10.0,
-    rank_requested: int | Mapping[str, int] | None = None,
-    bad_channels: Sequence[str] = (),
-) -> dict:
-    """The JSON-friendly parameter mapping of an operator, as ``bundle.params`` keeps it.
-
-    :func:`make_operator` with this mapping rebuilds the same operator.
-    """
-    p: dict[str, Any] = {
-        "method": op.method,
-        "reference": reference,
-        "rank": int(op.rank),
-        "rank_requested": rank_requested,
-        "block_ranks": dict(op.details.get("block_ranks", {})),
-        "bad_channels": list(bad_channels),
-    }
-    if op.method == "LCMV":
-        d = op.details
-        p.update(
-            reg=d["reg"], weight_norm=d["weight_norm"], orientation=d["orientation"],
-            depth=op.depth, data_rank=d["data_rank"], loading=d["loading"],
-            noise_level=d["noise_level"],
-        )
-        return p
-    p.update(
-        snr=snr, lambda2=op.lambda2, loose=op.loose, depth=op.depth,
-        depth_limit=depth_limit, fixed=op.n_orient == 1,
-    )
-    if op.method == "eLORETA":
-        p["eloreta"] = {k: op.details[k] for k in
-                        ("eps", "max_iter", "force_equal", "iterations", "final_change",
-                         "converged")}
-    return p
-
-
-def weights_for_bundle(op: InverseOperator) -> np.ndarray | None:
-    """eLORETA weights as a 2-D array for a bundle (``source_weights``), else None.
-
-    Block weights (n_sources, 3, 3) are stored as (n_sources, 9); scalar weights
-    (n_rows,) as (n_rows, 1). :func:`rebuild_operator` reads either layout.
-    """
-    w = op.source_weights
-    if w is None:
-        return None
-    return w.reshape(w.shape[0], 9) if w.ndim == 3 else w.reshape(-1, 1)
-
-
-def _weights_from_bundle(w) -> np.ndarray | None:
-    if w is None:
-        return None
-    w = np.asarray(w, dtype=np.float64)
-    if w.ndim == 2 and w.shape[1] == 9:
-        return w.reshape(-1, 3, 3)
-    if w.ndim == 2 and w.shape[1] == 1:
-        return w.ravel()
-    return w
 
 
 def _bad_list(bad, names: tuple[str, ...]) -> list[str]:
@@ -237,11 +56,18 @@ def _bad_list(bad, names: tuple[str, ...]) -> list[str]:
         if b not in names:
             raise InverseError(
                 f"bad channel {b!r} is not in the bundle's channels "
-                f"({_short_list(names)}); pass names exactly as the bundle lists them"
+                f"({short_list(names)}); pass names exactly as the bundle lists them"
             )
         if b not in out:
             out.append(b)
     return out
+
+
+def _record_of(bundle) -> OperatorRecord:
+    params = bundle.params
+    if isinstance(params, OperatorRecord):
+        return params
+    return OperatorRecord.from_json(params, method=bundle.method, reference=bundle.reference)
 
 
 def _check_cached(bundle) -> None:
@@ -258,7 +84,7 @@ def prepare_bundle_forward(bundle) -> LocalForward:
     """The bundle's cached lead field, checked and in the sources' local frames, once.
 
     Pass it as ``forward=`` to every rebuild of the same bundle: each rebuild then only
-    drops the bad channels' rows from it (:meth:`~.minimum_norm.LocalForward.drop`)
+    drops the bad channels' rows from it (:meth:`~.prepared_forward.LocalForward.drop`)
     instead of checking and rotating the whole lead field again.
     """
     _check_cached(bundle)
@@ -273,12 +99,12 @@ def rebuild_operator(
     eloreta_weights: np.ndarray | None = None,
     eloreta_max_iter: int | None = None,
     forward: LocalForward | None = None,
-) -> tuple[InverseOperator, np.ndarray, LocalForward]:
+) -> tuple[LinearInverse, np.ndarray, LocalForward]:
     """The operator of :func:`rebuild_without_channels`, without wrapping it in a bundle.
 
     Returns
     -------
-    op : InverseOperator
+    op : LinearInverse
         On the remaining channels (``op.ch_names``); for eLORETA ``op.source_weights``
         are the weights to warm-start the next rebuild from.
     keep : ndarray of int
@@ -313,15 +139,16 @@ def rebuild_operator(
         n_eeg == 0 and all(t == "eeg" for t in types_)
     ):
         raise InverseError(
-            f"dropping {len(bad_list)} channel(s) ({_short_list(bad_list)}) leaves "
+            f"dropping {len(bad_list)} channel(s) ({short_list(bad_list)}) leaves "
             f"{len(new_names)} channel(s); the operator needs at least two -- stop the "
             "stream and check the cap"
         )
     ix = np.ix_(keep, keep)
     gain = forward.drop([names.index(b) for b in bad_list])
     noise = NoiseCovariance(np.asarray(bundle.noise_cov)[ix], new_names, 0, "empirical", 0.0)
-    method = bundle.method
-    params = dict(bundle.params)
+    record = _record_of(bundle)
+    params = record.inverse
+    method = params.method
     dcov = None
     if method == "LCMV":
         src = data_cov if data_cov is not None else getattr(bundle, "data_cov", None)
@@ -337,27 +164,26 @@ def rebuild_operator(
                 f"data_cov has shape {arr.shape}; expected ({len(names)}, {len(names)}) on "
                 "the bundle's channels"
             )
-        meta = dict(params.get("data_cov") or {})
+        meta = dict(record.data_cov or {})
         dcov = DataCovariance(arr[ix], new_names, int(meta.get("n_samples", 0)),
                               str(meta.get("method", "empirical")), 0.0)
     init = None
     if method == "eLORETA":
         w = eloreta_weights if eloreta_weights is not None else getattr(bundle, "source_weights", None)
-        init = _weights_from_bundle(w)
+        init = weights_from_bundle(w)
         if eloreta_max_iter is not None:
             if init is None:
                 logger.warning(
                     "eloreta_max_iter=%s ignored: no eLORETA weights to warm-start from "
                     "(pass eloreta_weights=); iterating to convergence", eloreta_max_iter,
                 )
-            else:
-                el = dict(params.get("eloreta") or {})
-                el["max_iter"] = int(eloreta_max_iter)
-                params["eloreta"] = el
+            elif isinstance(params, MinimumNormParams):
+                params = dataclasses.replace(
+                    params, eloreta=dataclasses.replace(params.eloreta, max_iter=int(eloreta_max_iter))
+                )
     op = make_operator(
-        method, gain, bundle.sources.normals, noise, reference=reference,
-        ch_names=new_names, ch_types=new_types, params=params, data_cov=dcov,
-        eloreta_init=init,
+        params, gain, bundle.sources.normals, noise, reference=reference,
+        ch_names=new_names, ch_types=new_types, data_cov=dcov, eloreta_init=init,
     )
     return op, keep, gain
 
@@ -386,7 +212,7 @@ def rebuild_without_channels(
         carry one or a newer one should be used (an adaptive beamformer). With a
         ``data_cov`` an LCMV bundle is rebuilt even if ``bad`` is empty.
     eloreta_weights : ndarray, optional
-        eLORETA only: weights to warm-start from (``InverseOperator.source_weights`` of
+        eLORETA only: weights to warm-start from (``LinearInverse.source_weights`` of
         the bundle's operator, or the 2-D layout of :func:`weights_for_bundle`;
         ``bundle.source_weights`` if the bundle has that field).
     eloreta_max_iter : int, optional
@@ -403,7 +229,7 @@ def rebuild_without_channels(
         Same sources, method and parameters; ``ch_names``/``ch_types``/``ch_units``/
         ``channel_positions_m``/``gain``/``noise_cov`` restricted to the remaining
         channels; kernel and noise norm recomputed (average reference over the remaining
-        channels); ``params["bad_channels"]`` lists every channel dropped so far;
+        channels); ``params.bad_channels`` lists every channel dropped so far;
         ``provenance["rebuild"]`` records what was dropped and how long it took.
 
     Raises
@@ -425,19 +251,13 @@ def rebuild_without_channels(
         bundle, bad_list, data_cov=data_cov, eloreta_weights=eloreta_weights,
         eloreta_max_iter=eloreta_max_iter, forward=forward,
     )
-    params = dict(bundle.params)
-    new_params = dict(params)
-    new_params.update(
-        operator_params(
-            op, reference=bundle.reference, snr=params.get("snr"),
-            depth_limit=params.get("depth_limit", 10.0),
-            rank_requested=params.get("rank_requested"),
-            bad_channels=list(params.get("bad_channels", [])) + bad_list,
-        )
+    record = _record_of(bundle)
+    # the configured parameters (not a quick swap's iteration cap) stay the bundle's
+    new_params = dataclasses.replace(
+        operator_record(op, record.inverse, reference=bundle.reference,
+                        bad_channels=record.bad_channels + tuple(bad_list)),
+        data_cov=record.data_cov, notes=record.notes,
     )
-    if op.method == "eLORETA" and "eloreta" in params:
-        # keep the configured max_iter, not a quick-swap cap
-        new_params["eloreta"]["max_iter"] = params["eloreta"].get("max_iter", 20)
     elapsed = time.perf_counter() - t0
     provenance = dict(bundle.provenance)
     provenance["rebuild"] = {
@@ -471,6 +291,6 @@ def rebuild_without_channels(
     new = dataclasses.replace(bundle, **changes)
     logger.info(
         "rebuilt %s operator without %s: %d -> %d channels in %.0f ms",
-        op.method, _short_list(bad_list), len(names), len(op.ch_names), elapsed * 1e3,
+        op.method, short_list(bad_list), len(names), len(op.ch_names), elapsed * 1e3,
     )
     return new

@@ -15,7 +15,8 @@ from rtsource.inverse.covariance import (
     NoiseCovariance,
     estimate_data_covariance,
 )
-from rtsource.inverse.minimum_norm import apply_inverse, average_reference_matrix
+from rtsource.inverse.operator import apply_inverse
+from rtsource.inverse.reference import average_reference_matrix
 
 VARIANTS = [
     (wn, ori)
@@ -284,7 +285,7 @@ def test_mixed_sensor_types():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 40)) @ np.linalg.cholesky(cov).T
     x += np.outer(np.sin(np.arange(3000) * 0.1), gain[:, 9:12] @ [1.0, 0.5, -0.3]) * 3e-8
-    from rtsource.inverse.minimum_norm import reference_matrix
+    from rtsource.inverse.reference import reference_matrix
 
     m = reference_matrix(names, "average", types)
     dcov = estimate_data_covariance(x, names)
@@ -369,7 +370,7 @@ def test_against_mne_python():
     = our "fixed", "max-power"), the noise covariance and an average-reference projector;
     its regularisation is reg * mean eigenvalue of the n_chan x n_chan whitened data
     covariance, as ours. The per-row "unit-noise-gain" with free orientation depends on
-    the tangential axes; ours are MNE-Python's (see _local_frames), so it agrees too.
+    the tangential axes; ours are MNE-Python's (see local_frames), so it agrees too.
     """
     mne = pytest.importorskip("mne")
     from tests.inverse.test_eloreta import mne_eeg_problem

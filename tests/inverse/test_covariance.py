@@ -17,7 +17,7 @@ from rtsource.inverse.covariance import (
     load_noise_covariance,
     save_noise_covariance,
 )
-from rtsource.inverse.minimum_norm import average_reference_matrix, reference_to_channel_matrix
+from rtsource.inverse.reference import average_reference_matrix, reference_to_channel_matrix
 
 
 def lw_twin(x):

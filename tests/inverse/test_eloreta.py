@@ -11,11 +11,9 @@ import pytest
 from rtsource.errors import InverseError
 from rtsource.inverse.covariance import NoiseCovariance
 from rtsource.inverse.eloreta import eloreta_step
-from rtsource.inverse.minimum_norm import (
-    apply_inverse,
-    average_reference_matrix,
-    make_inverse_operator,
-)
+from rtsource.inverse.minimum_norm import make_inverse_operator
+from rtsource.inverse.operator import apply_inverse
+from rtsource.inverse.reference import average_reference_matrix
 
 
 def as_cov(p):

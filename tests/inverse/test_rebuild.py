@@ -10,8 +10,10 @@ from rtsource.anatomy.source_space import SourceSpace
 from rtsource.bundle import OperatorBundle, load_bundle, save_bundle
 from rtsource.errors import InverseError
 from rtsource.inverse.covariance import DataCovariance, NoiseCovariance, estimate_data_covariance
-from rtsource.inverse.minimum_norm import reference_matrix
-from rtsource.inverse.rebuild import make_operator, operator_params, rebuild_without_channels
+from rtsource.inverse.make import make_operator, operator_record
+from rtsource.inverse.params import params_for
+from rtsource.inverse.rebuild import rebuild_without_channels
+from rtsource.inverse.reference import reference_matrix
 
 METHODS = [
     ("MNE", {}),
@@ -36,21 +38,18 @@ def bundle_for(p, method, params, reference="average"):
     n = len(p.ch_names)
     cov = NoiseCovariance(p.cov, p.ch_names, 1000, "empirical", 0.0)
     dcov = data_cov_of(p) if method == "LCMV" else None
-    op = make_operator(method, p.gain, p.normals, cov, reference=reference, params=params,
-                       data_cov=dcov)
+    typed = params_for(method, **params)
+    op = make_operator(typed, p.gain, p.normals, cov, reference=reference, data_cov=dcov)
     n_src = p.normals.shape[0]
     sources = SourceSpace(p.sources, p.normals, np.full(n_src, 1e-5),
                           (np.arange(n_src) % 2).astype(np.int8), "template", "toy")
-    extra = {}
-    if method == "LCMV":
-        extra["data_cov"] = {"n_samples": dcov.n_samples, "method": dcov.method}
     b = OperatorBundle(
         kernel=op.kernel, noise_norm=op.noise_norm, n_orient=op.n_orient, method=op.method,
         output_unit=op.output_unit, ch_names=p.ch_names, ch_types=("eeg",) * n,
         ch_units=("V",) * n, reference=reference, sfreq=500.0, sources=sources,
         channel_positions_m=np.random.default_rng(0).normal(size=(n, 3)) * 0.09,
         channel_frame="template",
-        params={**operator_params(op, reference=reference, snr=3.0), **extra},
+        params=operator_record(op, typed, reference=reference, data_cov=dcov),
         provenance={"test": True}, gain=p.gain, noise_cov=cov.data,
         source_rotation=op.source_rotation,
     )
@@ -75,8 +74,8 @@ def test_rebuild_equals_fresh_build(small_problem, method, params):
     sub_dcov = None
     if dcov is not None:
         sub_dcov = DataCovariance(dcov.data[np.ix_(keep, keep)], names, 0, "empirical", 0.0)
-    fresh = make_operator(method, p.gain[keep], p.normals, cov, reference="average",
-                          params=params, data_cov=sub_dcov)
+    fresh = make_operator(params_for(method, **params), p.gain[keep], p.normals, cov,
+                          reference="average", data_cov=sub_dcov)
     tol = 1e-5 if method == "eLORETA" else 1e-10  # eLORETA: warm start vs cold, both < eps
     err = np.linalg.norm(nb.kernel - fresh.kernel) / np.linalg.norm(fresh.kernel)
     assert err < tol, err
@@ -99,8 +98,8 @@ def test_rebuild_twice_accumulates_and_round_trips(tmp_path, small_problem):
     x = np.random.default_rng(1).normal(size=(5, 22)) * 1e-6
     keep = [i for i, c in enumerate(p.ch_names) if c not in ("E03", "E07")]
     cov = NoiseCovariance(p.cov[np.ix_(keep, keep)], nb.ch_names, 0, "empirical", 0.0)
-    fresh = make_operator("dSPM", p.gain[keep], p.normals, cov, reference="average",
-                          params={"snr": 3.0})
+    fresh = make_operator(params_for("dSPM", snr=3.0), p.gain[keep], p.normals, cov,
+                          reference="average")
     np.testing.assert_allclose(
         x @ nb.kernel.T, x @ fresh.kernel.T, rtol=1e-9, atol=1e-12 * np.abs(x @ fresh.kernel.T).max()
     )
@@ -138,16 +137,20 @@ def test_bad_arguments(small_problem):
         rebuild_without_channels(lcmv, ["E01"], data_cov=np.eye(3))
 
 
-def test_operator_params_round_trip(small_problem):
-    """make_operator(operator_params(op)) gives the operator back, for every method."""
+def test_operator_record_round_trip(small_problem):
+    """make_operator(operator_record(op).inverse) gives the operator back, for every method,
+    also after the record's JSON round trip."""
+    from rtsource.inverse.params import OperatorRecord
+
     p = small_problem
     cov = NoiseCovariance(p.cov, p.ch_names, 0, "empirical", 0.0)
     dcov = data_cov_of(p)
     for method, params in METHODS:
-        op = make_operator(method, p.gain, p.normals, cov, reference="average", params=params,
-                           data_cov=dcov)
-        again = make_operator(method, p.gain, p.normals, cov, reference="average",
-                              params=operator_params(op, reference="average", snr=3.0),
+        typed = params_for(method, **params)
+        op = make_operator(typed, p.gain, p.normals, cov, reference="average", data_cov=dcov)
+        record = operator_record(op, typed, reference="average", data_cov=dcov)
+        record = OperatorRecord.from_json(record.to_json())
+        again = make_operator(record.inverse, p.gain, p.normals, cov, reference="average",
                               data_cov=dcov)
         np.testing.assert_allclose(again.kernel, op.kernel, rtol=1e-12,
                                    atol=1e-12 * np.abs(op.kernel).max())
@@ -168,7 +171,7 @@ def test_eloreta_warm_start_and_quick_swap(small_problem, caplog):
     warm, keep, _ = rebuild_operator(b, ["E04"], eloreta_weights=op.source_weights)
     assert warm.details["converged"] and warm.details["iterations"] < cold.details["iterations"]
     assert np.linalg.norm(warm.kernel - cold.kernel) / np.linalg.norm(cold.kernel) < 1e-5
-    from rtsource.inverse.rebuild import weights_for_bundle
+    from rtsource.inverse.make import weights_for_bundle
 
     stored = weights_for_bundle(op)  # the 2-D layout a bundle would keep
     assert stored.shape == (p.normals.shape[0], 9)
@@ -200,7 +203,7 @@ def test_lcmv_new_data_covariance_without_bad_channels(small_problem):
 # ---- the prepared lead field shared by rebuilds ----
 
 def test_local_forward_drop_equals_fresh_preparation(small_problem):
-    from rtsource.inverse.minimum_norm import prepare_forward
+    from rtsource.inverse.prepared_forward import prepare_forward
 
     p = small_problem
     full = prepare_forward(p.gain, p.normals)
@@ -215,7 +218,7 @@ def test_local_forward_drop_equals_fresh_preparation(small_problem):
 
 def test_local_forward_drop_switches_depth_channels_by_type(small_problem):
     """Depth weighting uses gradiometers if any: when the last one goes, magnetometers lead."""
-    from rtsource.inverse.minimum_norm import prepare_forward
+    from rtsource.inverse.prepared_forward import prepare_forward
 
     p = small_problem
     n = len(p.ch_names)

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 
 from rtsource.errors import InverseError
-from rtsource.inverse.covariance import NoiseCovariance, make_whitener
-from rtsource.inverse.minimum_norm import (
-    apply_inverse,
-    make_inverse_operator,
-    reference_matrix,
-)
+from rtsource.inverse.covariance import NoiseCovariance
+from rtsource.inverse.minimum_norm import make_inverse_operator
+from rtsource.inverse.operator import apply_inverse
+from rtsource.inverse.reference import reference_matrix
+from rtsource.inverse.whitening import make_whitener
 
 from tests.inverse.conftest import make_problem
 

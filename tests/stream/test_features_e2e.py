@@ -164,7 +164,7 @@ def test_adaptive_lcmv_updates_weights_while_streaming():
     import dataclasses as dc
 
     from rtsource.inverse.covariance import estimate_data_covariance
-    from rtsource.inverse.minimum_norm import reference_matrix
+    from rtsource.inverse.reference import reference_matrix
     from rtsource.simulator import SignalGenerator
 
     s = settings_from_dict({"inverse": {"method": "LCMV"}, "noise_cov": {"source": "ad_hoc"}, "adaptive": {"enabled": True, "half_life_s": 1.0, "interval_s": 1.0}})

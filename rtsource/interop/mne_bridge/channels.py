@@ -12,7 +12,7 @@ from ...errors import ChannelError, ConfigError
 from ...geometry import Frame
 from ...inverse.covariance import METHODS as COV_METHODS
 from ...inverse.covariance import NoiseCovariance
-from ...inverse.minimum_norm import average_reference_matrix, reference_to_channel_matrix
+from ...inverse.reference import average_reference_matrix, reference_to_channel_matrix
 from ._common import CHANNEL_KINDS, import_mne, short_list, square_cov
 
 logger = logging.getLogger(__name__)

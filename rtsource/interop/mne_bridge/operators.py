@@ -3,6 +3,7 @@ on their forward) and ``bundle_from_inverse`` (their inverse, our streaming)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -12,7 +13,10 @@ from ...anatomy.source_space import SourceSpace
 from ...bundle import OperatorBundle
 from ...errors import ConfigError, InverseError
 from ...geometry import Frame
-from ...inverse.minimum_norm import _local_frames, make_inverse_operator
+from ...inverse.make import operator_record
+from ...inverse.minimum_norm import make_inverse_operator
+from ...inverse.params import MinimumNormParams, OperatorRecord
+from ...inverse.prepared_forward import local_frames
 from ._common import CHANNEL_KINDS, FIFFV_MNE_FREE_ORI, import_mne, square_cov
 from .channels import channel_positions, noise_covariance_from_mne, pick_names, reference_from_projectors
 from .sources import frame_of, source_space_from_mne
@@ -109,7 +113,10 @@ def bundle_from_forward(
     if montage is not None:
         pos_info = info.copy()
         pos_info.set_montage(montage, on_missing="warn", verbose="error")
-    params = {"snr": snr, "lambda2": op.lambda2, "loose": op.loose, "depth": op.depth, "fixed": op.n_orient == 1, "rank": op.rank, "reference": ref_label, "depth_limit": depth_limit, "use_cps": use_cps}
+    record = dataclasses.replace(
+        operator_record(op, MinimumNormParams(method=op.method, snr=snr, lambda2=lambda2, loose=loose, depth=depth, fixed=fixed, depth_limit=depth_limit, rank=rank), reference=ref_label),
+        notes={"use_cps": use_cps},
+    )
     provenance = {
         "made_by": f"rtsource {__version__} interop.mne_bridge.bundle_from_forward (rtsource inverse on an MNE-Python forward)",
         "mne_version": mne.__version__,
@@ -132,7 +139,7 @@ def bundle_from_forward(
         sources=sources,
         channel_positions_m=channel_positions(pos_info, names, frame),
         channel_frame=Frame.HEAD,
-        params=params,
+        params=record,
         provenance=provenance,
         gain=gain,
         noise_cov=cov.data,
@@ -206,7 +213,7 @@ def bundle_from_inverse(
         if pick_ori == "normal":
             if not surf_oriented:
                 # MNE rotates a free (x, y, z) operator onto the surface normal for "normal"
-                rot = _local_frames(sources.normals)
+                rot = local_frames(sources.normals)
                 kernel = np.einsum("kij,kjc->kic", rot, kernel.reshape(n_src, 3, -1)).reshape(3 * n_src, -1)
             kernel = kernel[2::3]
             n_orient = 1
@@ -218,7 +225,7 @@ def bundle_from_inverse(
             sources = SourceSpace(sources.positions_m, normals, sources.areas_m2, sources.hemisphere, sources.frame, sources.name, sources.triangles)
     else:
         n_orient = 1
-        rot = _local_frames(source_nn)
+        rot = local_frames(source_nn)
         sources = SourceSpace(sources.positions_m, source_nn, sources.areas_m2, sources.hemisphere, sources.frame, sources.name, sources.triangles)
     if method in ("dSPM", "sLORETA"):
         noise_norm = 1.0 / np.asarray(inv["noisenorm"], dtype=np.float64)
@@ -238,7 +245,11 @@ def bundle_from_inverse(
     avg = any(p["kind"] == 10 for p in inv["projs"])  # FIFFV_PROJ_ITEM_EEG_AVREF
     reference = "average" if avg and len(inv["projs"]) == 1 else ("projectors" if inv["projs"] else "none")
     method_out = {"mne": "MNE", "dspm": "dSPM", "sloreta": "sLORETA", "eloreta": "eLORETA"}[method.lower()]
-    params = {"lambda2": float(lambda2), "pick_ori": pick_ori or "pooled", "loose": float(inv["orient_prior"]["data"][0]) if free else 0.0, "rank": int(np.count_nonzero(inv["reginv"])), "reference": reference}
+    # MNE-Python's operator: only lambda2 and loose map onto rtsource's parameters
+    record = OperatorRecord(
+        inverse=MinimumNormParams(method=method_out, lambda2=float(lambda2), loose=float(inv["orient_prior"]["data"][0]) if free else 0.0, fixed=not free),
+        reference=reference, rank=int(np.count_nonzero(inv["reginv"])), notes={"pick_ori": pick_ori or "pooled", "made_by": "mne.minimum_norm"},
+    )
     provenance = {
         "made_by": f"rtsource {__version__} interop.mne_bridge.bundle_from_inverse (MNE-Python inverse operator, prepared for raw data)",
         "mne_version": mne.__version__,
@@ -259,10 +270,10 @@ def bundle_from_inverse(
         sources=sources,
         channel_positions_m=channel_positions(pos_info, names, frame),
         channel_frame=Frame.HEAD,
-        params=params,
+        params=record,
         provenance=provenance,
         noise_cov=square_cov(inverse_operator["noise_cov"]),
-        source_rotation=rot if n_orient == 3 else _local_frames(sources.normals),
+        source_rotation=rot if n_orient == 3 else local_frames(sources.normals),
     )
 
 
