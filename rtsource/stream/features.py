@@ -145,7 +145,7 @@ class Features:
                 self.roi_operator, output_name=out_name, sfreq=sfreq, source_id=source_id + "-roi", bundle_path=loop.options.bundle_path,
                 method=bundle.method, bundle_created=bundle.created_utc, input_stream=loop.inlet.description.name,
             )  # fmt: skip
-            self.roi_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+            self.roi_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=loop.max_buffered)
             if options.bandpower is not None:
                 from .bandpower import BandPowerStage, make_bandpower_info
 
@@ -157,17 +157,18 @@ class Features:
                     self.bandpower, output_name=out_name, source_id=source_id + "-bandpower", bundle_path=loop.options.bundle_path,
                     method=bundle.method, roi_mode=options.roi_mode, input_stream=loop.inlet.description.name,
                 )  # fmt: skip
-                self.bandpower_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+                self.bandpower_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=loop.max_buffered)
         self.detector = None
         if options.detect_bad_channels:
             from .badchannels import BadChannelDetector, BadChannelRules
 
             cmap = operator.channel_map
             ignore = set(options.ignore_channels)
-            if bundle.reference != "average":
+            if bundle.reference in bundle.ch_names:  # a named reference channel is all zeros
                 ignore.add(bundle.reference)
             self.detector = BadChannelDetector(
-                bundle.ch_names, sfreq, index=cmap.index, scale=cmap.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore)
+                bundle.ch_names, sfreq, index=cmap.index, scale=cmap.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore),
+                ch_types=bundle.ch_types,
             )
             self.detector.warm_up()
         self.hot_swap = None
@@ -190,6 +191,8 @@ class Features:
         self.min_channels = channel_floor(bundle.n_channels, options.min_channels)
         self._refused: frozenset = frozenset()  # the detector's last set refused by the floor
         self._bad_lock = threading.Lock()  # bad_channels: loop thread and failed rebuilds
+        #: channels the loop excluded because they deliver only NaN/Inf (see health.NonFiniteGuard)
+        self.excluded: frozenset[str] = frozenset()
 
     # ---- per chunk --------------------------------------------------------------------
     def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None) -> None:
@@ -214,11 +217,14 @@ class Features:
             for ev in self.detector.events():
                 fields = ev.as_event()
                 self.loop.events.publish("bad_channel", pylsl.local_clock(), **{k: v for k, v in fields.items() if k != "time"})
+            while self.detector.hints:  # e.g. every channel flat: probably a unit problem
+                self.loop.stats.unit_warnings += 1
+                self.loop.events.publish("unit_warning", pylsl.local_clock(), hint=self.detector.hints.pop(0))
             bad = tuple(self.detector.bad_channels)
             if self.options.auto_swap and bad != self.bad_channels and self.hot_swap is not None:
-                problem = self._below_floor(bad)
+                problem = self._below_floor(set(bad) | self.excluded)
                 if problem is None:
-                    self.hot_swap.request(frozenset(bad), "bad_channel")
+                    self.hot_swap.request(frozenset(bad) | self.excluded, "bad_channel")
                 elif frozenset(bad) != self._refused:  # one event per set, not per chunk
                     self._refused = frozenset(bad)
                     self.loop.events.publish("swap_refused", pylsl.local_clock(), bad_channels=sorted(bad), error=problem)
@@ -246,7 +252,7 @@ class Features:
             raise ChannelError(f"channel {channel!r} is not one of the bundle's channels ({', '.join(self.loop.bundle.ch_names[:8])}, ...)")
         with self._bad_lock:
             bad = tuple(sorted(set(self.bad_channels) | {channel}))
-            problem = self._below_floor(bad)
+            problem = self._below_floor(set(bad) | self.excluded)
             if problem is not None:
                 from ..errors import ChannelError
 
@@ -256,7 +262,7 @@ class Features:
             self.detector.mark_bad(channel)
         if self.hot_swap is None:
             self._start_hot_swap()
-        self.hot_swap.request(frozenset(bad), "manual")
+        self.hot_swap.request(frozenset(bad) | self.excluded, "manual")
 
     def mark_good(self, channel: str) -> None:
         """Take a channel back: rebuild the operator with it."""
@@ -270,7 +276,23 @@ class Features:
             self.bad_channels = bad = tuple(c for c in self.bad_channels if c != channel)
         if self.hot_swap is None:
             self._start_hot_swap()
-        self.hot_swap.request(frozenset(bad), "manual")
+        self.hot_swap.request(frozenset(bad) | self.excluded, "manual")
+
+    def exclude_nonfinite(self, channels: frozenset) -> None:
+        """Run the operator without ``channels`` (dead: NaN/Inf) on top of the bad ones."""
+        from ..errors import BundleError, ChannelError
+
+        if self.options.rebuild is None and not _can_rebuild(self.loop.bundle):
+            raise BundleError("the bundle has no cached lead field and noise covariance, so the operator cannot be rebuilt without a channel; rebuild the bundle with a current rtsource")
+        with self._bad_lock:
+            problem = self._below_floor(set(self.bad_channels) | set(channels))
+            if problem is not None:
+                raise ChannelError(f"not excluding non-finite channel(s) {sorted(channels)}: {problem}")
+            self.excluded = frozenset(channels)
+            bad = frozenset(self.bad_channels)
+        if self.hot_swap is None:
+            self._start_hot_swap()
+        self.hot_swap.request(bad | self.excluded, "nonfinite")
 
     def on_gap(self) -> None:
         """After a gap the detector's windows and the band-power filters start over."""

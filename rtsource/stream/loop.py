@@ -13,8 +13,16 @@ stream, and, where it is an event, on the events stream):
 - Every input sample yields exactly one output sample, published with the input sample's
   own timestamp (the producer's clock). The default never skips; ``latest_only`` mode skips
   the backlog explicitly when processing falls behind and publishes what it skipped.
+- Counters are counted where things happen: ``samples_in`` where samples are pulled,
+  ``samples_out`` after the outlet accepted them, ``skipped`` where the backlog is dropped;
+  ``lost = in - out - skipped`` is therefore a measurement (a failed push shows up in it).
 - A sample with NaN/Inf in an operator channel gives a NaN output sample (``nan_samples``)
-  and never enters the filter state.
+  and never enters the filter state; NaN samples are reported once per episode (start and
+  end). A channel that stays non-finite is excluded through the hot swap and taken back
+  when it is finite again (:class:`~rtsource.stream.health.NonFiniteGuard`).
+- The effective sampling rate is measured from the timestamps; a rate off the declared one
+  is an event, and a clearly wrong rate in the first seconds stops the loop with an error
+  (:class:`~rtsource.stream.health.RateMonitor`).
 - A gap (timestamps further apart than a few sample periods) is an event with its duration;
   the causal filter restarts at the steady state of the first sample after the gap.
 - Timestamps that go backwards by more than the jitter of back-dated chunks (10 samples or
@@ -40,6 +48,7 @@ from ..errors import StreamError
 from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
 from .features import FeatureOptions, Features
+from .health import NonFiniteGuard, RateMonitor
 from .inlet import Inlet, StreamSelector, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlet import make_source_info, output_source_id
@@ -82,6 +91,13 @@ class LoopOptions:
     # nothing: LSL gives a late consumer only what is pushed after it connects. The input
     # is buffered meanwhile and then processed, so no sample is lost either way.
     wait_for_consumer_s: float = 1.0
+    # Output outlets keep at most this much data per consumer: a consumer that stalls (alive,
+    # not reading) would otherwise make LSL buffer up to 360 s of output in this process.
+    max_buffered_s: float = 5.0
+    exclude_nonfinite_s: float = 0.1  # a channel non-finite this long is excluded (0: never)
+    rate_tolerance: float = 0.02  # effective rate off the declared one by more than this: event
+    rate_window_s: float = 10.0
+    rate_startup_s: float = 2.0  # clearly wrong rate (10 %) over the first seconds: refuse (0: off)
 
 
 class StreamLoop:
@@ -120,6 +136,9 @@ class StreamLoop:
         self.error: Exception | None = None
         self.control = None
         self.source_id = ""
+        self.nonfinite: NonFiniteGuard | None = None
+        self.rate: RateMonitor | None = None
+        self._push_failing = False
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -147,7 +166,7 @@ class StreamLoop:
         self.source_id = sid
         if self.feature_options.sources_output:
             out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
-            self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
+            self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=self.max_buffered)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
         if self.feature_options.any or opts.control:
             # With the control stream a channel can be marked bad at any time: the features
@@ -161,7 +180,15 @@ class StreamLoop:
             self.control = ControlListener(opts.output_name, key)
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
+        self.nonfinite = NonFiniteGuard(self.bundle.ch_names, operator.channel_map.index, self.bundle.sfreq, exclude_after_s=opts.exclude_nonfinite_s)
+        self.rate = RateMonitor(desc.sfreq, window_s=opts.rate_window_s, tolerance=opts.rate_tolerance, startup_s=opts.rate_startup_s)
+        self.stats.max_buffered_s = opts.max_buffered_s
         offset.join(6.0)
+
+    @property
+    def max_buffered(self) -> int:
+        """``max_buffered`` of the output outlets (LSL: seconds for a regular-rate stream)."""
+        return max(1, int(np.ceil(self.options.max_buffered_s)))
 
     def _check_rate(self, desc) -> None:
         if abs(desc.sfreq - self.bundle.sfreq) > 1e-6 * self.bundle.sfreq:
@@ -297,6 +324,7 @@ class StreamLoop:
             wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - now))
             ts = inlet.pull(timeout=wait)
             n = len(ts)
+            stats.samples_in += n  # counted where pulled
             now = time.perf_counter()
             if n == 0:
                 idle = now - last_data
@@ -316,12 +344,17 @@ class StreamLoop:
                 stats.waiting = False
                 self.events.publish("stream_back", pylsl.local_clock(), first_sample=float(ts[0]))
                 logger.info("stream %r is back", inlet.description.name)
+                self.rate.restart()
                 if not self._recheck_layout():
                     break
             stats.backlog = inlet.samples_available() if hasattr(inlet, "samples_available") else 0
             stats.max_backlog = max(stats.max_backlog, stats.backlog)
             if opts.latest_only and stats.backlog > opts.max_backlog:
-                ts, n = self._skip_backlog(ts, n)
+                ts, n, last_skipped = self._skip_backlog(ts, n)
+                if last_skipped is not None:
+                    # the skipped samples are reported as skipped, not as a gap before the next chunk
+                    last_ts = last_skipped
+                    self.rate.restart()
                 if n == 0:
                     continue
             # continuity of the input: gaps restart the filter, backwards time is a clock jump
@@ -329,6 +362,7 @@ class StreamLoop:
                 step = ts[0] - last_ts
                 if step > gap_tolerance:
                     self._gap(last_ts, ts[0], period)
+                    self.rate.restart()
                     self.operator.restart_filter_at(inlet.buffer, n)
                     if self.features is not None:
                         self.features.on_gap()
@@ -336,21 +370,30 @@ class StreamLoop:
                     stats.clock_jumps += 1
                     self.events.publish("clock_jump", pylsl.local_clock(), jump_s=float(step), cause="timestamps went backwards")
                     self.operator.restart_filter_at(inlet.buffer, n)
+                    self.rate.restart()
             t0 = time.perf_counter()
             out = self.operator.process(inlet.buffer, n)
-            if self.outlet is not None:
-                self.outlet.push_chunk(out, ts.tolist())
+            pushed = self._push(out, ts, n) if self.outlet is not None else True
             if self.features is not None:
                 self.features.after_chunk(inlet.buffer, n, ts, out)
             t1 = time.perf_counter()
-            stats.samples_in += n
-            stats.samples_out += n
+            if pushed:
+                stats.samples_out += n  # counted once the outlet took them
             stats.chunks += 1
             stats.max_chunk_seen = max(stats.max_chunk_seen, n)
             stats.process_time.add(t1 - t0)
             stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction))
             if self.operator.last_bad:
                 self._nan_rows(ts, n)
+            elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(ts[-1])):
+                self._end_nan_episode()
+            change = self.nonfinite.observe(inlet.buffer, n, self.operator.last_bad > 0)
+            if change:
+                self._exclude_nonfinite(change)
+            rate_change = self.rate.update(float(ts[0]), float(ts[-1]), n)
+            stats.effective_rate_hz = self.rate.measured
+            if rate_change and not self._rate_event(rate_change):
+                break
             if not stats.first_output_at:
                 stats.first_output_at = t1
             last_ts = ts[-1]
@@ -363,6 +406,8 @@ class StreamLoop:
             if t1 >= next_correction:
                 self._refresh_time_correction()
                 next_correction = t1 + 5.0
+        if self.nonfinite is not None and self.nonfinite.episode_start is not None:
+            self._end_nan_episode()
         if self.telemetry is not None:
             self.telemetry.publish(stats, time.perf_counter())
         self.events.publish("stopped", pylsl.local_clock(), **{k: v for k, v in stats.summary().items() if isinstance(v, int)})
@@ -409,29 +454,120 @@ class StreamLoop:
         logger.warning("gap of %.3f s (%d samples) in the input before t=%.3f", duration, missing, next_ts)
 
     def _nan_rows(self, ts: np.ndarray, n: int) -> None:
+        """Count NaN output rows (where they happen); one ``nan`` event per episode."""
         import pylsl
 
         n_bad = self.operator.last_bad
         self.stats.nan_samples += n_bad
-        first = float(ts[int(np.argmax(self.operator.bad_rows(n)))])
-        self.events.publish("nan", pylsl.local_clock(), start=first, n_samples=int(n_bad))
+        rows = self.operator.bad_rows(n)
+        first = float(ts[int(np.argmax(rows))])
+        last = float(ts[n - 1 - int(np.argmax(rows[::-1]))])
+        if self.nonfinite.nan_rows(first, last, int(n_bad)):
+            cmap = self.channel_map
+            dead = ~np.isfinite(self.inlet.buffer[:n, cmap.index]).all(axis=0)
+            channels = [self.operator.bundle.ch_names[j] for j in np.flatnonzero(dead)]
+            self.stats.nan_episodes += 1
+            self.events.publish("nan", pylsl.local_clock(), state="start", start=first, channels=channels[:16], n_channels=len(channels))
+            logger.warning("non-finite input in channel(s) %s from t=%.3f: those output samples are NaN", ", ".join(channels[:8]), first)
 
-    def _skip_backlog(self, ts: np.ndarray, n: int) -> tuple[np.ndarray, int]:
-        """Latest-only mode: skip everything older than the newest queued chunk, and say so."""
+    def _end_nan_episode(self) -> None:
+        import pylsl
+
+        start, last, count = self.nonfinite.close_episode()
+        self.events.publish("nan", pylsl.local_clock(), state="end", start=start, end=last, n_samples=count)
+        logger.info("non-finite input episode over: %d NaN output samples between t=%.3f and %.3f", count, start, last)
+
+    def _exclude_nonfinite(self, change) -> None:
+        """Swap dead channels out of the operator (and back in) through the bad-channel hot swap."""
+        import pylsl
+
+        now = pylsl.local_clock()
+        for name in change.excluded:
+            self.events.publish("nonfinite_channel", now, channel=name, action="excluded")
+            logger.warning("channel %s delivers only NaN/Inf: excluded from the operator until it recovers", name)
+        for name in change.restored:
+            self.events.publish("nonfinite_channel", now, channel=name, action="restored")
+            logger.info("channel %s is finite again: taken back into the operator", name)
+        self.stats.excluded_channels = len(self.nonfinite.excluded)
+        if self.features is None:
+            self.features = Features(self, FeatureOptions(), self.source_id)
+        try:
+            self.features.exclude_nonfinite(frozenset(self.nonfinite.excluded))
+        except Exception as exc:  # no rebuild possible (bundle without lead field): NaN output stays
+            self.events.publish("nonfinite_channel", now, channel=",".join(change.excluded or change.restored), action="failed", error=str(exc))
+            logger.error("could not exclude non-finite channel(s): %s", exc)
+
+    def _rate_event(self, change: str) -> bool:
+        """Report a change of the effective rate; False when the stream is refused."""
+        import pylsl
+
+        rate, declared = self.rate.measured, self.rate.declared
+        self.stats.effective_rate_hz = rate
+        name = self.inlet.description.name
+        if change == "refuse":
+            exc = StreamError(
+                f"stream {name!r} declares {declared:g} Hz but delivers {rate:.4g} Hz (over its first "
+                f"{self.options.rate_startup_s:g} s of timestamps); fix the amplifier software's nominal rate, "
+                f"or set the amplifier to {declared:g} Hz"
+            )
+            self.events.publish("rate_mismatch", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4), action="refused")
+            self.events.publish("stopped", pylsl.local_clock(), reason=str(exc))
+            logger.error("%s", exc)
+            self.error = exc
+            return False
+        if change == "off":
+            self.stats.rate_mismatches += 1
+            self.events.publish("rate_mismatch", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4), window_s=self.rate.window_s)
+            logger.warning("stream %r delivers %.4g Hz, not the declared %g Hz (over %g s)", name, rate, declared, self.rate.window_s)
+        else:
+            self.events.publish("rate_ok", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4))
+            logger.info("stream %r is back at its declared rate (%.4g Hz)", name, rate)
+        return True
+
+    def _push(self, out: np.ndarray, ts: np.ndarray, n: int) -> bool:
+        """Push a chunk on the source outlet; a failure is counted (lost) and reported per episode."""
+        import pylsl
+
+        try:
+            self.outlet.push_chunk(out, ts.tolist())
+        except Exception as exc:  # the samples are lost: lost = in - out - skipped shows it
+            self.stats.push_failures += 1
+            if not self._push_failing:
+                self._push_failing = True
+                self.events.publish("push_failed", pylsl.local_clock(), start=float(ts[0]), error=str(exc)[:200])
+                logger.error("pushing to the source outlet failed (%s); the samples are lost until it works again", exc)
+            return False
+        if self._push_failing:
+            self._push_failing = False
+            lost = self.stats.lost - n  # this chunk is counted in but not yet out
+            self.events.publish("push_ok", pylsl.local_clock(), first=float(ts[0]), lost=lost)
+            logger.warning("the source outlet accepts samples again; %d samples were lost", lost)
+        return True
+
+    def _skip_backlog(self, ts: np.ndarray, n: int) -> tuple[np.ndarray, int, float | None]:
+        """Latest-only mode: skip everything older than the newest queued chunk, and say so.
+
+        Returns the chunk to process, its length and the timestamp of the last skipped
+        sample (None if nothing was skipped), so that the skip is not also counted as a gap.
+        """
         import pylsl
 
         inlet = self.inlet
         first_skipped = float(ts[0])
+        last_skipped = None
         skipped = 0
         while inlet.samples_available() > 0:
             skipped += n  # the chunk in hand is older than what is queued behind it
+            last_skipped = float(ts[-1])
             ts = inlet.pull(timeout=0.0)
             n = len(ts)
-        self.stats.skipped += skipped
-        self.stats.samples_in += skipped
-        end = float(ts[0]) if n else first_skipped
+            self.stats.samples_in += n  # counted where pulled
+        self.stats.skipped += skipped  # counted where skipped
+        if not skipped:
+            return ts, n, None
+        end = float(ts[0]) if n else last_skipped
         self.events.publish("skipped", pylsl.local_clock(), start=first_skipped, end=end, n_samples=skipped)
-        return ts, n
+        return ts, n, last_skipped
 
     def _read_time_correction(self, timeout: float, default: float) -> float:
         try:

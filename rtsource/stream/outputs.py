@@ -66,6 +66,11 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("hot_swap_ready", "bool"),  # 1 once a bad channel can be swapped out at full speed (warm-up done)
     ("rebuild_failures", "count"),  # background operator rebuilds that failed (events: rebuild_failed)
     ("commands_refused", "count"),  # control commands refused (events: command with ok false)
+    ("push_failures", "count"),  # chunks the source outlet refused (their samples count as lost)
+    ("excluded_channels", "count"),  # channels excluded because they deliver only NaN/Inf
+    ("effective_rate_hz", "Hz"),  # input rate measured from the timestamps (0 until measured)
+    ("max_buffered_s", "s"),  # the most output an outlet keeps per consumer ([output] max_buffered_s)
+    ("rss_mb", "MB"),  # resident memory of the loop process (a stalled consumer must not grow it)
 )
 
 #: Kinds of event on the events stream.
@@ -74,7 +79,12 @@ EVENT_KINDS = (
     "gap",  # keys: start, end, duration_s, samples_missing
     "stream_lost",
     "stream_back",
-    "nan",  # keys: start, n_samples
+    "nan",  # keys: state ('start': start, channels, n_channels; 'end': start, end, n_samples), once per episode
+    "nonfinite_channel",  # keys: channel, action ('excluded', 'restored', 'failed')
+    "rate_mismatch",  # keys: declared_hz, measured_hz, window_s (action 'refused' at start-up)
+    "rate_ok",  # keys: declared_hz, measured_hz (the rate is back within tolerance)
+    "push_failed",  # keys: start, error (the source outlet refused a chunk; its samples are lost)
+    "push_ok",  # keys: first, lost (pushing works again)
     "bad_channel",  # keys: channel, reason
     "operator_swap",  # keys: reason, swap_ms, bad_channels
     "skipped",  # keys: start, n_samples (latest-only mode)

@@ -14,6 +14,27 @@ import numpy as np
 from .outputs import TELEMETRY_CHANNELS, TELEMETRY_RATE_HZ, TELEMETRY_SUFFIX, TELEMETRY_TYPE
 
 
+def resident_memory_mb() -> float:
+    """Resident memory of this process in MB (Linux /proc; NaN where unavailable).
+
+    Read at the telemetry rate only: one small file read.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+        return pages * _PAGE_SIZE / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+try:
+    import os as _os
+
+    _PAGE_SIZE = _os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+    _PAGE_SIZE = 4096
+
+
 class RecentValues:
     """The last ``capacity`` values of a measurement, kept with a write index.
 
@@ -79,6 +100,12 @@ class LoopStats:
     hot_swap_ready: bool = False
     rebuild_failures: int = 0
     commands_refused: int = 0  # control commands refused (protocol, key, rate, floor, unknown channel)
+    push_failures: int = 0
+    nan_episodes: int = 0
+    excluded_channels: int = 0
+    effective_rate_hz: float = 0.0
+    rate_mismatches: int = 0
+    max_buffered_s: float = 0.0
     started_at: float = 0.0
     first_output_at: float = 0.0
     process_time: RecentValues = field(default_factory=RecentValues)
@@ -86,7 +113,12 @@ class LoopStats:
 
     @property
     def lost(self) -> int:
-        """Input samples that produced no output and were not deliberately skipped (must be 0)."""
+        """Input samples that produced no output and were not deliberately skipped (should be 0).
+
+        ``samples_in`` is counted where samples are pulled, ``samples_out`` where the
+        outlet accepted them and ``skipped`` where latest-only mode drops the backlog, so
+        this difference measures a loss (e.g. a push that failed) instead of restating it.
+        """
         return self.samples_in - self.samples_out - self.skipped
 
     def summary(self) -> dict:
@@ -98,6 +130,9 @@ class LoopStats:
             "lost": self.lost,
             "skipped": self.skipped,
             "nan_samples": self.nan_samples,
+            "nan_episodes": self.nan_episodes,
+            "push_failures": self.push_failures,
+            "rate_mismatches": self.rate_mismatches,
             "chunks": self.chunks,
             "gaps": self.gaps,
             "gap_seconds": round(self.gap_seconds, 6),
@@ -177,6 +212,11 @@ class TelemetryPublisher:
             "hot_swap_ready": float(stats.hot_swap_ready),
             "rebuild_failures": stats.rebuild_failures,
             "commands_refused": stats.commands_refused,
+            "push_failures": stats.push_failures,
+            "excluded_channels": stats.excluded_channels,
+            "effective_rate_hz": stats.effective_rate_hz,
+            "max_buffered_s": stats.max_buffered_s,
+            "rss_mb": resident_memory_mb(),
         }
         for i, (label, _) in enumerate(TELEMETRY_CHANNELS):
             self._row[i] = values[label]
