@@ -229,7 +229,8 @@ def build_bundle(
                 )
             data_cov = load_data_covariance(settings.resolve_path(settings.data_cov.path))
         data_cov = _reorder(data_cov, ch_names)
-    reference = settings.sensors.reference
+    # MEG-only: there is no EEG to re-reference, and the bundle says so (not "average")
+    reference = settings.sensors.reference if "eeg" in slf.ch_types else "none"
     from .anatomy.volume import orientation_is_free
 
     params = settings.inverse.params()

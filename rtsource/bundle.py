@@ -120,7 +120,8 @@ class OperatorBundle:
         The operator's channels in column order; units of the data the kernel expects
         (always SI: "V" for EEG).
     reference : str
-        "average" or the name of the reference channel the data are re-referenced to.
+        "average" or the name of the reference channel the EEG data are re-referenced to;
+        "none" when nothing is re-referenced (MEG-only bundles, which have no EEG reference).
     sfreq : float
         Sampling rate in Hz the operator was built for (filters and the calibration).
     sources : SourceSpace
@@ -244,6 +245,15 @@ class OperatorBundle:
     def source_labels(self) -> tuple[str, ...]:
         return self.sources.labels()
 
+    @property
+    def eeg_reference(self) -> str:
+        """The EEG reference ("average", a channel name) or "none" (no EEG channel, or none applied).
+
+        MEG-only bundles written before the reference was recorded as "none" say "average";
+        they have no EEG to re-reference, so this reads "none" for them as well.
+        """
+        return self.reference if "eeg" in self.ch_types else "none"
+
     def describe(self) -> str:
         """One line for logs and the CLI."""
         inv = self.params.inverse
@@ -251,10 +261,11 @@ class OperatorBundle:
             orient = "fixed" if getattr(inv, "orientation", "fixed") == "fixed" else inv.orientation
         else:
             orient = "free" if isinstance(inv, LcmvParams) else f"loose {inv.loose:g}"
+        ref = "no EEG reference" if self.eeg_reference == "none" else f"ref {self.eeg_reference}"
         return (
             f"{self.method} ({orient}) "
             f"{self.n_channels} ch -> {self.n_sources} sources [{self.sources.name}], "
-            f"ref {self.reference}, {self.sfreq:g} Hz"
+            f"{ref}, {self.sfreq:g} Hz"
         )
 
 

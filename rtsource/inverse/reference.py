@@ -73,7 +73,7 @@ def reference_matrix(
     ch_names : sequence of str
         Channel names in data order.
     reference : str
-        ``"average"`` or the name of the reference channel.
+        ``"average"``, the name of the reference channel, or ``"none"`` (identity).
     ch_types : sequence of {"eeg", "mag", "grad"}, optional
         With channel types the reference acts on the EEG channels only (average over the
         EEG channels, or minus an EEG reference channel) and MEG channels pass
@@ -85,6 +85,8 @@ def reference_matrix(
     """
     names = [str(c) for c in ch_names]
     types_ = check_ch_types(ch_types, len(names))
+    if reference == "none":  # nothing re-referenced (MEG-only bundles, MNE data without projectors)
+        return np.eye(len(names))
     if types_ is None or all(t == "eeg" for t in types_):
         if reference == "average":
             return average_reference_matrix(len(names))

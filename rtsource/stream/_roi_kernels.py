@@ -257,14 +257,17 @@ def _biquads(v, sos, state, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def qc_accumulate(x, start, n, index, scale, good, rail, hp_sos, hp_state, hf_sos, hf_state, lf_sos, lf_state, h, acc, cross, block_len, pos):
+def qc_accumulate(x, start, n, index, scale, good, rail, eeg, hp_sos, hp_state, hf_sos, hf_state, lf_sos, lf_state, h, acc, cross, block_len, pos):
     """Per-channel quality statistics over blocks of ``block_len`` samples.
 
     For rows ``start <= t < n`` and operator channel j: ``r = x[t, index[j]] * scale[j]``
-    (V); ``h_j`` = r high-passed by ``hp_sos`` (drift removed); ``y_j = h_j - mean of h over
-    good channels`` (average reference); ``f_j`` = r high-passed by ``hf_sos`` (the
-    high-frequency part) and ``l_j`` = h low-passed by ``lf_sos`` (the EEG band). Accumulated
-    per channel in ``acc[j, ACC_*]``: sums of y, y^2, f^2, l^2, h, h^2, samples at or beyond the rail (``|r| >= rail > 0``), the block's max and min of r
+    (SI: V, T or T/m); ``h_j`` = r high-passed by ``hp_sos`` (drift removed); for EEG
+    channels (``eeg[j]``) ``y_j = h_j - mean of h over the good EEG channels`` (average
+    reference), for MEG channels ``y_j = h_j`` (a magnetometer has no reference);
+    ``f_j`` = r high-passed by ``hf_sos`` (the high-frequency part) and ``l_j`` = h
+    low-passed by ``lf_sos`` (the signal band). Accumulated per channel in
+    ``acc[j, ACC_*]``: sums of y, y^2, f^2, l^2, h, h^2, samples at or beyond the channel's
+    rail (``|r| >= rail[j] > 0``), the block's max and min of r
     and how many samples sit exactly at them, finite and non-finite sample counts; and
     ``cross[i, j] += y_i y_j`` (i < j) for the correlation criterion. A non-finite value
     counts in ACC_NONFINITE and is otherwise skipped (its filters keep their state).
@@ -291,7 +294,7 @@ def qc_accumulate(x, start, n, index, scale, good, rail, hp_sos, hp_state, hf_so
             acc[j, ACC_SUMSQ_L] += lo * lo
             acc[j, ACC_SUM_H] += hj
             acc[j, ACC_SUMSQ_H] += hj * hj
-            if rail > 0.0 and abs(r) >= rail:
+            if rail[j] > 0.0 and abs(r) >= rail[j]:
                 acc[j, ACC_RAIL] += 1.0
             if acc[j, ACC_N] == 0.0 or r > acc[j, ACC_MAX]:
                 acc[j, ACC_MAX] = r
@@ -304,14 +307,14 @@ def qc_accumulate(x, start, n, index, scale, good, rail, hp_sos, hp_state, hf_so
             elif r == acc[j, ACC_MIN]:
                 acc[j, ACC_AT_MIN] += 1.0
             acc[j, ACC_N] += 1.0
-            if good[j]:
+            if good[j] and eeg[j]:
                 mean_h += hj
                 n_good += 1
         if n_good > 0:
             mean_h /= n_good
         for j in range(n_chan):
             if np.isfinite(h[j]):
-                yj = h[j] - mean_h
+                yj = h[j] - mean_h if eeg[j] else h[j]
                 h[j] = yj
                 acc[j, ACC_SUM_Y] += yj
                 acc[j, ACC_SUMSQ_Y] += yj * yj
@@ -376,12 +379,14 @@ def robust_z(values, good, scratch, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def max_correlation(cross, acc, good, q, scratch, out):
-    """Per channel, the ``q`` quantile of |correlation| with the other good channels.
+def max_correlation(cross, acc, good, group, q, scratch, out):
+    """Per channel, the ``q`` quantile of |correlation| with the other good channels of its group.
 
     From one block's sums (``cross`` upper triangle of sum y_i y_j, ``acc`` sums of y and
     y^2 and counts). PREP's correlation criterion uses q = 0.98 (Bigdely-Shamlo et al.
-    2015). NaN for a channel without variance or without good partners.
+    2015). ``group[j]`` is the sensor type (EEG, magnetometer, gradiometer): channels are
+    compared only with their own kind. NaN for a channel without variance or without good
+    partners.
     """
     n_chan = cross.shape[0]
     for i in range(n_chan):
@@ -393,7 +398,7 @@ def max_correlation(cross, acc, good, q, scratch, out):
         m = 0
         for j in range(n_chan):
             nj = acc[j, ACC_N]
-            if j == i or not good[j] or nj <= 1:
+            if j == i or not good[j] or group[j] != group[i] or nj <= 1:
                 continue
             vj = acc[j, ACC_SUMSQ_Y] - acc[j, ACC_SUM_Y] ** 2 / nj
             if vj <= 0.0:
@@ -419,18 +424,56 @@ def _window_median(ring, m, j, scratch):
 
 
 @numba.njit(cache=True, nogil=True)
-def qc_evaluate(acc, cross, block_len, params, persist, recover_blocks, n_window, blocks_seen, amp_ring, ratio_ring, corr_ring,
-                good, ignored, flagged, bad_count, clear_count, values, cond, scratch, scratch2, work, changes):  # fmt: skip
+def robust_z_grouped(values, good, group, n_groups, mask, scratch, tmp, out):
+    """:func:`robust_z` within each sensor type: channel j against the good channels of group[j]."""
+    for g in range(n_groups):
+        any_member = False
+        for j in range(values.shape[0]):
+            mask[j] = 1 if (good[j] and group[j] == g) else 0
+            any_member = any_member or group[j] == g
+        if not any_member:
+            continue
+        robust_z(values, mask, scratch, tmp)
+        for j in range(values.shape[0]):
+            if group[j] == g:
+                out[j] = tmp[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def median_ratio_grouped(values, good, group, g, scratch, out):
+    """out[j] = values[j] / median of the good finite values of group g, for the members of g."""
+    m = 0
+    for j in range(values.shape[0]):
+        if good[j] and group[j] == g and np.isfinite(values[j]):
+            scratch[m] = values[j]
+            m += 1
+    _sort_prefix(scratch, m)
+    med = _quantile_sorted(scratch, m, 0.5)
+    for j in range(values.shape[0]):
+        if group[j] == g:
+            out[j] = values[j] / med if (m > 0 and med > 0 and np.isfinite(values[j])) else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def qc_evaluate(acc, cross, block_len, params, flat_v, noisy_v, group, n_groups, mask, persist, recover_blocks, n_window, blocks_seen,
+                amp_ring, ratio_ring, corr_ring, good, ignored, flagged, bad_count, clear_count, values, cond, scratch, scratch2, work,
+                changes):  # fmt: skip
     """Apply the rules to a completed block; update persistence, hysteresis and the good mask.
 
-    ``params``: [flat_v, rail_v, saturation_fraction, deviation_z, hf_z, correlation_min,
-    correlation_fraction, nonfinite_fraction, correlation_quantile]. ``persist[k]`` blocks of
-    rule k+1 in a row flag a channel; ``recover_blocks`` blocks without any rule re-arm it.
-    Rules (codes above): FLAT block SD of h < flat_v; NONFINITE share of non-finite samples
-    >= nonfinite_fraction; SATURATED rail hits >= fraction, or a plateau (samples exactly at
-    the block's max or min) >= fraction, or an exactly constant non-zero block; HF_NOISE /
-    DEVIATION robust z of the window median of RMS(f)/RMS(l) / SD(y) > threshold;
-    LOW_CORRELATION share of the window's blocks with max correlation < correlation_min >=
+    ``params``: [saturation_fraction, deviation_z, hf_z, correlation_min,
+    correlation_fraction, nonfinite_fraction, correlation_quantile, deviation_ratio_meg];
+    ``flat_v`` and
+    ``noisy_v`` (n_chan,) the absolute limits per channel in its SI unit (by sensor type);
+    ``group`` (n_chan,) the sensor type 0 .. n_groups-1, within which channels are compared;
+    ``mask`` a uint8 scratch of n_chan. ``persist[k]`` blocks of rule k+1 in a row flag a
+    channel; ``recover_blocks`` blocks without any rule re-arm it. Rules (codes above): FLAT
+    block SD of h < flat_v; NONFINITE share of non-finite samples >= nonfinite_fraction;
+    SATURATED rail hits >= fraction, or a plateau (samples exactly at the block's max or
+    min) >= fraction, or an exactly constant non-zero block; HF_NOISE robust z of the
+    window median of RMS(f)/RMS(l) > threshold; DEVIATION robust z of the window median of
+    SD(y) > threshold for EEG (group 0), that median over the median of the channel's type
+    > deviation_ratio_meg for MEG, or that median above ``noisy_v`` (> 0); LOW_CORRELATION (EEG, group 0,
+    only) share of the window's blocks with max correlation < correlation_min >=
     correlation_fraction. The window rules start once ``n_window`` blocks were seen.
 
     Writes ``changes[j]`` = new reason code, -1 recovered, 0 nothing; ``values[k, j]`` the
@@ -438,13 +481,12 @@ def qc_evaluate(acc, cross, block_len, params, persist, recover_blocks, n_window
     changes. ``flagged[j]`` == MANUAL is left alone (only an explicit mark_good clears it).
     """
     n_chan = acc.shape[0]
-    flat_v, rail, sat_frac, dev_z, hf_z, corr_min, corr_frac, nf_frac, corr_q = (
-        params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7], params[8])  # fmt: skip
+    sat_frac, dev_z, hf_z, corr_min, corr_frac, nf_frac, corr_q, dev_ratio = params[0], params[1], params[2], params[3], params[4], params[5], params[6], params[7]
     slot = blocks_seen[0] % n_window
     blocks_seen[0] += 1
     m = min(blocks_seen[0], n_window)
     window_ready = blocks_seen[0] >= n_window
-    max_correlation(cross, acc, good, corr_q, scratch, work[0])
+    max_correlation(cross, acc, good, group, corr_q, scratch, work[0])
     for j in range(n_chan):
         cnt = acc[j, ACC_N]
         for k in range(N_RULES):
@@ -469,10 +511,10 @@ def qc_evaluate(acc, cross, block_len, params, persist, recover_blocks, n_window
         values[SATURATED - 1, j] = sat_value
         if sat_value >= sat_frac:
             cond[SATURATED - 1, j] = 1
-        elif sd_h < flat_v:
+        elif sd_h < flat_v[j]:
             cond[FLAT - 1, j] = 1
-        amp_ring[slot, j] = sd_y if sd_h >= flat_v else np.nan
-        ratio_ring[slot, j] = np.sqrt(acc[j, ACC_SUMSQ_F] / acc[j, ACC_SUMSQ_L]) if (sd_h >= flat_v and acc[j, ACC_SUMSQ_L] > 0) else np.nan
+        amp_ring[slot, j] = sd_y if sd_h >= flat_v[j] else np.nan
+        ratio_ring[slot, j] = np.sqrt(acc[j, ACC_SUMSQ_F] / acc[j, ACC_SUMSQ_L]) if (sd_h >= flat_v[j] and acc[j, ACC_SUMSQ_L] > 0) else np.nan
         mc = work[0, j]
         corr_ring[slot, j] = (1.0 if mc < corr_min else 0.0) if np.isfinite(mc) else np.nan
     # window statistics: median over the window's blocks, robust z across good channels
@@ -487,18 +529,26 @@ def qc_evaluate(acc, cross, block_len, params, persist, recover_blocks, n_window
                 s += v
                 k += 1
         work[3, j] = s / k if k > 0 else np.nan
-    robust_z(work[1], good, scratch, work[4])
-    robust_z(work[2], good, scratch, work[5])
+    robust_z_grouped(work[1], good, group, n_groups, mask, scratch, work[6], work[4])
+    # MEG: amplitude over the type's median. Focal MEG topographies make a few sensors over
+    # a strong source several times the median with a tiny spread among the rest, so a
+    # robust z of the amplitude would call clean sensors bad.
+    for g in range(1, n_groups):
+        median_ratio_grouped(work[1], good, group, g, scratch, work[4])
+    robust_z_grouped(work[2], good, group, n_groups, mask, scratch, work[6], work[5])
     for j in range(n_chan):
         values[DEVIATION - 1, j] = work[4, j]
         values[HF_NOISE - 1, j] = work[5, j]
         values[LOW_CORRELATION - 1, j] = work[0, j]
         if window_ready and cond[FLAT - 1, j] == 0 and cond[SATURATED - 1, j] == 0 and cond[NONFINITE - 1, j] == 0:
-            if work[4, j] > dev_z:
+            if work[4, j] > (dev_z if group[j] == 0 else dev_ratio) or (noisy_v[j] > 0 and work[1, j] > noisy_v[j]):
                 cond[DEVIATION - 1, j] = 1
             if work[5, j] > hf_z:
                 cond[HF_NOISE - 1, j] = 1
-            if np.isfinite(work[3, j]) and work[3, j] >= corr_frac:
+            # EEG only: MEG sensors see local fields with sensor noise comparable to the brain
+            # signal, so clean neighbours correlate weakly (MNE judges MEG channels against
+            # the SSS model instead, find_bad_channels_maxwell)
+            if group[j] == 0 and np.isfinite(work[3, j]) and work[3, j] >= corr_frac:
                 cond[LOW_CORRELATION - 1, j] = 1
     # persistence and hysteresis
     n_changes = 0

@@ -2,18 +2,30 @@
 
 Rules (thresholds are :class:`BadChannelRules` fields; defaults in brackets). Statistics are
 computed per block of ``block_s`` [1 s] (PREP's window length) on three signals per
-channel: ``r`` the raw value in V, ``h`` = r high-passed at ``highpass_hz`` [1 Hz, as PREP
-does before its criteria] and ``y`` = h re-referenced to the mean of the good channels
-(PREP also works on an average-referenced signal). The high-pass starts in its steady
-state for the first sample, so DC offsets cause no start-up transient.
+channel: ``r`` the raw value in SI units (V for EEG, T for magnetometers, T/m for
+gradiometers), ``h`` = r high-passed at ``highpass_hz`` [1 Hz, as PREP does before its
+criteria] and ``y`` = h re-referenced to the mean of the good EEG channels for EEG (PREP
+also works on an average-referenced signal) and ``y = h`` for MEG. The high-pass starts in
+its steady state for the first sample, so DC offsets cause no start-up transient.
+
+Sensor types are judged separately: absolute limits come in each type's unit, and the
+relative rules (robust z-scores, correlations) compare a channel only with channels of its
+own type, so microvolts never meet femtotesla.
 
 ``flat``
-    SD of h in the block below ``flat_uv`` [0.5 uV] for ``flat_s`` [5 s] in a row: an
-    electrode that records nothing (resting EEG is 5-50 uV; amplifier noise alone is
-    ~0.5-1 uV). Duration as EEGLAB ``clean_flatlines`` (Kothe, clean_rawdata: 5 s).
+    SD of h in the block below the type's floor for ``flat_s`` [5 s] in a row: an
+    electrode or sensor that records nothing. EEG ``flat_uv`` [0.5 uV]: resting EEG is
+    5-50 uV, amplifier noise alone ~0.5-1 uV. Magnetometers ``flat_mag_ft`` [5 fT] and
+    gradiometers ``flat_grad_ft_cm`` [5 fT/cm]: SQUID sensors have a white noise floor of
+    ~3 fT/sqrt(Hz) (3 fT/cm/sqrt(Hz) for planar gradiometers; Hamalainen et al. 1993, Rev.
+    Mod. Phys. 65:413, and the Elekta Neuromag specifications), ~20 fT RMS even in a 1-50 Hz
+    band, so a working sensor never falls below a few fT; MNE's ``find_bad_channels_maxwell``
+    calls a channel flat only below 0.01 fT or 0.01 fT/cm (a digitally constant signal),
+    which these floors include. Duration as EEGLAB ``clean_flatlines`` (Kothe,
+    clean_rawdata: 5 s).
 ``saturated``
     In a block, at least ``saturation_fraction`` [0.2] of the samples are at or beyond
-    ``rail_uv`` (the amplifier's range, if known [0: off]), or sit exactly at the block's
+    ``rail_uv`` (the EEG amplifier's range, if known [0: off]), or sit exactly at the block's
     maximum or minimum value (a clipping plateau), or the block is one constant non-zero
     value (an ADC pinned at its limit; an exactly zero channel is "flat"), for
     ``saturation_s`` [1 s].
@@ -23,17 +35,30 @@ state for the first sample, so DC offsets cause no start-up transient.
 ``noisy_deviation``
     PREP "deviation" criterion (Bigdely-Shamlo et al. 2015, Front. Neuroinform. 9:16):
     robust z-score of the channel's amplitude (median over the last ``window_s`` [5 s] of
-    the block SD of y) against the good channels, ``(a - median) / (0.7413 IQR)``, above
-    ``deviation_z`` [5, PREP's default], for ``noisy_s`` [3 s].
+    the block SD of y) against the good channels of its type, ``(a - median) / (0.7413
+    IQR)``, above ``deviation_z`` [5, PREP's default], for ``noisy_s`` [3 s]. For MEG the
+    amplitude over the median of its type, above ``deviation_ratio_meg`` [6]: MEG
+    topographies are focal, so sensors over a strong source reach several times the median
+    while the others (dominated by sensor noise) spread very little, and a robust z would
+    call clean sensors bad (the simulator's 150 nAm sources give gradiometers up to 3.6x
+    the median, z up to 18). Or that
+    amplitude above the type's ceiling (when more than half of the channels are noisy the
+    robust statistics no longer see them): EEG ``noisy_uv`` [150 uV], magnetometers
+    ``noisy_mag_ft`` [4000 fT], gradiometers ``noisy_grad_ft_cm`` [4000 fT/cm]. These are
+    MNE's usual peak-to-peak rejection limits (``reject=dict(eeg=150e-6, mag=4000e-15,
+    grad=4000e-13)``, MNE-Python's introductory tutorial and ``compute_raw_covariance``);
+    used here as a limit on the SD they are ~3x more lenient (a 1 s block of noise spans
+    ~6 SD): a channel this noisy would fail epoch rejection all the time. 0 turns a
+    ceiling off.
 ``noisy_hf``
-    PREP "noisiness" criterion: robust z of the ratio of the channel's high-frequency
-    amplitude (above ``hf_hz`` [40 Hz]: muscle, line noise, a bad contact) to its amplitude
-    in the EEG band (``highpass_hz`` to ``hf_hz``), window median, above ``hf_z`` [5, PREP's
-    default], for ``noisy_s``. (PREP uses 50 Hz and robust amplitudes of the two parts;
+    PREP "noisiness" criterion: robust z (within the type) of the ratio of the channel's
+    high-frequency amplitude (above ``hf_hz`` [40 Hz]: muscle, line noise, a bad contact)
+    to its amplitude in the signal band (``highpass_hz`` to ``hf_hz``), window median,
+    above ``hf_z`` [5, PREP's default], for ``noisy_s``. (PREP uses 50 Hz and robust amplitudes of the two parts;
     4th-order Butterworth filters and RMS here.)
-``low_correlation``
+``low_correlation`` (EEG)
     PREP "correlation" criterion: per block, the 98th percentile of the channel's absolute
-    correlation with the good channels is below ``correlation_min`` [0.4, PREP's default]
+    correlation with the good channels of its type is below ``correlation_min`` [0.4, PREP's default]
     in at least ``correlation_fraction`` [0.5] of the window's blocks, for ``noisy_s``.
     (PREP flags a channel bad in >1 % of windows of a whole recording; online, the share of
     a short window with a persistence requirement plays that role.)
@@ -68,6 +93,10 @@ logger = logging.getLogger(__name__)
 #: reason strings by rule code (rtsource.stream._roi_kernels FLAT ... MANUAL)
 REASONS = {1: "flat", 2: "nonfinite", 3: "saturated", 4: "noisy_hf", 5: "noisy_deviation", 6: "low_correlation", 7: "manual"}
 
+#: sensor types the detector knows, in group order, with their SI unit and display unit
+SENSOR_TYPES = ("eeg", "mag", "grad")
+_DISPLAY = {"eeg": ("uV", 1e-6), "mag": ("fT", 1e-15), "grad": ("fT/cm", 1e-13)}
+
 
 @dataclass(frozen=True)
 class BadChannelRules:
@@ -77,12 +106,18 @@ class BadChannelRules:
     window_s: float = 5.0
     highpass_hz: float = 1.0
     flat_uv: float = 0.5
+    flat_mag_ft: float = 5.0
+    flat_grad_ft_cm: float = 5.0
+    noisy_uv: float = 150.0
+    noisy_mag_ft: float = 4000.0
+    noisy_grad_ft_cm: float = 4000.0
     flat_s: float = 5.0
     rail_uv: float = 0.0
     saturation_fraction: float = 0.2
     saturation_s: float = 1.0
     nonfinite_fraction: float = 0.5
     deviation_z: float = 5.0
+    deviation_ratio_meg: float = 6.0
     hf_hz: float = 40.0
     hf_z: float = 5.0
     correlation_min: float = 0.4
@@ -92,7 +127,7 @@ class BadChannelRules:
     recover_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("block_s", "window_s", "highpass_hz", "flat_uv", "flat_s", "saturation_s", "deviation_z", "hf_hz", "hf_z", "noisy_s", "recover_s"):
+        for name in ("block_s", "window_s", "highpass_hz", "flat_uv", "flat_mag_ft", "flat_grad_ft_cm", "flat_s", "saturation_s", "deviation_z", "deviation_ratio_meg", "hf_hz", "hf_z", "noisy_s", "recover_s"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ConfigError(f"[badchannels] {name} = {v!r} must be a positive number")
@@ -102,8 +137,22 @@ class BadChannelRules:
                 raise ConfigError(f"[badchannels] {name} = {v!r} must be in (0, 1]")
         if not (np.isfinite(self.rail_uv) and self.rail_uv >= 0):
             raise ConfigError(f"[badchannels] rail_uv = {self.rail_uv!r} must be >= 0 (0: amplifier range unknown)")
+        for name in ("noisy_uv", "noisy_mag_ft", "noisy_grad_ft_cm"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ConfigError(f"[badchannels] {name} = {v!r} must be >= 0 (0: no absolute ceiling)")
         if self.window_s < self.block_s:
             raise ConfigError(f"[badchannels] window_s = {self.window_s} must be at least block_s = {self.block_s}")
+
+    def limits(self, kind: str) -> tuple[float, float, float]:
+        """(flat, noisy, rail) limits in SI units for a sensor type ('eeg', 'mag', 'grad')."""
+        if kind == "eeg":
+            return self.flat_uv * 1e-6, self.noisy_uv * 1e-6, self.rail_uv * 1e-6
+        if kind == "mag":
+            return self.flat_mag_ft * 1e-15, self.noisy_mag_ft * 1e-15, 0.0
+        if kind == "grad":
+            return self.flat_grad_ft_cm * 1e-13, self.noisy_grad_ft_cm * 1e-13, 0.0
+        raise ChannelError(f"sensor type {kind!r} is not one of {SENSOR_TYPES}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +168,7 @@ class BadChannelEvent:
     time : float
         Timestamp (producer clock) of the last sample of the block that decided it.
     value : float
-        The rule's measurement (SD in V for flat, sample share for saturated / nonfinite,
+        The rule's measurement (SD in the channel's SI unit for flat, sample share for saturated / nonfinite,
         robust z for noisy rules, max correlation for low_correlation).
     """
 
@@ -146,13 +195,15 @@ class BadChannelDetector:
         Column of each channel in the stream chunk (``ChannelMap.index``); default
         ``arange(n)`` (the chunk holds exactly these channels).
     scale : ndarray, optional
-        Factor from stream units to V per channel (``ChannelMap.scale``); default ones.
+        Factor from stream units to SI per channel (``ChannelMap.scale``); default ones.
     rules : BadChannelRules
     ignore : sequence of str
         Channels never flagged (e.g. the recording reference, which is all zeros).
+    ch_types : sequence of {"eeg", "mag", "grad"}, optional
+        Sensor type per channel (the bundle's ``ch_types``); default all EEG.
     """
 
-    def __init__(self, ch_names, sfreq: float, *, index=None, scale=None, rules: BadChannelRules | None = None, ignore=()):
+    def __init__(self, ch_names, sfreq: float, *, index=None, scale=None, rules: BadChannelRules | None = None, ignore=(), ch_types=None):
         from .filter_design import butter_sos
 
         from . import _roi_kernels as k
@@ -172,6 +223,16 @@ class BadChannelDetector:
         if unknown:
             raise ChannelError(f"[badchannels] ignore lists {unknown}, which are not operator channels ({', '.join(self.ch_names[:6])}, ...)")
         self._ignored = np.array([c in set(ignore) for c in self.ch_names], dtype=np.uint8)
+        self.ch_types = tuple(ch_types) if ch_types is not None else ("eeg",) * n
+        if len(self.ch_types) != n or not set(self.ch_types) <= set(SENSOR_TYPES):
+            raise ChannelError(f"ch_types must give one of {SENSOR_TYPES} for each of the {n} channels, got {sorted(set(self.ch_types))}")
+        self._group = np.array([SENSOR_TYPES.index(t) for t in self.ch_types], dtype=np.int64)
+        self._eeg = (self._group == 0).astype(np.uint8)
+        lim = np.array([rules.limits(t) for t in self.ch_types]).reshape(n, 3)
+        self._flat_v = np.ascontiguousarray(lim[:, 0])
+        self._noisy_v = np.ascontiguousarray(lim[:, 1])
+        self._rail = np.ascontiguousarray(lim[:, 2])
+        self._mask = np.zeros(n, dtype=np.uint8)
         nyq = self.sfreq / 2
         if rules.highpass_hz >= nyq:
             raise ConfigError(f"[badchannels] highpass_hz = {rules.highpass_hz} must be below Nyquist {nyq:g} Hz")
@@ -201,8 +262,8 @@ class BadChannelDetector:
         if not self.hf_enabled:
             self._persist[k.HF_NOISE - 1] = np.iinfo(np.int64).max
         self._recover = blocks(rules.recover_s)
-        self._params = np.array([rules.flat_uv * 1e-6, rules.rail_uv * 1e-6, rules.saturation_fraction, rules.deviation_z, rules.hf_z,
-                                 rules.correlation_min, rules.correlation_fraction, rules.nonfinite_fraction, rules.correlation_quantile])  # fmt: skip
+        self._params = np.array([rules.saturation_fraction, rules.deviation_z, rules.hf_z, rules.correlation_min, rules.correlation_fraction,
+                                 rules.nonfinite_fraction, rules.correlation_quantile, rules.deviation_ratio_meg])  # fmt: skip
         self._h = np.zeros(n)
         self._acc = np.zeros((n, k.N_ACC))
         self._cross = np.zeros((n, n))
@@ -219,11 +280,13 @@ class BadChannelDetector:
         self._cond = np.zeros((k.N_RULES, n), dtype=np.uint8)
         self._scratch = np.zeros(n)
         self._scratch2 = np.zeros(self.n_window)
-        self._work = np.zeros((6, n))
+        self._work = np.zeros((7, n))
         self._changes = np.zeros(n, dtype=np.int64)
         self._flag_reason = np.zeros(n, dtype=np.int64)  # why each channel was last flagged
         self._primed = False
         self._events: list[BadChannelEvent] = []
+        #: messages about the whole stream (all channels of a type flat: a unit problem?), oldest first
+        self.hints: list[str] = []
         self.blocks = 0
 
     # ---- state ----
@@ -313,16 +376,17 @@ class BadChannelDetector:
         k = self._k
         start = 0
         new = 0
-        rail = self._params[1]
         while start < n:
-            end = k.qc_accumulate(chunk, start, n, self._index, self._scale, self._good, rail, self._hp_sos, self._hp_state, self._hf_sos,
-                                  self._hf_state, self._lf_sos, self._lf_state, self._h, self._acc, self._cross, self.block_len, self._pos)  # fmt: skip
+            end = k.qc_accumulate(chunk, start, n, self._index, self._scale, self._good, self._rail, self._eeg, self._hp_sos, self._hp_state,
+                                  self._hf_sos, self._hf_state, self._lf_sos, self._lf_state, self._h, self._acc, self._cross, self.block_len,
+                                  self._pos)  # fmt: skip
             if end < 0:
                 break
-            changes = k.qc_evaluate(self._acc, self._cross, self.block_len, self._params, self._persist, self._recover, self.n_window,
-                                    self._blocks_seen, self._amp_ring, self._ratio_ring, self._corr_ring, self._good, self._ignored,
-                                    self._flagged, self._bad_count, self._clear_count, self.values, self._cond, self._scratch,
-                                    self._scratch2, self._work, self._changes)  # fmt: skip
+            changes = k.qc_evaluate(self._acc, self._cross, self.block_len, self._params, self._flat_v, self._noisy_v, self._group,
+                                    len(SENSOR_TYPES), self._mask, self._persist, self._recover, self.n_window, self._blocks_seen,
+                                    self._amp_ring, self._ratio_ring, self._corr_ring, self._good, self._ignored, self._flagged,
+                                    self._bad_count, self._clear_count, self.values, self._cond, self._scratch, self._scratch2, self._work,
+                                    self._changes)  # fmt: skip
             self.blocks += 1
             if changes:
                 new += self._emit(float(timestamps[end - 1]))
@@ -331,18 +395,47 @@ class BadChannelDetector:
 
     def _emit(self, time: float) -> int:
         count = 0
+        flat = []
         for j in np.flatnonzero(self._changes):
             code = int(self._changes[j])
             if code > 0:
                 self._flag_reason[j] = code
                 ev = BadChannelEvent(self.ch_names[j], REASONS[code], "bad", time, float(self.values[code - 1, j]))
-                logger.warning("channel %s is bad (%s, value %.4g)", ev.channel, ev.reason, ev.value)
+                if code == self._k.FLAT:
+                    flat.append(ev)  # logged below: all of a type flat is one message with a hint
+                else:
+                    logger.warning("channel %s is bad (%s, value %.4g)", ev.channel, ev.reason, ev.value)
             else:
                 ev = BadChannelEvent(self.ch_names[j], REASONS.get(int(self._flag_reason[j]), ""), "recovered", time)
                 logger.info("channel %s recovered", ev.channel)
             self._events.append(ev)
             count += 1
+        if flat:
+            self._report_flat(flat)
         return count
+
+    def _report_flat(self, flat: list[BadChannelEvent]) -> None:
+        """Log newly flat channels; when every channel of a type is flat, say what that means."""
+        k = self._k
+        whole = set()
+        for g, kind in enumerate(SENSOR_TYPES):
+            members = (self._group == g) & (self._ignored == 0)
+            if members.sum() >= 4 and np.all(self._flagged[members] == k.FLAT):
+                whole.add(kind)
+                unit, factor = _DISPLAY[kind]
+                largest = float(np.nanmax(self.values[k.FLAT - 1, members])) / factor
+                floor = self._flat_v[members][0] / factor
+                wrong = {"eeg": "numbers in V labelled as microvolts", "mag": "numbers in T labelled as fT", "grad": "numbers in T/m labelled as fT/cm"}[kind]
+                hint = (
+                    f"all {int(members.sum())} {kind.upper()} channels are flat (block SD at most {largest:.3g} {unit}, floor {floor:g} {unit}): "
+                    f"the stream's unit metadata is probably wrong ({wrong}?) or the amplifier sends no signal; check the unit in the "
+                    f"stream's header (desc/channels/channel/unit) or set [stream] assume_unit"
+                )
+                self.hints.append(hint)
+                logger.warning("%s", hint)
+        for ev in flat:
+            if self.ch_types[self.ch_names.index(ev.channel)] not in whole:
+                logger.warning("channel %s is bad (%s, value %.4g)", ev.channel, ev.reason, ev.value)
 
     def warm_up(self) -> None:
         """Compile the kernels on scratch copies of the state (nothing changes, no event)."""
@@ -350,8 +443,9 @@ class BadChannelDetector:
         n_stream = int(self._index.max()) + 1
         x = np.zeros((2, n_stream), np.float32)
         c = {name: v.copy() for name, v in self.__dict__.items() if isinstance(v, np.ndarray)}
-        k.qc_accumulate(x, 0, 2, c["_index"], c["_scale"], c["_good"], 0.0, c["_hp_sos"], c["_hp_state"], c["_hf_sos"], c["_hf_state"],
-                        c["_lf_sos"], c["_lf_state"], c["_h"], c["_acc"], c["_cross"], 2, c["_pos"])  # fmt: skip
-        k.qc_evaluate(c["_acc"], c["_cross"], 2, c["_params"], c["_persist"], self._recover, self.n_window, c["_blocks_seen"], c["_amp_ring"],
-                      c["_ratio_ring"], c["_corr_ring"], c["_good"], c["_ignored"], c["_flagged"], c["_bad_count"], c["_clear_count"],
-                      c["values"], c["_cond"], c["_scratch"], c["_scratch2"], c["_work"], c["_changes"])  # fmt: skip
+        k.qc_accumulate(x, 0, 2, c["_index"], c["_scale"], c["_good"], c["_rail"], c["_eeg"], c["_hp_sos"], c["_hp_state"], c["_hf_sos"],
+                        c["_hf_state"], c["_lf_sos"], c["_lf_state"], c["_h"], c["_acc"], c["_cross"], 2, c["_pos"])  # fmt: skip
+        k.qc_evaluate(c["_acc"], c["_cross"], 2, c["_params"], c["_flat_v"], c["_noisy_v"], c["_group"], len(SENSOR_TYPES), c["_mask"],
+                      c["_persist"], self._recover, self.n_window, c["_blocks_seen"], c["_amp_ring"], c["_ratio_ring"], c["_corr_ring"],
+                      c["_good"], c["_ignored"], c["_flagged"], c["_bad_count"], c["_clear_count"], c["values"], c["_cond"], c["_scratch"],
+                      c["_scratch2"], c["_work"], c["_changes"])  # fmt: skip

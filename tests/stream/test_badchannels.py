@@ -41,7 +41,7 @@ def test_max_correlation_matches_numpy():
     acc[:, k.ACC_N] = 300
     cross = np.triu(y.T @ y, 1)
     out = np.zeros(8)
-    k.max_correlation(cross, acc, good, 0.98, np.zeros(8), out)
+    k.max_correlation(cross, acc, good, np.zeros(8, np.int64), 0.98, np.zeros(8), out)
     c = np.abs(np.corrcoef(y.T))
     for i in range(8):
         partners = [j for j in range(8) if j != i and good[j]]
@@ -66,7 +66,7 @@ def test_accumulate_matches_numpy_over_chunk_and_block_boundaries():
     h = np.zeros(n_chan)
     block_len = 1000  # no block completes: the sums cover all rows
     for start, stop in ((0, 37), (37, 200), (200, 230)):
-        assert k.qc_accumulate(x, start, stop, index, scale, good, 25e-6, hp, states[0], hf, states[1], lf, states[2], h, acc, cross, block_len, pos) == -1
+        assert k.qc_accumulate(x, start, stop, index, scale, good, np.full(n_chan, 25e-6), np.ones(n_chan, np.uint8), hp, states[0], hf, states[1], lf, states[2], h, acc, cross, block_len, pos) == -1
     r = x[:, index].astype(np.float64) * scale
     fin = np.isfinite(r)
     hh = np.zeros_like(r)
@@ -91,7 +91,7 @@ def test_accumulate_matches_numpy_over_chunk_and_block_boundaries():
     # a block boundary returns the row after it
     acc[:] = 0
     pos[0] = 0
-    assert k.qc_accumulate(x, 0, n, index, scale, good, 0.0, hp, states[0], hf, states[1], lf, states[2], h, acc, cross, 100, pos) == 100
+    assert k.qc_accumulate(x, 0, n, index, scale, good, np.zeros(n_chan), np.ones(n_chan, np.uint8), hp, states[0], hf, states[1], lf, states[2], h, acc, cross, 100, pos) == 100
 
 
 # ---- synthetic EEG with injected faults ----
@@ -232,3 +232,84 @@ def test_rules_validation():
         BadChannelRules(window_s=0.5)
     with pytest.raises(ConfigError, match="at least 4 channels"):
         BadChannelDetector(["a", "b"], SFREQ)
+
+
+# ---- sensor types: MEG in T and T/m, EEG in V, judged apart ----
+
+
+def simulated(modality, seconds, seed=0):
+    """The package's simulator for ``modality`` ('meg', 'eeg+meg'): (names, types, data in SI)."""
+    import dataclasses
+
+    from rtsource.config import Settings
+    from rtsource.simulator import SignalGenerator, simulated_channels
+
+    s = Settings()
+    s = dataclasses.replace(s, sensors=dataclasses.replace(s.sensors, modality=modality), simulate=dataclasses.replace(s.simulate, seed=seed))
+    names, array = simulated_channels(s)
+    gen = SignalGenerator(s.simulate, names, array)
+    x, _ = gen.next(int(seconds * SFREQ))
+    return list(names), gen.ch_types, x
+
+
+@pytest.fixture(scope="module")
+def meg_30s():
+    return simulated("meg", 30.0)
+
+
+@pytest.fixture(scope="module")
+def mixed_30s():
+    return simulated("eeg+meg", 30.0, seed=1)
+
+
+def test_clean_meg_has_no_bad_channel(meg_30s):
+    """306 channels in T and T/m: no flat, no noisy channel (microvolt limits called them all flat)."""
+    names, types, x = meg_30s
+    assert set(types) == {"mag", "grad"} and len(names) == 306
+    det = BadChannelDetector(names, SFREQ, rules=BadChannelRules(), ch_types=types)
+    det.warm_up()
+    events = run(det, x)
+    assert events == [] and det.bad_channels == () and det.hints == []
+    mags = np.array([t == "mag" for t in types])
+    sd = det.values[k.FLAT - 1]
+    print(f"clean MEG: min block SD mag {sd[mags].min() / 1e-15:.1f} fT (floor 5), grad {sd[~mags].min() / 1e-13:.1f} fT/cm (floor 5); "
+          f"max deviation z {np.nanmax(det.values[k.DEVIATION - 1]):.2f}")  # fmt: skip
+
+
+def test_mixed_eeg_meg_clean_then_faults(mixed_30s):
+    names, types, x = mixed_30s
+    assert {"eeg", "mag", "grad"} == set(types)
+    det = BadChannelDetector(names, SFREQ, ch_types=types)
+    assert run(det, x[: int(15 * SFREQ)]) == [] and det.bad_channels == ()
+    mag = next(i for i, t in enumerate(types) if t == "mag")
+    grad = [i for i, t in enumerate(types) if t == "grad"][17]
+    y = x[int(15 * SFREQ) :].copy()
+    rng = np.random.default_rng(3)
+    y[:, mag] = 2e-12 + 1e-17 * rng.standard_normal(len(y))  # SQUID stuck: a DC value, 0.01 fT noise
+    y[:, grad] += 8 * y[:, grad].std() * rng.standard_normal(len(y))  # a noisy gradiometer
+    events = run(det, y)
+    got = {e.channel: e.reason for e in events if e.kind == "bad"}
+    assert set(got) == {names[mag], names[grad]}, got
+    assert got[names[mag]] == "flat" and got[names[grad]] in ("noisy_hf", "noisy_deviation"), got
+
+
+def test_volts_labelled_as_microvolts_gives_one_hint(clean_minute, caplog):
+    names, x = clean_minute
+    x = x[: int(8 * SFREQ)] * 1e-6  # the numbers are volts ...
+    det = BadChannelDetector(names, SFREQ, scale=np.full(64, 1e-6))  # ... but the stream says uV
+    with caplog.at_level("WARNING"):
+        events = run(det, x)
+    assert len(events) == 64 and {e.reason for e in events} == {"flat"}
+    assert len(det.hints) == 1 and "all 64 EEG channels are flat" in det.hints[0] and "labelled as microvolts" in det.hints[0]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, "one message with the likely cause, not 64"
+
+
+def test_rules_per_type_validation():
+    with pytest.raises(ConfigError, match="flat_mag_ft"):
+        BadChannelRules(flat_mag_ft=-1)
+    with pytest.raises(ConfigError, match="noisy_grad_ft_cm"):
+        BadChannelRules(noisy_grad_ft_cm=float("nan"))
+    with pytest.raises(ChannelError, match="ch_types"):
+        BadChannelDetector(["a", "b", "c", "d"], SFREQ, ch_types=["eeg", "eeg", "eeg", "eog"])
+    assert BadChannelRules().limits("grad") == (5e-13, 4000e-13, 0.0)
