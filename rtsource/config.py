@@ -211,6 +211,10 @@ class StreamSettings:
     lost_after_s: float = _opt(_between(0.01, 3600.0, "s"), "no data for this long: report the stream as lost and wait for it", 1.0)
     latest_only: bool = _opt(None, "when behind, skip the backlog (reported) instead of processing every sample", False)
     max_backlog: int = _opt(_between(0, 10_000_000, "samples"), "latest_only: samples allowed to queue before skipping", 0)
+    nonfinite_exclude_s: float = _opt(_between(0.0, 60.0, "s"), "a channel delivering only NaN/Inf this long is swapped out of the operator until it recovers (0: never)", 0.1)
+    rate_tolerance: float = _opt(lambda v: None if 0 < v < 1 else "must be in (0, 1)", "effective sampling rate off the declared one by more than this fraction: an event", 0.02)
+    rate_window_s: float = _opt(_between(1.0, 3600.0, "s"), "timestamp span over which the effective rate is measured", 10.0)
+    rate_startup_s: float = _opt(_between(0.0, 60.0, "s"), "a rate clearly off (10 %) over the first seconds refuses the stream (0: no check)", 2.0)
 
 
 @dataclass(frozen=True)
@@ -316,6 +320,7 @@ class OutputSettings:
     name: str = _opt(None, "outlet name", "rtsource-sources")
     type: str = _opt(None, "outlet type", "Sources")
     source_id: str = _opt(None, "outlet source_id (empty: derived from the bundle)", "")
+    max_buffered_s: float = _opt(lambda v: None if 1 <= v <= 360 else "must be in 1..360 s", "most output LSL keeps per consumer; a stalled consumer cannot grow memory beyond it", 5.0)
 
 
 @dataclass(frozen=True)

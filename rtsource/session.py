@@ -44,6 +44,11 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
         low_rank=perf.low_rank,
         control=settings.control.enabled,
         control_key_file=str(settings.resolve_path(settings.control.key_file)) if settings.control.key_file else "",
+        max_buffered_s=out.max_buffered_s,
+        exclude_nonfinite_s=st.nonfinite_exclude_s,
+        rate_tolerance=st.rate_tolerance,
+        rate_window_s=st.rate_window_s,
+        rate_startup_s=st.rate_startup_s,
     )
     return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -30,7 +30,9 @@ def test_demo_runs_and_localises(tmp_path):
     summary = json.loads(proc.stdout[proc.stdout.index("{") :])
     loop = summary["loop"]
     assert loop["samples_in"] == loop["samples_out"] > 4000 and loop["lost"] == 0
-    assert summary["consumer"]["missing"] == 0
+    # the consumer's own count against the loop's (counted where pushed): a real comparison
+    assert summary["consumer"]["missing"] == 0 and summary["consumer"]["samples_received"] == loop["samples_out"]
+    assert summary["bad_channels"] == [], summary["events"]
     for key in ("chunk_process_ms_p50", "chunk_process_ms_p99", "latency_ms_p50", "latency_ms_p99"):
         assert loop[key] > 0
     loc = summary["localisation"]
@@ -48,6 +50,25 @@ def test_meg_demo_runs_and_localises(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{") :])
-    assert "306 ch" in summary["bundle"]
+    assert "306 ch" in summary["bundle"] and "no EEG reference" in summary["bundle"]
     assert summary["loop"]["lost"] == 0 and summary["consumer"]["missing"] == 0
+    assert summary["loop"]["samples_out"] == summary["consumer"]["samples_received"] > 4000
+    assert summary["bad_channels"] == [] and "bad_channel" not in summary["events"], summary["events"]
     assert summary["localisation"]["strongest"]["error_mm"] < 30, summary["localisation"]
+
+
+def test_eeg_meg_demo_with_auto_swap_finds_no_bad_channel(tmp_path):
+    """EEG (V) and MEG (T, T/m) in one stream, the detector on and auto_swap: clean data, no rebuild."""
+    env = dict(os.environ, RTSOURCE_CACHE=str(tmp_path))
+    config = unique_config(tmp_path)
+    with open(config, "a") as f:
+        f.write("[badchannels]\ndetect = true\nauto_swap = true\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtsource.cli", "demo", "--config", config, "--modality", "eeg+meg", "--duration", "10", "--calibration", "4", "--json"],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{") :])
+    assert "ref average" in summary["bundle"]
+    assert summary["bad_channels"] == [] and summary["loop"]["operator_swaps"] == 0, summary["events"]
+    assert summary["loop"]["lost"] == 0 and summary["consumer"]["missing"] == 0

@@ -217,8 +217,13 @@ def run_demo(
         summary = {
             "bundle": bundle.describe(),
             "loop": stats.summary(),
+            # what the loop reported on its events stream (bad channels, swaps, gaps, NaN episodes, ...)
+            "events": {k: v for k, v in sorted(loop.events.counts.items()) if k not in ("started", "stopped")},
+            "bad_channels": sorted({e["channel"] for e in loop.events.recent if e["event"] == "bad_channel" and e.get("reason") != "recovered"}),
             "consumer": {
                 "samples_received": monitor.samples,
+                # samples_out is counted where the loop's outlet accepted them, the received
+                # ones by this separate consumer: a difference is a real loss
                 "missing": stats.samples_out - monitor.samples,
                 "end_to_end_latency_ms_p50": round(float(np.percentile(lat, 50)) * 1e3, 3),
                 "end_to_end_latency_ms_p99": round(float(np.percentile(lat, 99)) * 1e3, 3),

@@ -192,3 +192,61 @@ class RateMonitor:
             return ""
         self.off = off
         return "off" if off else "back"
+
+
+@dataclass(frozen=True)
+class AmplitudeWarning:
+    """Amplitudes that cannot be this sensor type in the declared unit (a unit mix-up)."""
+
+    kind: str  # sensor type: 'eeg', 'mag', 'grad'
+    peak: float  # largest deviation from the chunk mean over the type's channels, SI
+    too_large: bool
+    units: str  # the stream's unit(s) for these channels
+    message: str
+
+
+# Peak deviation within a chunk beyond which (or, over all channels of a type, below which)
+# the data cannot be that sensor type: scalp EEG stays well under 10 mV, and no amplifier is
+# quieter than ~0.1 uV (10 nV leaves a wide margin); MEG sensors record pT (biomagnetic) to
+# nT (environment left by shielding), and their noise floor is a few fT (fT/cm).
+_PLAUSIBLE = {
+    # kind: (smallest peak over all channels, largest peak, SI unit, the mix-ups that cause each)
+    "eeg": (1e-8, 10e-3, "V", "volt numbers labelled as microvolts", "microvolt numbers labelled as volts"),
+    "mag": (1e-16, 1e-7, "T", "tesla numbers labelled as femtotesla", "femtotesla numbers labelled as tesla"),
+    "grad": (1e-14, 1e-5, "T/m", "T/m numbers labelled as fT/cm", "fT/cm numbers labelled as T/m"),
+}
+
+
+def implausible_amplitudes(x: np.ndarray, ch_types, stream_units, *, check_small: bool = True) -> list[AmplitudeWarning]:
+    """Check a chunk's amplitudes per sensor type (the first chunk of a stream).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples, n_channels)
+        Finite samples in SI units (after the stream's unit conversion), operator order.
+    ch_types : sequence of {"eeg", "mag", "grad"}
+    stream_units : sequence of str
+        The unit each channel declared in the stream.
+    check_small : bool
+        Also warn when every channel of a type is far too small (needs a few samples).
+    """
+    out = []
+    types = np.asarray(ch_types)
+    dev = np.abs(x - x.mean(axis=0)).max(axis=0) if len(x) else np.zeros(x.shape[1])
+    for kind, (small, large, unit, small_cause, large_cause) in _PLAUSIBLE.items():
+        members = types == kind
+        if not members.any() or not len(x):
+            continue
+        peak = float(dev[members].max())
+        units = "/".join(sorted({u for u, m in zip(stream_units, members) if m}))
+        what = {"eeg": "scalp EEG", "mag": "a magnetometer", "grad": "a gradiometer"}[kind]
+        if peak > large:
+            msg = (f"the first chunk swings {peak:.3g} {unit} after unit conversion (units {units}): that is not {what}; "
+                   f"the stream's unit metadata is probably wrong ({large_cause}?)")  # fmt: skip
+            out.append(AmplitudeWarning(kind, peak, True, units, msg))
+        elif check_small and peak < small:
+            msg = (f"all {int(members.sum())} {kind.upper()} channels swing at most {peak:.3g} {unit} in the first chunk after unit "
+                   f"conversion (units {units}): below any sensor's noise; the stream's unit metadata is probably wrong "
+                   f"({small_cause}?) or the amplifier sends no signal")  # fmt: skip
+            out.append(AmplitudeWarning(kind, peak, False, units, msg))
+    return out

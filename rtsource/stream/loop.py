@@ -48,7 +48,7 @@ from ..errors import StreamError
 from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
 from .features import FeatureOptions, Features
-from .health import NonFiniteGuard, RateMonitor
+from .health import NonFiniteGuard, RateMonitor, implausible_amplitudes
 from .inlet import Inlet, StreamSelector, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlet import make_source_info, output_source_id
@@ -56,10 +56,6 @@ from .source import InputSource
 from .telemetry import LoopStats, TelemetryPublisher
 
 logger = logging.getLogger(__name__)
-
-# EEG amplitudes above this (in V, after unit conversion) mean the unit metadata is wrong
-# (microvolt numbers labelled as volts): 10 mV is far beyond any scalp EEG.
-_IMPLAUSIBLE_EEG_V = 10e-3
 
 
 @dataclass(frozen=True)
@@ -398,7 +394,7 @@ class StreamLoop:
                 stats.first_output_at = t1
             last_ts = ts[-1]
             last_data = t1
-            if not checked_units:
+            if not checked_units and (n >= 10 or stats.chunks >= 20):
                 checked_units = True
                 self._check_plausible_amplitude(n)
             if on_chunk is not None:
@@ -590,25 +586,17 @@ class StreamLoop:
         self._time_correction = new
 
     def _check_plausible_amplitude(self, n: int) -> None:
-        """Warn loudly if the first chunk's amplitudes cannot be EEG in the declared unit."""
+        """Warn loudly if the first chunk's amplitudes cannot be its sensor types in the declared unit."""
         import pylsl
 
         cmap = self.channel_map
         x = self.inlet.buffer[:n, cmap.index].astype(np.float64) * cmap.scale
         x = x[np.all(np.isfinite(x), axis=1)]
-        if not len(x):
-            return
-        peak = float(np.max(np.abs(x - x.mean(axis=0))))
-        if peak > _IMPLAUSIBLE_EEG_V:
+        # "too small" needs a few samples: one sample deviates from its own mean by 0
+        for w in implausible_amplitudes(x, self.operator.bundle.ch_types, cmap.stream_units, check_small=len(x) >= 10):
             self.stats.unit_warnings += 1
-            units = "/".join(sorted(set(cmap.stream_units)))
-            self.events.publish("unit_warning", pylsl.local_clock(), peak_v=peak, units=units)
-            logger.warning(
-                "the first chunk swings %.3g V after unit conversion (units %s): that is not scalp EEG; "
-                "the stream's unit metadata is probably wrong (microvolt numbers labelled as volts?)",
-                peak,
-                units,
-            )
+            self.events.publish("unit_warning", pylsl.local_clock(), sensor=w.kind, peak=w.peak, too_large=w.too_large, units=w.units, hint=w.message)
+            logger.warning("%s", w.message)
 
     # ---- threads and cleanup ---------------------------------------------------------
     def run_in_thread(self, duration: float | None = None, on_chunk=None) -> threading.Thread:

@@ -257,3 +257,44 @@ def test_dead_channel_is_excluded_and_taken_back(real_bundle):
     full = offline(bundle, x[4200:])
     assert np.allclose(data[4200:], full, rtol=1e-3, atol=1e-4 * np.abs(full).max())
     loop.close()
+
+
+# ---- units ---------------------------------------------------------------------------------
+
+
+def test_volts_labelled_as_microvolts_is_a_unit_warning():
+    bundle = make_bundle(n_chan=8, n_src=30, ch_names=CH)
+    in_name, out_name = unique("uw-eeg"), unique("uw-src")
+    outlet = eeg_outlet(in_name, CH, sfreq=SFREQ, source_id=in_name)  # says microvolts
+    loop, thread = start_loop(bundle, in_name, out_name)
+    out = Collector(out_name)
+    assert outlet.wait_for_consumers(20)
+    x = (np.random.default_rng(4).normal(size=(500, 8)) * 10e-6).astype(np.float32)  # but sends volts
+    push(outlet, x, 5.0 + np.arange(500) / SFREQ)
+    assert wait_for(lambda: out.n_samples >= 500)
+    loop.stop()
+    thread.join(10)
+    out.stop()
+    warnings = [e for e in loop.events.recent if e["event"] == "unit_warning"]
+    assert len(warnings) == 1 and loop.stats.unit_warnings == 1
+    assert warnings[0]["sensor"] == "eeg" and not warnings[0]["too_large"] and "volt numbers labelled as microvolts" in warnings[0]["hint"]
+    loop.close()
+
+
+def test_amplitude_checks_per_sensor_type():
+    from rtsource.stream.health import implausible_amplitudes
+
+    rng = np.random.default_rng(5)
+    types = ["eeg"] * 4 + ["mag"] * 2 + ["grad"] * 4
+    units = ["uV"] * 4 + ["fT"] * 2 + ["fT/cm"] * 4
+    x = rng.normal(size=(50, 10)) * np.r_[[20e-6] * 4, [300e-15] * 2, [50e-13] * 4]
+    assert implausible_amplitudes(x, types, units) == []  # plausible EEG and MEG together
+    y = x.copy()
+    y[:, 4:6] *= 1e15  # tesla numbers read as fT -> x 1e-15 twice: here, fT numbers read as T
+    w = implausible_amplitudes(y, types, units)
+    assert [(a.kind, a.too_large) for a in w] == [("mag", True)] and "femtotesla numbers labelled as tesla" in w[0].message
+    y = x.copy()
+    y[:, 6:] *= 1e-13  # T/m numbers read as fT/cm
+    w = implausible_amplitudes(y, types, units)
+    assert [(a.kind, a.too_large) for a in w] == [("grad", False)]
+    assert implausible_amplitudes(y[:1], types, units, check_small=False) == []
