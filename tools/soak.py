@@ -3,14 +3,26 @@
     python tools/soak.py --minutes 10 --channels 64 --sources 8000 --sfreq 1000
     python tools/soak.py --minutes 10 --channels 306 --sources 8000 --sfreq 1000 --json soak306.json
 
-Each part runs in its own process, as in the lab: a producer pushes random EEG-like data in
-10-sample chunks at the real pace over LSL; the loop is the real `rtsource run` command on a
-bundle of the requested size (random operator, template source positions); this tool is the
-consumer. Every interval (default 60 s) it reports samples pushed / received, lost (pushed
-but never received), gaps and NaN counts from the loop's telemetry, the loop process's
-resident memory, and end-to-end latency percentiles (consumer pull time minus the sample's
-timestamp). At the end: memory growth (last interval vs first), and the p99 latency of the
-last interval relative to the first.
+Each part runs in its own process, as in the lab: a producer pushes simulated EEG (the
+package's simulator: 1/f cortical background, correlated across channels like real EEG; a
+10 s block recycled) in 10-sample chunks at the real pace over LSL; the loop is the real
+`rtsource run` command on a bundle of the requested size (random operator, template source
+positions) with its default settings, so the bad-channel detector runs; this tool is the
+consumer and checks every sample:
+
+- every timestamp: sample k of the producer has timestamp ``t0 + k / sfreq``, so each
+  received one names its k; a k that is not the next one is a loss, a repeat or a
+  reordering (counted apart);
+- every value: the expected output of each sample is computed here from the producer's
+  block and the bundle, for a fixed subset of sources on every sample and for all sources
+  on every 100th chunk;
+- the loop's own counters (telemetry): samples in = out = pushed, lost = 0, no gap, no
+  NaN, no bad channel;
+- the loop process's resident memory: growth from the first report to the last.
+
+Every interval (default 60 s) it prints a report row. The summary's ``failures`` lists
+every check that failed (empty: the soak passed); ``--max-growth-mb`` (default 5) bounds the
+memory growth.
 """
 
 from __future__ import annotations
@@ -70,8 +82,23 @@ def synthetic_bundle(n_chan: int, n_src: int, sfreq: float, seed: int = 0):
     )
 
 
-def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, chunk: int) -> int:
-    """Push random microvolt data at the real pace; returns the number of samples pushed."""
+def eeg_block(names: tuple[str, ...], sfreq: float, seconds: float = 10.0, seed: int = 1) -> np.ndarray:
+    """``seconds`` of simulated EEG on ``names`` (microvolts, float32): the producer's data."""
+    import dataclasses
+
+    from rtsource.config import Settings
+    from rtsource.simulator import SignalGenerator
+
+    sim = dataclasses.replace(Settings().simulate, sfreq=float(sfreq), seed=seed)
+    x, _ = SignalGenerator(sim, names).next(int(round(seconds * sfreq)))
+    return (x * 1e6).astype(np.float32)
+
+
+def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, chunk: int, block_path: str) -> int:
+    """Push the block (recycled) at the real pace; sample k has timestamp t0 + k / sfreq.
+
+    Prints ``t0 <value>`` before the first sample; returns the number of samples pushed.
+    """
     import pylsl
 
     from rtsource.lsl_config import configure_liblsl
@@ -86,9 +113,9 @@ def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, ch
         c.append_child_value("unit", "microvolts")
     outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
     outlet.wait_for_consumers(120)
-    rng = np.random.default_rng(1)
-    block = (rng.normal(size=(int(sfreq) * 10, len(names))) * 10).astype(np.float32)  # recycled noise
+    block = np.load(block_path)
     t0 = pylsl.local_clock() + 0.1
+    print(f"t0 {t0!r}", flush=True)
     total = int(seconds * sfreq)
     k = 0
     while k < total:
@@ -97,8 +124,7 @@ def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, ch
         wait = ts[-1] - pylsl.local_clock()
         if wait > 0:
             time.sleep(wait)
-        start = k % (len(block) - chunk)
-        outlet.push_chunk(block[start : start + n], ts.tolist())
+        outlet.push_chunk(block[(k + np.arange(n)) % len(block)], ts.tolist())
         k += n
     time.sleep(2.0)  # let the consumers drain before the outlet disappears
     return k
@@ -115,6 +141,69 @@ def _pushed(prod: subprocess.Popen, expected: int) -> int:
     return prod._rtsource_count
 
 
+class OutputChecker:
+    """Checks each received chunk's timestamps and values against what the producer sent.
+
+    Parameters
+    ----------
+    bundle : OperatorBundle
+        The loop's operator (its kernel gives the expected output).
+    block : ndarray, shape (n_block, n_channels)
+        The producer's recycled data in microvolts.
+    t0, sfreq : float
+        Sample k has timestamp ``t0 + k / sfreq`` and data ``block[k % n_block]``.
+    n_watch : int
+        Sources whose values are checked on every sample (all sources every 100th chunk).
+    """
+
+    def __init__(self, bundle, block: np.ndarray, t0: float, sfreq: float, n_watch: int = 64, seed: int = 2):
+        self.block = block.astype(np.float64) * 1e-6  # V, as the loop converts the stream's uV
+        self.t0, self.sfreq = t0, sfreq
+        self.n_orient = bundle.n_orient
+        rng = np.random.default_rng(seed)
+        self.watch = np.sort(rng.choice(bundle.n_sources, min(n_watch, bundle.n_sources), replace=False))
+        rows = (self.watch[:, None] * self.n_orient + np.arange(self.n_orient)).ravel()
+        self.kernel = bundle.kernel
+        self.kernel_watch = bundle.kernel[rows]
+        self.noise_norm = bundle.noise_norm
+        self.next_k = 0
+        self.missing = 0
+        self.duplicates = 0
+        self.reordered = 0
+        self.bad_timestamps = 0
+        self.value_mismatches = 0
+        self.values_checked = 0
+        self.chunks = 0
+
+    def _expected(self, ks: np.ndarray, kernel: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        y = self.block[ks % len(self.block)] @ kernel.T
+        if self.n_orient == 3:
+            y = np.sqrt((y.reshape(len(y), -1, 3) ** 2).sum(axis=2))
+        return y / norm
+
+    def check(self, data: np.ndarray, ts: np.ndarray) -> None:
+        ks = np.rint((ts - self.t0) * self.sfreq).astype(np.int64)
+        self.bad_timestamps += int(np.sum(np.abs(ts - (self.t0 + ks / self.sfreq)) > 1e-9))
+        for k in ks.tolist():
+            if k == self.next_k:
+                self.next_k += 1
+            elif k > self.next_k:
+                self.missing += k - self.next_k
+                self.next_k = k + 1
+            elif k == self.next_k - 1:
+                self.duplicates += 1
+            else:
+                self.reordered += 1
+        self.chunks += 1
+        full = self.chunks % 100 == 0
+        cols = slice(None) if full else self.watch
+        want = self._expected(ks, self.kernel if full else self.kernel_watch, self.noise_norm if full else self.noise_norm[self.watch])
+        got = data[:, cols].astype(np.float64)
+        ok = np.all(np.isclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max()), axis=1)
+        self.value_mismatches += int(np.sum(~ok))
+        self.values_checked += got.size
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -125,7 +214,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float = 60.0, chunk: int = 10, progress=print) -> dict:
+def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float = 60.0, chunk: int = 10, progress=print, max_growth_mb: float = 5.0) -> dict:
     import pylsl
 
     from rtsource.bundle import save_bundle
@@ -137,14 +226,15 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     tmp = Path(tempfile.mkdtemp(prefix="rtsource-soak-"))
     bundle = synthetic_bundle(n_chan, n_src, sfreq)
     bundle_path = save_bundle(bundle, tmp / "soak_bundle.npz")
-    # The producer sends white noise, not EEG: the bad-channel detector would rightly call
-    # every channel uncorrelated with its neighbours. Run without it.
+    block = eeg_block(channel_names(n_chan), sfreq)
+    np.save(tmp / "block.npy", block)
+    # the loop's default settings: the bad-channel detector runs on the simulated EEG
     config = tmp / "soak.toml"
-    config.write_text("[badchannels]\ndetect = false\n")
+    config.write_text("")
     total = int(seconds * sfreq)
     prod = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--produce", in_name, "--channels", str(n_chan), "--sfreq", str(sfreq),
-         "--minutes", str(minutes), "--chunk", str(chunk)],
+         "--minutes", str(minutes), "--chunk", str(chunk), "--block", str(tmp / "block.npy")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     loop = subprocess.Popen(
@@ -164,6 +254,10 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         labels = [c for c, _ in TELEMETRY_CHANNELS]
         buf = np.zeros((4096, n_src), np.float32)
         offset = inlet.time_correction(timeout=5)
+        line = prod.stdout.readline()  # "t0 <value>" once the producer starts
+        if not line.startswith("t0 "):
+            raise RuntimeError(f"the producer did not start: {line!r} {prod.stderr.read() if prod.poll() is not None else ''}")
+        checker = OutputChecker(bundle, block, float(line.split()[1]), sfreq)
         received = 0
         last_ts = None
         out_of_order = 0
@@ -178,6 +272,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
                 now = pylsl.local_clock()
                 lat.append(now - (ts[-1] + offset))
                 received += len(ts)
+                checker.check(buf[: len(ts)], ts)
                 if last_ts is not None and ts[0] <= last_ts:
                     out_of_order += 1
                 last_ts = ts[-1]
@@ -191,7 +286,12 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
                 row = {
                     "t_s": round(t - t_start, 1),
                     "received": received,
+                    "missing": checker.missing,
+                    "value_mismatches": checker.value_mismatches,
+                    "loop_in": int(telemetry["samples_in"]) if telemetry else None,
+                    "loop_out": int(telemetry["samples_out"]) if telemetry else None,
                     "loop_lost": int(telemetry["lost"]) if telemetry else None,
+                    "bad_channels": int(telemetry["bad_channels"]) if telemetry else None,
                     "gaps": int(telemetry["gaps"]) if telemetry else None,
                     "nan": int(telemetry["nan_samples"]) if telemetry else None,
                     "loop_rss_mb": round(rss_mb(loop.pid), 1),
@@ -210,6 +310,12 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             received += len(ts)
             if not len(ts):
                 break
+            checker.check(buf[: len(ts)], ts)
+        end = time.monotonic() + 1.5  # the loop's counters once everything went through
+        while time.monotonic() < end and loop.poll() is None:
+            tdata, _ = tel.pull_chunk(timeout=0.2, as_numpy=True)
+            if len(tdata):
+                telemetry = dict(zip(labels, tdata[-1]))
     finally:
         loop.terminate()
         try:
@@ -223,6 +329,20 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             prod.kill()
     pushed = _pushed(prod, total)
     first, last = rows[0], rows[-1]
+    growth = round(last["loop_rss_mb"] - first["loop_rss_mb"], 1)
+    tel = {k: (int(v) if float(v).is_integer() else float(v)) for k, v in (telemetry or {}).items()}
+    counters = {k: tel.get(k) for k in ("samples_in", "samples_out", "lost", "skipped", "push_failures", "gaps", "nan_samples", "bad_channels", "rss_mb")}
+    checks = {
+        "every pushed sample received": received == pushed and checker.missing == 0 and checker.next_k == pushed,
+        "no duplicate": checker.duplicates == 0,
+        "no reordering": checker.reordered == 0 and out_of_order == 0,
+        "timestamps exact": checker.bad_timestamps == 0,
+        "values as computed offline": checker.value_mismatches == 0,
+        "loop counted every sample in and out": counters["samples_in"] == pushed and counters["samples_out"] == pushed,
+        "loop counted nothing lost, skipped or failed": counters["lost"] == 0 and counters["skipped"] == 0 and counters["push_failures"] == 0,
+        "no gap, no NaN, no bad channel": counters["gaps"] == 0 and counters["nan_samples"] == 0 and counters["bad_channels"] == 0,
+        f"memory growth below {max_growth_mb:g} MB": growth < max_growth_mb,
+    }
     return {
         "channels": n_chan,
         "sources": n_src,
@@ -231,9 +351,17 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         "pushed": pushed,
         "received": received,
         "lost": pushed - received,
+        "missing": checker.missing,
+        "duplicates": checker.duplicates,
+        "reordered": checker.reordered,
+        "bad_timestamps": checker.bad_timestamps,
+        "value_mismatches": checker.value_mismatches,
+        "values_checked": checker.values_checked,
         "out_of_order_chunks": out_of_order,
-        "memory_growth_mb": round(last["loop_rss_mb"] - first["loop_rss_mb"], 1),
+        "loop_counters": counters,
+        "memory_growth_mb": growth,
         "p99_last_vs_first": round(last["latency_ms_p99"] / first["latency_ms_p99"], 3) if first["latency_ms_p99"] else None,
+        "failures": [name for name, ok in checks.items() if not ok],
         "intervals": rows,
         "loop_stdout_tail": out[-3000:] if out else "",
     }
@@ -247,18 +375,22 @@ def main(argv=None):
     ap.add_argument("--sfreq", type=float, default=1000.0)
     ap.add_argument("--interval", type=float, default=60.0, help="seconds per report row")
     ap.add_argument("--json", help="write the report here")
+    ap.add_argument("--max-growth-mb", type=float, default=5.0, help="fail when the loop's memory grows more than this")
     ap.add_argument("--produce", metavar="NAME", help=argparse.SUPPRESS)  # internal: run the producer
     ap.add_argument("--chunk", type=int, default=10, help=argparse.SUPPRESS)
+    ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the producer's data
     args = ap.parse_args(argv)
     if args.produce:
-        n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk)
+        n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk, args.block)
         print(f"pushed {n}", flush=True)
         return
-    report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval)
+    report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval, max_growth_mb=args.max_growth_mb)
     summary = {k: v for k, v in report.items() if k not in ("intervals", "loop_stdout_tail")}
     print(json.dumps(summary, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    if report["failures"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
