@@ -434,9 +434,26 @@ class StreamLoop:
             return False
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
+        self._follow_layout()
         self.events.publish("operator_swap", pylsl.local_clock(), reason="stream came back with another channel layout", swap_ms=0.0)
         logger.warning("stream %r came back with another channel layout; channels re-mapped by name", new.name)
         return True
+
+    def _follow_layout(self) -> None:
+        """The dead-channel guard reads the bundle's channels by stream column: follow a new layout."""
+        old = self.nonfinite
+        try:
+            cmap = map_stream_channels(
+                self.inlet.description, self.bundle.ch_names, self.bundle.ch_units, aliases=self.options.aliases,
+                assume_unit=self.options.assume_unit, ch_types=self.bundle.ch_types,
+            )  # fmt: skip
+        except Exception as exc:  # an excluded channel is missing from the new layout: no guard
+            logger.warning("dead-channel exclusion is off: the stream's new layout lacks bundle channels (%s)", exc)
+            self.nonfinite = NonFiniteGuard(self.bundle.ch_names, np.zeros(len(self.bundle.ch_names), np.int64), self.bundle.sfreq, exclude_after_s=0)
+            return
+        self.nonfinite = NonFiniteGuard(self.bundle.ch_names, cmap.index, self.bundle.sfreq, exclude_after_s=self.options.exclude_nonfinite_s)
+        if old is not None and old.episode_start is not None:  # an open NaN episode carries on
+            self.nonfinite.nan_rows(old.episode_start, old.episode_last, old.episode_samples)
 
     def _gap(self, last_ts: float, next_ts: float, period: float) -> None:
         import pylsl
