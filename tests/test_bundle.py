@@ -349,3 +349,22 @@ def test_failed_save_keeps_the_old_bundle(tmp_path, small_bundle):
         save_bundle(bad, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["b.npz"]
+
+def test_meg_only_bundle_has_no_eeg_reference():
+    """An MEG-only bundle has nothing to re-reference: it says so (older ones said 'average')."""
+    import xml.etree.ElementTree as ET
+
+    from rtsource.stream.channels import StreamDescription
+    from rtsource.stream.outlet import make_source_info
+
+    from .conftest import make_bundle
+
+    types = ("mag", "grad", "grad") * 2
+    for stored in ("average", "none"):  # written before / after the fix
+        b = make_bundle(n_chan=6, ch_types=types, ch_units=("T", "T/m", "T/m") * 2, reference=stored)
+        assert b.eeg_reference == "none" and "no EEG reference" in b.describe() and "ref average" not in b.describe()
+        desc = StreamDescription("meg", "MEG", "meg", 500.0, 6, "float32", b.ch_names, ("MEG",) * 6, ("T",) * 6)
+        info = make_source_info(b, desc, name="x", type_="Sources", source_id="x")
+        assert ET.fromstring(info.as_xml()).find("desc/rtsource/reference").text == "none"
+    eeg = make_bundle(n_chan=6)
+    assert eeg.eeg_reference == "average" and "ref average" in eeg.describe()

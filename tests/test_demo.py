@@ -55,6 +55,9 @@ def test_meg_demo_runs_and_localises(tmp_path):
     assert summary["loop"]["samples_out"] == summary["consumer"]["samples_received"] > 4000
     assert summary["bad_channels"] == [] and "bad_channel" not in summary["events"], summary["events"]
     assert summary["localisation"]["strongest"]["error_mm"] < 30, summary["localisation"]
+    from rtsource.bundle import load_bundle
+
+    assert load_bundle(tmp_path / "demo_bundle.npz").reference == "none"  # no EEG to re-reference
 
 
 def test_eeg_meg_demo_with_auto_swap_finds_no_bad_channel(tmp_path):
