@@ -495,20 +495,23 @@ class StreamLoop:
         import pylsl
 
         now = pylsl.local_clock()
+        if self.features is None:
+            self.features = Features(self, FeatureOptions(), self.source_id)
+        try:
+            self.features.exclude_nonfinite(frozenset(self.nonfinite.excluded))
+        except Exception as exc:  # no rebuild possible, or below the channel floor: NaN output stays
+            # the guard keeps its view, so this is reported once, not retried every chunk
+            self.events.publish("nonfinite_channel", now, channel=",".join(change.excluded or change.restored), action="failed", error=str(exc)[:300])
+            logger.error("could not exclude non-finite channel(s): %s", exc)
+            return
+        finally:
+            self.stats.excluded_channels = len(self.features.excluded)
         for name in change.excluded:
             self.events.publish("nonfinite_channel", now, channel=name, action="excluded")
             logger.warning("channel %s delivers only NaN/Inf: excluded from the operator until it recovers", name)
         for name in change.restored:
             self.events.publish("nonfinite_channel", now, channel=name, action="restored")
             logger.info("channel %s is finite again: taken back into the operator", name)
-        self.stats.excluded_channels = len(self.nonfinite.excluded)
-        if self.features is None:
-            self.features = Features(self, FeatureOptions(), self.source_id)
-        try:
-            self.features.exclude_nonfinite(frozenset(self.nonfinite.excluded))
-        except Exception as exc:  # no rebuild possible (bundle without lead field): NaN output stays
-            self.events.publish("nonfinite_channel", now, channel=",".join(change.excluded or change.restored), action="failed", error=str(exc))
-            logger.error("could not exclude non-finite channel(s): %s", exc)
 
     def _rate_event(self, change: str) -> bool:
         """Report a change of the effective rate; False when the stream is refused."""

@@ -190,16 +190,18 @@ def test_guard_runs_and_episodes():
 def real_bundle():
     """A small real template operator (64 channels, 600 sources) that can be rebuilt without channels."""
     from rtsource.anatomy.template import load_template, template_source_space
-    from rtsource.build import SensorLeadField, build_bundle
+    from rtsource.build import build_bundle
     from rtsource.config import NoiseCovSettings, Settings
-    from rtsource.forward.leadfield import make_eeg_leadfield, sphere_model_for_template
+    from rtsource.forward.head_model import SphereHead, sphere_model_for_template
+    from rtsource.forward.leadfield import make_leadfield
     from rtsource.sensors.montage import CAP_64, standard_montage
 
     s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
     dense = template_source_space("ico5")
     sources = dense.subset(np.arange(0, dense.n_sources, 34)[:600].tolist(), name="fsaverage-ico5-600")
-    lf = make_eeg_leadfield(standard_montage("standard_1005").pick(CAP_64), sources, sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
-    return build_bundle(s, sfreq=SFREQ, leadfield=SensorLeadField(lf, ("eeg",) * 64, ("V",) * 64))
+    head = SphereHead(sphere_model_for_template(load_template(), s.forward.relative_radii, s.forward.conductivities))
+    slf = make_leadfield(sources, standard_montage("standard_1005").pick(CAP_64), head, use_cache=False)
+    return build_bundle(s, sfreq=SFREQ, leadfield=slf)
 
 
 def test_dead_channel_is_excluded_and_taken_back(real_bundle):
