@@ -88,8 +88,10 @@ class LoopOptions:
     # is buffered meanwhile and then processed, so no sample is lost either way.
     wait_for_consumer_s: float = 1.0
     # Output outlets keep at most this much data per consumer: a consumer that stalls (alive,
-    # not reading) would otherwise make LSL buffer up to 360 s of output in this process.
-    max_buffered_s: float = 5.0
+    # not reading) would otherwise make LSL buffer up to 360 s of output in this process. The
+    # price: output pushed faster than a consumer takes it (a backlog of more than this
+    # processed at once, a replay faster than real time) loses its oldest samples there.
+    max_buffered_s: float = 10.0
     exclude_nonfinite_s: float = 0.1  # a channel non-finite this long is excluded (0: never)
     rate_tolerance: float = 0.02  # effective rate off the declared one by more than this: event
     rate_window_s: float = 10.0
