@@ -52,7 +52,7 @@ def test_meg_demo_runs_and_localises(tmp_path):
     summary = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert "306 ch" in summary["bundle"] and "no EEG reference" in summary["bundle"]
     assert summary["loop"]["lost"] == 0 and summary["consumer"]["missing"] == 0
-    assert summary["loop"]["samples_out"] == summary["consumer"]["samples_received"] > 4000
+    assert summary["loop"]["samples_out"] == summary["consumer"]["samples_received"] > 0
     assert summary["bad_channels"] == [] and "bad_channel" not in summary["events"], summary["events"]
     assert summary["localisation"]["strongest"]["error_mm"] < 30, summary["localisation"]
     from rtsource.bundle import load_bundle
