@@ -320,7 +320,7 @@ class OutputSettings:
     name: str = _opt(None, "outlet name", "rtsource-sources")
     type: str = _opt(None, "outlet type", "Sources")
     source_id: str = _opt(None, "outlet source_id (empty: derived from the bundle)", "")
-    max_buffered_s: float = _opt(lambda v: None if 1 <= v <= 360 else "must be in 1..360 s", "most output LSL keeps per consumer: a stalled consumer cannot grow memory beyond it (raise it for replays faster than real time)", 10.0)
+    max_buffered_s: float = _opt(_between(1.0, 360.0, "s"), "most output LSL keeps per consumer: a stalled consumer cannot grow memory beyond it (raise it for replays faster than real time)", 10.0)
 
 
 @dataclass(frozen=True)
