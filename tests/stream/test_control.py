@@ -162,8 +162,12 @@ def test_control_stream_survives_fuzzing_and_obeys_only_the_key(bundle_1k, tmp_p
         done = mark(out_name, "Cz", key_file=key_file)
         assert done.returncode == 0, done.stderr
         assert "Cz: marked bad" in done.stdout
-        swaps = [e for e in events_of(events) if e["event"] == "operator_swap"]
-        assert swaps and swaps[-1]["bad_channels"] == ["Cz"]
+
+        def swapped():  # the answer comes when the command runs; the swap after the rebuild
+            swaps = [e for e in events_of(events) if e["event"] == "operator_swap"]
+            return bool(swaps) and swaps[-1]["bad_channels"] == ["Cz"]
+
+        assert wait_for(swapped, 10)
         assert wait_for(lambda: telemetry_value(telemetry, "bad_channels") == 1.0, 10)
 
         # a stranger's key is refused, and the loop says why
