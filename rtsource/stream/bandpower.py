@@ -69,7 +69,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError
-from ..inverse.roi import check_roi_name
+from ..roi_operator import check_roi_name
 from .outputs import BANDPOWER_SUFFIX, BANDPOWER_TYPE, stream_name
 
 logger = logging.getLogger(__name__)

@@ -35,10 +35,10 @@ class FeatureOptions:
 
     Attributes
     ----------
-    rois : sequence of rtsource.inverse.roi.Roi
+    rois : sequence of rtsource.roi_operator.Roi
         Regions of interest on the bundle's source space (empty: no ROI outputs).
     roi_mode, roi_component : str
-        Aggregation (mean, mean_flip, pca_flip, max) and component (see inverse/roi.py).
+        Aggregation (mean, mean_flip, pca_flip, max) and component (see rtsource/roi_operator.py).
     roi_calibration : ndarray or None
         (n_samples, n_channels) calibration data in V, bundle order (pca_flip needs it).
     bandpower : BandPowerSpec or None
@@ -135,7 +135,7 @@ class Features:
         self.bandpower_outlet = None
         out_name = loop.options.output_name
         if options.rois:
-            from ..inverse.roi import RoiOperator
+            from ..roi_operator import RoiOperator
             from .roi import RoiStage, make_roi_info
 
             self.roi_operator = RoiOperator.from_bundle(bundle, options.rois, options.roi_mode, options.roi_component, calibration=options.roi_calibration)

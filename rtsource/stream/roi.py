@@ -3,7 +3,7 @@
     linear modes      channel chunk (gathered, filtered, stream units) ─> R (n_roi x n_chan) ─> (n, n_roi)
     non-linear modes  per-source output (n, n_sources) ─> CSR reduce (mean |.| or max |.|)  ─> (n, n_roi)
 
-``R`` is :attr:`rtsource.inverse.roi.RoiOperator.matrix` with the stream's unit factors
+``R`` is :attr:`rtsource.roi_operator.RoiOperator.matrix` with the stream's unit factors
 folded into its columns, so a linear ROI stage needs only the channel chunk the
 :class:`~rtsource.stream.operator.StreamOperator` prepares (gather + causal filter) and
 costs n_roi x n_chan multiply-adds per sample: ROI-only outputs need not compute the
@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError
-from ..inverse.roi import RoiOperator
+from ..roi_operator import RoiOperator
 from .outputs import ROI_SUFFIX, ROI_TYPE, stream_name
 
 

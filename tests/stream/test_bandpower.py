@@ -289,7 +289,8 @@ def envelope_match(values, stamps, dipole, max_lag=0.4):
 
 
 def test_alpha_envelope_tracks_simulated_source(simulated_alpha):
-    from rtsource.inverse.roi import RoiOperator, roi_from_sphere
+    from rtsource.inverse.roi import roi_from_sphere
+    from rtsource.roi_operator import RoiOperator
     from rtsource.stream.roi import RoiStage
 
     s, bundle, gen, data = simulated_alpha

@@ -9,7 +9,7 @@ import numpy as np
 import pylsl
 import pytest
 
-from rtsource.inverse.roi import Roi, RoiOperator
+from rtsource.roi_operator import Roi, RoiOperator
 from rtsource.stream import _roi_kernels as k
 from rtsource.stream.outputs import ROI_TYPE
 from rtsource.stream.roi import RoiStage, make_roi_info
