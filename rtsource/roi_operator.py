@@ -1,7 +1,7 @@
 """The ROI operator: regions of interest (ROIs) aggregated into one time course each and
 folded with an inverse operator. Offline and online both use it (the stream applies it).
 
-An ROI (:class:`Roi`) is a named set of sources of a
+An ROI (:class:`~rtsource.anatomy.regions.Roi`) is a named set of sources of a
 :class:`~rtsource.anatomy.source_space.SourceSpace`; the builders that make one from a
 template coordinate and a radius, a vertex list, a hemisphere or a coordinate file are
 offline, in :mod:`rtsource.inverse.roi`. An aggregation *mode* turns the ROI's per-source
@@ -57,12 +57,12 @@ explanation rather than reproduced.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from .anatomy.regions import Roi
 from .anatomy.source_space import SourceSpace
 from .arrays import frozen as _readonly
 from .errors import ConfigError, InverseError
@@ -70,73 +70,6 @@ from .errors import ConfigError, InverseError
 ROI_MODES = ("mean", "mean_flip", "pca_flip", "max")
 COMPONENTS = ("auto", "signed", "normal", "pooled")
 LINEAR_MODES = ("mean", "mean_flip", "pca_flip")
-
-# ROI names become LSL channel labels (``V1``, ``V1_alpha``): ASCII, no spaces or commas.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
-
-
-def check_roi_name(name: str, what: str = "ROI name") -> str:
-    """Return ``name`` if it can be an LSL channel label, else raise ConfigError."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(
-            f"{what} {name!r} is not usable as a channel label; use 1-64 ASCII letters, digits "
-            "and _ . + - (starting with a letter or digit), e.g. 'V1_left'"
-        )
-    return name
-
-
-@dataclass(frozen=True, eq=False)
-class Roi:
-    """A named set of sources.
-
-    Attributes
-    ----------
-    name : str
-        Channel label of the ROI on the output streams (ASCII, see :func:`check_roi_name`).
-    vertices : ndarray of int64, shape (n_vertices,)
-        Sorted, unique indices into the source space (``SourceSpace`` order: left
-        hemisphere sources first). Read-only.
-    description : str
-        How it was made, for metadata and logs.
-    """
-
-    name: str
-    vertices: np.ndarray
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        check_roi_name(self.name)
-        v = np.asarray(self.vertices)
-        if v.ndim != 1 or v.size == 0:
-            raise ConfigError(f"ROI {self.name!r}: vertices must be a non-empty 1-d list of source indices, got shape {v.shape}")
-        if not np.issubdtype(v.dtype, np.integer):
-            if not np.all(np.mod(v, 1) == 0):
-                raise ConfigError(f"ROI {self.name!r}: vertices must be integer source indices")
-        v = v.astype(np.int64)
-        if v.min() < 0:
-            raise ConfigError(f"ROI {self.name!r}: vertex index {int(v.min())} is negative")
-        u = np.unique(v)
-        if len(u) != len(v):
-            raise ConfigError(f"ROI {self.name!r}: vertex indices repeat ({len(v) - len(u)} duplicates); list each source once")
-        object.__setattr__(self, "vertices", _readonly(u, np.int64))
-
-    @property
-    def n_sources(self) -> int:
-        return len(self.vertices)
-
-    def check_fits(self, sources: SourceSpace) -> None:
-        """Raise ConfigError if a vertex index is outside ``sources``."""
-        if self.vertices[-1] >= sources.n_sources:
-            raise ConfigError(
-                f"ROI {self.name!r}: vertex index {int(self.vertices[-1])} is outside the source space "
-                f"{sources.name!r} ({sources.n_sources} sources); the ROI was made for another source space"
-            )
-
-    def centre_m(self, sources: SourceSpace) -> np.ndarray:
-        """Mean position of the ROI's sources, shape (3,), metres in ``sources.frame``."""
-        self.check_fits(sources)
-        return sources.positions_m[self.vertices].mean(axis=0)
-
 
 def check_unique_names(rois: Sequence[Roi]) -> None:
     """Raise ConfigError if two ROIs share a name (they would share a channel label)."""

@@ -11,11 +11,11 @@ children.
 Floors, from the ground up (a module may import its own floor and the floors below it, never
 one above; :data:`LAYERS` is the table the test reads)::
 
-    ground      errors, arrays, lsl_config, cache, channel_names
+    ground      errors, arrays, lsl_config, labels, cache, channel_names
                   - small leaves with no rtsource imports of their own (cache and
                     channel_names arrive with the forward and sensors branches)
     geometry    frames, units, transforms, meshes, point sets, sphere fits
-    anatomy     template head, FreeSurfer surfaces, source spaces, volumes
+    anatomy     template head, FreeSurfer surfaces, source spaces, volumes, ROI definitions
     sensors     EEG montages and readers, MEG coils and arrays
     forward     spheres, BEM, OpenMEEG: lead fields
     inverse     covariance, operator types and builders, ROI builders; coreg (+ its QC plots)
@@ -58,7 +58,7 @@ PKG = "rtsource"
 #: Floors from the ground up: (floor name, module prefixes). A prefix names a module or a
 #: package (``geometry`` covers ``rtsource.geometry`` and everything below it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ground", ("errors", "arrays", "lsl_config", "cache", "channel_names")),
+    ("ground", ("errors", "arrays", "lsl_config", "labels", "cache", "channel_names")),
     ("geometry", ("geometry",)),
     ("anatomy", ("anatomy",)),
     ("sensors", ("sensors",)),
@@ -72,7 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 #: What ``stream/`` may import (module prefixes).
-STREAM_MAY_IMPORT = ("stream", "bundle", "roi_operator", "errors", "arrays", "lsl_config", "channel_names", "geometry")
+STREAM_MAY_IMPORT = ("stream", "bundle", "roi_operator", "errors", "arrays", "lsl_config", "labels", "channel_names", "geometry")
 
 QT_MODULES = ("PySide6", "PySide2", "PyQt5", "PyQt6", "pyqtgraph", "qtpy")
 

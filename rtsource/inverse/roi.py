@@ -1,7 +1,7 @@
 """Regions of interest (ROIs) from what a user knows: a template coordinate and a radius, an
 explicit vertex list, a hemisphere, or a coordinate file (``name,x,y,z[,radius]``).
 
-The builders return :class:`~rtsource.roi_operator.Roi` objects; how ROIs are aggregated into
+The builders return :class:`~rtsource.anatomy.regions.Roi` objects; how ROIs are aggregated into
 one time course each, and folded with an inverse operator, is :mod:`rtsource.roi_operator`
 (the part the stream applies).
 
@@ -23,7 +23,8 @@ import numpy as np
 from ..anatomy.source_space import SourceSpace
 from ..errors import ConfigError, FrameError
 from ..geometry import Frame
-from ..roi_operator import Roi, check_roi_name
+from ..anatomy.regions import Roi
+from ..labels import check_roi_name
 
 logger = logging.getLogger(__name__)
 

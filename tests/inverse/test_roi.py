@@ -16,7 +16,8 @@ from rtsource.anatomy.source_space import SourceSpace
 from rtsource.anatomy.template import template_source_space
 from rtsource.errors import ConfigError, FrameError, InverseError
 from rtsource.inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
-from rtsource.roi_operator import Roi, RoiOperator, fold, make_roi_weights, pca_flip_weights, resolve_component, sign_flip, signed_rows
+from rtsource.anatomy.regions import Roi
+from rtsource.roi_operator import RoiOperator, fold, make_roi_weights, pca_flip_weights, resolve_component, sign_flip, signed_rows
 
 from tests.conftest import make_bundle
 

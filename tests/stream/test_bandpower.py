@@ -14,7 +14,8 @@ from scipy.signal import lfilter, sosfilt
 
 from rtsource.errors import ConfigError
 from rtsource.stream import _roi_kernels as k
-from rtsource.stream.bandpower import Band, BandPowerSpec, BandPowerStage, make_bandpower_info
+from rtsource.stream.bandpower import Band, BandPowerSpec, BandPowerStage
+from rtsource.stream.outlets import make_bandpower_info
 from rtsource.stream.outputs import BANDPOWER_TYPE
 
 from .lsl_helpers import Collector, unique

@@ -48,7 +48,7 @@ def labels_to_rois(labels, bundle: OperatorBundle, *, on_empty: str = "raise"):
         labels = [labels]
     kinds, vertices, indices, subject = source_vertices(bundle)
     try:
-        from ...roi_operator import Roi
+        from ...anatomy.regions import Roi
     except ImportError:  # the ROI module is optional to this bridge
         Roi = None
     out = []
