@@ -229,10 +229,10 @@ class BandPowerStage:
     """
 
     def __init__(self, spec: BandPowerSpec, roi_names, sfreq: float, max_chunk: int, *, unit: str = ""):
-        from . import _kernels, _roi_kernels
+        from . import _bandpower_kernels, _kernels
 
         self._sos_filter = _kernels.sos_filter
-        self._k = _roi_kernels
+        self._k = _bandpower_kernels
         self.spec = spec
         self.roi_names = tuple(roi_names)
         for r in self.roi_names:

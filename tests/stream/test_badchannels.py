@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import butter, lfilter, sosfilt
 
 from rtsource.errors import ChannelError, ConfigError
-from rtsource.stream import _roi_kernels as k
+from rtsource.stream import _qc_kernels as k
 from rtsource.stream.badchannels import BadChannelDetector, BadChannelRules
 
 SFREQ = 500.0

@@ -13,7 +13,7 @@ import pytest
 from scipy.signal import lfilter, sosfilt
 
 from rtsource.errors import ConfigError
-from rtsource.stream import _roi_kernels as k
+from rtsource.stream import _bandpower_kernels as k
 from rtsource.stream.bandpower import Band, BandPowerSpec, BandPowerStage
 from rtsource.stream.outlets import make_bandpower_info
 from rtsource.stream.outputs import BANDPOWER_TYPE
