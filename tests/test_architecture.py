@@ -36,10 +36,12 @@ Three more rules:
   (an operator rebuilt without some channels) is injected by the pipeline as the
   :class:`rtsource.stream.services.OperatorRebuilder` protocol.
 - Only ``display/`` imports Qt (PySide6, PyQt, pyqtgraph, qtpy).
+- One module makes every LSL outlet of the stream side: ``stream/outlets.py`` is the only
+  module of ``stream/`` that calls ``StreamOutlet``.
 
 Known violations that other branches are removing at the time of writing are listed, edge by
-edge and circle by circle, in :data:`KNOWN_UPWARD`, :data:`KNOWN_CIRCLES` and
-:data:`KNOWN_STREAM_IMPORTS`. The lists are exact: an entry that no longer occurs fails the
+edge and circle by circle, in :data:`KNOWN_UPWARD`, :data:`KNOWN_CIRCLES`,
+:data:`KNOWN_STREAM_IMPORTS` and :data:`KNOWN_OUTLET_MAKERS`. The lists are exact: an entry that no longer occurs fails the
 test too, so they shrink to nothing as the branches land.
 """
 
@@ -101,6 +103,14 @@ KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
 KNOWN_STREAM_IMPORTS: frozenset[tuple[str, str]] = frozenset(
     {
         ("stream.channels", "sensors.montage"),  # branch sensors: match_labels -> channel_names
+    }
+)
+
+
+#: Modules of stream/ besides stream/outlets.py that make an LSL outlet.
+KNOWN_OUTLET_MAKERS: frozenset[str] = frozenset(
+    {
+        "stream.control",  # send_commands, the `rtsource mark-bad` side (branch control owns control.py)
     }
 )
 
@@ -246,15 +256,38 @@ def qt_outside_display(external: dict[str, set[str]]) -> set[tuple[str, str]]:
     return {(_short(m), q) for m, pkgs in external.items() for q in pkgs & set(QT_MODULES) if not _matches(m, "display")}
 
 
+def outlet_makers(root: Path = PACKAGE_DIR) -> set[str]:
+    """Modules of stream/ other than stream/outlets.py that call ``StreamOutlet``."""
+    found = set()
+    for m, path in _modules(root).items():
+        if not _matches(m, "stream") or _matches(m, "stream.outlets"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name == "StreamOutlet":
+                    found.add(_short(m))
+    return found
+
+
+def _describe(item) -> str:
+    if isinstance(item, frozenset):
+        return " <-> ".join(sorted(item))
+    if isinstance(item, tuple):
+        return " -> ".join(item)
+    return str(item)
+
+
 def _explain(title: str, found: set, known: frozenset) -> str:
     new, stale = found - known, known - found
     lines = []
     if new:
-        lines.append(f"{title}, new: " + "; ".join(sorted(" -> ".join(sorted(x)) if isinstance(x, frozenset) else " -> ".join(x) for x in new)))
+        lines.append(f"{title}, new: " + "; ".join(sorted(_describe(x) for x in new)))
     if stale:
         lines.append(
             f"{title}, listed as known but gone (remove them from the list in tests/test_architecture.py): "
-            + "; ".join(sorted(" <-> ".join(sorted(x)) if isinstance(x, frozenset) else " -> ".join(x) for x in stale))
+            + "; ".join(sorted(_describe(x) for x in stale))
         )
     return "\n".join(lines)
 
@@ -291,6 +324,11 @@ def test_only_display_imports_qt(graph):
     assert not qt_outside_display(graph[1])
 
 
+def test_one_module_makes_the_stream_outlets():
+    found = outlet_makers()
+    assert found == KNOWN_OUTLET_MAKERS, _explain("modules of stream/ that make LSL outlets besides stream/outlets.py", found, KNOWN_OUTLET_MAKERS)
+
+
 # ---- the checks catch what they should (a broken copy of the package, real files) --------
 
 
@@ -313,11 +351,13 @@ def test_checks_catch_a_broken_import(tmp_path):
     _append(root / "stream" / "operator.py", "def _f():\n    from ..build import build_bundle\n    from ..inverse.rebuild import rebuild_without_channels\n    import pyqtgraph\n")
     _append(root / "stream" / "swap.py", "from .operator import StreamOperator\n")
     _append(root / "stream" / "operator.py", "from . import swap as _swap\n")
+    _append(root / "stream" / "features.py", "def _g(info):\n    import pylsl\n    return pylsl.StreamOutlet(info)\n")
     edges, external = _graph(root)
     assert ("stream.operator", "build") in upward_imports(edges)
     assert {("stream.operator", "build"), ("stream.operator", "inverse.rebuild")} <= stream_imports_outside(edges)
     assert ("stream.operator", "pyqtgraph") in qt_outside_display(external)
     assert frozenset({"stream.operator", "stream.swap"}) in circles(edges)
+    assert "stream.features" in outlet_makers(root)
 
 
 def test_checks_pass_on_a_clean_graph_and_see_relative_imports(tmp_path):
