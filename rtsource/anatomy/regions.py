@@ -13,7 +13,7 @@ import numpy as np
 
 from ..arrays import frozen as _readonly
 from ..errors import ConfigError
-from ..labels import check_roi_name
+from ..channel_names import check_roi_name
 from .source_space import SourceSpace
 
 

@@ -24,7 +24,7 @@ from ..anatomy.source_space import SourceSpace
 from ..errors import ConfigError, FrameError
 from ..geometry import Frame
 from ..anatomy.regions import Roi
-from ..labels import check_roi_name
+from ..channel_names import check_roi_name
 
 logger = logging.getLogger(__name__)
 

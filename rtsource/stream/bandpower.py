@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from ..labels import check_roi_name
+from ..channel_names import check_roi_name
 
 logger = logging.getLogger(__name__)
 
