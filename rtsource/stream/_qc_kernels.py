@@ -5,9 +5,10 @@ nothing; validation lives in the Python wrapper (:class:`.badchannels.BadChannel
 which checks shapes and dtypes once at construction. Each kernel has a NumPy twin in the
 tests (tests/stream/test_badchannels.py). Layouts follow LSL: (n_samples, n_columns).
 
-:func:`qc_evaluate` reads and updates the detector's state through four typed groups
-(:class:`QcRules`, :class:`QcWindow`, :class:`QcFlags`, :class:`QcScratch`): named tuples of
-the detector's own arrays, which numba passes by reference like the arrays themselves.
+The kernels read and update the detector's state through typed groups (:class:`QcFilters`,
+:class:`QcBlock`, :class:`QcRules`, :class:`QcWindow`, :class:`QcFlags`, :class:`QcScratch`):
+named tuples of the detector's own arrays, which numba passes by reference like the arrays
+themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +25,52 @@ N_ACC = 13
 # reason codes (index + 1 into the rule arrays); order = priority when several persist at once
 FLAT, NONFINITE, SATURATED, HF_NOISE, DEVIATION, LOW_CORRELATION, MANUAL = 1, 2, 3, 4, 5, 6, 7
 N_RULES = 6
+
+
+class QcFilters(NamedTuple):
+    """The three filters of :func:`qc_accumulate`: second-order sections (n_sections, 6) and
+    their states (n_sections, n_channels, 2), transposed direct form II.
+
+    Attributes
+    ----------
+    hp_sos, hp_state : ndarray of float64
+        High-pass that removes drift (h).
+    hf_sos, hf_state : ndarray of float64
+        High-pass of the raw value: the high-frequency part (f).
+    lf_sos, lf_state : ndarray of float64
+        Low-pass of h: the EEG band (l).
+    """
+
+    hp_sos: np.ndarray
+    hp_state: np.ndarray
+    hf_sos: np.ndarray
+    hf_state: np.ndarray
+    lf_sos: np.ndarray
+    lf_state: np.ndarray
+
+
+class QcBlock(NamedTuple):
+    """The block being accumulated.
+
+    Attributes
+    ----------
+    acc : ndarray of float64, shape (n_channels, N_ACC)
+        Per-channel sums (columns ``ACC_*``).
+    cross : ndarray of float64, shape (n_channels, n_channels)
+        Upper triangle of sum y_i y_j.
+    h : ndarray of float64, shape (n_channels,)
+        Work space for one row.
+    pos : ndarray of int64, shape (1,)
+        Position within the block.
+    block_len : int
+        Samples per block.
+    """
+
+    acc: np.ndarray
+    cross: np.ndarray
+    h: np.ndarray
+    pos: np.ndarray
+    block_len: int
 
 
 class QcRules(NamedTuple):
@@ -126,10 +173,12 @@ def _biquads(v, sos, state, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def qc_accumulate(x, start, n, index, scale, good, rail, hp_sos, hp_state, hf_sos, hf_state, lf_sos, lf_state, h, acc, cross, block_len, pos):
-    """Per-channel quality statistics over blocks of ``block_len`` samples.
+def qc_accumulate(x, start, n, index, scale, good, rail, filters, block):
+    """Per-channel quality statistics over blocks of ``block.block_len`` samples.
 
-    For rows ``start <= t < n`` and operator channel j: ``r = x[t, index[j]] * scale[j]``
+    ``index``, ``scale`` (int64, float64; shape (n_channels,)): column of each operator channel
+    in ``x`` and its factor to V; ``good`` (uint8): channels in the average reference; ``rail``
+    (V, 0: unknown); ``filters`` a :class:`QcFilters`; ``block`` a :class:`QcBlock`. For rows ``start <= t < n`` and operator channel j: ``r = x[t, index[j]] * scale[j]``
     (V); ``h_j`` = r high-passed by ``hp_sos`` (drift removed); ``y_j = h_j - mean of h over
     good channels`` (average reference); ``f_j`` = r high-passed by ``hf_sos`` (the
     high-frequency part) and ``l_j`` = h low-passed by ``lf_sos`` (the EEG band). Accumulated
@@ -142,6 +191,9 @@ def qc_accumulate(x, start, n, index, scale, good, rail, hp_sos, hp_state, hf_so
     the row that completed a block (the caller evaluates the block, then calls again from
     there), or -1 when the rows ran out first.
     """
+    hp_sos, hp_state, hf_sos, hf_state = filters.hp_sos, filters.hp_state, filters.hf_sos, filters.hf_state
+    lf_sos, lf_state = filters.lf_sos, filters.lf_state
+    h, acc, cross, block_len, pos = block.h, block.acc, block.cross, block.block_len, block.pos
     n_chan = index.shape[0]
     for t in range(start, n):
         mean_h = 0.0
@@ -288,11 +340,10 @@ def _window_median(ring, m, j, scratch):
 
 
 @numba.njit(cache=True, nogil=True)
-def qc_evaluate(acc, cross, block_len, rules, window, flags, out):
+def qc_evaluate(block, rules, window, flags, out):
     """Apply the rules to a completed block; update persistence, hysteresis and the good mask.
 
-    ``acc`` and ``cross`` are the block's sums (:func:`qc_accumulate`) over ``block_len``
-    samples; ``rules`` a :class:`QcRules`, ``window`` a :class:`QcWindow`, ``flags`` a
+    ``block`` is the :class:`QcBlock` :func:`qc_accumulate` completed; ``rules`` a :class:`QcRules`, ``window`` a :class:`QcWindow`, ``flags`` a
     :class:`QcFlags` and ``out`` a :class:`QcScratch`. ``rules.persist[k]`` blocks of rule
     k+1 in a row flag a channel; ``rules.recover_blocks`` blocks without any rule re-arm it.
     Rules (codes above): FLAT block SD of h < flat_v; NONFINITE share of non-finite samples
@@ -306,6 +357,7 @@ def qc_evaluate(acc, cross, block_len, rules, window, flags, out):
     the latest measurement of rule k+1; resets ``acc`` and ``cross``. Returns the number of
     changes. ``flags.flagged[j]`` == MANUAL is left alone (only an explicit mark_good clears it).
     """
+    acc, cross, block_len = block.acc, block.cross, block.block_len
     params, persist, recover_blocks, n_window = rules.params, rules.persist, rules.recover_blocks, rules.n_window
     blocks_seen, amp_ring, ratio_ring, corr_ring = window.blocks_seen, window.amp_ring, window.ratio_ring, window.corr_ring
     good, ignored, flagged, bad_count, clear_count = flags.good, flags.ignored, flags.flagged, flags.bad_count, flags.clear_count
