@@ -13,7 +13,6 @@ one above; :data:`LAYERS` is the table the test reads)::
 
     ground      errors, arrays, lsl_config, channel_names, cache
                   - small modules that import nothing of rtsource but each other
-                    (cache arrives with the forward branch)
     geometry    frames, units, transforms, meshes, point sets, sphere fits
     anatomy     template head, FreeSurfer surfaces, source spaces, volumes, ROI definitions
     sensors     EEG montages and readers, MEG coils and arrays
@@ -79,22 +78,16 @@ STREAM_MAY_IMPORT = ("stream", "bundle", "roi_operator", "errors", "arrays", "ls
 QT_MODULES = ("PySide6", "PySide2", "PyQt5", "PyQt6", "pyqtgraph", "qtpy")
 
 # ---- known violations: the integrator removes these after merging the branches -----------
-# `forward` and `inverse` (issue 13, items 1 and 3) are removing them. Each entry is
-# checked to still occur, so a stale entry fails the test.
+# `inverse` (issue 13, item 3) is removing the last one. Each entry is checked to still occur,
+# so a stale entry fails the test.
 
-#: Imports that run up a floor: (importer, imported), without the ``rtsource.`` prefix.
-KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("geometry.head_frames", "anatomy.template"),  # branch forward: template head transform -> anatomy
-        ("anatomy.volume", "forward.sphere"),  # branch forward: fit_sphere -> geometry
-        ("forward.bem", "build"),  # branch forward: cache_dir -> its own ground-floor module
-    }
-)
+#: Imports that run up a floor: (importer, imported), without the ``rtsource.`` prefix (none
+#: left since branch forward moved cache_dir, fit_sphere and the template head transform).
+KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 
 #: Import circles: the exact set of modules of each strongly connected component.
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {
-        frozenset({"build", "forward.bem", "forward.meg_sphere", "forward.openmeeg_backend"}),  # branch forward
         frozenset({"inverse.eloreta", "inverse.minimum_norm"}),  # branch inverse: _sym_pow
     }
 )
