@@ -21,10 +21,12 @@ one above; :data:`LAYERS` is the table the test reads)::
     bundle      the operator bundle (the contract between offline and online) and the ROI
                 operator (``roi_operator``): the data both sides apply
     stream      the online side: inlet -> operator -> kernels -> features -> outlets
-    pipeline    consumers of both sides: config, build, session, simulator, replay,
-                evaluation, bench, interop (MNE bridge)
+    pipeline    consumers of both sides: pipeline/ (setup, open_loop, the Estimator),
+                config, build, session, simulator, replay, evaluation, bench, interop
+                (MNE bridge)
     display     pyqtgraph live views
-    apps        the command line, the demo, the package face (``rtsource/__init__``)
+    apps        the command line, the demo (``pipeline/demo.py``: it opens the viewer), the
+                package face (``rtsource/__init__``)
 
 Four more rules:
 
@@ -57,7 +59,8 @@ PACKAGE_DIR = Path(rtsource.__file__).resolve().parent
 PKG = "rtsource"
 
 #: Floors from the ground up: (floor name, module prefixes). A prefix names a module or a
-#: package (``geometry`` covers ``rtsource.geometry`` and everything below it).
+#: package (``geometry`` covers ``rtsource.geometry`` and everything below it); a module
+#: matched by several prefixes is on the highest of their floors (``pipeline.demo``).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ground", ("errors", "arrays", "lsl_config", "channel_names", "cache")),
     ("geometry", ("geometry",)),
@@ -67,9 +70,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("inverse", ("inverse", "coreg", "qc_plot")),
     ("bundle", ("bundle", "roi_operator")),
     ("stream", ("stream",)),
-    ("pipeline", ("config", "build", "session", "simulator", "replay", "evaluation", "bench", "interop")),
+    ("pipeline", ("pipeline", "config", "build", "session", "simulator", "replay", "evaluation", "bench", "interop")),
     ("display", ("display",)),
-    ("apps", ("cli", "demo", "")),  # "" is the package face, rtsource/__init__.py
+    ("apps", ("cli", "pipeline.demo", "")),  # "" is the package face, rtsource/__init__.py
 )
 
 #: What ``stream/`` may import (module prefixes).
