@@ -1,8 +1,9 @@
 """From a configuration and a bundle to a configured streaming loop (``rtsource run``, the demo).
 
-The loop itself (``rtsource.stream``) knows nothing about configuration files; this module
-reads the settings and hands it plain options: where the stream is, how to name the
-outputs, which features to run (ROIs, band power, bad-channel handling, adaptive weights).
+The loop itself (``rtsource.stream``) knows nothing about configuration files or the offline
+side; this module reads the settings and hands it plain options (where the stream is, how to
+name the outputs, which features to run: ROIs, band power, bad-channel handling, adaptive
+weights) and the offline side's operator rebuild (:func:`operator_rebuilder`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from .stream.features import FeatureOptions
 from .stream.inlet import StreamSelector
 from .stream.loop import LoopOptions
 from .stream.operator import FilterSpec
+from .stream.services import OperatorRebuilder
+
+
+def operator_rebuilder() -> OperatorRebuilder:
+    """The offline side's operator rebuild for a running loop (``StreamLoop(rebuilder=...)``):
+    a bad channel is dropped, adaptive weights are recomputed, by
+    :class:`rtsource.inverse.rebuild.BundleRebuilder`."""
+    from .inverse.rebuild import BundleRebuilder
+
+    return BundleRebuilder()
 
 
 def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptions:

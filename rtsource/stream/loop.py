@@ -42,7 +42,8 @@ from .events import EventPublisher
 from .features import FeatureOptions, Features
 from .inlet import Inlet, StreamSelector, resolve_stream
 from .operator import FilterSpec, StreamOperator
-from .outlet import make_source_info, output_source_id
+from .outlets import OutputIdentity, open_source_outlet, output_source_id
+from .services import LoopServices, OperatorRebuilder, PendingSwap
 from .source import InputSource
 from .telemetry import LoopStats, TelemetryPublisher
 
@@ -98,12 +99,18 @@ class StreamLoop:
         Where samples come from; by default the LSL stream ``options.selector`` finds.
     features : FeatureOptions, optional
         ROIs, band power, bad-channel handling, adaptive weights (see :mod:`.features`).
+    rebuilder : OperatorRebuilder, optional
+        Rebuilds the operator without some channels (a bad channel, adaptive weights); the
+        pipeline passes the offline side's (:func:`rtsource.session.operator_rebuilder`).
+        Without it no channel can be dropped while streaming.
     """
 
-    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None):
+    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None,
+                 rebuilder: OperatorRebuilder | None = None):  # fmt: skip
         self.bundle = bundle
         self.options = options
         self.feature_options = features or FeatureOptions()
+        self.rebuilder = rebuilder
         self.features: Features | None = None
         self.stats = LoopStats()
         self.inlet: InputSource | None = source
@@ -114,7 +121,7 @@ class StreamLoop:
         self.telemetry: TelemetryPublisher | None = None
         self._stop = threading.Event()
         self._time_correction = 0.0
-        self._pending: tuple[StreamOperator, str, float, dict] | None = None
+        self._pending: PendingSwap | None = None
         self._swap_lock = threading.Lock()
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
         self.error: Exception | None = None
@@ -124,8 +131,6 @@ class StreamLoop:
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
         """Find the stream, check it against the bundle, prepare the operator, open the outlets."""
-        import pylsl
-
         opts = self.options
         if self.inlet is None:
             info = resolve_stream(opts.selector, opts.resolve_timeout)
@@ -146,13 +151,12 @@ class StreamLoop:
         sid = opts.output_source_id or output_source_id(self.bundle, desc)
         self.source_id = sid
         if self.feature_options.sources_output:
-            out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
-            self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=360)
+            self.outlet = open_source_outlet(self.bundle, desc, self._identity(), type_=opts.output_type)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
         if self.feature_options.any or opts.control:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
-            self.features = Features(self, self.feature_options, sid)
+            self.features = self._make_features(self.feature_options)
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -162,6 +166,14 @@ class StreamLoop:
         if opts.telemetry:
             self.telemetry = TelemetryPublisher(opts.output_name, sid, opts.bundle_path)
         offset.join(6.0)
+
+    def _identity(self) -> OutputIdentity:
+        opts = self.options
+        return OutputIdentity(opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name)
+
+    def _make_features(self, options: FeatureOptions) -> Features:
+        services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
+        return Features(self.bundle, self.channel_map, options, services, self._identity(), max_chunk=self.options.max_chunk)
 
     def _check_rate(self, desc) -> None:
         if abs(desc.sfreq - self.bundle.sfreq) > 1e-6 * self.bundle.sfreq:
@@ -191,19 +203,19 @@ class StreamLoop:
         if operator.n_outputs != self.operator.n_outputs:
             raise StreamError(f"new operator has {operator.n_outputs} outputs, the running one {self.operator.n_outputs}")
         with self._swap_lock:
-            self._pending = (operator, reason, requested_at, roi_stage, details)
+            self._pending = PendingSwap(operator, reason, requested_at, roi_stage, details)
 
     def mark_bad(self, channel: str) -> None:
         """Mark an operator channel bad while running: the operator is rebuilt without it
         in the background and swapped in between two chunks."""
         if self.features is None:
-            self.features = Features(self, FeatureOptions(), self.source_id)
+            self.features = self._make_features(FeatureOptions())
         self.features.mark_bad(channel)
 
     def mark_good(self, channel: str) -> None:
         """Take a channel back (the operator is rebuilt with it)."""
         if self.features is None:
-            self.features = Features(self, FeatureOptions(), self.source_id)
+            self.features = self._make_features(FeatureOptions())
         self.features.mark_good(channel)
 
     def _execute_commands(self, now_lsl: float) -> None:
@@ -226,17 +238,17 @@ class StreamLoop:
     def _install_pending(self, now_lsl: float) -> None:
         with self._swap_lock:
             pending, self._pending = self._pending, None
-        operator, reason, requested_at, roi_stage, details = pending
+        operator = pending.operator
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
         if self.features is not None:
-            self.features.install(roi_stage)
+            self.features.install(pending.roi_stage)
         stats = self.stats
         # bad channels as the operator in use sees them (not as requested)
         stats.bad_channels = self.bundle.n_channels - operator.bundle.n_channels
         stats.operator_swaps += 1
-        stats.last_swap_ms = (time.perf_counter() - requested_at) * 1e3
-        self.events.publish("operator_swap", now_lsl, reason=reason, swap_ms=round(stats.last_swap_ms, 3), **details)
+        stats.last_swap_ms = (time.perf_counter() - pending.requested_at) * 1e3
+        self.events.publish("operator_swap", now_lsl, reason=pending.reason, swap_ms=round(stats.last_swap_ms, 3), **pending.details)
 
     # ---- run ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -341,7 +353,7 @@ class StreamLoop:
             if self.outlet is not None:
                 self.outlet.push_chunk(out, ts.tolist())
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, ts, out)
+                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(n))
             t1 = time.perf_counter()
             stats.samples_in += n
             stats.samples_out += n
