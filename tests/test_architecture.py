@@ -91,7 +91,6 @@ KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset()
 #: Import circles: the exact set of modules of each strongly connected component.
 KNOWN_CIRCLES: frozenset[frozenset[str]] = frozenset(
     {
-        frozenset({"inverse.eloreta", "inverse.minimum_norm"}),  # branch inverse: _sym_pow
     }
 )
 
@@ -101,11 +100,7 @@ KNOWN_STREAM_IMPORTS: frozenset[tuple[str, str]] = frozenset()
 
 
 #: Modules of stream/ besides stream/outlets.py that make an LSL outlet.
-KNOWN_OUTLET_MAKERS: frozenset[str] = frozenset(
-    {
-        "stream.control",  # send_commands, the `rtsource mark-bad` side (branch control owns control.py)
-    }
-)
+KNOWN_OUTLET_MAKERS: frozenset[str] = frozenset()
 
 
 # ---- the graph ---------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from .channels import StreamDescription
 from .outputs import (
     BANDPOWER_SUFFIX,
     BANDPOWER_TYPE,
+    CONTROL_SUFFIX,
+    CONTROL_TYPE,
     EVENTS_SUFFIX,
     EVENTS_TYPE,
     ROI_SUFFIX,
@@ -345,3 +347,19 @@ def open_telemetry_outlet(identity: OutputIdentity):
 def open_events_outlet(identity: OutputIdentity):
     """The ``NAME-events`` outlet."""
     return _open(make_events_info(identity.output_name, identity.source_id, identity.bundle_path), data=False)
+
+
+def open_command_outlet(output_name: str):
+    """The sender's side of ``NAME-control`` (``rtsource mark-bad``): one string channel.
+
+    Each sender gets a source_id of its own, so the loop's listener can tell senders apart
+    (one rate limit each).
+    """
+    import time
+
+    import pylsl
+
+    info = pylsl.StreamInfo(
+        output_name + CONTROL_SUFFIX, CONTROL_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, f"{output_name}-control-{time.time_ns()}"
+    )
+    return _open(info, data=False)
