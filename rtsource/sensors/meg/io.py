@@ -213,17 +213,23 @@ def write_meg_array(array: MegArray, path: str | Path, *, unit: str = "mm") -> N
 
 
 def load_meg_array(spec: str | Path, *, accuracy: str | None = None) -> MegArray:
-    """The array a configuration names: ``"generic"`` or the path of a JSON array file.
+    """The array a configuration names: ``"generic"``, a JSON array file or a FIF recording.
 
     Parameters
     ----------
     spec : str or Path
-        ``"generic"`` (:func:`generic_meg_array`) or an ``rtsource-meg-array`` file.
+        ``"generic"`` (:func:`generic_meg_array`), an ``rtsource-meg-array`` file, or a
+        ``.fif``/``.fif.gz`` recording (its channel info, through MNE-Python:
+        :func:`rtsource.sensors.meg.fif.read_meg_array_fif`).
     accuracy : {"point", "normal", "accurate"}, optional
         Override the coil integration accuracy (default: the file's, or "normal").
     """
     if str(spec) == "generic":
         return generic_meg_array(accuracy or "normal")
+    if str(spec).lower().endswith((".fif", ".fif.gz")):
+        from .fif import read_meg_array_fif
+
+        return read_meg_array_fif(spec, accuracy=accuracy or "normal")
     array = read_meg_array(spec)
     return array if accuracy is None or accuracy == array.accuracy else array.with_accuracy(accuracy)
 
