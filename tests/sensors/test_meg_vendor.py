@@ -290,3 +290,45 @@ def test_info_reader_builds_the_compensation_by_name():
     assert c.grade == 3 and c.references.ch_names == ("BG1", "G11") and c.references.coil_types == (5002, 5003)
     # rows by name (an unlisted channel stays uncompensated), columns by reference name
     assert c.matrix.tolist() == [[0.0, 0.0], [-0.5, 0.25]]
+
+
+# ---------------------------------------------------------------- the JSON file keeps vendor coils
+
+
+def test_json_round_trip_keeps_coil_types_and_compensation(tmp_path):
+    from rtsource.sensors.meg import read_meg_array, write_meg_array
+
+    m = np.eye(4)
+    m[:3, 3] = [0.0, 0.01, 0.04]
+    arr, refs = ctf_like(accuracy="accurate", dev_head_t=Transform(Frame.DEVICE, Frame.HEAD, m))
+    write_meg_array(arr, tmp_path / "ctf.json")
+    back = read_meg_array(tmp_path / "ctf.json")
+    assert back.coil_types == arr.coil_types and back.accuracy == "accurate"
+    assert np.allclose(back.points_m, arr.points_m, atol=1e-9)
+    c = back.compensation
+    assert c.grade == 3 and c.references.coil_types == refs.coil_types and c.references.ch_names == refs.ch_names
+    assert np.array_equal(c.matrix, arr.compensation.matrix)
+    assert np.allclose(c.references.points_m, refs.points_m, atol=1e-9)
+    assert c.references.dev_head_t is not None
+
+
+def test_json_coil_type_errors(tmp_path):
+    from rtsource.sensors.meg import meg_array_from_dict, meg_array_to_dict
+
+    arr, _ = ctf_like()
+    doc = meg_array_to_dict(arr)
+    del doc["channels"][2]["coil_type"]
+    with pytest.raises(ChannelError, match=r"channels\[2\] \('M02'\) has no 'coil_type' but others do"):
+        meg_array_from_dict(doc)
+    doc = meg_array_to_dict(arr)
+    doc["channels"][1]["coil_type"] = "5001"
+    with pytest.raises(ChannelError, match=r"channels\[1\] \('M01'\): 'coil_type' must be an integer"):
+        meg_array_from_dict(doc)
+    doc = meg_array_to_dict(arr)
+    doc["compensation"]["matrix"] = doc["compensation"]["matrix"][:-1]
+    with pytest.raises(ChannelError, match="5 rows for 6 channels"):
+        meg_array_from_dict(doc)
+    doc = meg_array_to_dict(arr)
+    del doc["compensation"]["grade"]
+    with pytest.raises(ChannelError, match="'compensation' must be an object with exactly the keys"):
+        meg_array_from_dict(doc)
