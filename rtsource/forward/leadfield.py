@@ -16,6 +16,9 @@ themselves are plain functions of positions in their own modules
 :func:`rtsource.forward.meg_sphere.meg_sphere_leadfield`,
 :func:`rtsource.forward.bem.meg_bem_leadfield`).
 
+A MEG array that carries a gradient compensation (CTF synthetic gradiometers) gets the
+gain ``G - C G_ref`` of its compensated channels (:func:`_compensated`), as MNE-Python.
+
 The gain is stored against infinity (un-referenced). EEG potentials are differences, so the
 inverse re-references the gain with the same matrix M as the data (average reference, or
 "minus the reference channel"; ``rtsource.inverse.minimum_norm.reference_matrix``), which

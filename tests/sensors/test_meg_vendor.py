@@ -332,3 +332,20 @@ def test_json_coil_type_errors(tmp_path):
     del doc["compensation"]["grade"]
     with pytest.raises(ChannelError, match="'compensation' must be an object with exactly the keys"):
         meg_array_from_dict(doc)
+
+
+def test_compensated_bem_leadfield_is_g_minus_c_gref():
+    """The single-layer BEM applies the same compensation (same helper, the BEM's own G)."""
+    bem = pytest.importorskip("rtsource.forward.bem")
+    from rtsource.forward.bem.meg import meg_bem_leadfield
+    from rtsource.forward.head_model import BemHead
+
+    arr, refs = ctf_like()
+    model = bem.concentric_sphere_model((0.081,), (0.33,), order=3, center_m=np.zeros(3), frame="device", names=("inner_skull",))
+    src = _sources(n=6)
+    got = make_leadfield(src, arr, BemHead.from_model(model), use_cache=False).leadfield
+    g = meg_bem_leadfield(model, arr, src.positions_m, use_cache=False)
+    g_ref = meg_bem_leadfield(model, refs, src.positions_m, use_cache=False)
+    assert got.model["compensation_grade"] == 3
+    assert np.allclose(got.gain, g - arr.compensation.matrix @ g_ref, rtol=1e-10, atol=0)
+    assert not np.allclose(got.gain, g, rtol=1e-3, atol=0)
