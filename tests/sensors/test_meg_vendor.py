@@ -166,6 +166,8 @@ def test_compensation_validation():
         GradientCompensation(3, np.zeros((6, 4)), refs)
     with pytest.raises(ChannelError, match="grade = 0 must be an integer >= 1"):
         GradientCompensation(0, np.zeros((6, 5)), refs)
+    with pytest.raises(ChannelError, match="references must be a MegArray, got ndarray"):
+        GradientCompensation(3, np.zeros((6, 5)), np.zeros((5, 3)))
     with pytest.raises(ChannelError, match="non-finite"):
         GradientCompensation(3, np.full((6, 5), np.nan), refs)
     with pytest.raises(ChannelError, match="7 rows for 6 channels"):

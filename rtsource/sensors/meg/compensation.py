@@ -20,17 +20,27 @@ raw data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from ...arrays import frozen as _ro
 from ...errors import ChannelError
-
-if TYPE_CHECKING:
-    from .array import MegArray
+from ...geometry import Frame
 
 __all__ = ["GradientCompensation"]
+
+
+class _Sensors(Protocol):
+    """What this module needs of the references (a :class:`~.array.MegArray`; array.py imports
+    this module, so it is not imported back)."""
+
+    ch_names: tuple[str, ...]
+    frame: Frame
+    compensation: object
+
+    @property
+    def n_channels(self) -> int: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,12 +67,11 @@ class GradientCompensation:
 
     grade: int
     matrix: np.ndarray
-    references: "MegArray"
+    references: _Sensors
 
     def __post_init__(self) -> None:
-        from .array import MegArray
-
-        if not isinstance(self.references, MegArray):
+        # MegArray is checked by name: this module sits below array.py (which holds one of these)
+        if type(self.references).__name__ != "MegArray" or not hasattr(self.references, "point_channel"):
             raise ChannelError(f"GradientCompensation references must be a MegArray, got {type(self.references).__name__}")
         if self.references.compensation is not None:
             raise ChannelError("GradientCompensation references must not carry a compensation of their own")
@@ -117,7 +126,7 @@ class GradientCompensation:
         """The compensation of a subset of the channels (rows ``index``)."""
         return GradientCompensation(self.grade, self.matrix[np.asarray(index, dtype=np.int64)], self.references)
 
-    def with_references(self, references: "MegArray") -> "GradientCompensation":
+    def with_references(self, references: _Sensors) -> "GradientCompensation":
         """The same matrix with the references moved or re-integrated (same channels)."""
         if references.ch_names != self.references.ch_names:
             raise ChannelError("with_references: the reference channels must stay the same, in the same order")
