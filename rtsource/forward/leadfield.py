@@ -394,7 +394,7 @@ def _meg_part(array: MegArray, sources: SourceSpace, head: HeadModel, use_cache:
         check_same_frame(skull, sources.frame, "the BEM model" if isinstance(head, BemHead) else "the inner skull", "the source space")
     comp = arr.compensation
     comp_key = (
-        [None] if comp is None else
+        [] if comp is None else
         [comp.grade, comp.matrix, comp.references.points_m, comp.references.point_normals, comp.references.weights,
          comp.references.point_channel.astype(float)]
     )  # fmt: skip

@@ -269,7 +269,7 @@ def test_info_reader_errors_name_the_channel():
         meg_array_from_info(_info(kind=2))
     with pytest.raises(ChannelError, match="grade 3 but info\\['comps'\\] holds no matrix of that grade"):
         meg_array_from_info(_info(coil_type=5001 | (3 << 16), unit=112))
-    with pytest.raises(ChannelError, match="coil type 77 has no definition"):
+    with pytest.raises(ChannelError, match="channel 'MEG 0111': MEG coil type 77 has no definition"):
         meg_array_from_info(_info(coil_type=77))
 
 

@@ -72,7 +72,10 @@ def _channels(chs: list, kind: int, where: str) -> tuple[list[str], list[str], l
             continue
         name = str(ch["ch_name"])
         at = f"{where}: channel {name!r}"
-        coil = vendor_coil(int(ch["coil_type"]))
+        try:
+            coil = vendor_coil(int(ch["coil_type"]))
+        except ChannelError as exc:
+            raise ChannelError(f"{at}: {exc}") from None
         if int(ch.get("coord_frame", _COORD_DEVICE)) != _COORD_DEVICE:
             raise FrameError(
                 f"{at}: coil position in coordinate frame {int(ch['coord_frame'])}, expected the device frame "
