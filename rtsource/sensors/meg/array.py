@@ -325,6 +325,9 @@ class MegArray:
     def channel_signals(self, field_per_point: np.ndarray) -> np.ndarray:
         """Apply the coil weights: ``s_c = sum_{i in c} w_i f_i``.
 
+        The coils' own signals: a :attr:`compensation` (``s - C s_ref``) needs the
+        references' signals too (:meth:`GradientCompensation.compensate`).
+
         Parameters
         ----------
         field_per_point : ndarray, shape (n_points,) or (n_points, m)
