@@ -102,6 +102,7 @@ def test_unknown_coil_type_and_compensation_bits():
     assert vendor_coil(5001 | (3 << 16)) is vendor_coil(5001)
 
 
+@pytest.mark.peers
 def test_shipped_table_equals_the_generator_output():
     """The JSON table is what tools/make_coil_table.py makes of MNE-Python's coil_def.dat."""
     mne = pytest.importorskip("mne")
