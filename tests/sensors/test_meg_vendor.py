@@ -352,3 +352,13 @@ def test_compensated_bem_leadfield_is_g_minus_c_gref():
     assert got.model["compensation_grade"] == 3
     assert np.allclose(got.gain, g - arr.compensation.matrix @ g_ref, rtol=1e-10, atol=0)
     assert not np.allclose(got.gain, g, rtol=1e-3, atol=0)
+
+
+def test_stream_metadata_names_the_vendor_coil():
+    from rtsource.sensors.meg import channel_metadata
+
+    arr, _ = ctf_like()
+    meta = channel_metadata(arr)
+    assert meta[0]["coil_type"] == "5001" and meta[0]["type"] == "MAG" and meta[0]["unit"] == "T"
+    generic = make_meg_array(["A"], "mag", [[0, 0, 0.1]], [[0, 0, 1.0]], frame="device")
+    assert "coil_type" not in channel_metadata(generic)[0]

@@ -299,7 +299,8 @@ def channel_metadata(array: MegArray, *, unit: str = "mm") -> tuple[dict[str, st
 
     Keys: ``label``, ``type`` (``MAG``/``GRAD``/``EEG``), ``unit`` (``T``, ``T/m``, ``V``),
     ``X``, ``Y``, ``Z`` (coil centre in ``unit``), ``normal`` and ``x_axis`` (three
-    space-separated numbers), and ``frame``. Strings, ready for ``append_child_value``.
+    space-separated numbers), and ``frame``; ``coil_type`` (the vendor coil's FIFF id) when
+    the array has vendor coils. Strings, ready for ``append_child_value``.
     """
     scale = 1.0 / length_factor(unit)
     out = []
@@ -318,6 +319,8 @@ def channel_metadata(array: MegArray, *, unit: str = "mm") -> tuple[dict[str, st
                 "frame": array.frame.value,
             }
         )
+        if array.coil_types is not None:
+            out[-1]["coil_type"] = str(array.coil_types[i])
     return tuple(out)
 
 
