@@ -349,7 +349,8 @@ def test_stream_operator_checks_n_and_shapes():
 
 def test_roi_and_bandpower_stages_check_n_and_shapes():
     from rtsource.errors import StreamError
-    from rtsource.inverse.roi import RoiOperator, roi_from_hemisphere
+    from rtsource.inverse.roi import roi_from_hemisphere
+    from rtsource.roi_operator import RoiOperator
     from rtsource.stream.bandpower import BandPowerSpec, BandPowerStage
     from rtsource.stream.roi import RoiStage
 

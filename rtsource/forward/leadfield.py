@@ -21,7 +21,7 @@ gain ``G - C G_ref`` of its compensated channels (:func:`_compensated`), as MNE-
 
 The gain is stored against infinity (un-referenced). EEG potentials are differences, so the
 inverse re-references the gain with the same matrix M as the data (average reference, or
-"minus the reference channel"; ``rtsource.inverse.minimum_norm.reference_matrix``), which
+"minus the reference channel"; ``rtsource.inverse.reference.reference_matrix``), which
 keeps data and model treated exactly alike.
 """
 
