@@ -111,7 +111,7 @@ def zero_sums(s_xx, s_xy, s_phase, s_im, s_absim):
 
 
 @numba.njit(cache=True, nogil=True)
-def aec_samples(x, i0, i1, flags, b0, b1, a1, zstate, y, pair_i, pair_j, roi_acc, pair_acc, count):
+def aec_samples(x, i0, i1, flags, b0, b1, a1, zstate, y, amp, inv_amp, pair_i, pair_j, roi_acc, pair_acc, count):
     """Causal analytic signal per band and ROI, and the block sums of the orthogonalised AEC.
 
     For rows ``i0:i1`` of ``x`` (rows with a non-finite value or a flag are skipped: no
@@ -124,7 +124,9 @@ def aec_samples(x, i0, i1, flags, b0, b1, a1, zstate, y, pair_i, pair_j, roi_acc
     ``roi_acc[b] = [sum a, sum a^2]`` (a = |y_k|) and per pair
     ``pair_acc[b] = [sum e1, sum e1^2, sum a_j e1, sum e2, sum e2^2, sum a_i e2]`` with
     ``e1 = q/|y_j|`` correlated against ``a_j`` and ``e2 = q/|y_i|`` against ``a_i``.
-    ``count[0]`` counts the samples used.
+    ``count[0]`` counts the samples used. ``y``, ``amp``, ``inv_amp`` (n_roi,) are scratch:
+    the amplitudes and their inverses are computed once per ROI, not per pair (the pair loop
+    is the cost: 2,278 pairs x 2 bands x 500 Hz).
     """
     n_bands = b0.shape[0]
     n_sec = b0.shape[1]
@@ -149,16 +151,20 @@ def aec_samples(x, i0, i1, flags, b0, b1, a1, zstate, y, pair_i, pair_j, roi_acc
                     v = out
                 y[k] = v
                 a = abs(v)
+                amp[k] = a
+                inv_amp[k] = 1.0 / a if a > 0.0 else 0.0
                 roi_acc[b, 0, k] += a
                 roi_acc[b, 1, k] += a * a
             for p in range(pair_i.shape[0]):
-                yi = y[pair_i[p]]
-                yj = y[pair_j[p]]
-                ai = abs(yi)
-                aj = abs(yj)
+                i = pair_i[p]
+                j = pair_j[p]
+                yi = y[i]
+                yj = y[j]
+                ai = amp[i]
+                aj = amp[j]
                 q = abs(yi.imag * yj.real - yi.real * yj.imag)
-                e1 = q / aj if aj > 0.0 else 0.0
-                e2 = q / ai if ai > 0.0 else 0.0
+                e1 = q * inv_amp[j]
+                e2 = q * inv_amp[i]
                 pair_acc[b, 0, p] += e1
                 pair_acc[b, 1, p] += e1 * e1
                 pair_acc[b, 2, p] += aj * e1
@@ -187,7 +193,7 @@ def _pearson(n, sa, saa, sb, sbb, sab):
 
 @numba.njit(cache=True, nogil=True)
 def connectivity_output(measures, band_start, n_valid, s_xx, s_xy, s_phase, s_im, s_absim, pair_i, pair_j,
-                        n_aec, roi_win, pair_win, mean, inv_std, out, row):  # fmt: skip
+                        n_aec, roi_win, pair_win, inv_rms, mean, inv_std, out, row):  # fmt: skip
     """One output row: ``out[row, (m * n_bands + b) * n_pairs + p]``, measure-major.
 
     ``measures`` codes: 0 coh, 1 imcoh, 2 plv, 3 wpli, 4 aec. Spectral measures per bin
@@ -204,10 +210,15 @@ def connectivity_output(measures, band_start, n_valid, s_xx, s_xy, s_phase, s_im
       envelope over the window, averaged over both directions (Hipp et al. 2012)
 
     Then ``(value - mean) * inv_std`` (0 and 1 without z-scoring). With no valid segment
-    (or AEC sample) the row holds NaN.
+    (or AEC sample) the row holds NaN. ``inv_rms`` (n_bins, n_roi) is scratch for
+    ``1 / sqrt(<S_kk>)`` (NaN where the power is 0), computed once per ROI rather than per pair.
     """
     n_bands = band_start.shape[0] - 1
     n_pairs = pair_i.shape[0]
+    for f in range(s_xx.shape[0]):
+        for k in range(s_xx.shape[1]):
+            v = s_xx[f, k]
+            inv_rms[f, k] = 1.0 / np.sqrt(v) if v > 0.0 else np.nan
     for mi in range(measures.shape[0]):
         m = measures[mi]
         for b in range(n_bands):
@@ -231,17 +242,14 @@ def connectivity_output(measures, band_start, n_valid, s_xx, s_xy, s_phase, s_im
                     val = np.nan
                 else:
                     for f in range(f0, f1):
-                        if m == 0 or m == 1:
-                            den = np.sqrt(s_xx[f, i] * s_xx[f, j])
-                            if den > 0.0:
-                                if m == 0:
-                                    val += abs(s_xy[f, p]) / den
-                                else:
-                                    val += s_xy[f, p].imag / den
-                            else:
-                                val += np.nan
+                        if m == 0:
+                            z = s_xy[f, p]
+                            val += np.sqrt(z.real * z.real + z.imag * z.imag) * inv_rms[f, i] * inv_rms[f, j]
+                        elif m == 1:
+                            val += s_xy[f, p].imag * inv_rms[f, i] * inv_rms[f, j]
                         elif m == 2:
-                            val += abs(s_phase[f, p]) / n_valid
+                            z = s_phase[f, p]
+                            val += np.sqrt(z.real * z.real + z.imag * z.imag) / n_valid
                         else:
                             den = s_absim[f, p]
                             if den > 0.0:

@@ -218,6 +218,7 @@ class ConnectivityStage:
         self._spec_valid = np.zeros(self.n_segments, dtype=np.uint8)
         self._seg_slot = 0
         self._mean_scratch = np.zeros(k_roi)
+        self._inv_rms = np.zeros((n_bins, k_roi))
         self._s_xx = np.zeros((n_bins, k_roi))
         self._s_xy = np.zeros((n_bins, self.n_pairs), dtype=np.complex128)
         self._s_phase = np.zeros((n_bins, self.n_pairs), dtype=np.complex128)
@@ -237,6 +238,8 @@ class ConnectivityStage:
         self._a1 = np.ascontiguousarray([c[2] for c in csec], dtype=np.complex128)
         self._zstate = np.zeros((self.n_bands, order, k_roi), dtype=np.complex128)
         self._y = np.zeros(k_roi, dtype=np.complex128)
+        self._amp = np.zeros(k_roi)
+        self._inv_amp = np.zeros(k_roi)
         n_aec_pairs = self.n_pairs if self._aec else 0
         self._roi_blocks = np.zeros((n_blocks, self.n_bands, 2, k_roi))
         self._pair_blocks = np.zeros((n_blocks, self.n_bands, 6, n_aec_pairs))
@@ -304,7 +307,7 @@ class ConnectivityStage:
                 self._pos = k.ring_write(roi, i, i + m, fl, self._ring, self._ring_bad, self._pos)
             if self._aec:
                 b = self._block
-                k.aec_samples(roi, i, i + m, fl, self._b0, self._b1, self._a1, self._zstate, self._y, self.pair_i, self.pair_j,
+                k.aec_samples(roi, i, i + m, fl, self._b0, self._b1, self._a1, self._zstate, self._y, self._amp, self._inv_amp, self.pair_i, self.pair_j,
                               self._roi_blocks[b], self._pair_blocks[b], self._block_count[b])  # fmt: skip
             i += m
             self._count += m
@@ -365,7 +368,7 @@ class ConnectivityStage:
         n_valid = int(self._spec_valid.sum()) if self._spectral else 0
         self._k.connectivity_output(self._measures, self._band_start, n_valid, self._s_xx, self._s_xy, self._s_phase, self._s_im,
                                     self._s_absim, self.pair_i, self.pair_j, self._n_aec, self._roi_win, self._pair_win,
-                                    self._mean, self._inv_std, self._out, row)  # fmt: skip
+                                    self._inv_rms, self._mean, self._inv_std, self._out, row)  # fmt: skip
 
     # ---- baseline ----
     def set_baseline(self, mean: np.ndarray, std: np.ndarray) -> None:

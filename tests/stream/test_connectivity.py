@@ -192,6 +192,7 @@ def test_bad_roi_names_and_sizes():
 # ---- the reference implementation ------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:fmin=.*cycles:RuntimeWarning")  # short segments on purpose
 def test_matches_mne_connectivity_fourier_mode():
     mc = pytest.importorskip("mne_connectivity", reason="mne-connectivity (the `peers` extra) is not installed")
     rng = np.random.default_rng(4)
