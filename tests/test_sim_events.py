@@ -93,3 +93,61 @@ def test_simulator_adds_the_evoked_source_and_its_latency_is_recovered():
     assert evk.count >= 20
     sign = np.sign(g._extra_gain[0, ch] - g._extra_gain[0].mean())
     assert abs(evk.times[np.argmax(sign * evk.average[:, 0])] - 0.1) <= 0.010
+
+
+def test_simulator_marker_outlet_over_lsl_feeds_the_epoch_engine():
+    """Real LSL: the simulator's EEG and marker outlets; every marker received is cut once."""
+    import threading
+
+    import pylsl
+
+    from rtsource.simulator import Simulator
+
+    from .stream.lsl_helpers import Collector, unique
+
+    name = unique("simev")
+    s = Settings()
+    sim_s = dataclasses.replace(s.simulate, stream_name=name, source_id=name, chunk_size=25, n_noise_sources=50)
+    ev = EvokedSource((-38.0, -22.0, 58.0), amplitude_nam=30.0, latency_s=0.1)
+    extra = EventedSources(sim_s.sfreq, evoked=[ev], schedule=EventSchedule(interval_s=0.4, jitter_s=0.1, first_s=0.5), seed=4)
+    sim = Simulator(sim_s, s.sensors.channels, extra=extra)
+    eeg = Collector(name)
+    found = pylsl.resolve_byprop("name", name + "-markers", minimum=1, timeout=30)
+    assert found
+    inlet = pylsl.StreamInlet(found[0])
+    inlet.open_stream(timeout=10)
+    received, stop = [], threading.Event()
+
+    def pull():
+        while not stop.is_set():
+            sample, t = inlet.pull_sample(timeout=0.1)
+            if sample is not None:
+                received.append((sample[0], t + inlet.time_correction()))
+
+    th = threading.Thread(target=pull, daemon=True)
+    th.start()
+    sim.run(duration=3.0)
+    import time
+
+    time.sleep(0.5)
+    stop.set()
+    th.join(timeout=5)
+    eeg.stop()
+    data, ts = eeg.data()
+    assert len(ts) == 1500
+    expected = [(n, sim.t0 + k / sim_s.sfreq) for n, k in extra_markers(sim_s.sfreq, extra.schedule, 1500)]
+    assert [r[0] for r in received] == [e[0] for e in expected]
+    np.testing.assert_allclose([r[1] for r in received], [e[1] for e in expected], atol=1e-3)
+    eng = EpochEngine(EpochSpec(events=(EpochWindow("stim", -0.2, 0.5),)), ["Cz"], sim_s.sfreq, max_chunk=1500)
+    for m in received[: len(received) // 2]:  # half the markers before the data, half after
+        eng.push_marker(*m)
+    eng.push_data(data[:, [list(s.sensors.channels).index("Cz")]], ts)
+    for m in received[len(received) // 2 :]:
+        eng.push_marker(*m)
+    in_range = sum(t - 0.2 >= ts[0] and t + 0.5 <= ts[-1] for _, t in received)
+    assert eng.counts["accepted"] == in_range >= 4 and eng.counts["duplicate"] == 0
+
+
+def extra_markers(sfreq, schedule, n):
+    """The markers a fresh schedule with the same seed emits in n samples (twin of EventedSources)."""
+    return run_blocks(EventedSources(sfreq, evoked=[EvokedSource((0, 0, 0))], schedule=schedule, seed=4), n, n)[1]

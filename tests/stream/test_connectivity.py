@@ -289,3 +289,21 @@ def test_zscore_against_calibration():
     assert abs(np.mean(z)) < 0.3 and 0.6 < np.std(z) < 1.5  # same statistics: z ~ N(0, 1)-ish
     with pytest.raises(ConfigError, match="zscore"):
         ConnectivityStage(ConnectivitySpec(), list("ab"), SFREQ, 50).set_baseline(np.zeros(10), np.ones(10))
+
+
+def test_process_allocates_no_arrays_per_step():
+    """After warm-up, steps allocate only small Python objects (views), never state-sized arrays."""
+    import tracemalloc
+
+    rng = np.random.default_rng(8)
+    stage = ConnectivityStage(SPEC, [f"r{i}" for i in range(20)], SFREQ, 50)
+    x = rng.normal(size=(50 * 40, 20)).astype(np.float32)
+    ts = np.arange(len(x)) / SFREQ
+    for k in range(20):
+        stage.process(x[k * 50 : (k + 1) * 50], ts[k * 50 : (k + 1) * 50], 50)
+    tracemalloc.start()
+    for k in range(20, 40):
+        stage.process(x[k * 50 : (k + 1) * 50], ts[k * 50 : (k + 1) * 50], 50)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 16_000, f"{peak} bytes allocated in 20 steps (one output row alone is {stage.n_out * 4} bytes)"
