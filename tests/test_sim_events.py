@@ -151,3 +151,58 @@ def test_simulator_marker_outlet_over_lsl_feeds_the_epoch_engine():
 def extra_markers(sfreq, schedule, n):
     """The markers a fresh schedule with the same seed emits in n samples (twin of EventedSources)."""
     return run_blocks(EventedSources(sfreq, evoked=[EvokedSource((0, 0, 0))], schedule=schedule, seed=4), n, n)[1]
+
+
+@pytest.mark.slow
+def test_acceptance_evoked_source_through_bundle_roi_and_epochs(capsys):
+    """Issue 18's acceptance: the simulator's evoked source (30 nAm, 1 uV sensor noise, its
+    1/f background) through a template dSPM bundle and a ``mean_flip`` ROI around it: the
+    running average recovers the latency within 10 ms after 20 epochs, and its noise (the
+    average of the noise-only part, measured) falls as 1/sqrt(n)."""
+    from rtsource.build import build_bundle
+    from rtsource.config import NoiseCovSettings
+    from rtsource.inverse.roi import RoiOperator, roi_from_sphere
+    from rtsource.simulator import SignalGenerator
+    from rtsource.stream.roi import RoiStage
+
+    s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
+    sim = dataclasses.replace(s.simulate, sources=(), sensor_noise_uv=1.0)
+    bundle = build_bundle(s, sfreq=SFREQ)
+    pos = (-38.0, -22.0, 58.0)
+    ev = EvokedSource(pos, amplitude_nam=30.0, latency_s=0.1, width_s=0.02)
+    extra = EventedSources(SFREQ, evoked=[ev], schedule=EventSchedule(interval_s=0.9, jitter_s=0.2), seed=5)
+    g = SignalGenerator(sim, s.sensors.channels, extra=extra)
+    roi = roi_from_sphere(bundle.sources, "M1l", pos, 15.0)
+    op = RoiOperator.from_bundle(bundle, [roi], "mean_flip")
+    stage_all = RoiStage(op, 50, channel_scale=np.full(bundle.n_channels, 1e-6))
+    stage_noise = RoiStage(op, 50, channel_scale=np.full(bundle.n_channels, 1e-6))
+    spec = EpochSpec(events=(EpochWindow("stim", -0.2, 0.5),), baseline=(-0.2, 0.0))
+    eng_all = EpochEngine(spec, ["M1l"], SFREQ, max_chunk=50)
+    eng_noise = EpochEngine(spec, ["M1l"], SFREQ, max_chunk=50)
+    t0 = 500.0
+    latency, noise = {}, {}
+    for i in range(int(70 * SFREQ) // 50):
+        x, _ = g.next(50)
+        ts = t0 + (i * 50 + np.arange(50)) / SFREQ
+        for name, k in g.markers:
+            eng_all.push_marker(name, t0 + k / SFREQ)
+            eng_noise.push_marker(name, t0 + k / SFREQ)
+        evoked_part = g.extra_moments @ g._extra_gain
+        eng_all.push_data(stage_all.process((x * 1e6).astype(np.float32), 50).copy(), ts)
+        eng_noise.push_data(stage_noise.process(((x - evoked_part) * 1e6).astype(np.float32), 50).copy(), ts)
+        n = eng_all.evoked("stim").count
+        if n in (1, 4, 16, 20, 64) and n not in latency:
+            a = eng_all.evoked("stim")
+            latency[n] = a.times[np.argmax(np.abs(a.average[:, 0]))]
+            noise[n] = eng_noise.evoked("stim").average[:, 0].std()
+    clean = eng_all.evoked("stim").average[:, 0] - eng_noise.evoked("stim").average[:, 0]  # the evoked part alone
+    clean_latency = a.times[np.argmax(np.abs(clean))]
+    with capsys.disabled():
+        print(f"\nnoise-free ROI response peaks at {clean_latency:.3f} s, |peak| {np.abs(clean).max():.3g}")
+        print("\nROI running average: n, peak latency (s), noise sd, noise sd * sqrt(n) / sd(1)")
+        for n in sorted(latency):
+            print(f"  {n:3d}  {latency[n]:.3f}  {noise[n]:.3g}  {noise[n] * np.sqrt(n) / noise[1]:.2f}")
+    assert abs(clean_latency - 0.1) < 1e-9  # no delay in the chain
+    assert abs(latency[20] - 0.1) <= 0.010 + 1e-9
+    for n in (16, 64):
+        assert 0.6 < noise[n] * np.sqrt(n) / noise[1] < 1.6
