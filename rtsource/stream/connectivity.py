@@ -370,6 +370,16 @@ class ConnectivityStage:
                                     self._s_absim, self.pair_i, self.pair_j, self._n_aec, self._roi_win, self._pair_win,
                                     self._inv_rms, self._mean, self._inv_std, self._out, row)  # fmt: skip
 
+    def reset(self) -> None:
+        """Forget all windows and filter memory (after a gap in the input); rows are NaN until a window fills again."""
+        self._ring[:] = 0.0
+        self._ring_bad[:] = 1
+        self._pos = self._seg_slot = self._block = self._count = self._since_resum = 0
+        self._spec_valid[:] = 0
+        self._k.zero_sums(self._s_xx, self._s_xy, self._s_phase, self._s_im, self._s_absim)
+        for a in (self._zstate, self._roi_blocks, self._pair_blocks, self._block_count, self._roi_win, self._pair_win, self._n_aec):
+            a[...] = 0
+
     # ---- baseline ----
     def set_baseline(self, mean: np.ndarray, std: np.ndarray) -> None:
         """Z-score against this baseline from now on (shape (n_out,) each)."""

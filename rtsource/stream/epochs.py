@@ -18,7 +18,7 @@ marker time (both on the LSL clock after time correction); the epoch is the
 ``round(tmax * sfreq) - round(tmin * sfreq) + 1`` samples from ``round(tmin * sfreq)``
 samples around it. Policy for old markers: if the window's first sample has already left
 the ring (capacity ``buffer_s``) or precedes the first sample ever received, the marker is
-``too_old`` (counted, logged once per kind); size ``buffer_s`` for the marker stream's
+``too_old`` (counted, logged at INFO); size ``buffer_s`` for the marker stream's
 worst delay plus the epoch length.
 
 Running average of ``n`` epochs: ``sum / n``; its noise falls as ``1 / sqrt(n)`` for noise

@@ -307,3 +307,15 @@ def test_process_allocates_no_arrays_per_step():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 16_000, f"{peak} bytes allocated in 20 steps (one output row alone is {stage.n_out * 4} bytes)"
+
+
+def test_reset_equals_a_fresh_stage():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(int(3 * SFREQ), 4))
+    ts = np.arange(len(x)) / SFREQ
+    used = ConnectivityStage(SPEC, list("abcd"), SFREQ, 50)
+    used.run_offline(rng.normal(size=(777, 4)), np.arange(777) / SFREQ)
+    used.reset()
+    a, _ = used.run_offline(x, ts)
+    b, _ = ConnectivityStage(SPEC, list("abcd"), SFREQ, 50).run_offline(x, ts)
+    np.testing.assert_array_equal(a, b)
