@@ -25,7 +25,9 @@ analytic signal of each band comes from a causal complex band-pass (the band-pow
 design, :meth:`rtsource.stream.bandpower.BandPowerSpec.design_analytic`); per sample each
 signal is orthogonalised on the other, and the Pearson correlation of the amplitude envelope
 with the other's orthogonalised envelope over the window is averaged over both directions.
-Block sums per step make the window update O(pairs) per step.
+Envelopes are amplitudes (not log power, which Hipp et al. also used; the default of
+``mne_connectivity.envelope_correlation``). Block sums per step make the window update
+O(pairs) per step.
 
 Pair ``p`` joins ROIs ``i < j`` in row-major order; output channel
 ``(m * n_bands + b) * n_pairs + p`` is labelled ``<measure>:<band>:<roi_i>~<roi_j>``, e.g.
