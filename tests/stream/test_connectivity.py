@@ -92,18 +92,20 @@ def as_bands(row, stage, measure):
 # ---- kernels against twins ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("chunks", [(1, 7, 13), (50,), (120, 3)])
-def test_stage_matches_numpy_twin(chunks):
+@pytest.mark.parametrize("chunks, hop", [((1, 7, 13), None), ((50,), None), ((120, 3), None), ((9, 31), 0.02)])
+def test_stage_matches_numpy_twin(chunks, hop):
     rng = np.random.default_rng(0)
     k_roi, n = 5, int(3.3 * SFREQ)
     x = rng.normal(size=(n, k_roi)).cumsum(axis=0) * 0.1 + rng.normal(size=(n, k_roi))
-    stage = ConnectivityStage(SPEC, [f"r{i}" for i in range(k_roi)], SFREQ, max_chunk=128)
+    spec = ConnectivitySpec(window_s=1.0, step_s=0.1, segment_s=0.5, segment_step_s=hop)
+    stage = ConnectivityStage(spec, [f"r{i}" for i in range(k_roi)], SFREQ, max_chunk=128)
     vals, stamps = run_stage(stage, x, chunks)
     w, s, seg, hop = stage.window, stage.step, stage.seg_len, stage.hop
     assert len(vals) == n // s and stage.rows_out == n // s
     np.testing.assert_allclose(stamps, (np.arange(1, n // s + 1) * s - 1) / SFREQ)
     assert np.all(np.isnan(vals[: w // s - 1]))  # no output before the first full window
-    bins = SPEC.bins(SFREQ)
+    bins = spec.bins(SFREQ)
+    assert stage.n_segments == (6 if spec.segment_step_s is None else 26)
     for r in range(w // s - 1, n // s):
         c = (r + 1) * s
         segs = segments_of_window(x, c, w, seg, hop)
@@ -199,7 +201,7 @@ def test_matches_mne_connectivity_fourier_mode():
     k_roi, n = 6, int(2.5 * SFREQ)
     x = rng.normal(size=(n, k_roi))
     x[:, 1] += 0.7 * np.roll(x[:, 0], 3)  # some coupling so values are not all near 0
-    spec = ConnectivitySpec(measures=("coh", "imcoh", "plv", "wpli"), segment_s=0.4, segment_step_s=0.1)
+    spec = ConnectivitySpec(measures=("coh", "imcoh", "plv", "wpli"), segment_s=0.4, segment_step_s=0.05)  # 13 segments, hop < step
     stage = ConnectivityStage(spec, [f"r{i}" for i in range(k_roi)], SFREQ, 64)
     vals, _ = stage.run_offline(x, np.arange(n) / SFREQ, chunk=17)
     i, j = np.triu_indices(k_roi, 1)
