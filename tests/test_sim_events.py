@@ -161,7 +161,8 @@ def test_acceptance_evoked_source_through_bundle_roi_and_epochs(capsys):
     average of the noise-only part, measured) falls as 1/sqrt(n)."""
     from rtsource.build import build_bundle
     from rtsource.config import NoiseCovSettings
-    from rtsource.inverse.roi import RoiOperator, roi_from_sphere
+    from rtsource.inverse.roi import roi_from_sphere
+    from rtsource.roi_operator import RoiOperator
     from rtsource.simulator import SignalGenerator
     from rtsource.stream.roi import RoiStage
 
