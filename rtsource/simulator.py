@@ -84,9 +84,13 @@ class SignalGenerator:
         and, when ``meg_array`` is given, that array's channels.
     meg_array : rtsource.sensors.meg.MegArray, optional
         The MEG sensors (their names in ``ch_names`` are MEG channels).
+    extra : rtsource.sim_events.EventedSources, optional
+        Evoked sources and coupled pairs (placed on this cortex, added to the data); the
+        markers of each :meth:`next` block are in :attr:`markers`, their moments (A*m) in
+        :attr:`extra_moments`.
     """
 
-    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None):
+    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None, extra=None):
         self.settings = settings
         self.ch_names = tuple(ch_names)
         self.sfreq = float(settings.sfreq)
@@ -127,6 +131,12 @@ class SignalGenerator:
             for s in settings.sources
         )
         self._dipole_gain = np.array([d.gain for d in self.dipoles]).reshape(len(self.dipoles), len(self.ch_names))
+        self.extra = extra
+        self.markers: list[tuple[str, int]] = []  # (event, sample index) of the last next() block
+        self.extra_moments = np.zeros((0, extra.n_sources if extra is not None else 0))
+        if extra is not None:
+            gains = [self._place(np.asarray(p, float) * 1e-3, 0.0, 0.0, 0.0).gain for p in extra.positions_mm]
+            self._extra_gain = np.array(gains).reshape(extra.n_sources, len(self.ch_names))
         self._phase = rng.uniform(0, 2 * np.pi, len(self.dipoles))
         # background: random cortical dipoles with 1/f time courses
         n_noise = settings.n_noise_sources
@@ -206,6 +216,9 @@ class SignalGenerator:
 
         moments = self.source_waveforms(self._next_sample, n)
         data = moments @ self._dipole_gain
+        if self.extra is not None:
+            self.extra_moments, self.markers = self.extra.next(n)
+            data = data + self.extra_moments @ self._extra_gain
         if self._noise_gain.shape[1]:
             white = self._rng.standard_normal((n, self._noise_gain.shape[1]))
             pink, self._pink_state = lfilter(_PINK_B, _PINK_A, white, axis=0, zi=self._pink_state)
@@ -288,10 +301,10 @@ def _truth_info(gen: SignalGenerator, name: str, source_id: str, t0: float):
 class Simulator:
     """Publishes a :class:`SignalGenerator` on LSL in real time (and the truth, optionally)."""
 
-    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None):
+    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None, extra=None):
         import pylsl
 
-        self.generator = SignalGenerator(settings, ch_names, meg_array)
+        self.generator = SignalGenerator(settings, ch_names, meg_array, extra)
         self.settings = settings
         # the sample clock starts now; timestamps are t0 + k / sfreq whenever run() starts
         self.t0 = pylsl.local_clock() + 0.2
@@ -300,6 +313,10 @@ class Simulator:
         self.truth = None
         if settings.truth_stream:
             self.truth = pylsl.StreamOutlet(_truth_info(self.generator, settings.stream_name + "-truth", settings.source_id + "-truth", self.t0))
+        self.markers = None  # NAME-markers: one string per event, stamped with its sample's time
+        if extra is not None:
+            info = pylsl.StreamInfo(settings.stream_name + "-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, settings.source_id + "-markers")
+            self.markers = pylsl.StreamOutlet(info)
         self.samples_pushed = 0
         self._stop = threading.Event()
 
@@ -330,6 +347,9 @@ class Simulator:
             self.outlet.push_chunk((data * self._scale).astype(np.float32), ts.tolist())
             if self.truth is not None:
                 self.truth.push_chunk((moments * 1e9).astype(np.float32), ts.tolist())
+            if self.markers is not None:
+                for name, k in self.generator.markers:
+                    self.markers.push_sample([name], t0 + k / sfreq)
             self.samples_pushed += n
         return self.samples_pushed
 

@@ -22,7 +22,7 @@ one above; :data:`LAYERS` is the table the test reads)::
                 operator (``roi_operator``): the data both sides apply
     stream      the online side: inlet -> operator -> kernels -> features -> outlets
     pipeline    consumers of both sides: pipeline/ (setup, open_loop, the Estimator),
-                config, build, session, simulator, replay, evaluation, bench, interop
+                config, build, session, simulator (+ sim_events), replay, evaluation, bench, interop
                 (MNE bridge)
     display     pyqtgraph live views
     apps        the command line, the demo (``pipeline/demo.py``: it opens the viewer), the
@@ -70,7 +70,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("inverse", ("inverse", "coreg", "qc_plot")),
     ("bundle", ("bundle", "roi_operator")),
     ("stream", ("stream",)),
-    ("pipeline", ("pipeline", "config", "build", "session", "simulator", "replay", "evaluation", "bench", "interop")),
+    ("pipeline", ("pipeline", "config", "build", "session", "simulator", "sim_events", "replay", "evaluation", "bench", "interop")),
     ("display", ("display",)),
     ("apps", ("cli", "pipeline.demo", "")),  # "" is the package face, rtsource/__init__.py
 )
