@@ -265,7 +265,7 @@ def measure_fit(
             labels += list(pts.labels) if pts.labels else [""] * len(pts)
             qc_pts.append(pts.positions_m)
     qc_m = np.concatenate(qc_pts)
-    _, _, dist = SurfaceProjector(template.surfaces.scalp)(qc_m)
+    _, _, dist = SurfaceProjector(template.fit_scalp)(qc_m)
     w, _ = tukey_weights(dist)
     outliers = w == 0
     d_mm = dist * 1e3
