@@ -60,7 +60,7 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
 
 
 def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
-    """The ``[[roi]]`` entries and the ``[rois] file`` as ROIs on the bundle's sources."""
+    """The ``[[roi]]`` entries, the ``[rois] file`` and ``[rois] atlas`` as ROIs on the bundle's sources."""
     from .inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
 
     sources = bundle.sources
@@ -70,14 +70,22 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
             rois.append(roi_from_sphere(sources, r.name, r.center_mm, r.radius_mm))
         elif r.vertices:
             rois.append(roi_from_vertices(sources, r.name, r.vertices))
+        elif r.atlas:
+            from .inverse.atlas_roi import roi_from_atlas
+
+            rois.append(roi_from_atlas(sources, r.name, r.atlas, r.labels or r.label))
         else:
             roi = roi_from_hemisphere(sources, r.hemisphere)
             rois.append(dataclasses.replace(roi, name=r.name) if roi.name != r.name else roi)
     if settings.rois.file:
         rois += list(read_roi_file(settings.resolve_path(settings.rois.file), sources, default_radius_mm=settings.rois.default_radius_mm))
+    if settings.rois.atlas:
+        from .inverse.atlas_roi import rois_from_atlas
+
+        rois += rois_from_atlas(sources, settings.rois.atlas)
     names = [r.name for r in rois]
     if len(set(names)) != len(names):
-        raise ConfigError(f"ROI names repeat between [[roi]] and [rois] file: {names}")
+        raise ConfigError(f"ROI names repeat between [[roi]], [rois] file and [rois] atlas: {names}")
     return rois
 
 
@@ -87,7 +95,7 @@ def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: 
     ``calibration``: (n_samples, n_channels) data in V on the bundle's channels (pca_flip
     and band-power z-scoring use it).
     """
-    rois = rois_from_settings(settings, bundle) if (settings.roi or settings.rois.file) else []
+    rois = rois_from_settings(settings, bundle) if (settings.roi or settings.rois.file or settings.rois.atlas) else []
     bandpower = None
     bp = settings.bandpower
     if bp.bands:
