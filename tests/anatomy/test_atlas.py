@@ -94,3 +94,21 @@ def test_atlas_is_read_only_and_checked():
         atlas.labels[0] = 3
     with pytest.raises(ConfigError, match="region names repeat"):
         Atlas("x", ("a-lh", "a-lh"), np.zeros(3, int))
+
+
+def test_left_labels_agree_with_freesurfers_own_annotation():
+    """nilearn's test data hold a FreeSurfer-written lh aparc annotation on fsaverage5: read
+    natively, it names the same region at every left vertex, except the 198 medial-wall
+    vertices it calls corpus callosum (not one of the 68 cortical regions)."""
+    nilearn = pytest.importorskip("nilearn", reason="nilearn (a template source) is not installed")
+    from rtsource.anatomy.freesurfer import read_annot
+
+    path = Path(nilearn.__file__).parent / "surface" / "tests" / "data" / "test.annot"
+    if not path.exists():
+        pytest.skip(f"{path} is not in this nilearn version")
+    annot = read_annot(path)
+    atlas = load_atlas()
+    theirs = np.array([annot.names[k] if k >= 0 else "unknown" for k in annot.labels])
+    ours = np.array([atlas.region_names[k][: -len("-lh")] if k >= 0 else "unknown" for k in atlas.labels[: len(theirs)]])
+    differ = ours != theirs
+    assert set(zip(ours[differ], theirs[differ])) == {("unknown", "corpuscallosum")} and differ.sum() == 198
