@@ -10,6 +10,7 @@ import pytest
 
 from rtsource.anatomy.atlas import load_atlas
 from rtsource.build import build_bundle
+from rtsource.bundle import load_bundle, save_bundle
 from rtsource.config import load_config, settings_from_dict
 from rtsource.errors import ConfigError
 from rtsource.sensors.montage import CAP_64
@@ -77,9 +78,12 @@ def stream(bundle, features, n=1500):
     return data, labels, expected
 
 
-def test_roi_by_region_name_sets_up_and_streams(setup):
+def test_roi_by_region_name_sets_up_and_streams(setup, tmp_path):
     settings, bundle = setup
     rois = rois_from_settings(settings, bundle)
+    # the same regions on the bundle as `rtsource run` loads it from disk
+    again = rois_from_settings(settings, load_bundle(save_bundle(bundle, tmp_path / "b.npz")))
+    assert [r.name for r in again] == ["A1_left", "Broca"] and all(np.array_equal(a.vertices, b.vertices) for a, b in zip(rois, again))
     atlas = load_atlas("aparc")
     labels = atlas.labels_for(bundle.sources)
     a1, broca = rois
