@@ -24,15 +24,15 @@ from rtsource.coreg import (
 from rtsource.errors import ChannelError, ConfigError, FrameError, GeometryError
 from rtsource.geometry import Frame, Points, Transform
 from rtsource.geometry.head_frames import head_from_fiducials
-from rtsource.sensors.montage import CAP_64, Montage, standard_montage
+from rtsource.sensors.montage import CAP_64, standard_montage
 from rtsource.sensors.readers import Digitization, read_transform, write_positions_csv
 
 DATA = Path(__file__).resolve().parent / "data" / "montages"
 TEMPLATE = load_template()
 CAP = standard_montage().pick(CAP_64)
-# the simulated head is the skin coregistration fits to (the standard electrodes lie on it)
-E_TRUE = Montage(TEMPLATE.fit_electrodes, None, "template").pick(CAP_64).electrodes.positions_m
+E_TRUE = CAP.electrodes.positions_m
 F_TRUE = TEMPLATE.fiducials.positions_m
+# the simulated head is the skin coregistration fits to (the standard electrodes lie on it)
 _V = TEMPLATE.fit_scalp.vertices_m
 # where a digitiser puts headshape points: the scalp above ~2 cm below the ear line
 HEADSHAPE_CANDIDATES = _V[_V[:, 2] > F_TRUE[:, 2].min() - 0.02]

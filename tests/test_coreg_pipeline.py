@@ -14,7 +14,7 @@ from rtsource.anatomy.template import load_template
 from rtsource.build import build_bundle
 from rtsource.config import load_config
 from rtsource.errors import GeometryError
-from rtsource.sensors.montage import CAP_64, Montage
+from rtsource.sensors.montage import CAP_64, standard_montage
 
 
 def write_cap_csv(path, *, scale=1.0, seed=0):
@@ -22,8 +22,7 @@ def write_cap_csv(path, *, scale=1.0, seed=0):
     rng = np.random.default_rng(seed)
     rot = Rotation.from_euler("xyz", rng.uniform(-20, 20, 3), degrees=True).as_matrix()
     shift = rng.uniform(-0.02, 0.02, 3)
-    # the cap as it sits on the template's skin (the scalp coregistration fits to)
-    cap = Montage(load_template().fit_electrodes, None, "template").pick(CAP_64)
+    cap = standard_montage("standard_1005").pick(CAP_64)
     fids = load_template().fiducials
     labels = list(fids.labels) + list(CAP_64)
     pts = np.vstack([fids.positions_m, cap.electrodes.positions_m])

@@ -84,7 +84,7 @@ def simulate_case(
 
     template = template or load_template()
     rng = np.random.default_rng(seed)
-    truth = Montage(template.fit_electrodes, None, "template").pick(list(labels)).electrodes.positions_m
+    truth = Montage(template.fit_electrodes, None, "template").pick(list(labels)).electrodes.positions_m  # = standard_montage()
     axis = rng.normal(size=3)
     angle = np.radians(rng.uniform(0, max_rotation_deg))
     rot = _rotation(axis / np.linalg.norm(axis) * angle)
