@@ -239,7 +239,7 @@ class RoiSettings:
     radius_mm: float = _opt(_between(0.1, 500.0, "mm"), "sources within this distance of the centre", 10.0)
     vertices: tuple[int, ...] = _opt(None, "explicit source indices", factory=tuple)
     hemisphere: str = _opt(_one_of("", "lh", "rh"), "a whole hemisphere", "")
-    atlas: str = _opt(None, "atlas whose regions form the ROI ('aparc': Desikan-Killiany); with label or labels", "")
+    atlas: str = _opt(None, "atlas whose regions form the ROI ('aparc': Desikan-Killiany, docs/atlases.md); with label or labels", "")
     label: str = _opt(None, "one atlas region or alias, with -lh/-rh ('superiortemporal-lh', 'broca-lh')", "")
     labels: tuple[str, ...] = _opt(None, "several atlas regions or aliases, pooled into one ROI", factory=tuple)
 
