@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # (title, hemisphere or None for both, right vector, up vector); the viewer looks along up x right
 _VIEWS = (
@@ -33,18 +33,22 @@ def write_roi_png(path: str | Path, rois: Sequence = (), *, atlas: str = "aparc"
     ----------
     path : path
     rois : sequence of Roi
-        ROIs on the template source space ``spacing`` (white surface); filled in colour.
+        ROIs (``name``, ``vertices``, ``n_sources``) on the template source space ``spacing``
+        (white surface); filled in colour.
     atlas : str
         The atlas whose regions are outlined.
     spacing : {"ico4", "ico5"}
         The template source space the ROIs' vertex indices refer to (and that is drawn).
     """
-    from .anatomy.atlas import load_atlas
-    from .anatomy.template import template_source_space
-    from .qc_plot import _matplotlib
+    from .atlas import load_atlas
+    from .template import template_source_space
 
-    Figure, FigureCanvasAgg = _matplotlib()
-    from matplotlib import colormaps
+    try:
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError("the ROI picture needs matplotlib, which is not installed; pip install 'rtsource[qc]'") from None
     from matplotlib.collections import PolyCollection
     from matplotlib.patches import Patch
 

@@ -21,7 +21,7 @@ def colour_fraction(path, rgb):
 def test_roi_picture_fills_the_rois(tmp_path):
     from matplotlib import colormaps
 
-    from rtsource.roi_plot import write_roi_png
+    from rtsource.anatomy.atlas_plot import write_roi_png
 
     space = template_source_space("ico4")
     roi = roi_from_atlas(space, "M1r", "aparc", "motor-rh")
