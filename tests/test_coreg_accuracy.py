@@ -66,3 +66,20 @@ def test_coregistration_scalp_is_fine_and_carries_the_standard_electrodes():
     # the same electrodes are where the BEM's scalp is, within the refinement (<= 7 mm)
     moved = np.linalg.norm(t.fit_electrodes.positions_m - t.electrodes.positions_m, axis=1)
     assert np.median(moved) < 3e-3 and moved.max() < 7e-3
+
+
+def test_qc_reports_the_residual_of_every_point(tmp_path):
+    """Per point: kind, label and signed distance (JSON too); the summary names the worst."""
+    case = simulate_case(3, CAP_64, noise_rms_mm=2.0, n_headshape=50, outlier_fraction=0.0)
+    out = case.truth_m[5] - load_template().scalp_center_m
+    case.electrodes_m[5] += case.transform.matrix[:3, :3] @ (0.012 * out / np.linalg.norm(out))  # lifted 12 mm
+    from rtsource.coreg import run_coreg
+
+    r = run_coreg(write_elc(case, tmp_path / "c.elc"))
+    qc = r.qc
+    assert qc.point_kinds.count("electrode") == 64 and qc.point_kinds.count("headshape") == 50
+    assert len(qc.distances_mm) == 114 and qc.point_names()[64] == "headshape #1"
+    assert qc.largest(1)[0][0] == CAP_64[5] and qc.largest(1)[0][1] > 8.0
+    assert f"largest distances: {CAP_64[5]} +" in qc.summary()
+    points = qc.as_dict()["points"]
+    assert [p["label"] for p in points[:64]] == list(CAP_64) and all("distance_mm" in p for p in points)
