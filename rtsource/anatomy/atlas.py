@@ -206,6 +206,11 @@ class Atlas:
         """
         regions = self.region_names if regions is None else self.resolve(regions)
         labels = self.labels_for(sources)
+        if not np.any(labels >= 0):
+            raise ConfigError(
+                f"atlas {self.name!r}: no source of {sources.name!r} ({sources.n_sources} sources) lies on the template "
+                "cortex (a volume or discrete source space?); atlas ROIs need a cortical source space ([source_space] kind = 'cortex')"
+            )
         out = {r: np.flatnonzero(labels == self.index(r)) for r in regions}
         empty = [r for r, v in out.items() if not v.size]
         if empty:

@@ -84,6 +84,9 @@ def test_region_sources_name_the_empty_regions():
         atlas.region_sources(left, ["insula-lh", "insula-rh"])
     # a subset of the template's sources is labelled by position
     assert np.array_equal(atlas.labels_for(left), atlas.labels_for(ico4)[keep])
+    volume = SourceSpace(ico4.positions_m[:50] * 0.5, ico4.normals[:50], np.zeros(50), np.full(50, -1), ico4.frame, "grid")
+    with pytest.raises(ConfigError, match="no source of 'grid' .* lies on the template cortex"):
+        atlas.region_sources(volume)
     with pytest.raises(FrameError, match="atlas 'aparc' is on the template"):
         atlas.labels_for(dataclasses.replace(ico4, frame="head"))
 
