@@ -16,14 +16,16 @@ the build.
 
 from __future__ import annotations
 
+import gzip
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import GeometryError
-from ..geometry import Frame, Mesh, check_nested
+from ..geometry import Frame, Mesh, Points, Transform, check_nested
 from ..geometry.icosphere import icosphere
 from .freesurfer import read_annot, read_surface
 from .source_space import SourceSpace
@@ -205,4 +207,95 @@ def subject_region_labels(s: FreeSurferSubject, vertno: tuple[np.ndarray, np.nda
     return tuple(names), np.concatenate(labels).astype(np.int16)
 
 
-__all__ = ["FreeSurferSubject", "open_subject", "subject_head_surfaces", "subject_region_labels", "subject_source_space"]
+
+
+def _read_mgh_vox2ras(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(vox2ras, vox2ras_tkr) of an MGH/MGZ volume's header (mm), FreeSurfer's definitions.
+
+    Header (big-endian): int32 version, width, height, depth, frames, type, dof; int16
+    goodRASflag; float32 voxel sizes (3), Mdc (9, column by column: x_r x_a x_s, y_r ...),
+    c_ras (3). ``vox2ras = [Mdc diag(sizes) | c_ras - Mdc diag(sizes) dims/2]``; the tkr form
+    has FreeSurfer's fixed LIA axes, centred on the volume (whatever Mdc is).
+    """
+    with path.open("rb") as f:
+        raw = f.read(284) if path.suffix != ".mgz" else b""
+    if not raw:
+        with gzip.open(path, "rb") as f:
+            try:
+                raw = f.read(284)
+            except (OSError, EOFError) as exc:
+                raise GeometryError(f"{path}: not a readable gzip file ({exc})") from None
+    head = raw
+    if len(head) < 90:
+        raise GeometryError(f"{path}: too short for an MGH header; the file is damaged")
+    version, w, h, d = struct.unpack(">iiii", head[:16])
+    if version != 1 or min(w, h, d) <= 0:
+        raise GeometryError(f"{path}: not an MGH volume (version {version}, dimensions {w} x {h} x {d})")
+    (good,) = struct.unpack(">h", head[28:30])
+    if good <= 0:
+        raise GeometryError(f"{path}: the header has no valid RAS orientation (goodRASflag = {good}); rerun recon-all's conform step")
+    values = np.array(struct.unpack(">15f", head[30:90]), dtype=np.float64)
+    sizes, mdc, c_ras = values[:3], values[3:12].reshape(3, 3).T, values[12:15]
+    m = mdc * sizes
+    centre = np.array([w, h, d], float) / 2.0
+    vox2ras = np.eye(4)
+    vox2ras[:3, :3] = m
+    vox2ras[:3, 3] = c_ras - m @ centre
+    # surface (tkr) RAS: FreeSurfer's fixed LIA orientation, centred (tkregister2's vox2ras-tkr)
+    xs, ys, zs = sizes
+    tkr = np.array([[-xs, 0, 0, xs * w / 2], [0, 0, zs, -zs * d / 2], [0, -ys, 0, ys * h / 2], [0, 0, 0, 1]], float)
+    return vox2ras, tkr
+
+
+def _read_xfm(path: Path) -> np.ndarray:
+    """The 3x4 ``Linear_Transform`` of an MNI ``.xfm`` file as a 4x4 matrix (mm)."""
+    text = path.read_text(encoding="utf-8", errors="replace")[:100_000]
+    key = text.find("Linear_Transform")
+    end = text.find(";", key)
+    if key < 0 or end < 0:
+        raise GeometryError(f"{path}: no 'Linear_Transform = ... ;' block; not an MNI transform file")
+    try:
+        numbers = [float(x) for x in text[text.index("=", key) + 1 : end].split()]
+    except ValueError:
+        raise GeometryError(f"{path}: the Linear_Transform block holds something that is not a number") from None
+    if len(numbers) != 12:
+        raise GeometryError(f"{path}: Linear_Transform has {len(numbers)} numbers, needs 12 (3 rows of 4)")
+    m = np.eye(4)
+    m[:3] = np.reshape(numbers, (3, 4))
+    return m
+
+
+def talairach_transform(s: FreeSurferSubject) -> Transform:
+    """The subject's MRI surface RAS -> MNI305 (the template frame), metres.
+
+    ``mri/transforms/talairach.xfm`` maps scanner RAS to MNI305; ``mri/orig.mgz`` gives
+    scanner RAS from surface (tkr) RAS. fsaverage's surface RAS is MNI305, which is the
+    template frame.
+    """
+    xfm = _read_xfm(s.file("mri", "transforms", "talairach.xfm"))
+    vox2ras, tkr = _read_mgh_vox2ras(s.file("mri", "orig.mgz"))
+    m = xfm @ vox2ras @ np.linalg.inv(tkr)
+    out = np.eye(4)
+    out[:3, :3] = m[:3, :3]
+    out[:3, 3] = m[:3, 3] * 1e-3
+    return Transform(Frame.MRI, Frame.TEMPLATE, out)
+
+
+def estimate_fiducials(s: FreeSurferSubject) -> Points:
+    """NAS, LPA, RPA of the subject's MRI, estimated from the template's through the inverse
+    of the Talairach transform (as MNE-Python's ``get_mni_fiducials``), MRI frame, metres."""
+    from .template import load_template
+
+    return load_template().fiducials.transformed(talairach_transform(s).inverse())
+
+
+__all__ = [
+    "FreeSurferSubject",
+    "estimate_fiducials",
+    "freesurfer_icosphere",
+    "open_subject",
+    "subject_head_surfaces",
+    "subject_region_labels",
+    "subject_source_space",
+    "talairach_transform",
+]

@@ -79,3 +79,29 @@ def test_bem_surfaces_are_read_checked_and_nested(tmp_path):
         subject_source_space(s)
     with pytest.raises(GeometryError, match="does not exist; check subjects_dir"):
         open_subject(tmp_path, "nobody")
+
+
+def test_talairach_fiducials_match_mne(tmp_path):
+    """Fiducials estimated from talairach.xfm and orig.mgz, as MNE-Python's get_mni_fiducials."""
+    mne = pytest.importorskip("mne", reason="MNE-Python is the reference: pip install rtsource[peers]")
+    nib = pytest.importorskip("nibabel")
+    from rtsource.anatomy.subject import estimate_fiducials, talairach_transform
+
+    root = tmp_path / "subj"
+    (root / "mri" / "transforms").mkdir(parents=True)
+    affine = np.array([[0.0, 0.0, 1.1, -80.0], [-1.0, 0.0, 0.0, 120.0], [0.0, -0.9, 0.0, 95.0], [0, 0, 0, 1]])
+    img = nib.MGHImage(np.zeros((20, 24, 18), np.uint8), affine)
+    nib.save(img, str(root / "mri" / "orig.mgz"))
+    (root / "mri" / "transforms" / "talairach.xfm").write_text(
+        "MNI Transform File\n% test\n\nTransform_Type = Linear;\nLinear_Transform =\n"
+        " 1.05 0.02 -0.01 -1.5\n -0.03 0.98 0.04 12.0\n 0.01 -0.05 1.10 -20.0;\n"
+    )
+    s = open_subject(tmp_path, "subj")
+    theirs_t = mne.read_talxfm("subj", tmp_path)
+    t = talairach_transform(s)
+    assert t.from_frame == Frame.MRI and t.to_frame == Frame.TEMPLATE
+    assert np.allclose(t.matrix, theirs_t["trans"], atol=1e-6)
+    theirs = {f["ident"]: f["r"] for f in mne.coreg.get_mni_fiducials("subj", tmp_path)}
+    got = estimate_fiducials(s)
+    assert got.frame == Frame.MRI and got.labels == ("NAS", "LPA", "RPA")
+    assert np.allclose(got.positions_m, [theirs[2], theirs[1], theirs[3]], atol=1e-6)
