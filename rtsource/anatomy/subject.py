@@ -1,9 +1,10 @@
-"""A FreeSurfer subject directory: head surfaces, cortical source spaces and atlas labels.
+"""A FreeSurfer subject directory: head surfaces, cortical source spaces, atlas labels, fiducials.
 
     SUBJECTS_DIR/SUBJECT/
       surf/{lh,rh}.{white,pial,sphere}      cortex and its registration sphere
       bem/{inner_skull,outer_skull,outer_skin}.surf   (or bem/watershed/SUBJECT_*_surface)
       label/{lh,rh}.aparc.annot             the atlas (any ``NAME.annot``)
+      mri/transforms/talairach.xfm, mri/orig.mgz      MNI305 alignment (estimated fiducials)
 
 Everything is in the subject's MRI surface RAS frame (:attr:`Frame.MRI`), in metres. The
 ``ico`` source spaces follow MNE-Python's subsampling: every vertex of an order-k
