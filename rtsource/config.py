@@ -342,6 +342,9 @@ class BundleSettings:
     path: str = _opt(None, "bundle file (.npz); relative to the config file", "rtsource_bundle.npz")
 
 
+SIM_ARTIFACTS = ("blinks", "saccades", "ecg", "emg", "pops", "drifts")
+
+
 @dataclass(frozen=True)
 class SimulatedSource:
     """One entry of [[simulate.sources]]."""
@@ -383,6 +386,17 @@ class SimulateSettings:
     stream_name: str = _opt(None, "LSL name of the simulated stream", "rtsource-sim-eeg")
     source_id: str = _opt(None, "LSL source_id of the simulated stream", "rtsource-sim-eeg-0")
     truth_stream: bool = _opt(None, "also publish the true source amplitudes", True)
+    artifacts: tuple[str, ...] = _opt(
+        lambda v: None if set(v) <= set(SIM_ARTIFACTS) else f"must be among {', '.join(SIM_ARTIFACTS)}",
+        "artifacts added to the EEG (the artifact-free signal stays the ground truth)",
+        factory=tuple,
+    )
+    blink_uv: float = _opt(_nonneg, "blink peak at the strongest frontal electrode, uV (every 3-6 s, 200-400 ms)", 150.0)
+    saccade_uv: float = _opt(_nonneg, "horizontal eye movement at full gaze, strongest channel, uV", 40.0)
+    ecg_uv: float = _opt(_nonneg, "heartbeat R peak at the strongest channel, uV", 8.0)
+    emg_uv: float = _opt(_nonneg, "muscle burst rms at the channel nearest the temporal muscle, uV", 30.0)
+    pop_uv: float = _opt(_nonneg, "electrode pop step, uV", 300.0)
+    drift_uv: float = _opt(_nonneg, "slow electrode drift rms, uV", 30.0)
 
 
 @dataclass(frozen=True)

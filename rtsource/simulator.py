@@ -11,7 +11,8 @@ instead of the inner skull).
 
 Signal = oscillating dipoles (sine at f, amplitude-modulated at f_mod, along the cortical
 normal) + background brain noise (random cortical dipoles with 1/f spectra) + white
-sensor noise. EEG is referenced to a nose electrode (Nz) as many amplifiers record and
+sensor noise (+ the artifacts of ``[simulate] artifacts``, :mod:`rtsource.simulation_artifacts`,
+with the artifact-free signal kept as ground truth: :meth:`SignalGenerator.next_block`). EEG is referenced to a nose electrode (Nz) as many amplifiers record and
 published in microvolts; MEG in T (magnetometers) and T/m (gradiometers).
 """
 
@@ -40,6 +41,28 @@ SIM_REFERENCE = "Nz"
 # of 1/f Noise").
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
 _PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
+
+
+@dataclass(frozen=True)
+class SimulatedBlock:
+    """One block of simulated samples with its ground truth.
+
+    Attributes
+    ----------
+    data_v : ndarray, shape (n, n_channels)
+        What the amplifier records (brain + noise + artifacts), SI units.
+    clean_v : ndarray, shape (n, n_channels)
+        The same without the artifacts (the ground truth of artifact correction).
+    moments : ndarray, shape (n, n_dipoles)
+        The oscillating sources' moments, A*m.
+    artifact_active : ndarray of bool, shape (n, len(simulation_artifacts.KINDS))
+        Which artifact kinds are in an episode at each sample.
+    """
+
+    data_v: np.ndarray
+    clean_v: np.ndarray
+    moments: np.ndarray
+    artifact_active: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -157,6 +180,12 @@ class SignalGenerator:
         self._pink_state = np.zeros((3, n_noise))
         self._rng = rng
         self._next_sample = 0
+        self.artifacts = None
+        if settings.artifacts and len(self._eeg_idx):
+            from .simulation_artifacts import ArtifactGenerator
+
+            pos = montage.electrodes.positions_m
+            self.artifacts = ArtifactGenerator(settings, pos[:-1], pos[-1], [self.ch_names[i] for i in self._eeg_idx])
 
     # ---- geometry ----
     def _normal_gains(self, index: np.ndarray) -> np.ndarray:
@@ -203,7 +232,7 @@ class SignalGenerator:
         return out
 
     def next(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The next ``n`` samples.
+        """The next ``n`` samples (with artifacts, when on; :meth:`next_block` adds the truth).
 
         Returns
         -------
@@ -212,7 +241,14 @@ class SignalGenerator:
         moments : ndarray, shape (n, n_dipoles)
             The oscillating sources' moments in A*m (the ground truth).
         """
+        block = self.next_block(n)
+        return block.data_v, block.moments
+
+    def next_block(self, n: int) -> SimulatedBlock:
+        """The next ``n`` samples with the artifact-free signal and the artifact episodes."""
         from scipy.signal import lfilter
+
+        from .simulation_artifacts import KINDS
 
         moments = self.source_waveforms(self._next_sample, n)
         data = moments @ self._dipole_gain
@@ -224,8 +260,14 @@ class SignalGenerator:
             pink, self._pink_state = lfilter(_PINK_B, _PINK_A, white, axis=0, zi=self._pink_state)
             data = data + (pink * self._noise_scale) @ self._noise_gain.T
         data = data + self._rng.standard_normal((n, self.n_channels)) * self._sensor_noise
+        clean = data
+        active = np.zeros((n, len(KINDS)), dtype=bool)
+        if self.artifacts is not None:
+            artifact, active = self.artifacts.next(self._next_sample, n)
+            data = data.copy()
+            data[:, self._eeg_idx] += artifact
         self._next_sample += n
-        return data, moments
+        return SimulatedBlock(data, clean, moments, active)
 
 
 def publish_scale(ch_types, eeg_unit: str) -> np.ndarray:
