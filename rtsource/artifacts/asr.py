@@ -18,7 +18,8 @@ Calibration (:func:`calibrate_asr`) on rest data:
 3. robust covariance: the geometric median (Weiszfeld) of the filtered windows'
    covariance matrices, Sigma; mixing matrix M = sqrtm(Sigma);
 4. thresholds: the filtered clean data projected on the eigenvectors V of M, RMS in
-   0.5 s windows, per component ``mean + cutoff * std``; T = diag(thresholds) V^T.
+   0.5 s windows, per component ``mean + cutoff * std`` (both estimated robustly: median
+   and 1.4826 MAD); T = diag(thresholds) V^T.
 
 Online (:class:`AsrProcessor`): the filtered running covariance over the last 0.5 s, its
 eigendecomposition every ``update_every`` samples (at chunk ends), components with more
@@ -114,7 +115,7 @@ class AsrCalibration:
         M = sqrtm(Sigma), Sigma the robust covariance of the filtered calibration data
         (input unit squared).
     thresholds : ndarray, shape (n_ch, n_ch)
-        T = diag(mean + cutoff * std of the component RMS) V^T.
+        T = diag(mean + cutoff * std of the component RMS, robust estimates) V^T.
     filter_b, filter_a : ndarray, shape (order + 1,)
         The spectral weighting filter.
     cutoff : float
@@ -294,7 +295,11 @@ def calibrate_asr(
     wlen = int(round(window_s * sfreq))
     comp = [xf[s : s + one_s] @ evecs for s in starts]
     rms = np.array([np.sqrt(np.mean(c[k : k + wlen] ** 2, axis=0)) for c in comp for k in range(0, one_s - wlen + 1, wlen)])
-    thr = rms.mean(axis=0) + cutoff * rms.std(axis=0)
+    # mean and std estimated robustly (median, 1.4826 MAD): equal to them on clean data, but
+    # a few windows with an artifact's edge cannot inflate them (clean_rawdata fits a
+    # truncated distribution to the RMS values for the same reason)
+    med = np.median(rms, axis=0)
+    thr = med + cutoff * 1.4826 * np.median(np.abs(rms - med), axis=0)
     thresholds = thr[:, None] * evecs.T
     prov = json.dumps({"source": source, "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "software": f"rtsource {__version__}", "seconds": round(len(x) / sfreq, 3)})  # fmt: skip
