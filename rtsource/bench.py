@@ -646,6 +646,10 @@ def run_bench(what: str, json_path: str | None = None, quick: bool = False, meth
         results["hotswap"] = bench_hotswap(n_swaps=4 if quick else 10, method=method, progress=progress)
     if what in ("connectivity", "all"):
         results["connectivity"] = bench_connectivity(steps=100 if quick else 600, progress=progress)
+    if what in ("artifacts", "all"):
+        from .artifacts.bench import bench_artifacts
+
+        results["artifacts"] = bench_artifacts(seconds=10.0 if quick else 30.0, progress=progress)
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=1))
     return results

@@ -18,16 +18,18 @@ Calibration (:func:`calibrate_asr`) on rest data:
 3. robust covariance: the geometric median (Weiszfeld) of the filtered windows'
    covariance matrices, Sigma; mixing matrix M = sqrtm(Sigma);
 4. thresholds: the filtered clean data projected on the eigenvectors V of M, RMS in
-   0.5 s windows, per component ``mean + cutoff * std`` (both estimated robustly: median
-   and 1.4826 MAD); T = diag(thresholds) V^T.
+   0.5 s windows, per component ``mean + cutoff * std`` (both estimated robustly from the
+   lower half of the distribution); T = diag(thresholds) V^T.
 
 Online (:class:`AsrProcessor`): the filtered running covariance over the last 0.5 s, its
 eigendecomposition every ``update_every`` samples (at chunk ends), components with more
 variance than ``||T v||^2`` dropped and reconstructed (:func:`._kernels.asr_update`), the
-new matrix blended in over the chunk with a raised cosine. Look-ahead: by default 0 (the
-fully causal variant, no added latency; an artifact's onset is repaired once it dominates
-the 0.5 s window, a few samples in for a blink); ``lookahead_s`` delays the output by that
-much (clean_rawdata uses half the window, 0.25 s), which counts as latency.
+new matrix blended in over the chunk with a raised cosine. Look-ahead: by default 0.25 s,
+half the window, as in the method: the output is that much behind the input, which counts
+as latency. ``lookahead_s = 0`` is the fully causal variant (no added latency) but it
+repairs an artifact only once it dominates the 0.5 s window: on the simulator it removes
+a third of the blink power where the look-ahead removes 90 % (numbers in
+tests/artifacts/test_asr_simulator.py and the report of issue 16).
 
 The input must be high-passed (>= 0.5 Hz, as the stream's causal filters do): the
 covariance is not mean-corrected, as in the method.
@@ -295,11 +297,12 @@ def calibrate_asr(
     wlen = int(round(window_s * sfreq))
     comp = [xf[s : s + one_s] @ evecs for s in starts]
     rms = np.array([np.sqrt(np.mean(c[k : k + wlen] ** 2, axis=0)) for c in comp for k in range(0, one_s - wlen + 1, wlen)])
-    # mean and std estimated robustly (median, 1.4826 MAD): equal to them on clean data, but
-    # a few windows with an artifact's edge cannot inflate them (clean_rawdata fits a
-    # truncated distribution to the RMS values for the same reason)
+    # mean and std estimated robustly from the lower half of the RMS distribution (median,
+    # and median minus the 15.87th percentile, one std of a normal): equal to them on clean
+    # data, but windows with an artifact's edge, which only add to the upper tail, cannot
+    # inflate them (clean_rawdata fits a distribution to the lower part for the same reason)
     med = np.median(rms, axis=0)
-    thr = med + cutoff * 1.4826 * np.median(np.abs(rms - med), axis=0)
+    thr = med + cutoff * (med - np.percentile(rms, 15.87, axis=0))
     thresholds = thr[:, None] * evecs.T
     prov = json.dumps({"source": source, "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "software": f"rtsource {__version__}", "seconds": round(len(x) / sfreq, 3)})  # fmt: skip
@@ -346,7 +349,7 @@ class AsrProcessor:
     max_chunk : int
         Largest chunk :meth:`process` accepts (samples).
     lookahead_s : float
-        Output delay, s (0: fully causal). The output lags the input by
+        Look-ahead, s (0.25 in the method; 0: fully causal). The output lags the input by
         ``round(lookahead_s * sfreq)`` samples (:attr:`delay_samples`); the first ones are 0.
     update_every : int
         Samples between eigendecompositions (done at the end of the chunk that reaches it;
@@ -355,7 +358,7 @@ class AsrProcessor:
         Most recent repair episodes kept for telemetry.
     """
 
-    def __init__(self, calibration: AsrCalibration, max_chunk: int, lookahead_s: float = 0.0, update_every: int = 32, max_episodes: int = 1000):
+    def __init__(self, calibration: AsrCalibration, max_chunk: int, lookahead_s: float = 0.25, update_every: int = 32, max_episodes: int = 1000):
         from . import _kernels as k
 
         if not isinstance(calibration, AsrCalibration):

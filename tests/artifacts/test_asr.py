@@ -138,9 +138,12 @@ def test_clean_data_is_left_alone():
     cal = calibrate_asr(x_cal, FS, names)
     x = _eeg(32, 30, 8)
     p = AsrProcessor(cal, max_chunk=10)
+    assert p.delay_samples == round(0.25 * FS) and p.latency_s == p.delay_samples / FS
     out = np.zeros((10, 32))
     res = np.vstack([(p.process(x[s : s + 10], out), out[:10].copy())[1] for s in range(0, len(x), 10)])
-    assert np.var(res - x) / np.var(x) < 0.01
+    d = p.delay_samples
+    assert np.var(res[d:] - x[:-d]) / np.var(x) < 0.01
+    np.testing.assert_array_equal(res[:d], 0.0)
     assert p.stats().fraction_samples_repaired < 0.02
 
 
