@@ -18,11 +18,12 @@ one above; :data:`LAYERS` is the table the test reads)::
     sensors     EEG montages and readers, MEG coils and arrays
     forward     spheres, BEM, OpenMEEG: lead fields
     inverse     covariance, operator types and builders, ROI builders; coreg (+ its QC plots)
+    artifacts   artifact calibration (data for the bundle) and per-chunk correction kernels
     bundle      the operator bundle (the contract between offline and online) and the ROI
                 operator (``roi_operator``): the data both sides apply
     stream      the online side: inlet -> operator -> kernels -> features -> outlets
     pipeline    consumers of both sides: pipeline/ (setup, open_loop, the Estimator),
-                config, build, session, simulator (+ sim_events), replay, evaluation, bench, interop
+                config, build, session, simulator (+ sim_events, its artifacts), replay, evaluation, bench, interop
                 (MNE bridge)
     display     pyqtgraph live views
     apps        the command line, the demo (``pipeline/demo.py``: it opens the viewer), the
@@ -68,9 +69,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sensors", ("sensors",)),
     ("forward", ("forward",)),
     ("inverse", ("inverse", "coreg", "qc_plot")),
+    ("artifacts", ("artifacts",)),
     ("bundle", ("bundle", "roi_operator")),
     ("stream", ("stream",)),
-    ("pipeline", ("pipeline", "config", "build", "session", "simulator", "sim_events", "replay", "evaluation", "bench", "interop")),
+    ("pipeline", ("pipeline", "config", "build", "session", "simulator", "sim_events", "simulation_artifacts", "replay", "evaluation", "bench", "interop")),
     ("display", ("display",)),
     ("apps", ("cli", "pipeline.demo", "")),  # "" is the package face, rtsource/__init__.py
 )

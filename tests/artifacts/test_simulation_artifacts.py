@@ -118,16 +118,18 @@ def test_config_and_cli(tmp_path):
     cfg.write_text('[simulate]\nartifacts = ["blink"]\n')
     with pytest.raises(ConfigError, match="artifacts"):
         load_config(cfg)
-    from rtsource.cli import _override_simulate, build_parser
+    from rtsource.cli import _with_options, build_parser
 
     args = build_parser().parse_args(["simulate", "--artifacts", "blinks,ecg"])
-    assert _override_simulate(Settings(), args).simulate.artifacts == ("blinks", "ecg")
+    assert _with_options(Settings(), args).simulate.artifacts == ("blinks", "ecg")
     args = build_parser().parse_args(["simulate", "--artifacts", "none"])
-    assert _override_simulate(s, args).simulate.artifacts == ()
+    assert _with_options(s, args).simulate.artifacts == ()
     args = build_parser().parse_args(["simulate", "--artifacts", "blinks,sneezes"])
-    bad = _override_simulate(Settings(), args)
+    with pytest.raises(ConfigError, match="--artifacts"):
+        _with_options(Settings(), args)
+    bad = dataclasses.replace(Settings().simulate, artifacts=("sneezes",), n_noise_sources=0)
     with pytest.raises(ConfigError, match="sneezes"):
-        SignalGenerator(dataclasses.replace(bad.simulate, n_noise_sources=0), *simulated_channels(bad))
+        SignalGenerator(bad, *simulated_channels(Settings()))
 
 
 def test_demo_config_lists_the_keys():
