@@ -231,3 +231,15 @@ def test_calibration_ignores_artifact_windows():
     a, b = calibrate_asr(x, FS, names), calibrate_asr(dirty, FS, names)
     assert b.n_windows_used < a.n_windows_used
     np.testing.assert_allclose(np.linalg.norm(b.thresholds, axis=1).max(), np.linalg.norm(a.thresholds, axis=1).max(), rtol=0.25)
+
+
+def test_bench_artifacts_runs_and_reports_both_sides():
+    from rtsource.artifacts.bench import bench_artifacts
+
+    lines = []
+    res = bench_artifacts(n_ch=16, seconds=4.0, rounds=1, progress=lines.append)
+    for key in ("baseline", "asr", "asr_update_chunks", "numpy_eigh_64"):
+        assert res[key]["median_ms"] > 0 and res[key]["p99_ms"] >= res[key]["median_ms"]
+    assert 0.2 < res["updates_per_chunk"] < 0.4  # every 32 samples with 10-sample chunks
+    assert res["fraction_repaired"] > 0
+    assert "median" in lines[0] and "eigen-update" in lines[1]
