@@ -239,3 +239,25 @@ def asr_reconstruct(xd, n, r_old, r_new, old_identity, new_identity, blend, out)
                         acc += r_old[i, j] * xd[t, j]
                     s += w_old * acc
             out[t, i] = s
+
+
+@numba.njit(cache=True)
+def regress_out(eeg, eog, n, coef, out):
+    """EEG minus the regressed EOG, ``out = eeg - eog @ coef`` for ``n`` samples.
+
+    Parameters
+    ----------
+    eeg : ndarray, shape (>= n, n_eeg)
+    eog : ndarray, shape (>= n, n_eog)
+    coef : ndarray, shape (n_eog, n_eeg)
+        Propagation factors (Gratton et al. 1983; Croft & Barry 2000).
+    out : ndarray, shape (>= n, n_eeg)
+    """
+    n_eeg = eeg.shape[1]
+    n_eog = eog.shape[1]
+    for t in range(n):
+        for c in range(n_eeg):
+            s = eeg[t, c]
+            for e in range(n_eog):
+                s -= eog[t, e] * coef[e, c]
+            out[t, c] = s
