@@ -12,8 +12,9 @@ instead of the inner skull).
 Signal = oscillating dipoles (sine at f, amplitude-modulated at f_mod, along the cortical
 normal) + background brain noise (random cortical dipoles with 1/f spectra) + white
 sensor noise (+ the artifacts of ``[simulate] artifacts``, :mod:`rtsource.simulation_artifacts`,
-with the artifact-free signal kept as ground truth: :meth:`SignalGenerator.next_block`). EEG is referenced to a nose electrode (Nz) as many amplifiers record and
-published in microvolts; MEG in T (magnetometers) and T/m (gradiometers).
+with the artifact-free signal kept as ground truth: :meth:`SignalGenerator.next_block`).
+EEG is referenced to a nose electrode (Nz) as many amplifiers record and published in
+microvolts; MEG in T (magnetometers) and T/m (gradiometers).
 """
 
 from __future__ import annotations
