@@ -41,6 +41,7 @@ _EXPORTS = {
     "StreamLoop": ".stream.loop",
     "LoopOptions": ".stream.loop",
     "FeatureOptions": ".stream.features",
+    "operator_rebuilder": ".session",
     "StreamSelector": ".stream.inlet",
     "FilterSpec": ".stream.operator",
     "capture_calibration": ".stream.calibration",

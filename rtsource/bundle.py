@@ -431,7 +431,7 @@ def load_bundle(path: str | Path) -> OperatorBundle:
             BundleChecksumError,
         )
     # The checksum catches damage, not edits (anyone can recompute it): check the meaning.
-    problem = _check_meaning(header, arrays) or _check_params(header["params"], header["method"])
+    problem = _check_meaning(header, arrays) or _record_problem(header) or _check_params(header["params"], header["method"])
     if problem:
         raise _fail(path, problem)
 
@@ -639,6 +639,16 @@ def _check_meaning(header: dict, arrays: dict[str, np.ndarray]) -> str | None:
         low = float(np.linalg.eigvalsh(c)[0])
         if low < -1e-6 * scale:
             return f"array {name!r} has a negative eigenvalue ({low:.3g}, largest entry {scale:.3g}); a covariance is positive semi-definite"
+    return None
+
+
+def _record_problem(header: dict) -> str | None:
+    """The typed parameter record's own verdict on the header's params (None: it builds)."""
+    try:
+        OperatorRecord.from_json(header["params"], method=header["method"], reference=header["reference"])
+    except RtsourceError as exc:
+        message = str(exc)
+        return message if message.startswith("params") else f"params {message}"
     return None
 
 

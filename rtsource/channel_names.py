@@ -4,15 +4,20 @@ Streams and files spell electrode names in many ways. Matching is case-insensiti
 the old 10-20 names that the 10-10 system renamed (T3/T7, T4/T8, T5/P7, T6/P8; Oostenveld &
 Praamstra 2001, Clin Neurophysiol 112:713) and takes a user's alias map on top.
 
+The names rtsource gives its own output channels (ROIs, bands) follow one rule too
+(:func:`check_roi_name`): LSL channel labels end up in XDF files, display legends and other
+programs' column names, so they are kept to a safe ASCII subset.
+
 This module is on the ground floor (it imports only :mod:`rtsource.errors`), so that
 ``stream/`` can match a stream's channels to a bundle's without importing the offline side.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, Mapping
 
-from .errors import ChannelError
+from .errors import ChannelError, ConfigError
 
 #: Old 10-20 names and their 10-10 successors (both directions are matched).
 RENAMED_10_20 = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
@@ -73,3 +78,19 @@ def match_labels(
 
 
 __all__ = ["RENAMED_10_20", "canonical_label", "match_labels"]
+
+
+# ---- labels of rtsource's own output channels -------------------------------------------
+
+# ROI names become LSL channel labels (``V1``, ``V1_alpha``): ASCII, no spaces or commas.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def check_roi_name(name: str, what: str = "ROI name") -> str:
+    """Return ``name`` if it can be an LSL channel label, else raise ConfigError."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(
+            f"{what} {name!r} is not usable as a channel label; use 1-64 ASCII letters, digits "
+            "and _ . + - (starting with a letter or digit), e.g. 'V1_left'"
+        )
+    return name

@@ -52,6 +52,7 @@ _CONFIG_OPTIONS = {
         "sfreq": ("simulate.sfreq", "--sfreq"), "chunk_size": ("simulate.chunk_size", "--chunk-size"), "seed": ("simulate.seed", "--seed"),
         "baseline_seconds": ("simulate.baseline_seconds", "--baseline"), "stream_name": ("simulate.stream_name", "--name"),
         "source_id": ("simulate.source_id", "--source-id"), "modality": ("sensors.modality", "--modality"),
+        "artifacts": ("simulate.artifacts", "--artifacts"),
     },
     "demo": {"modality": ("sensors.modality", "--modality"), "method": ("inverse.method", "--method")},
     "coreg": {"max_rms_mm": ("coreg.max_rms_mm", "--max-rms-mm")},
@@ -359,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--name", dest="stream_name", help="LSL stream name")
     m.add_argument("--source-id", dest="source_id", help="LSL source_id")
     m.add_argument("--modality", choices=["eeg", "meg", "eeg+meg"], help="override [sensors] modality")
+    m.add_argument(
+        "--artifacts", type=lambda text: [k.strip() for k in text.split(",") if k.strip() not in ("", "none")],
+        help="comma list of blinks,saccades,ecg,emg,pops,drifts, or none (scales: [simulate] *_uv keys)",
+    )  # fmt: skip
     m.set_defaults(func=cmd_simulate)
 
     d = sub.add_parser("demo", help="simulate, set up, stream and report, on the template head")
@@ -416,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="measure speed against baselines in the same run")
-    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "all"],
+    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "connectivity", "artifacts", "all"],
                    help="which benchmark (default: all)")
     b.add_argument("--json", help="write the results to this file")
     b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")

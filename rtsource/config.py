@@ -236,13 +236,16 @@ class PerformanceSettings:
 
 @dataclass(frozen=True)
 class RoiSettings:
-    """One [[roi]] entry: a region given by a centre and radius, vertices, or a hemisphere."""
+    """One [[roi]] entry: a region given by a centre and radius, vertices, a hemisphere, or atlas regions."""
 
     name: str = _opt(lambda v: None if v.strip() and v.isprintable() else "must be a non-empty name", "channel label of the ROI output", "roi")
     center_mm: tuple[float, ...] = _opt(lambda v: None if len(v) in (0, 3) else "needs 3 numbers (template frame, mm)", "centre in template mm", factory=tuple)
     radius_mm: float = _opt(_between(0.1, 500.0, "mm"), "sources within this distance of the centre", 10.0)
     vertices: tuple[int, ...] = _opt(None, "explicit source indices", factory=tuple)
     hemisphere: str = _opt(_one_of("", "lh", "rh"), "a whole hemisphere", "")
+    atlas: str = _opt(None, "atlas whose regions form the ROI ('aparc': Desikan-Killiany, docs/atlases.md); with label or labels", "")
+    label: str = _opt(None, "one atlas region or alias, with -lh/-rh ('superiortemporal-lh', 'broca-lh')", "")
+    labels: tuple[str, ...] = _opt(None, "several atlas regions or aliases, pooled into one ROI", factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,7 @@ class RoisSettings:
     """[rois]: how ROI time courses are formed and published."""
 
     file: str = _opt(None, "CSV of name,x,y,z[,radius] (mm, template frame), in addition to [[roi]]", "")
+    atlas: str = _opt(None, "one ROI per region of this atlas ('aparc': 68 ROIs named like the regions), in addition to [[roi]]", "")
     mode: str = _opt(_one_of("mean", "mean_flip", "pca_flip", "max"), "aggregation over the ROI's sources", "mean_flip")
     component: str = _opt(_one_of("auto", "normal", "pooled"), "what is aggregated for loose operators (auto: normal for linear modes)", "auto")
     default_radius_mm: float = _opt(_between(0.1, 500.0, "mm"), "radius for file entries without one", 10.0)
@@ -343,6 +347,9 @@ class BundleSettings:
     path: str = _opt(None, "bundle file (.npz); relative to the config file", "rtsource_bundle.npz")
 
 
+SIM_ARTIFACTS = ("blinks", "saccades", "ecg", "emg", "pops", "drifts")
+
+
 @dataclass(frozen=True)
 class SimulatedSource:
     """One entry of [[simulate.sources]]."""
@@ -384,6 +391,17 @@ class SimulateSettings:
     stream_name: str = _opt(None, "LSL name of the simulated stream", "rtsource-sim-eeg")
     source_id: str = _opt(None, "LSL source_id of the simulated stream", "rtsource-sim-eeg-0")
     truth_stream: bool = _opt(None, "also publish the true source amplitudes", True)
+    artifacts: tuple[str, ...] = _opt(
+        lambda v: None if set(v) <= set(SIM_ARTIFACTS) else f"must be among {', '.join(SIM_ARTIFACTS)}",
+        "artifacts added to the EEG (the artifact-free signal stays the ground truth)",
+        factory=tuple,
+    )
+    blink_uv: float = _opt(_nonneg, "blink peak at the strongest frontal electrode, uV (every 3-6 s, 200-400 ms)", 150.0)
+    saccade_uv: float = _opt(_nonneg, "horizontal eye movement at full gaze, strongest channel, uV", 40.0)
+    ecg_uv: float = _opt(_nonneg, "heartbeat R peak at the strongest channel, uV", 8.0)
+    emg_uv: float = _opt(_nonneg, "muscle burst rms at the channel nearest the temporal muscle, uV", 30.0)
+    pop_uv: float = _opt(_nonneg, "electrode pop step, uV", 300.0)
+    drift_uv: float = _opt(_nonneg, "slow electrode drift rms, uV", 30.0)
 
 
 @dataclass(frozen=True)
@@ -487,6 +505,32 @@ def _checked(f: dataclasses.Field, annotation: Any, value: Any, key: str) -> Any
     return converted
 
 
+def _check_atlas_name(name: str, where: str) -> None:
+    from .anatomy.atlas import ATLASES
+
+    if name not in ATLASES:
+        raise ConfigError(f"{where} = {name!r}: not a known atlas; use one of {', '.join(sorted(ATLASES))}")
+
+
+def _check_atlas_roi(r: RoiSettings, where: str) -> None:
+    """Atlas keys of one [[roi]]: atlas with exactly one of label / labels, names that resolve."""
+    if not r.atlas:
+        if r.label or r.labels:
+            raise ConfigError(f"{where} [[roi]] {r.name!r}: label/labels need atlas = 'aparc'")
+        return
+    _check_atlas_name(r.atlas, f"{where} [[roi]] {r.name!r} atlas")
+    if bool(r.label) == bool(r.labels):
+        raise ConfigError(
+            f"{where} [[roi]] {r.name!r}: atlas = {r.atlas!r} needs exactly one of label = 'region-lh' or labels = [...]"
+        )
+    from .anatomy.atlas import load_atlas
+
+    try:
+        load_atlas(r.atlas).resolve(r.labels or r.label)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} [[roi]] {r.name!r}: {exc}") from None
+
+
 def _cross_checks(s: Settings, where: str) -> None:
     f = s.forward
     if len(f.relative_radii) != len(f.conductivities) or not 1 <= len(f.relative_radii) <= 6:
@@ -518,15 +562,18 @@ def _cross_checks(s: Settings, where: str) -> None:
         if len(src.position_mm) != 3:
             raise ConfigError(f"{where} [[simulate.sources]] position_mm = {list(src.position_mm)}: needs 3 numbers")
     for r in s.roi:
-        given = sum([bool(r.center_mm), bool(r.vertices), bool(r.hemisphere)])
+        given = sum([bool(r.center_mm), bool(r.vertices), bool(r.hemisphere), bool(r.atlas)])
         if given != 1:
-            raise ConfigError(f"{where} [[roi]] {r.name!r}: give exactly one of center_mm, vertices or hemisphere (got {given})")
+            raise ConfigError(f"{where} [[roi]] {r.name!r}: give exactly one of center_mm, vertices, hemisphere or atlas (got {given})")
+        _check_atlas_roi(r, where)
+    if s.rois.atlas:
+        _check_atlas_name(s.rois.atlas, f"{where} [rois] atlas")
     names = [r.name for r in s.roi]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where} [[roi]]: names repeat: {names}")
-    if s.bandpower.bands and not (s.roi or s.rois.file):
-        raise ConfigError(f"{where} [bandpower] bands need ROIs: add [[roi]] entries or [rois] file")
-    if not s.rois.sources_output and not (s.roi or s.rois.file):
+    if s.bandpower.bands and not (s.roi or s.rois.file or s.rois.atlas):
+        raise ConfigError(f"{where} [bandpower] bands need ROIs: add [[roi]] entries, [rois] file or [rois] atlas")
+    if not s.rois.sources_output and not (s.roi or s.rois.file or s.rois.atlas):
         raise ConfigError(f"{where} [rois] sources_output = false needs ROIs, otherwise nothing is published")
     ss = s.source_space
     if ss.kind == "discrete" and not ss.points:

@@ -277,7 +277,7 @@ def write_coreg_qc_png(result, template, path: str | Path) -> Path:
         lines.append(f"{name} - model   {err:6.1f} mm")
     return write_qc_png(
         path,
-        template.surfaces.scalp,
+        template.fit_scalp,
         electrodes=result.aligned.electrodes,
         electrode_distances_mm=qc.distances_mm[el_sel],
         electrode_outliers=qc.outliers[el_sel],

@@ -1,8 +1,9 @@
 """From a configuration and a bundle to a configured streaming loop (``rtsource run``, the demo).
 
-The loop itself (``rtsource.stream``) knows nothing about configuration files; this module
-reads the settings and hands it plain options: where the stream is, how to name the
-outputs, which features to run (ROIs, band power, bad-channel handling, adaptive weights).
+The loop itself (``rtsource.stream``) knows nothing about configuration files or the offline
+side; this module reads the settings and hands it plain options (where the stream is, how to
+name the outputs, which features to run: ROIs, band power, bad-channel handling, adaptive
+weights) and the offline side's operator rebuild (:func:`operator_rebuilder`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from .stream.features import FeatureOptions
 from .stream.inlet import StreamSelector
 from .stream.loop import LoopOptions
 from .stream.operator import FilterSpec
+from .stream.services import OperatorRebuilder
+
+
+def operator_rebuilder() -> OperatorRebuilder:
+    """The offline side's operator rebuild for a running loop (``StreamLoop(rebuilder=...)``):
+    a bad channel is dropped, adaptive weights are recomputed, by
+    :class:`rtsource.inverse.rebuild.BundleRebuilder`."""
+    from .inverse.rebuild import BundleRebuilder
+
+    return BundleRebuilder()
 
 
 def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptions:
@@ -54,7 +65,7 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
 
 
 def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
-    """The ``[[roi]]`` entries and the ``[rois] file`` as ROIs on the bundle's sources."""
+    """The ``[[roi]]`` entries, the ``[rois] file`` and ``[rois] atlas`` as ROIs on the bundle's sources."""
     from .inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
 
     sources = bundle.sources
@@ -64,14 +75,22 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
             rois.append(roi_from_sphere(sources, r.name, r.center_mm, r.radius_mm))
         elif r.vertices:
             rois.append(roi_from_vertices(sources, r.name, r.vertices))
+        elif r.atlas:
+            from .inverse.atlas_roi import roi_from_atlas
+
+            rois.append(roi_from_atlas(sources, r.name, r.atlas, r.labels or r.label))
         else:
             roi = roi_from_hemisphere(sources, r.hemisphere)
             rois.append(dataclasses.replace(roi, name=r.name) if roi.name != r.name else roi)
     if settings.rois.file:
         rois += list(read_roi_file(settings.resolve_path(settings.rois.file), sources, default_radius_mm=settings.rois.default_radius_mm))
+    if settings.rois.atlas:
+        from .inverse.atlas_roi import rois_from_atlas
+
+        rois += rois_from_atlas(sources, settings.rois.atlas)
     names = [r.name for r in rois]
     if len(set(names)) != len(names):
-        raise ConfigError(f"ROI names repeat between [[roi]] and [rois] file: {names}")
+        raise ConfigError(f"ROI names repeat between [[roi]], [rois] file and [rois] atlas: {names}")
     return rois
 
 
@@ -81,7 +100,7 @@ def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: 
     ``calibration``: (n_samples, n_channels) data in V on the bundle's channels (pca_flip
     and band-power z-scoring use it).
     """
-    rois = rois_from_settings(settings, bundle) if (settings.roi or settings.rois.file) else []
+    rois = rois_from_settings(settings, bundle) if (settings.roi or settings.rois.file or settings.rois.atlas) else []
     bandpower = None
     bp = settings.bandpower
     if bp.bands:

@@ -11,8 +11,10 @@ instead of the inner skull).
 
 Signal = oscillating dipoles (sine at f, amplitude-modulated at f_mod, along the cortical
 normal) + background brain noise (random cortical dipoles with 1/f spectra) + white
-sensor noise. EEG is referenced to a nose electrode (Nz) as many amplifiers record and
-published in microvolts; MEG in T (magnetometers) and T/m (gradiometers).
+sensor noise (+ the artifacts of ``[simulate] artifacts``, :mod:`rtsource.simulation_artifacts`,
+with the artifact-free signal kept as ground truth: :meth:`SignalGenerator.next_block`).
+EEG is referenced to a nose electrode (Nz) as many amplifiers record and published in
+microvolts; MEG in T (magnetometers) and T/m (gradiometers).
 """
 
 from __future__ import annotations
@@ -40,6 +42,28 @@ SIM_REFERENCE = "Nz"
 # of 1/f Noise").
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
 _PINK_A = np.array([1.0, -2.494956002, 2.017265875, -0.522189400])
+
+
+@dataclass(frozen=True)
+class SimulatedBlock:
+    """One block of simulated samples with its ground truth.
+
+    Attributes
+    ----------
+    data_v : ndarray, shape (n, n_channels)
+        What the amplifier records (brain + noise + artifacts), SI units.
+    clean_v : ndarray, shape (n, n_channels)
+        The same without the artifacts (the ground truth of artifact correction).
+    moments : ndarray, shape (n, n_dipoles)
+        The oscillating sources' moments, A*m.
+    artifact_active : ndarray of bool, shape (n, len(simulation_artifacts.KINDS))
+        Which artifact kinds are in an episode at each sample.
+    """
+
+    data_v: np.ndarray
+    clean_v: np.ndarray
+    moments: np.ndarray
+    artifact_active: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -84,9 +108,13 @@ class SignalGenerator:
         and, when ``meg_array`` is given, that array's channels.
     meg_array : rtsource.sensors.meg.MegArray, optional
         The MEG sensors (their names in ``ch_names`` are MEG channels).
+    extra : rtsource.sim_events.EventedSources, optional
+        Evoked sources and coupled pairs (placed on this cortex, added to the data); the
+        markers of each :meth:`next` block are in :attr:`markers`, their moments (A*m) in
+        :attr:`extra_moments`.
     """
 
-    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None):
+    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None, extra=None):
         self.settings = settings
         self.ch_names = tuple(ch_names)
         self.sfreq = float(settings.sfreq)
@@ -127,6 +155,12 @@ class SignalGenerator:
             for s in settings.sources
         )
         self._dipole_gain = np.array([d.gain for d in self.dipoles]).reshape(len(self.dipoles), len(self.ch_names))
+        self.extra = extra
+        self.markers: list[tuple[str, int]] = []  # (event, sample index) of the last next() block
+        self.extra_moments = np.zeros((0, extra.n_sources if extra is not None else 0))
+        if extra is not None:
+            gains = [self._place(np.asarray(p, float) * 1e-3, 0.0, 0.0, 0.0).gain for p in extra.positions_mm]
+            self._extra_gain = np.array(gains).reshape(extra.n_sources, len(self.ch_names))
         self._phase = rng.uniform(0, 2 * np.pi, len(self.dipoles))
         # background: random cortical dipoles with 1/f time courses
         n_noise = settings.n_noise_sources
@@ -147,6 +181,12 @@ class SignalGenerator:
         self._pink_state = np.zeros((3, n_noise))
         self._rng = rng
         self._next_sample = 0
+        self.artifacts = None
+        if settings.artifacts and len(self._eeg_idx):
+            from .simulation_artifacts import ArtifactGenerator
+
+            pos = montage.electrodes.positions_m
+            self.artifacts = ArtifactGenerator(settings, pos[:-1], pos[-1], [self.ch_names[i] for i in self._eeg_idx])
 
     # ---- geometry ----
     def _normal_gains(self, index: np.ndarray) -> np.ndarray:
@@ -193,7 +233,7 @@ class SignalGenerator:
         return out
 
     def next(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The next ``n`` samples.
+        """The next ``n`` samples (with artifacts, when on; :meth:`next_block` adds the truth).
 
         Returns
         -------
@@ -202,17 +242,33 @@ class SignalGenerator:
         moments : ndarray, shape (n, n_dipoles)
             The oscillating sources' moments in A*m (the ground truth).
         """
+        block = self.next_block(n)
+        return block.data_v, block.moments
+
+    def next_block(self, n: int) -> SimulatedBlock:
+        """The next ``n`` samples with the artifact-free signal and the artifact episodes."""
         from scipy.signal import lfilter
+
+        from .simulation_artifacts import KINDS
 
         moments = self.source_waveforms(self._next_sample, n)
         data = moments @ self._dipole_gain
+        if self.extra is not None:
+            self.extra_moments, self.markers = self.extra.next(n)
+            data = data + self.extra_moments @ self._extra_gain
         if self._noise_gain.shape[1]:
             white = self._rng.standard_normal((n, self._noise_gain.shape[1]))
             pink, self._pink_state = lfilter(_PINK_B, _PINK_A, white, axis=0, zi=self._pink_state)
             data = data + (pink * self._noise_scale) @ self._noise_gain.T
         data = data + self._rng.standard_normal((n, self.n_channels)) * self._sensor_noise
+        clean = data
+        active = np.zeros((n, len(KINDS)), dtype=bool)
+        if self.artifacts is not None:
+            artifact, active = self.artifacts.next(self._next_sample, n)
+            data = data.copy()
+            data[:, self._eeg_idx] += artifact
         self._next_sample += n
-        return data, moments
+        return SimulatedBlock(data, clean, moments, active)
 
 
 def publish_scale(ch_types, eeg_unit: str) -> np.ndarray:
@@ -288,10 +344,10 @@ def _truth_info(gen: SignalGenerator, name: str, source_id: str, t0: float):
 class Simulator:
     """Publishes a :class:`SignalGenerator` on LSL in real time (and the truth, optionally)."""
 
-    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None):
+    def __init__(self, settings: SimulateSettings, ch_names, meg_array=None, extra=None):
         import pylsl
 
-        self.generator = SignalGenerator(settings, ch_names, meg_array)
+        self.generator = SignalGenerator(settings, ch_names, meg_array, extra)
         self.settings = settings
         # the sample clock starts now; timestamps are t0 + k / sfreq whenever run() starts
         self.t0 = pylsl.local_clock() + 0.2
@@ -300,6 +356,10 @@ class Simulator:
         self.truth = None
         if settings.truth_stream:
             self.truth = pylsl.StreamOutlet(_truth_info(self.generator, settings.stream_name + "-truth", settings.source_id + "-truth", self.t0))
+        self.markers = None  # NAME-markers: one string per event, stamped with its sample's time
+        if extra is not None:
+            info = pylsl.StreamInfo(settings.stream_name + "-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, settings.source_id + "-markers")
+            self.markers = pylsl.StreamOutlet(info)
         self.samples_pushed = 0
         self._stop = threading.Event()
 
@@ -330,6 +390,9 @@ class Simulator:
             self.outlet.push_chunk((data * self._scale).astype(np.float32), ts.tolist())
             if self.truth is not None:
                 self.truth.push_chunk((moments * 1e9).astype(np.float32), ts.tolist())
+            if self.markers is not None:
+                for name, k in self.generator.markers:
+                    self.markers.push_sample([name], t0 + k / sfreq)
             self.samples_pushed += n
         return self.samples_pushed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rtsource.bench import bench_hotswap, bench_kernels, bench_lowrank
+from rtsource.bench import bench_connectivity, bench_hotswap, bench_kernels, bench_lowrank
 
 
 def test_bench_kernels_and_lowrank_run():
@@ -23,3 +23,9 @@ def test_bench_hotswap_runs_a_real_pipeline():
     assert [w["command"] for w in res["swaps"]] == ["mark_bad", "mark_good"]
     assert all(w["swap_ms"] > 0 and w["build_ms"] > 0 for w in res["swaps"])
     assert res["idle_rebuild_ms_median"] > 0 and res["setup"]["sources"] == 2048
+
+
+def test_bench_connectivity_runs():
+    res = bench_connectivity(n_roi=6, steps=5, progress=lambda s: None)
+    assert res["n_pairs"] == 15 and res["n_out"] == 15 * 2 * 5
+    assert 0 < res["median_ms"] <= res["p99_ms"] <= res["max_ms"]

@@ -235,9 +235,9 @@ def test_resigned_units_and_types_are_checked(saved):
 
 def test_resigned_params_are_checked(saved):
     _edit_and_resign(saved, header=lambda h: h["params"].__setitem__("loose", 7.0))
-    _refused(saved, "params loose = 7.0")
+    _refused(saved, "params loose is 7.0")
     _edit_and_resign(saved, header=lambda h: h["params"].__setitem__("snr", float("nan")))
-    _refused(saved, "params snr = nan")
+    _refused(saved, "params snr is nan")
     _edit_and_resign(saved, header=lambda h: h["params"].__setitem__("method", "LCMV"))
     _refused(saved, "params method 'LCMV' differs")
 
@@ -355,7 +355,7 @@ def test_meg_only_bundle_has_no_eeg_reference():
     import xml.etree.ElementTree as ET
 
     from rtsource.stream.channels import StreamDescription
-    from rtsource.stream.outlet import make_source_info
+    from rtsource.stream.outlets import make_source_info
 
     from .conftest import make_bundle
 

@@ -190,10 +190,9 @@ def test_fuzz_config_values_through_overrides(key, value):
 
 def test_extreme_inverse_values_are_refused_or_work():
     """snr = 1e-300 (ZeroDivisionError before) is refused; the allowed extremes build an operator."""
-    from rtsource.build import inverse_params
     from rtsource.config import InverseSettings
     from rtsource.inverse.covariance import NoiseCovariance
-    from rtsource.inverse.rebuild import make_operator
+    from rtsource.inverse.make import make_operator
 
     for bad in (1e-300, 0.0, 1e300):
         with pytest.raises(ConfigError, match="snr"):
@@ -209,7 +208,7 @@ def test_extreme_inverse_values_are_refused_or_work():
         for depth in (0.0, 10.0):
             s = Settings(inverse=InverseSettings(snr=snr, depth=depth))
             try:
-                op = make_operator("dSPM", gain, normals, cov, reference="average", ch_names=names, ch_types=("eeg",) * n_chan, params=inverse_params(s))
+                op = make_operator(s.inverse.params(), gain, normals, cov, reference="average", ch_names=names, ch_types=("eeg",) * n_chan)
             except RtsourceError:
                 continue
             assert np.all(np.isfinite(op.kernel)), (snr, depth)
@@ -350,7 +349,8 @@ def test_stream_operator_checks_n_and_shapes():
 
 def test_roi_and_bandpower_stages_check_n_and_shapes():
     from rtsource.errors import StreamError
-    from rtsource.inverse.roi import RoiOperator, roi_from_hemisphere
+    from rtsource.inverse.roi import roi_from_hemisphere
+    from rtsource.roi_operator import RoiOperator
     from rtsource.stream.bandpower import BandPowerSpec, BandPowerStage
     from rtsource.stream.roi import RoiStage
 

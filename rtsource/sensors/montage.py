@@ -70,6 +70,10 @@ class Montage:
 def standard_montage(name: str = "standard_1005") -> Montage:
     """A 10-20 / 10-10 / 10-05 montage on the embedded template scalp (template frame, m).
 
+    The positions are MNE-Python's fsaverage ones on the scalp coregistration fits to
+    (:attr:`~rtsource.anatomy.template.Template.fit_electrodes`), so a coregistered standard
+    cap and this montage agree; a BEM projects them onto its own scalp.
+
     Parameters
     ----------
     name : {"standard_1020", "standard_1010", "standard_1005"}
@@ -81,8 +85,8 @@ def standard_montage(name: str = "standard_1005") -> Montage:
 
     t = load_template()
     keep = t.electrode_level <= STANDARD_SYSTEMS[name]
-    labels = tuple(label for label, k in zip(t.electrodes.labels, keep) if k)
-    pts = Points(t.electrodes.positions[keep], Frame.TEMPLATE, "m", labels)
+    labels = tuple(label for label, k in zip(t.fit_electrodes.labels, keep) if k)
+    pts = Points(t.fit_electrodes.positions[keep], Frame.TEMPLATE, "m", labels)
     return Montage(pts, t.fiducials, name)
 
 

@@ -110,13 +110,13 @@ class ExpWeightedCovariance:
     """
 
     def __init__(self, n_channels: int, sfreq: float, half_life_s: float, *, scale: np.ndarray | None = None, demean: bool = True, ch_names=()):
-        from . import _roi_kernels
+        from . import _covariance_kernels
 
         if not (np.isfinite(half_life_s) and half_life_s > 0):
             raise ConfigError(f"[adaptive] half_life_s = {half_life_s!r} must be a positive number of seconds")
         if not (np.isfinite(sfreq) and sfreq > 0):
             raise ConfigError(f"sfreq = {sfreq!r} must be a positive rate in Hz")
-        self._k = _roi_kernels
+        self._k = _covariance_kernels
         self.n_channels = int(n_channels)
         self.sfreq = float(sfreq)
         self.half_life_s = float(half_life_s)

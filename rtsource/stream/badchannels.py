@@ -90,7 +90,7 @@ from ..errors import ChannelError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: reason strings by rule code (rtsource.stream._roi_kernels FLAT ... MANUAL)
+#: reason strings by rule code (rtsource.stream._qc_kernels FLAT ... MANUAL)
 REASONS = {1: "flat", 2: "nonfinite", 3: "saturated", 4: "noisy_hf", 5: "noisy_deviation", 6: "low_correlation", 7: "manual"}
 
 #: sensor types the detector knows, in group order, with their SI unit and display unit
@@ -206,7 +206,7 @@ class BadChannelDetector:
     def __init__(self, ch_names, sfreq: float, *, index=None, scale=None, rules: BadChannelRules | None = None, ignore=(), ch_types=None):
         from .filter_design import butter_sos
 
-        from . import _roi_kernels as k
+        from . import _qc_kernels as k
 
         self._k = k
         self.ch_names = tuple(ch_names)
@@ -283,6 +283,7 @@ class BadChannelDetector:
         self._work = np.zeros((7, n))
         self._changes = np.zeros(n, dtype=np.int64)
         self._flag_reason = np.zeros(n, dtype=np.int64)  # why each channel was last flagged
+        self._filters, self._block, self._rules, self._sensors, self._window, self._flags, self._scratch_out = self._qc_groups(self.__dict__, self.block_len)
         self._primed = False
         self._events: list[BadChannelEvent] = []
         #: messages about the whole stream (all channels of a type flat: a unit problem?), oldest first
@@ -377,16 +378,10 @@ class BadChannelDetector:
         start = 0
         new = 0
         while start < n:
-            end = k.qc_accumulate(chunk, start, n, self._index, self._scale, self._good, self._rail, self._eeg, self._hp_sos, self._hp_state,
-                                  self._hf_sos, self._hf_state, self._lf_sos, self._lf_state, self._h, self._acc, self._cross, self.block_len,
-                                  self._pos)  # fmt: skip
+            end = k.qc_accumulate(chunk, start, n, self._index, self._scale, self._good, self._sensors, self._filters, self._block)
             if end < 0:
                 break
-            changes = k.qc_evaluate(self._acc, self._cross, self.block_len, self._params, self._flat_v, self._noisy_v, self._group,
-                                    len(SENSOR_TYPES), self._mask, self._persist, self._recover, self.n_window, self._blocks_seen,
-                                    self._amp_ring, self._ratio_ring, self._corr_ring, self._good, self._ignored, self._flagged,
-                                    self._bad_count, self._clear_count, self.values, self._cond, self._scratch, self._scratch2, self._work,
-                                    self._changes)  # fmt: skip
+            changes = k.qc_evaluate(self._block, self._rules, self._sensors, self._window, self._flags, self._scratch_out)
             self.blocks += 1
             if changes:
                 new += self._emit(float(timestamps[end - 1]))
@@ -443,9 +438,20 @@ class BadChannelDetector:
         n_stream = int(self._index.max()) + 1
         x = np.zeros((2, n_stream), np.float32)
         c = {name: v.copy() for name, v in self.__dict__.items() if isinstance(v, np.ndarray)}
-        k.qc_accumulate(x, 0, 2, c["_index"], c["_scale"], c["_good"], c["_rail"], c["_eeg"], c["_hp_sos"], c["_hp_state"], c["_hf_sos"],
-                        c["_hf_state"], c["_lf_sos"], c["_lf_state"], c["_h"], c["_acc"], c["_cross"], 2, c["_pos"])  # fmt: skip
-        k.qc_evaluate(c["_acc"], c["_cross"], 2, c["_params"], c["_flat_v"], c["_noisy_v"], c["_group"], len(SENSOR_TYPES), c["_mask"],
-                      c["_persist"], self._recover, self.n_window, c["_blocks_seen"], c["_amp_ring"], c["_ratio_ring"], c["_corr_ring"],
-                      c["_good"], c["_ignored"], c["_flagged"], c["_bad_count"], c["_clear_count"], c["values"], c["_cond"], c["_scratch"],
-                      c["_scratch2"], c["_work"], c["_changes"])  # fmt: skip
+        filters, block, rules, sensors, *rest = self._qc_groups(c, 2)
+        k.qc_accumulate(x, 0, 2, c["_index"], c["_scale"], c["_good"], sensors, filters, block)
+        k.qc_evaluate(block, rules, sensors, *rest)
+
+    def _qc_groups(self, a: dict, block_len: int) -> tuple:
+        """The kernels' typed views (:class:`~._qc_kernels.QcFilters`, ...) of the state arrays in
+        ``a`` (this detector's attributes, or scratch copies of them): the same arrays, not copies."""
+        k = self._k
+        return (
+            k.QcFilters(a["_hp_sos"], a["_hp_state"], a["_hf_sos"], a["_hf_state"], a["_lf_sos"], a["_lf_state"]),
+            k.QcBlock(a["_acc"], a["_cross"], a["_h"], a["_pos"], block_len),
+            k.QcRules(a["_params"], a["_persist"], self._recover, self.n_window),
+            k.QcSensors(a["_group"], a["_eeg"], len(SENSOR_TYPES), a["_rail"], a["_flat_v"], a["_noisy_v"]),
+            k.QcWindow(a["_blocks_seen"], a["_amp_ring"], a["_ratio_ring"], a["_corr_ring"]),
+            k.QcFlags(a["_good"], a["_ignored"], a["_flagged"], a["_bad_count"], a["_clear_count"]),
+            k.QcScratch(a["values"], a["_cond"], a["_scratch"], a["_scratch2"], a["_work"], a["_changes"], a["_mask"]),
+        )

@@ -67,11 +67,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
+from ..channel_names import check_roi_name
 from ..errors import ConfigError, StreamError
-from ..inverse.roi import check_roi_name
 from ._checks import check_chunk, check_max_chunk
-from .outputs import BANDPOWER_SUFFIX, BANDPOWER_TYPE, stream_name
 
 logger = logging.getLogger(__name__)
 
@@ -232,10 +230,10 @@ class BandPowerStage:
     """
 
     def __init__(self, spec: BandPowerSpec, roi_names, sfreq: float, max_chunk: int, *, unit: str = ""):
-        from . import _kernels, _roi_kernels
+        from . import _bandpower_kernels, _kernels
 
         self._sos_filter = _kernels.sos_filter
-        self._k = _roi_kernels
+        self._k = _bandpower_kernels
         self.spec = spec
         self.roi_names = tuple(roi_names)
         for r in self.roi_names:
@@ -451,72 +449,3 @@ class BandPowerStage:
         self._base_sums[:] = saved[3]
         self._base_count = saved[4]
         self._last[:] = saved[5]
-
-
-def make_bandpower_info(
-    stage: BandPowerStage,
-    *,
-    output_name: str,
-    source_id: str,
-    bundle_path: str = "",
-    method: str = "",
-    roi_mode: str = "",
-    input_stream: str = "",
-):
-    """The pylsl ``StreamInfo`` of the band-power stream (``NAME-bandpower``, type ``BandPower``).
-
-    One float32 channel per ROI x band, labelled ``<roi>_<band>``, at the stage's output
-    rate. Per channel: ``label``, ``type`` (``bandpower``), ``unit``, ``roi``, ``band``,
-    ``low_hz``, ``high_hz``. The ``rtsource`` block: ``output_name``, ``bundle``, ``rois``,
-    ``bands`` (``name:low-high`` list) and a ``band`` child per band, the envelope method,
-    smoothing, z-scoring and the rate.
-    """
-    import pylsl
-
-    spec = stage.spec
-    info = pylsl.StreamInfo(stream_name(output_name, BANDPOWER_SUFFIX), BANDPOWER_TYPE, stage.n_out, stage.rate_hz, pylsl.cf_float32, source_id)
-    desc = info.desc()
-    chans = desc.append_child("channels")
-    unit = stage.output_unit
-    for r in stage.roi_names:
-        for b in spec.bands:
-            ch = chans.append_child("channel")
-            ch.append_child_value("label", f"{r}_{b.name}")
-            ch.append_child_value("type", "bandpower")
-            ch.append_child_value("unit", unit)
-            ch.append_child_value("roi", r)
-            ch.append_child_value("band", b.name)
-            ch.append_child_value("low_hz", repr(float(b.low_hz)))
-            ch.append_child_value("high_hz", repr(float(b.high_hz)))
-    meta = desc.append_child("rtsource")
-    for key, value in (
-        ("version", __version__),
-        ("output_name", output_name),
-        ("bundle", bundle_path),
-        ("method", method),
-        ("roi_mode", roi_mode),
-        ("rois", ",".join(stage.roi_names)),
-        ("bands", ",".join(f"{b.name}:{b.low_hz:g}-{b.high_hz:g}" for b in spec.bands)),
-        ("band_unit", "Hz"),
-        ("filter", (f"causal complex band-pass: Butterworth low-pass of order {spec.filter_order} shifted to the band centre" if spec.envelope == "analytic"
-                    else f"causal Butterworth band-pass, order {spec.filter_order} prototype ({2 * spec.filter_order} poles), second-order sections")),  # fmt: skip
-        ("envelope", spec.envelope),
-        ("quantity", spec.quantity),
-        ("smoothing_s", repr(float(spec.smoothing_s))),
-        ("smoothing_stages", str(spec.smoothing_stages)),
-        ("zscore", "true" if spec.zscore else "false"),
-        ("baseline", ("first %g s of the stream (NaN until complete)" % spec.baseline_s) if spec.zscore and not stage.baseline_ready else ("calibration" if spec.zscore else "")),
-        ("rate_hz", repr(float(stage.rate_hz))),
-        ("decimation", str(stage.step)),
-        ("output_unit", unit),
-        ("input_stream", input_stream),
-        ("timestamps", "timestamp of the input sample each value was taken at (producer clock)"),
-    ):
-        meta.append_child_value(key, value)
-    bands = meta.append_child("bands")
-    for b in spec.bands:
-        node = bands.append_child("band")
-        node.append_child_value("name", b.name)
-        node.append_child_value("low_hz", repr(float(b.low_hz)))
-        node.append_child_value("high_hz", repr(float(b.high_hz)))
-    return info

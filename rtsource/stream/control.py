@@ -310,8 +310,9 @@ def send_commands(
         inlet = pylsl.StreamInlet(info, max_buflen=60)
         inlet.open_stream(timeout=wait_s)  # from now on every event reaches us
         inlets.append(inlet)
-    info = pylsl.StreamInfo(output_name + CONTROL_SUFFIX, CONTROL_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, f"{output_name}-control-{time.time_ns()}")
-    outlet = pylsl.StreamOutlet(info)
+    from .outlets import open_command_outlet
+
+    outlet = open_command_outlet(output_name)
     if not outlet.wait_for_consumers(wait_s):
         raise RtsourceError(
             f"no rtsource loop listened on {output_name + CONTROL_SUFFIX!r} within {wait_s:g} s; is its control stream "

@@ -11,7 +11,8 @@ import collections
 import json
 import logging
 
-from .outputs import EVENT_KINDS, EVENTS_SUFFIX, EVENTS_TYPE
+from .outlets import OutputIdentity, open_events_outlet
+from .outputs import EVENT_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +25,7 @@ class EventPublisher:
         self.counts: collections.Counter = collections.Counter()
         self._outlet = None
         if publish:
-            import pylsl
-
-            info = pylsl.StreamInfo(output_name + EVENTS_SUFFIX, EVENTS_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, source_id + EVENTS_SUFFIX)
-            meta = info.desc().append_child("rtsource")
-            meta.append_child_value("output_name", output_name)
-            meta.append_child_value("bundle", bundle_path)
-            meta.append_child_value("format", "one JSON object per sample: {'event': kind, 'time': lsl_time, ...}")
-            self._outlet = pylsl.StreamOutlet(info)
+            self._outlet = open_events_outlet(OutputIdentity(output_name, source_id, bundle_path))
 
     def publish(self, kind: str, time: float, **fields) -> dict:
         """Record and publish one event; returns it."""

@@ -9,9 +9,11 @@ Per chunk, after the loop has published the source time courses:
     raw chunk ──> (detector reads the stream's own columns)
 
 Operator swaps (a bad channel removed, new adaptive weights) are built in background
-threads (:class:`~rtsource.stream.swap.BackgroundRebuilder`) and handed to
-:meth:`StreamLoop.request_swap` together with the matching ROI stage, so operator and ROI
-fold change in the same gap between two chunks: no sample is lost or processed twice.
+threads (:class:`~rtsource.stream.swap.BackgroundRebuilder`) by the injected
+:class:`~rtsource.stream.services.OperatorRebuilder` and handed to the loop's
+``request_swap`` together with the matching ROI stage, so operator and ROI fold change in
+the same gap between two chunks: no sample is lost or processed twice. The features see the
+loop only through :class:`~rtsource.stream.services.LoopServices`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..bundle import OperatorBundle
+from ..errors import StreamError
+from .channels import ChannelMap
+from .outlets import OutputIdentity, open_bandpower_outlet, open_roi_outlet
+from .services import LoopServices
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +41,10 @@ class FeatureOptions:
 
     Attributes
     ----------
-    rois : sequence of rtsource.inverse.roi.Roi
+    rois : sequence of rtsource.roi_operator.Roi
         Regions of interest on the bundle's source space (empty: no ROI outputs).
     roi_mode, roi_component : str
-        Aggregation (mean, mean_flip, pca_flip, max) and component (see inverse/roi.py).
+        Aggregation (mean, mean_flip, pca_flip, max) and component (see rtsource/roi_operator.py).
     roi_calibration : ndarray or None
         (n_samples, n_channels) calibration data in V, bundle order (pca_flip needs it).
     bandpower : BandPowerSpec or None
@@ -50,9 +56,6 @@ class FeatureOptions:
         Rebuild the operator without channels the detector marks bad.
     ignore_channels : tuple of str
         Never marked bad (e.g. a named reference channel, which is zero after re-referencing).
-    rebuild : callable or None
-        ``rebuild(bundle, bad_channels) -> OperatorBundle``: the operator without those
-        channels (rtsource.inverse.rebuild.rebuild_without_channels).
     adaptive : bool
         Adaptive beamformer (LCMV bundles): the data covariance is tracked with an
         exponential forgetting factor and the weights rebuilt from it every
@@ -72,7 +75,6 @@ class FeatureOptions:
     bad_channel_rules: object | None = None
     auto_swap: bool = False
     ignore_channels: tuple[str, ...] = ()
-    rebuild: Callable | None = None
     adaptive: bool = False
     adaptive_half_life_s: float = 30.0
     adaptive_interval_s: float = 10.0
@@ -117,63 +119,64 @@ def _single_blas_thread():
 
 
 class Features:
-    """The stages of :class:`FeatureOptions` for one loop (created in ``StreamLoop.connect``)."""
+    """The stages of :class:`FeatureOptions` for one loop (created in ``StreamLoop.connect``).
 
-    def __init__(self, loop, options: FeatureOptions, source_id: str):
-        import pylsl
+    Parameters
+    ----------
+    bundle : OperatorBundle
+        The bundle the loop started with (every rebuild starts from it).
+    channel_map : ChannelMap
+        Where the bundle's channels are in the stream's chunks, and their unit factors.
+    options : FeatureOptions
+    services : LoopServices
+        What the features may use of the loop: counters, events, swap requests.
+    identity : OutputIdentity
+        Names and metadata of the output streams (the ROI and band-power outlets).
+    max_chunk : int
+        Largest chunk (samples) the loop hands over.
+    """
 
-        self.loop = loop
+    def __init__(self, bundle: OperatorBundle, channel_map: ChannelMap, options: FeatureOptions, services: LoopServices, identity: OutputIdentity, *,
+                 max_chunk: int):  # fmt: skip
+        self.bundle = bundle
         self.options = options
-        bundle: OperatorBundle = loop.bundle
-        operator = loop.operator
+        self.services = services
         sfreq = bundle.sfreq
-        max_chunk = loop.options.max_chunk
         self.roi_operator = None
         self.roi_stage = None
         self.roi_outlet = None
         self.bandpower = None
         self.bandpower_outlet = None
-        out_name = loop.options.output_name
         if options.rois:
-            from ..inverse.roi import RoiOperator
-            from .roi import RoiStage, make_roi_info
+            from ..roi_operator import RoiOperator
+            from .roi import RoiStage
 
             self.roi_operator = RoiOperator.from_bundle(bundle, options.rois, options.roi_mode, options.roi_component, calibration=options.roi_calibration)
-            self.roi_stage = RoiStage(self.roi_operator, max_chunk, channel_scale=operator.channel_map.scale, n_sources=bundle.n_sources)
+            self.roi_stage = RoiStage(self.roi_operator, max_chunk, channel_scale=channel_map.scale, n_sources=bundle.n_sources)
             self.roi_stage.warm_up()
-            info = make_roi_info(
-                self.roi_operator, output_name=out_name, sfreq=sfreq, source_id=source_id + "-roi", bundle_path=loop.options.bundle_path,
-                method=bundle.method, bundle_created=bundle.created_utc, input_stream=loop.inlet.description.name,
-            )  # fmt: skip
-            self.roi_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=loop.max_buffered)
+            self.roi_outlet = open_roi_outlet(self.roi_operator, identity, bundle)
             if options.bandpower is not None:
-                from .bandpower import BandPowerStage, make_bandpower_info
+                from .bandpower import BandPowerStage
 
                 self.bandpower = BandPowerStage(options.bandpower, self.roi_operator.names, sfreq, max_chunk, unit=bundle.output_unit)
                 self.bandpower.warm_up()
                 if options.roi_calibration is not None and options.bandpower.zscore:
                     self.bandpower.calibrate(self.roi_operator.apply(options.roi_calibration))
-                info = make_bandpower_info(
-                    self.bandpower, output_name=out_name, source_id=source_id + "-bandpower", bundle_path=loop.options.bundle_path,
-                    method=bundle.method, roi_mode=options.roi_mode, input_stream=loop.inlet.description.name,
-                )  # fmt: skip
-                self.bandpower_outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=loop.max_buffered)
+                self.bandpower_outlet = open_bandpower_outlet(self.bandpower, identity, method=bundle.method, roi_mode=options.roi_mode)
         self.detector = None
         if options.detect_bad_channels:
             from .badchannels import BadChannelDetector, BadChannelRules
 
-            cmap = operator.channel_map
             ignore = set(options.ignore_channels)
             if bundle.reference in bundle.ch_names:  # a named reference channel is all zeros
                 ignore.add(bundle.reference)
             self.detector = BadChannelDetector(
-                bundle.ch_names, sfreq, index=cmap.index, scale=cmap.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore),
+                bundle.ch_names, sfreq, index=channel_map.index, scale=channel_map.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore),
                 ch_types=bundle.ch_types,
             )
             self.detector.warm_up()
         self.hot_swap = None
-        self._forward = None  # the bundle's lead field prepared for rebuilds (worker thread)
-        if options.auto_swap or options.rebuild is not None or _can_rebuild(bundle):
+        if services.rebuilder is not None and (options.auto_swap or _can_rebuild(bundle)):
             # Ready before the first bad channel: a channel can be marked bad at any time
             # (API, `rtsource mark-bad`), and the first rebuild in a process is the slowest.
             self._start_hot_swap()
@@ -185,7 +188,9 @@ class Features:
                 raise ConfigError(f"[adaptive] enabled needs an LCMV bundle ([inverse] method = 'LCMV'), this one is {bundle.method}")
             from .adaptive import AdaptiveOperator, ExpWeightedCovariance
 
-            cov = ExpWeightedCovariance(bundle.n_channels, sfreq, options.adaptive_half_life_s, scale=operator.channel_map.scale, ch_names=bundle.ch_names)
+            if services.rebuilder is None:
+                raise StreamError("[adaptive] enabled needs an operator rebuilder; make the loop with rebuilder=rtsource.session.operator_rebuilder()")
+            cov = ExpWeightedCovariance(bundle.n_channels, sfreq, options.adaptive_half_life_s, scale=channel_map.scale, ch_names=bundle.ch_names)
             self.adaptive = AdaptiveOperator(cov, self._build_adaptive, interval_s=options.adaptive_interval_s, on_built=self._hand_over)
         self.bad_channels: tuple[str, ...] = ()  # requested (the operator in use may lag)
         self.min_channels = channel_floor(bundle.n_channels, options.min_channels)
@@ -195,12 +200,24 @@ class Features:
         self.excluded: frozenset[str] = frozenset()
 
     # ---- per chunk --------------------------------------------------------------------
-    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None) -> None:
-        """Run the stages on a chunk the loop has just processed (``raw``: stream columns)."""
+    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None, prepared: np.ndarray) -> None:
+        """Run the stages on a chunk the loop has just processed.
+
+        Parameters
+        ----------
+        raw : ndarray, shape (>= n, n_stream_channels)
+            The chunk as pulled (stream columns and units).
+        n : int
+            Rows of the chunk.
+        ts : ndarray, shape (>= n,)
+            Their timestamps (producer clock, s).
+        sources : ndarray, shape (n, n_sources), or None
+            The per-source output.
+        prepared : ndarray, shape (n, n_channels)
+            The operator's channels, gathered and filtered (``StreamOperator.prepared``).
+        """
         import pylsl
 
-        operator = self.loop.operator
-        prepared = operator.prepared(n)
         if self.roi_stage is not None:
             roi_in = prepared if self.roi_stage.input_kind == "channels" else sources
             roi = self.roi_stage.process(roi_in, n)
@@ -212,14 +229,14 @@ class Features:
                     self.bandpower_outlet.push_chunk(values, t.tolist())
         if self.adaptive is not None:
             self.adaptive.update(prepared, n, float(ts[-1]))
-            self.loop.stats.covariance_age_s = self.adaptive.covariance_age_s
+            self.services.stats.covariance_age_s = self.adaptive.covariance_age_s
         if self.detector is not None and self.detector.update(raw, n, ts):
             for ev in self.detector.events():
                 fields = ev.as_event()
-                self.loop.events.publish("bad_channel", pylsl.local_clock(), **{k: v for k, v in fields.items() if k != "time"})
-            while self.detector.hints:  # e.g. every channel flat: probably a unit problem
-                self.loop.stats.unit_warnings += 1
-                self.loop.events.publish("unit_warning", pylsl.local_clock(), hint=self.detector.hints.pop(0))
+                self.services.events.publish("bad_channel", pylsl.local_clock(), **{k: v for k, v in fields.items() if k != "time"})
+            while self.detector.hints:  # e.g. every channel of a type flat: probably a unit problem
+                self.services.stats.unit_warnings += 1
+                self.services.events.publish("unit_warning", pylsl.local_clock(), hint=self.detector.hints.pop(0))
             bad = tuple(self.detector.bad_channels)
             if self.options.auto_swap and bad != self.bad_channels and self.hot_swap is not None:
                 problem = self._below_floor(set(bad) | self.excluded)
@@ -227,7 +244,7 @@ class Features:
                     self.hot_swap.request(frozenset(bad) | self.excluded, "bad_channel")
                 elif frozenset(bad) != self._refused:  # one event per set, not per chunk
                     self._refused = frozenset(bad)
-                    self.loop.events.publish("swap_refused", pylsl.local_clock(), bad_channels=sorted(bad), error=problem)
+                    self.services.events.publish("swap_refused", pylsl.local_clock(), bad_channels=sorted(bad), error=problem)
                     logger.warning("not swapping: %s", problem)
                     return
             with self._bad_lock:
@@ -235,7 +252,7 @@ class Features:
 
     def _below_floor(self, bad) -> str | None:
         """Why dropping ``bad`` would leave too few channels, or None if it would not."""
-        n = self.loop.bundle.n_channels
+        n = self.bundle.n_channels
         left = n - len(set(bad))
         if left >= self.min_channels:
             return None
@@ -246,10 +263,15 @@ class Features:
 
     def mark_bad(self, channel: str) -> None:
         """Mark a channel bad by hand (API, CLI) and rebuild the operator without it."""
-        if channel not in self.loop.bundle.ch_names:
+        if channel not in self.bundle.ch_names:
             from ..errors import ChannelError
 
-            raise ChannelError(f"channel {channel!r} is not one of the bundle's channels ({', '.join(self.loop.bundle.ch_names[:8])}, ...)")
+            raise ChannelError(f"channel {channel!r} is not one of the bundle's channels ({', '.join(self.bundle.ch_names[:8])}, ...)")
+        if self.services.rebuilder is None:
+            raise StreamError(
+                f"cannot mark {channel!r} bad: this loop has no operator rebuilder to drop channels with; "
+                "make the loop with rebuilder=rtsource.session.operator_rebuilder()"
+            )
         with self._bad_lock:
             bad = tuple(sorted(set(self.bad_channels) | {channel}))
             problem = self._below_floor(set(bad) | self.excluded)
@@ -274,16 +296,29 @@ class Features:
             self.detector.mark_good(channel)
         with self._bad_lock:
             self.bad_channels = bad = tuple(c for c in self.bad_channels if c != channel)
-        if self.hot_swap is None:
+        if self.hot_swap is None and self.services.rebuilder is not None:
             self._start_hot_swap()
-        self.hot_swap.request(frozenset(bad) | self.excluded, "manual")
+        if self.hot_swap is not None:
+            self.hot_swap.request(frozenset(bad) | self.excluded, "manual")
 
     def exclude_nonfinite(self, channels: frozenset) -> None:
-        """Run the operator without ``channels`` (dead: NaN/Inf) on top of the bad ones."""
+        """Run the operator without ``channels`` (dead: NaN/Inf) on top of the bad ones.
+
+        Raises (and changes nothing) when the operator cannot be rebuilt or when the bad and
+        excluded channels together would fall below :attr:`min_channels`.
+        """
         from ..errors import BundleError, ChannelError
 
-        if self.options.rebuild is None and not _can_rebuild(self.loop.bundle):
-            raise BundleError("the bundle has no cached lead field and noise covariance, so the operator cannot be rebuilt without a channel; rebuild the bundle with a current rtsource")
+        if self.services.rebuilder is None:
+            raise StreamError(
+                f"cannot exclude non-finite channel(s) {sorted(channels)}: this loop has no operator rebuilder to drop channels with; "
+                "make the loop with rebuilder=rtsource.session.operator_rebuilder()"
+            )
+        if channels and not _can_rebuild(self.bundle):
+            raise BundleError(
+                f"cannot exclude non-finite channel(s) {sorted(channels)}: the bundle has no cached lead field and noise covariance, "
+                "so the operator cannot be rebuilt without a channel; rebuild the bundle with a current rtsource"
+            )
         with self._bad_lock:
             problem = self._below_floor(set(self.bad_channels) | set(channels))
             if problem is not None:
@@ -324,32 +359,29 @@ class Features:
         thrown away: the first ones in a process pay for LAPACK's set-up and for faulting in
         fresh buffers until the allocator keeps them (2-5x slower), and a channel going bad
         should not. Telemetry's ``hot_swap_ready`` turns 1 when this is over."""
-        bundle = self.loop.bundle
-        if self.options.rebuild is not None or not _can_rebuild(bundle):
-            return  # a custom rebuild has nothing to prepare; without a cached lead field, no rebuild
-        from ..inverse.rebuild import prepare_bundle_forward
-
+        bundle = self.bundle
+        if not _can_rebuild(bundle):
+            return  # without a cached lead field, no rebuild
         t0 = time.perf_counter()
         with _single_blas_thread():
-            self._forward = prepare_bundle_forward(bundle)
+            self.services.rebuilder.prepare(bundle)
         t1 = time.perf_counter()
         spare = [c for c in bundle.ch_names if c != bundle.reference]
         cold_eloreta = bundle.method == "eLORETA" and bundle.source_weights is None  # a full fit: too long
         if len(spare) >= 3 and not cold_eloreta:
-            extra = {"eloreta_max_iter": 1} if bundle.method == "eLORETA" else {}
+            max_iter = 1 if bundle.method == "eLORETA" else None
             for channel in spare[-_WARM_UP_REBUILDS:]:
-                self._with_roi_stage(self._rebuild(frozenset([channel]), **extra))
+                self._with_roi_stage(self._rebuild(frozenset([channel]), max_iter=max_iter))
         prepare_ms, trial_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         logger.info("hot swap ready: lead field prepared in %.0f ms, trial rebuilds %.0f ms", prepare_ms, trial_ms)
-        self.loop.stats.hot_swap_ready = True
-        if self.loop.events is not None:
-            import pylsl
+        self.services.stats.hot_swap_ready = True
+        import pylsl
 
-            self.loop.events.publish("hot_swap_ready", pylsl.local_clock(), prepare_ms=round(prepare_ms, 1), trial_rebuilds_ms=round(trial_ms, 1))
+        self.services.events.publish("hot_swap_ready", pylsl.local_clock(), prepare_ms=round(prepare_ms, 1), trial_rebuilds_ms=round(trial_ms, 1))
 
     def _with_roi_stage(self, bundle: OperatorBundle):
         """A prepared StreamOperator of ``bundle`` for this stream, and its ROI stage."""
-        op = self.loop.prepare_operator(bundle)
+        op = self.services.prepare_operator(bundle)
         stage = None
         if self.roi_operator is not None:
             refolded = self.roi_operator.refold(
@@ -359,21 +391,13 @@ class Features:
             stage.warm_up()
         return op, stage
 
-    def _rebuild(self, bad, data_cov=None, **extra) -> OperatorBundle:
-        rebuild = self.options.rebuild
-        if rebuild is None:
-            from ..inverse.rebuild import rebuild_without_channels as rebuild
-
-            if self._forward is not None:
-                extra["forward"] = self._forward
+    def _rebuild(self, bad, data_cov=None, max_iter: int | None = None) -> OperatorBundle:
         # One BLAS thread: several would fight the loop for the cores and make the rebuild
         # 3-10x slower on a busy 2-core machine (tools/bench_rebuild.py).
         with _single_blas_thread():
             if data_cov is None and not bad:
-                return self.loop.bundle
-            if data_cov is not None:
-                extra["data_cov"] = data_cov
-            return rebuild(self.loop.bundle, sorted(bad), **extra)
+                return self.bundle
+            return self.services.rebuilder.without_channels(self.bundle, sorted(bad), data_cov=data_cov, max_iter=max_iter)
 
     def _build_without(self, bad):
         started = time.perf_counter()
@@ -381,16 +405,16 @@ class Features:
         if self.adaptive is not None:  # keep adapting: the newest covariance, without the bad channels
             snap = self.adaptive._payload()
             cov = snap.data if snap is not None else None
-        bundle = self.loop.bundle
+        bundle = self.bundle
         if bad and bundle.method == "eLORETA" and bundle.source_weights is not None:
             # eLORETA iterates: swap in one iteration from the current weights at once
             # (within ~1e-2 of converged), then the converged operator when it is ready.
-            op, stage = self._with_roi_stage(self._rebuild(bad, cov, eloreta_max_iter=1))
-            self.loop.request_swap(op, "bad_channel (eLORETA, first iteration)", started, roi_stage=stage, bad_channels=sorted(bad))
+            op, stage = self._with_roi_stage(self._rebuild(bad, cov, max_iter=1))
+            self.services.request_swap(op, "bad_channel (eLORETA, first iteration)", started, roi_stage=stage, bad_channels=sorted(bad))
         return self._with_roi_stage(self._rebuild(bad, cov))
 
     def _build_adaptive(self, snapshot):
-        return self._with_roi_stage(self._rebuild(self.bad_channels, snapshot.data))
+        return self._with_roi_stage(self._rebuild(frozenset(self.bad_channels) | self.excluded, snapshot.data))
 
     def _rebuild_failed(self, payload, reason: str, error: str) -> None:
         """A background build failed (worker thread): say so on events and telemetry, and
@@ -399,20 +423,21 @@ class Features:
 
         from .control_auth import clip
 
-        self.loop.stats.rebuild_failures += 1
+        self.services.stats.rebuild_failures += 1
         fields = {"request": reason or "rebuild", "error": clip(error, 300)}
         if isinstance(payload, frozenset):
             fields["bad_channels"] = sorted(payload)
-            in_use = set(self.loop.operator.bundle.ch_names)
+            in_use = set(self.services.current_operator().bundle.ch_names)
             with self._bad_lock:
-                if self.bad_channels == tuple(sorted(payload)):  # no newer request since
-                    self.bad_channels = tuple(c for c in self.loop.bundle.ch_names if c not in in_use)
-        if self.loop.events is not None:
-            self.loop.events.publish("rebuild_failed", pylsl.local_clock(), **fields)
+                if frozenset(self.bad_channels) | self.excluded == payload:  # no newer request since
+                    # the operator in use says what is out: excluded (non-finite) as before, bad the rest
+                    self.excluded = frozenset(c for c in self.excluded if c not in in_use)
+                    self.bad_channels = tuple(c for c in self.bundle.ch_names if c not in in_use and c not in self.excluded)
+        self.services.events.publish("rebuild_failed", pylsl.local_clock(), **fields)
 
     def _hand_over(self, swap) -> None:
         op, stage = swap.value
         details = {"build_ms": round(swap.build_ms, 1)}
         if isinstance(swap.payload, frozenset):
             details["bad_channels"] = sorted(swap.payload)
-        self.loop.request_swap(op, swap.reason or "rebuild", swap.requested_at, roi_stage=stage, **details)
+        self.services.request_swap(op, swap.reason or "rebuild", swap.requested_at, roi_stage=stage, **details)

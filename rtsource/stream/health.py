@@ -20,15 +20,31 @@
     back-date chunk timestamps at the nominal rate still anchor each chunk's last sample at
     its push time, so the span over many chunks follows real time.
 
-Both allocate only when something is wrong (a chunk with non-finite values, an excluded
-channel); a clean chunk costs a few comparisons.
+:func:`implausible_amplitudes`
+    The first chunk's amplitudes per sensor type against what that type can record in the
+    declared unit (a unit mix-up in the stream's header).
+
+Both classes allocate only when something is wrong (a chunk with non-finite values, an
+excluded channel); a clean chunk costs a few comparisons. The ``report_*`` functions turn
+their findings into the loop's events, counters and log lines.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from ..errors import StreamError
+
+if TYPE_CHECKING:  # annotations only
+    from .channels import ChannelMap
+    from .events import EventPublisher
+    from .telemetry import LoopStats
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,24 @@ class NonFiniteGuard:
         return out
 
 
+def report_nonfinite_change(change: NonFiniteChange, events: EventPublisher, error: Exception | None = None) -> None:
+    """Publish the guard's exclusions and restorations (``nonfinite_channel`` events), or
+    that the operator could not follow them (``error``: no rebuilder, the channel floor)."""
+    import pylsl
+
+    now = pylsl.local_clock()
+    if error is not None:
+        events.publish("nonfinite_channel", now, channel=",".join(change.excluded or change.restored), action="failed", error=str(error)[:300])
+        logger.error("could not exclude non-finite channel(s): %s", error)
+        return
+    for name in change.excluded:
+        events.publish("nonfinite_channel", now, channel=name, action="excluded")
+        logger.warning("channel %s delivers only NaN/Inf: excluded from the operator until it recovers", name)
+    for name in change.restored:
+        events.publish("nonfinite_channel", now, channel=name, action="restored")
+        logger.info("channel %s is finite again: taken back into the operator", name)
+
+
 class RateMonitor:
     """Effective sampling rate of the input from its timestamps (see the module docstring).
 
@@ -194,6 +228,35 @@ class RateMonitor:
         return "off" if off else "back"
 
 
+def report_rate_change(monitor: RateMonitor, change: str, stream_name: str, stats: LoopStats, events: EventPublisher) -> StreamError | None:
+    """Publish a change of the effective rate (``RateMonitor.update``'s answer).
+
+    Returns the error that refuses the stream ('refuse': the loop stops with it), else None.
+    """
+    import pylsl
+
+    rate, declared = monitor.measured, monitor.declared
+    stats.effective_rate_hz = rate
+    if change == "refuse":
+        exc = StreamError(
+            f"stream {stream_name!r} declares {declared:g} Hz but delivers {rate:.4g} Hz (over its first "
+            f"{monitor.startup_s:g} s of timestamps); fix the amplifier software's nominal rate, "
+            f"or set the amplifier to {declared:g} Hz"
+        )
+        events.publish("rate_mismatch", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4), action="refused")
+        events.publish("stopped", pylsl.local_clock(), reason=str(exc))
+        logger.error("%s", exc)
+        return exc
+    if change == "off":
+        stats.rate_mismatches += 1
+        events.publish("rate_mismatch", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4), window_s=monitor.window_s)
+        logger.warning("stream %r delivers %.4g Hz, not the declared %g Hz (over %g s)", stream_name, rate, declared, monitor.window_s)
+    else:
+        events.publish("rate_ok", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4))
+        logger.info("stream %r is back at its declared rate (%.4g Hz)", stream_name, rate)
+    return None
+
+
 @dataclass(frozen=True)
 class AmplitudeWarning:
     """Amplitudes that cannot be this sensor type in the declared unit (a unit mix-up)."""
@@ -250,3 +313,17 @@ def implausible_amplitudes(x: np.ndarray, ch_types, stream_units, *, check_small
                    f"({small_cause}?) or the amplifier sends no signal")  # fmt: skip
             out.append(AmplitudeWarning(kind, peak, False, units, msg))
     return out
+
+
+def report_implausible_amplitudes(chunk: np.ndarray, n: int, cmap: ChannelMap, ch_types, stats: LoopStats, events: EventPublisher) -> None:
+    """Warn loudly (``unit_warning`` events) if a chunk's amplitudes cannot be its sensor types
+    in the declared unit; ``chunk`` (>= n, n_stream_channels) as pulled."""
+    import pylsl
+
+    x = chunk[:n, cmap.index].astype(np.float64) * cmap.scale
+    x = x[np.all(np.isfinite(x), axis=1)]
+    # "too small" needs a few samples: one sample deviates from its own mean by 0
+    for w in implausible_amplitudes(x, ch_types, cmap.stream_units, check_small=len(x) >= 10):
+        stats.unit_warnings += 1
+        events.publish("unit_warning", pylsl.local_clock(), sensor=w.kind, peak=w.peak, too_large=w.too_large, units=w.units, hint=w.message)
+        logger.warning("%s", w.message)

@@ -48,10 +48,11 @@ from ..errors import StreamError
 from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
 from .features import FeatureOptions, Features
-from .health import NonFiniteGuard, RateMonitor, implausible_amplitudes
+from .health import NonFiniteGuard, RateMonitor, report_implausible_amplitudes, report_nonfinite_change, report_rate_change
 from .inlet import Inlet, StreamSelector, resolve_stream
 from .operator import FilterSpec, StreamOperator
-from .outlet import make_source_info, output_source_id
+from .outlets import OutputIdentity, open_source_outlet, output_source_id
+from .services import LoopServices, OperatorRebuilder, PendingSwap
 from .source import InputSource
 from .telemetry import LoopStats, TelemetryPublisher
 
@@ -112,12 +113,18 @@ class StreamLoop:
         Where samples come from; by default the LSL stream ``options.selector`` finds.
     features : FeatureOptions, optional
         ROIs, band power, bad-channel handling, adaptive weights (see :mod:`.features`).
+    rebuilder : OperatorRebuilder, optional
+        Rebuilds the operator without some channels (a bad channel, adaptive weights); the
+        pipeline passes the offline side's (:func:`rtsource.session.operator_rebuilder`).
+        Without it no channel can be dropped while streaming.
     """
 
-    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None):
+    def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None,
+                 rebuilder: OperatorRebuilder | None = None):  # fmt: skip
         self.bundle = bundle
         self.options = options
         self.feature_options = features or FeatureOptions()
+        self.rebuilder = rebuilder
         self.features: Features | None = None
         self.stats = LoopStats()
         self.inlet: InputSource | None = source
@@ -128,7 +135,7 @@ class StreamLoop:
         self.telemetry: TelemetryPublisher | None = None
         self._stop = threading.Event()
         self._time_correction = 0.0
-        self._pending: tuple[StreamOperator, str, float, dict] | None = None
+        self._pending: PendingSwap | None = None
         self._swap_lock = threading.Lock()
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
         self.error: Exception | None = None
@@ -141,8 +148,6 @@ class StreamLoop:
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
         """Find the stream, check it against the bundle, prepare the operator, open the outlets."""
-        import pylsl
-
         opts = self.options
         if self.inlet is None:
             info = resolve_stream(opts.selector, opts.resolve_timeout)
@@ -163,13 +168,12 @@ class StreamLoop:
         sid = opts.output_source_id or output_source_id(self.bundle, desc)
         self.source_id = sid
         if self.feature_options.sources_output:
-            out_info = make_source_info(self.bundle, desc, name=opts.output_name, type_=opts.output_type, source_id=sid, bundle_path=opts.bundle_path)
-            self.outlet = pylsl.StreamOutlet(out_info, chunk_size=0, max_buffered=self.max_buffered)
+            self.outlet = open_source_outlet(self.bundle, desc, self._identity(), type_=opts.output_type)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
         if self.feature_options.any or opts.control:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
-            self.features = Features(self, self.feature_options, sid)
+            self.features = self._make_features(self.feature_options)
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -183,10 +187,13 @@ class StreamLoop:
         self.stats.max_buffered_s = opts.max_buffered_s
         offset.join(6.0)
 
-    @property
-    def max_buffered(self) -> int:
-        """``max_buffered`` of the output outlets (LSL: seconds for a regular-rate stream)."""
-        return max(1, int(np.ceil(self.options.max_buffered_s)))
+    def _identity(self) -> OutputIdentity:
+        opts = self.options
+        return OutputIdentity(opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s)
+
+    def _make_features(self, options: FeatureOptions) -> Features:
+        services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
+        return Features(self.bundle, self.channel_map, options, services, self._identity(), max_chunk=self.options.max_chunk)
 
     def _check_rate(self, desc) -> None:
         if abs(desc.sfreq - self.bundle.sfreq) > 1e-6 * self.bundle.sfreq:
@@ -216,19 +223,19 @@ class StreamLoop:
         if operator.n_outputs != self.operator.n_outputs:
             raise StreamError(f"new operator has {operator.n_outputs} outputs, the running one {self.operator.n_outputs}")
         with self._swap_lock:
-            self._pending = (operator, reason, requested_at, roi_stage, details)
+            self._pending = PendingSwap(operator, reason, requested_at, roi_stage, details)
 
     def mark_bad(self, channel: str) -> None:
         """Mark an operator channel bad while running: the operator is rebuilt without it
         in the background and swapped in between two chunks."""
         if self.features is None:
-            self.features = Features(self, FeatureOptions(), self.source_id)
+            self.features = self._make_features(FeatureOptions())
         self.features.mark_bad(channel)
 
     def mark_good(self, channel: str) -> None:
         """Take a channel back (the operator is rebuilt with it)."""
         if self.features is None:
-            self.features = Features(self, FeatureOptions(), self.source_id)
+            self.features = self._make_features(FeatureOptions())
         self.features.mark_good(channel)
 
     def _execute_commands(self, now_lsl: float) -> None:
@@ -251,17 +258,17 @@ class StreamLoop:
     def _install_pending(self, now_lsl: float) -> None:
         with self._swap_lock:
             pending, self._pending = self._pending, None
-        operator, reason, requested_at, roi_stage, details = pending
+        operator = pending.operator
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
         if self.features is not None:
-            self.features.install(roi_stage)
+            self.features.install(pending.roi_stage)
         stats = self.stats
         # bad channels as the operator in use sees them (not as requested)
         stats.bad_channels = self.bundle.n_channels - operator.bundle.n_channels
         stats.operator_swaps += 1
-        stats.last_swap_ms = (time.perf_counter() - requested_at) * 1e3
-        self.events.publish("operator_swap", now_lsl, reason=reason, swap_ms=round(stats.last_swap_ms, 3), **details)
+        stats.last_swap_ms = (time.perf_counter() - pending.requested_at) * 1e3
+        self.events.publish("operator_swap", now_lsl, reason=pending.reason, swap_ms=round(stats.last_swap_ms, 3), **pending.details)
 
     # ---- run ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -373,7 +380,7 @@ class StreamLoop:
             out = self.operator.process(inlet.buffer, n)
             pushed = self._push(out, ts, n) if self.outlet is not None else True
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, ts, out)
+                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(n))
             t1 = time.perf_counter()
             if pushed:
                 stats.samples_out += n  # counted once the outlet took them
@@ -390,7 +397,9 @@ class StreamLoop:
                 self._exclude_nonfinite(change)
             rate_change = self.rate.update(float(ts[0]), float(ts[-1]), n)
             stats.effective_rate_hz = self.rate.measured
-            if rate_change and not self._rate_event(rate_change):
+            refused = report_rate_change(self.rate, rate_change, inlet.description.name, stats, self.events) if rate_change else None
+            if refused is not None:
+                self.error = refused
                 break
             if not stats.first_output_at:
                 stats.first_output_at = t1
@@ -398,7 +407,7 @@ class StreamLoop:
             last_data = t1
             if not checked_units and (n >= 10 or stats.chunks >= 20):
                 checked_units = True
-                self._check_plausible_amplitude(n)
+                report_implausible_amplitudes(self.inlet.buffer, n, self.channel_map, self.operator.bundle.ch_types, stats, self.events)
             if on_chunk is not None:
                 on_chunk(ts, out)
             if t1 >= next_correction:
@@ -494,53 +503,16 @@ class StreamLoop:
 
     def _exclude_nonfinite(self, change) -> None:
         """Swap dead channels out of the operator (and back in) through the bad-channel hot swap."""
-        import pylsl
-
-        now = pylsl.local_clock()
         if self.features is None:
-            self.features = Features(self, FeatureOptions(), self.source_id)
+            self.features = self._make_features(FeatureOptions())
         try:
             self.features.exclude_nonfinite(frozenset(self.nonfinite.excluded))
-        except Exception as exc:  # no rebuild possible, or below the channel floor: NaN output stays
+        except Exception as exc:  # no rebuilder, or below the channel floor: NaN output stays
             # the guard keeps its view, so this is reported once, not retried every chunk
-            self.events.publish("nonfinite_channel", now, channel=",".join(change.excluded or change.restored), action="failed", error=str(exc)[:300])
-            logger.error("could not exclude non-finite channel(s): %s", exc)
-            return
-        finally:
-            self.stats.excluded_channels = len(self.features.excluded)
-        for name in change.excluded:
-            self.events.publish("nonfinite_channel", now, channel=name, action="excluded")
-            logger.warning("channel %s delivers only NaN/Inf: excluded from the operator until it recovers", name)
-        for name in change.restored:
-            self.events.publish("nonfinite_channel", now, channel=name, action="restored")
-            logger.info("channel %s is finite again: taken back into the operator", name)
-
-    def _rate_event(self, change: str) -> bool:
-        """Report a change of the effective rate; False when the stream is refused."""
-        import pylsl
-
-        rate, declared = self.rate.measured, self.rate.declared
-        self.stats.effective_rate_hz = rate
-        name = self.inlet.description.name
-        if change == "refuse":
-            exc = StreamError(
-                f"stream {name!r} declares {declared:g} Hz but delivers {rate:.4g} Hz (over its first "
-                f"{self.options.rate_startup_s:g} s of timestamps); fix the amplifier software's nominal rate, "
-                f"or set the amplifier to {declared:g} Hz"
-            )
-            self.events.publish("rate_mismatch", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4), action="refused")
-            self.events.publish("stopped", pylsl.local_clock(), reason=str(exc))
-            logger.error("%s", exc)
-            self.error = exc
-            return False
-        if change == "off":
-            self.stats.rate_mismatches += 1
-            self.events.publish("rate_mismatch", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4), window_s=self.rate.window_s)
-            logger.warning("stream %r delivers %.4g Hz, not the declared %g Hz (over %g s)", name, rate, declared, self.rate.window_s)
+            report_nonfinite_change(change, self.events, error=exc)
         else:
-            self.events.publish("rate_ok", pylsl.local_clock(), declared_hz=declared, measured_hz=round(rate, 4))
-            logger.info("stream %r is back at its declared rate (%.4g Hz)", name, rate)
-        return True
+            report_nonfinite_change(change, self.events)
+        self.stats.excluded_channels = len(self.features.excluded)
 
     def _push(self, out: np.ndarray, ts: np.ndarray, n: int) -> bool:
         """Push a chunk on the source outlet; a failure is counted (lost) and reported per episode."""
@@ -606,19 +578,6 @@ class StreamLoop:
             self.events.publish("clock_jump", pylsl.local_clock(), jump_s=round(jump, 6), cause="clock offset changed")
             logger.warning("LSL clock offset of the input changed by %.1f ms", jump * 1e3)
         self._time_correction = new
-
-    def _check_plausible_amplitude(self, n: int) -> None:
-        """Warn loudly if the first chunk's amplitudes cannot be its sensor types in the declared unit."""
-        import pylsl
-
-        cmap = self.channel_map
-        x = self.inlet.buffer[:n, cmap.index].astype(np.float64) * cmap.scale
-        x = x[np.all(np.isfinite(x), axis=1)]
-        # "too small" needs a few samples: one sample deviates from its own mean by 0
-        for w in implausible_amplitudes(x, self.operator.bundle.ch_types, cmap.stream_units, check_small=len(x) >= 10):
-            self.stats.unit_warnings += 1
-            self.events.publish("unit_warning", pylsl.local_clock(), sensor=w.kind, peak=w.peak, too_large=w.too_large, units=w.units, hint=w.message)
-            logger.warning("%s", w.message)
 
     # ---- threads and cleanup ---------------------------------------------------------
     def run_in_thread(self, duration: float | None = None, on_chunk=None) -> threading.Thread:

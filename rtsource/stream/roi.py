@@ -1,9 +1,9 @@
-"""The per-chunk ROI stage and the header of the ROI stream (``NAME-roi``).
+"""The per-chunk ROI stage (its stream, ``NAME-roi``, is made in :mod:`.outlets`).
 
     linear modes      channel chunk (gathered, filtered, stream units) ─> R (n_roi x n_chan) ─> (n, n_roi)
     non-linear modes  per-source output (n, n_sources) ─> CSR reduce (mean |.| or max |.|)  ─> (n, n_roi)
 
-``R`` is :attr:`rtsource.inverse.roi.RoiOperator.matrix` with the stream's unit factors
+``R`` is :attr:`rtsource.roi_operator.RoiOperator.matrix` with the stream's unit factors
 folded into its columns, so a linear ROI stage needs only the channel chunk the
 :class:`~rtsource.stream.operator.StreamOperator` prepares (gather + causal filter) and
 costs n_roi x n_chan multiply-adds per sample: ROI-only outputs need not compute the
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import __version__
 from ..errors import ConfigError
-from ..inverse.roi import RoiOperator
+from ..roi_operator import RoiOperator
 from ._checks import check_chunk, check_max_chunk
-from .outputs import ROI_SUFFIX, ROI_TYPE, stream_name
 
 
 class RoiStage:
@@ -118,66 +116,3 @@ class RoiStage:
             raise ConfigError(f"the new ROI operator has ROIs {roi_operator.names}, the stage publishes {self.names}; ROI channels cannot change while streaming")
         stage = RoiStage(roi_operator, self.max_chunk, channel_scale=channel_scale, n_sources=n_sources)
         return stage
-
-
-def make_roi_info(
-    roi_operator: RoiOperator,
-    *,
-    output_name: str,
-    sfreq: float,
-    source_id: str,
-    bundle_path: str = "",
-    method: str = "",
-    bundle_created: str = "",
-    input_stream: str = "",
-):
-    """The pylsl ``StreamInfo`` of the ROI stream (``NAME-roi``, type ``ROI``).
-
-    One float32 channel per ROI at the input rate. Per channel: ``label`` (ROI name),
-    ``type`` (``roi``), ``unit``, ``mode``, ``component``, ``n_sources``, ``description``
-    and ``location`` (X, Y, Z: the mean position of the ROI's sources, mm, template frame).
-    The ``rtsource`` block carries ``output_name`` and ``bundle`` (find the sibling
-    streams and the bundle, :mod:`rtsource.stream.outputs`), the mode and the method.
-    """
-    import pylsl
-
-    w = roi_operator.weights
-    unit = roi_operator.unit or "dimensionless"
-    info = pylsl.StreamInfo(stream_name(output_name, ROI_SUFFIX), ROI_TYPE, w.n_roi, float(sfreq), pylsl.cf_float32, source_id)
-    desc = info.desc()
-    chans = desc.append_child("channels")
-    centres = np.round(w.centres_m * 1e3, 3)
-    descriptions = w.descriptions or ("",) * w.n_roi
-    for name, count, c, d in zip(w.names, w.counts().tolist(), centres.tolist(), descriptions):
-        ch = chans.append_child("channel")
-        ch.append_child_value("label", name)
-        ch.append_child_value("type", "roi")
-        ch.append_child_value("unit", unit)
-        ch.append_child_value("mode", w.mode)
-        ch.append_child_value("component", w.component)
-        ch.append_child_value("n_sources", str(count))
-        ch.append_child_value("description", d)
-        loc = ch.append_child("location")
-        for axis, v in zip("XYZ", c):
-            loc.append_child_value(axis, repr(v))
-    meta = desc.append_child("rtsource")
-    for key, value in (
-        ("version", __version__),
-        ("output_name", output_name),
-        ("bundle", bundle_path),
-        ("bundle_created", bundle_created),
-        ("method", method),
-        ("mode", w.mode),
-        ("component", w.component),
-        ("linear", "true" if roi_operator.linear else "false"),
-        ("n_orient", str(roi_operator.n_orient)),
-        ("output_unit", unit),
-        ("rois", ",".join(w.names)),
-        ("location_unit", "mm"),
-        ("location", "mean position of the ROI's sources"),
-        ("source_frame", roi_operator.source_frame),
-        ("input_stream", input_stream),
-        ("timestamps", "input samples' own timestamps (producer clock)"),
-    ):
-        meta.append_child_value(key, value)
-    return info

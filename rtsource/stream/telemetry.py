@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .outputs import TELEMETRY_CHANNELS, TELEMETRY_RATE_HZ, TELEMETRY_SUFFIX, TELEMETRY_TYPE
+from .outlets import OutputIdentity, open_telemetry_outlet
+from .outputs import TELEMETRY_CHANNELS, TELEMETRY_RATE_HZ
 
 
 def resident_memory_mb() -> float:
@@ -157,21 +158,7 @@ class TelemetryPublisher:
     """
 
     def __init__(self, output_name: str, source_id: str, bundle_path: str = "", window: int = 1000):
-        import pylsl
-
-        self._pylsl = pylsl
-        info = pylsl.StreamInfo(
-            output_name + TELEMETRY_SUFFIX, TELEMETRY_TYPE, len(TELEMETRY_CHANNELS), TELEMETRY_RATE_HZ, pylsl.cf_double64, source_id + TELEMETRY_SUFFIX
-        )
-        chans = info.desc().append_child("channels")
-        for label, unit in TELEMETRY_CHANNELS:
-            ch = chans.append_child("channel")
-            ch.append_child_value("label", label)
-            ch.append_child_value("unit", unit)
-        meta = info.desc().append_child("rtsource")
-        meta.append_child_value("output_name", output_name)
-        meta.append_child_value("bundle", bundle_path)
-        self._outlet = pylsl.StreamOutlet(info)
+        self._outlet = open_telemetry_outlet(OutputIdentity(output_name, source_id, bundle_path))
         self._window = window
         self.period = 1.0 / TELEMETRY_RATE_HZ
         self.next_due = 0.0

@@ -5,7 +5,7 @@ viewer's tests (and ``tools/screenshot_viewer.py --synthetic``) publish them her
 the contract describes: names ``NAME``, ``NAME-roi``, ``NAME-bandpower``, ``NAME-telemetry``,
 ``NAME-events`` with their types, channel labels and a ``desc/rtsource`` block carrying
 ``output_name`` and ``bundle``. The source stream's header is made by the loop's own
-:func:`rtsource.stream.outlet.make_source_info` from a real bundle file.
+:func:`rtsource.stream.outlets.make_source_info` from a real bundle file.
 
 The source values are magnitudes like a pooled dSPM output: a noise floor everywhere plus
 two active patches (occipital 10 Hz, left central 20 Hz bursts) whose envelopes wax and
@@ -27,7 +27,7 @@ from rtsource.anatomy.template import template_source_space
 from rtsource.bundle import OperatorBundle, save_bundle
 from rtsource.stream import outputs
 from rtsource.stream.channels import StreamDescription
-from rtsource.stream.outlet import make_source_info
+from rtsource.stream.outlets import make_source_info
 
 #: (name, centre in mm (template frame), radius in mm, rhythm in Hz)
 PATCHES = (

@@ -23,7 +23,7 @@ from rtsource.anatomy.template import template_source_space
 from rtsource.bundle import save_bundle
 from rtsource.errors import StreamError
 from rtsource.stream.channels import StreamDescription
-from rtsource.stream.outlet import make_source_info
+from rtsource.stream.outlets import make_source_info
 
 from rtsource.display import gui_binding, opengl_available
 from rtsource.display.streams import EventLog, SampleRing, _outward, cortex_geometry, parse_stream_xml

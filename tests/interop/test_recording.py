@@ -31,7 +31,7 @@ from rtsource.sensors.montage import CAP_64
 from rtsource.stream.channels import describe_stream_xml
 from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
-from rtsource.stream.outlet import make_source_info
+from rtsource.stream.outlets import make_source_info
 
 from ..stream.lsl_helpers import eeg_outlet, unique
 

@@ -170,7 +170,7 @@ def test_config_keys_reach_the_typed_params():
     s = settings_from_dict({"inverse": {"method": "LCMV", "reg": 0.4, "weight_norm": "nai", "lcmv_orientation": "free",
                                         "lcmv_depth": 0.5, "depth": 0.9}})
     assert s.inverse.params() == LcmvParams(reg=0.4, weight_norm="nai", orientation="free", depth=0.5)
-    with pytest.raises(ConfigError, match=r"\[inverse\].lcmv_depth = -1: must be >= 0"):
+    with pytest.raises(ConfigError, match=r"\[inverse\].lcmv_depth = -1: must be at least 0"):
         settings_from_dict({"inverse": {"lcmv_depth": -1}})
 
 

@@ -12,7 +12,7 @@ from rtsource.errors import InverseError
 from rtsource.inverse.covariance import DataCovariance, NoiseCovariance, estimate_data_covariance
 from rtsource.inverse.make import make_operator, operator_record
 from rtsource.inverse.params import params_for
-from rtsource.inverse.rebuild import rebuild_without_channels
+from rtsource.inverse.rebuild import BundleRebuilder, rebuild_without_channels
 from rtsource.inverse.reference import reference_matrix
 
 METHODS = [
@@ -257,3 +257,39 @@ def test_prepared_forward_of_another_bundle_is_refused(small_problem):
     other = prepare_bundle_forward(rebuild_without_channels(b, ["E01"]))
     with pytest.raises(InverseError, match="prepared for 23 channels"):
         rebuild_without_channels(b, ["E02"], forward=other)
+
+
+# ---- BundleRebuilder: the OperatorRebuilder the pipeline injects into a running loop ------
+# Its rebuilds are rebuild_without_channels' rebuilds, with or without the prepared lead
+# field, and a lead field prepared for one bundle is never used for another.
+
+
+@pytest.mark.parametrize("method, params", [("dSPM", {}), ("eLORETA", {"loose": 1.0}), ("LCMV", {"weight_norm": "unit-noise-gain-invariant", "orientation": "max-power"})])
+def test_bundle_rebuilder_equals_rebuild_without_channels(small_problem, method, params):
+    b, _, dcov = bundle_for(small_problem, method, params)
+    bad = ["E05", "E17"]
+    data_cov = None if dcov is None else dcov.data * 1.5  # a newer covariance, as the adaptive beamformer hands over
+    extra = {"eloreta_max_iter": 1} if method == "eLORETA" else {}
+    direct = rebuild_without_channels(b, bad, data_cov=data_cov, **extra)
+    rebuilder = BundleRebuilder()
+    cold = rebuilder.without_channels(b, bad, data_cov=data_cov, max_iter=extra.get("eloreta_max_iter"))
+    rebuilder.prepare(b)
+    warm = rebuilder.without_channels(b, tuple(bad), data_cov=data_cov, max_iter=extra.get("eloreta_max_iter"))
+    for nb in (cold, warm):
+        assert nb.ch_names == direct.ch_names and nb.params["bad_channels"] == bad
+        np.testing.assert_allclose(nb.kernel, direct.kernel, rtol=1e-10, atol=1e-12 * np.abs(direct.kernel).max())
+        np.testing.assert_allclose(nb.noise_norm, direct.noise_norm, rtol=1e-10)
+
+
+def test_bundle_rebuilder_prepared_lead_field_belongs_to_its_bundle(small_problem):
+    import dataclasses
+
+    a, _, _ = bundle_for(small_problem, "dSPM", {})
+    rng = np.random.default_rng(3)
+    other = dataclasses.replace(small_problem, gain=small_problem.gain * rng.uniform(0.5, 2.0, small_problem.gain.shape))  # another head
+    b, _, _ = bundle_for(other, "MNE", {})
+    rebuilder = BundleRebuilder()
+    rebuilder.prepare(a)
+    nb = rebuilder.without_channels(b, ["E03"])
+    assert nb.method == "MNE"
+    np.testing.assert_allclose(nb.kernel, rebuild_without_channels(b, ["E03"]).kernel, rtol=1e-10)

@@ -1,4 +1,5 @@
-"""ROIs: constructors, sign flip, aggregation modes, folding into the operator (rtsource.inverse.roi).
+"""ROIs: constructors, sign flip, aggregation modes, folding into the operator
+(rtsource.inverse.roi builds ROIs, rtsource.roi_operator aggregates and folds them).
 
 Checked against plain NumPy twins of MNE-Python's formulas and, where MNE-Python is
 installed, against ``mne.extract_label_time_course`` on the template source space.
@@ -14,20 +15,9 @@ import pytest
 from rtsource.anatomy.source_space import SourceSpace
 from rtsource.anatomy.template import template_source_space
 from rtsource.errors import ConfigError, FrameError, InverseError
-from rtsource.inverse.roi import (
-    Roi,
-    RoiOperator,
-    fold,
-    make_roi_weights,
-    pca_flip_weights,
-    read_roi_file,
-    resolve_component,
-    roi_from_hemisphere,
-    roi_from_sphere,
-    roi_from_vertices,
-    sign_flip,
-    signed_rows,
-)
+from rtsource.inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
+from rtsource.anatomy.regions import Roi
+from rtsource.roi_operator import RoiOperator, fold, make_roi_weights, pca_flip_weights, resolve_component, sign_flip, signed_rows
 
 from tests.conftest import make_bundle
 

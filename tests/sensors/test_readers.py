@@ -187,7 +187,7 @@ def test_sfp_unit_argument_wins_but_is_checked():
 
 
 def test_sfp_malformed_line(tmp_path):
-    text = (DATA / "egi.sfp").read_text().replace("E4\t1.34\t0.16\t13.96", "E4\t1.34\t0.16")
+    text = (DATA / "egi.sfp").read_text().replace("E4\t1.45\t0.12\t14.55", "E4\t1.45\t0.12")
     with pytest.raises(GeometryError, match=r"line 7: expected 'label x y z' \(4 fields\), got 3"):
         read_sfp(write(tmp_path, "bad.sfp", text))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rtsource.errors import ConfigError
-from rtsource.stream import _roi_kernels as k
+from rtsource.stream import _covariance_kernels as k
 from rtsource.stream.adaptive import AdaptiveOperator, ExpWeightedCovariance
 from rtsource.stream.outputs import TELEMETRY_CHANNELS
 

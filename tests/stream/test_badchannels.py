@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import butter, lfilter, sosfilt
 
 from rtsource.errors import ChannelError, ConfigError
-from rtsource.stream import _roi_kernels as k
+from rtsource.stream import _qc_kernels as k
 from rtsource.stream.badchannels import BadChannelDetector, BadChannelRules
 
 SFREQ = 500.0
@@ -48,6 +48,12 @@ def test_max_correlation_matches_numpy():
         assert np.isclose(out[i], np.percentile(c[i, partners], 98))
 
 
+def eeg_sensors(n_chan, rail=0.0):
+    """QcSensors of n_chan EEG channels (the EEG limits do not matter to qc_accumulate)."""
+    zeros = np.zeros(n_chan)
+    return k.QcSensors(np.zeros(n_chan, np.int64), np.ones(n_chan, np.uint8), 3, np.full(n_chan, rail), zeros, zeros)
+
+
 def test_accumulate_matches_numpy_over_chunk_and_block_boundaries():
     rng = np.random.default_rng(2)
     n_chan, n = 6, 230
@@ -66,7 +72,8 @@ def test_accumulate_matches_numpy_over_chunk_and_block_boundaries():
     h = np.zeros(n_chan)
     block_len = 1000  # no block completes: the sums cover all rows
     for start, stop in ((0, 37), (37, 200), (200, 230)):
-        assert k.qc_accumulate(x, start, stop, index, scale, good, np.full(n_chan, 25e-6), np.ones(n_chan, np.uint8), hp, states[0], hf, states[1], lf, states[2], h, acc, cross, block_len, pos) == -1
+        filters, block = k.QcFilters(hp, states[0], hf, states[1], lf, states[2]), k.QcBlock(acc, cross, h, pos, block_len)
+        assert k.qc_accumulate(x, start, stop, index, scale, good, eeg_sensors(n_chan, rail=25e-6), filters, block) == -1
     r = x[:, index].astype(np.float64) * scale
     fin = np.isfinite(r)
     hh = np.zeros_like(r)
@@ -91,7 +98,8 @@ def test_accumulate_matches_numpy_over_chunk_and_block_boundaries():
     # a block boundary returns the row after it
     acc[:] = 0
     pos[0] = 0
-    assert k.qc_accumulate(x, 0, n, index, scale, good, np.zeros(n_chan), np.ones(n_chan, np.uint8), hp, states[0], hf, states[1], lf, states[2], h, acc, cross, 100, pos) == 100
+    filters, block = k.QcFilters(hp, states[0], hf, states[1], lf, states[2]), k.QcBlock(acc, cross, h, pos, 100)
+    assert k.qc_accumulate(x, 0, n, index, scale, good, eeg_sensors(n_chan), filters, block) == 100
 
 
 # ---- synthetic EEG with injected faults ----

@@ -13,8 +13,9 @@ import pytest
 from scipy.signal import lfilter, sosfilt
 
 from rtsource.errors import ConfigError
-from rtsource.stream import _roi_kernels as k
-from rtsource.stream.bandpower import Band, BandPowerSpec, BandPowerStage, make_bandpower_info
+from rtsource.stream import _bandpower_kernels as k
+from rtsource.stream.bandpower import Band, BandPowerSpec, BandPowerStage
+from rtsource.stream.outlets import make_bandpower_info
 from rtsource.stream.outputs import BANDPOWER_TYPE
 
 from .lsl_helpers import Collector, unique
@@ -289,7 +290,8 @@ def envelope_match(values, stamps, dipole, max_lag=0.4):
 
 
 def test_alpha_envelope_tracks_simulated_source(simulated_alpha):
-    from rtsource.inverse.roi import RoiOperator, roi_from_sphere
+    from rtsource.inverse.roi import roi_from_sphere
+    from rtsource.roi_operator import RoiOperator
     from rtsource.stream.roi import RoiStage
 
     s, bundle, gen, data = simulated_alpha

@@ -23,10 +23,11 @@ from rtsource.errors import InverseError, RtsourceError
 from rtsource.forward.head_model import SphereHead, sphere_model_for_template
 from rtsource.forward.leadfield import make_leadfield
 from rtsource.sensors.montage import CAP_64, standard_montage
-from rtsource.session import loop_options
+from rtsource.inverse.rebuild import BundleRebuilder
+from rtsource.session import loop_options, operator_rebuilder
 from rtsource.stream.control import send_commands
 from rtsource.stream.control_auth import ensure_key, read_key, sign_command
-from rtsource.stream.features import FeatureOptions, channel_floor
+from rtsource.stream.features import channel_floor
 from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
 from rtsource.stream.outputs import CONTROL_SUFFIX, CONTROL_TYPE, EVENTS_SUFFIX, TELEMETRY_CHANNELS, TELEMETRY_SUFFIX
@@ -217,7 +218,7 @@ def test_mark_bad_with_no_setup_uses_the_loops_default_key(bundle_1k, tmp_path):
     """`rtsource run` creates the key per output name; `rtsource mark-bad` finds it."""
     in_name, out_name = unique("ctl2-eeg"), unique("ctl2-src")
     producer = Producer(in_name)
-    loop = StreamLoop(bundle_1k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20))
+    loop = StreamLoop(bundle_1k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), rebuilder=operator_rebuilder())
     loop.connect()
     thread = loop.run_in_thread()
     try:
@@ -232,21 +233,23 @@ def test_mark_bad_with_no_setup_uses_the_loops_default_key(bundle_1k, tmp_path):
     assert os.listdir(os.environ["RTSOURCE_CONTROL_DIR"]), "the key lives in the test's folder"
 
 
+class FailingWithoutT7(BundleRebuilder):
+    """The offline rebuild, except that dropping T7 fails (as a singular operator would)."""
+
+    def without_channels(self, bundle, channels, **kwargs):
+        if "T7" in channels:
+            raise InverseError(f"forced failure without {sorted(channels)}")
+        return super().without_channels(bundle, channels, **kwargs)
+
+
 def test_rebuild_failure_reaches_events_and_telemetry(bundle_1k, tmp_path):
-    def failing_rebuild(bundle, bad, **_):
-        if "T7" in bad:
-            raise InverseError(f"forced failure without {sorted(bad)}")
-        from rtsource.inverse.rebuild import rebuild_without_channels
-
-        return rebuild_without_channels(bundle, bad)
-
     in_name, out_name = unique("rf-eeg"), unique("rf-src")
     producer = Producer(in_name)
     key_file = tmp_path / "k.key"
     loop = StreamLoop(
         bundle_1k,
         LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, control_key_file=str(key_file)),
-        features=FeatureOptions(rebuild=failing_rebuild),
+        rebuilder=FailingWithoutT7(),
     )
     loop.connect()
     thread = loop.run_in_thread()
@@ -326,7 +329,8 @@ def test_detector_cannot_swap_below_the_floor(bundle_1k):
     in_name, out_name = unique("fl-eeg"), unique("fl-src")
     producer = Producer(in_name)
     loop = StreamLoop(
-        bundle_1k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, control=False), features=feature_options(settings, bundle_1k)
+        bundle_1k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, control=False), features=feature_options(settings, bundle_1k),
+        rebuilder=operator_rebuilder(),
     )
     loop.connect()
     thread = loop.run_in_thread()

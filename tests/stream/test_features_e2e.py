@@ -16,7 +16,7 @@ from rtsource.config import NoiseCovSettings, Settings, settings_from_dict
 from rtsource.forward.head_model import SphereHead, sphere_model_for_template
 from rtsource.forward.leadfield import make_leadfield
 from rtsource.sensors.montage import CAP_64, standard_montage
-from rtsource.session import feature_options
+from rtsource.session import feature_options, operator_rebuilder
 from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
 from rtsource.stream.outputs import BANDPOWER_SUFFIX, EVENTS_SUFFIX, ROI_SUFFIX
@@ -91,7 +91,7 @@ def test_roi_and_bandpower_outputs(bundle_8k):
 def test_hot_swap_marks_channel_bad_without_losing_samples(bundle_8k):
     in_name, out_name = unique("hs-eeg"), unique("hs-src")
     outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
-    loop = StreamLoop(bundle_8k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20))
+    loop = StreamLoop(bundle_8k, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), rebuilder=operator_rebuilder())
     loop.connect()
     thread = loop.run_in_thread()
     out = Collector(out_name)
@@ -137,7 +137,7 @@ def test_eloreta_hot_swap_takes_two_steps():
     assert bundle.source_weights is not None
     in_name, out_name = unique("el-eeg"), unique("el-src")
     outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
-    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20))
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), rebuilder=operator_rebuilder())
     loop.connect()
     thread = loop.run_in_thread()
     out = Collector(out_name)
@@ -175,7 +175,8 @@ def test_adaptive_lcmv_updates_weights_while_streaming():
     assert bundle.method == "LCMV" and bundle.data_cov is not None
     in_name, out_name = unique("ad-eeg"), unique("ad-src")
     outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
-    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), features=feature_options(s, bundle))
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), features=feature_options(s, bundle),
+                      rebuilder=operator_rebuilder())
     loop.connect()
     thread = loop.run_in_thread()
     out = Collector(out_name)

@@ -204,6 +204,16 @@ def real_bundle():
     return build_bundle(s, sfreq=SFREQ, leadfield=slf)
 
 
+def start_loop_rebuilding(bundle, in_name, out_name):
+    """start_loop with the offline side's rebuilder (excluding a channel rebuilds the operator)."""
+    from rtsource.session import operator_rebuilder
+
+    options = LoopOptions(selector=StreamSelector(in_name, "EEG", in_name), output_name=out_name, resolve_timeout=20)
+    loop = StreamLoop(bundle, options, rebuilder=operator_rebuilder())
+    loop.connect()
+    return loop, loop.run_in_thread()
+
+
 def test_dead_channel_is_excluded_and_taken_back(real_bundle):
     """One channel of NaN for 4 s: NaN output only until the hot swap, one episode, then back."""
     from rtsource.sensors.montage import CAP_64
@@ -211,7 +221,7 @@ def test_dead_channel_is_excluded_and_taken_back(real_bundle):
     bundle = real_bundle
     in_name, out_name = unique("dead-eeg"), unique("dead-src")
     outlet = eeg_outlet(in_name, CAP_64, sfreq=SFREQ, source_id=in_name)
-    loop, thread = start_loop(bundle, in_name, out_name)
+    loop, thread = start_loop_rebuilding(bundle, in_name, out_name)
     out = Collector(out_name)
     events = Collector(out_name + EVENTS_SUFFIX)
     assert outlet.wait_for_consumers(20)

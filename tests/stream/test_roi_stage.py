@@ -9,10 +9,12 @@ import numpy as np
 import pylsl
 import pytest
 
-from rtsource.inverse.roi import Roi, RoiOperator
+from rtsource.anatomy.regions import Roi
+from rtsource.roi_operator import RoiOperator
 from rtsource.stream import _roi_kernels as k
 from rtsource.stream.outputs import ROI_TYPE
-from rtsource.stream.roi import RoiStage, make_roi_info
+from rtsource.stream.outlets import make_roi_info
+from rtsource.stream.roi import RoiStage
 
 from ..conftest import make_bundle
 from .lsl_helpers import Collector, unique

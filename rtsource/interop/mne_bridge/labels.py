@@ -37,9 +37,9 @@ def labels_to_rois(labels, bundle: OperatorBundle, *, on_empty: str = "raise"):
 
     Returns
     -------
-    tuple of rtsource.inverse.roi.Roi
+    tuple of rtsource.anatomy.regions.Roi
         Name (made a valid channel label: other characters become ``_``) and the sorted
-        source indices. If ``rtsource.inverse.roi`` is not available, ``(name, indices)``
+        source indices. If ``rtsource.anatomy.regions`` is not available, ``(name, indices)``
         pairs instead.
     """
     if on_empty not in ("raise", "warn"):
@@ -48,7 +48,7 @@ def labels_to_rois(labels, bundle: OperatorBundle, *, on_empty: str = "raise"):
         labels = [labels]
     kinds, vertices, indices, subject = source_vertices(bundle)
     try:
-        from ...inverse.roi import Roi
+        from ...anatomy.regions import Roi
     except ImportError:  # the ROI module is optional to this bridge
         Roi = None
     out = []

@@ -12,6 +12,15 @@ a set of integration points with weights, placed by the channel's position and r
     :class:`MegArray` (channels as placed coils, in one frame, with an optional
     device -> head transform; picking, moving, applying the coil weights) and
     :func:`make_meg_array`.
+:mod:`.vendor_coils`
+    The coils of real systems (Vectorview/TRIUX, CTF, KIT/Ricoh, Magnes, OPMs) by FIFF coil
+    type id at the three accuracies (:func:`vendor_coil_definition`, :func:`coil_registry`).
+:mod:`.compensation`
+    :class:`GradientCompensation`: reference sensors and the CTF synthetic-gradient matrix
+    carried with an array (lead field ``G - C G_ref``).
+:mod:`.fif`
+    :func:`meg_array_from_info`, :func:`read_meg_array_fif`: the array of a recording's
+    channel info (MNE-Python, imported lazily).
 :mod:`.helmet`
     :func:`generic_meg_array`: a 306-channel whole-head array around the template head.
 :mod:`.io`
@@ -38,6 +47,9 @@ from .coils import (
     ad_hoc_noise_std,
     coil_definition,
 )
+from .compensation import GradientCompensation
+from .fif import meg_array_from_info, read_meg_array_fif
+from .vendor_coils import REFERENCE_COIL_TYPES, VendorCoil, coil_registry, vendor_coil, vendor_coil_definition
 from .helmet import GENERIC_GAP_M, GENERIC_N_SITES, generic_helmet_transform, generic_meg_array
 from .io import channel_metadata, load_meg_array, meg_array_from_dict, meg_array_to_dict, read_meg_array, write_meg_array
 
@@ -49,6 +61,14 @@ __all__ = [
     "COIL_TYPES",
     "CoilDef",
     "GENERIC_GAP_M",
+    "GradientCompensation",
+    "REFERENCE_COIL_TYPES",
+    "VendorCoil",
+    "coil_registry",
+    "meg_array_from_info",
+    "read_meg_array_fif",
+    "vendor_coil",
+    "vendor_coil_definition",
     "GENERIC_N_SITES",
     "LSL_TYPE",
     "MAG_SIDE_M",

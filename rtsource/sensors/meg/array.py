@@ -13,6 +13,7 @@ sizes are physical.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterable, Sequence
@@ -23,6 +24,8 @@ from ...arrays import frozen as _ro
 from ...errors import ChannelError, FrameError, GeometryError
 from ...geometry import Frame, Points, Transform, as_frame, check_same_frame
 from .coils import ACCURACIES, COIL_TYPES, LSL_TYPE, WHITENING_GROUP, coil_definition
+from .compensation import GradientCompensation
+from .vendor_coils import vendor_coil, vendor_coil_definition
 
 # Tolerances: orientations read from files carry a few decimals.
 _UNIT_TOL = 1e-3
@@ -103,6 +106,14 @@ class MegArray:
         DEVICE -> HEAD (or TEMPLATE / MRI) transform of the recording, rigid.
     name : str
         Where the array came from (written into bundles and reports).
+    coil_types : tuple of int, optional
+        Per channel the vendor coil type id (FIFF convention, e.g. 3012, 5001, 8201;
+        :mod:`.vendor_coils`): the integration points then come from the vendor's coil
+        definition instead of the generic coil of ``ch_types``, which must match the
+        vendor coil's kind. None: generic coils.
+    compensation : GradientCompensation, optional
+        The gradient compensation in effect (CTF): the lead field is ``G - C G_ref``; the
+        reference sensors are in the same frame and move with the array.
 
     Attributes
     ----------
@@ -134,6 +145,8 @@ class MegArray:
     accuracy: str = "normal"
     dev_head_t: Transform | None = None
     name: str = "meg"
+    coil_types: tuple[int, ...] | None = None
+    compensation: GradientCompensation | None = None
     points_m: np.ndarray = field(init=False, repr=False)
     point_normals: np.ndarray = field(init=False, repr=False)
     weights: np.ndarray = field(init=False, repr=False)
@@ -194,16 +207,55 @@ class MegArray:
             )
         if self.dev_head_t is not None:
             _check_dev_head_t(self.dev_head_t)
+        if self.coil_types is not None:
+            object.__setattr__(self, "coil_types", self._checked_coil_types(names, types))
+        if self.compensation is not None:
+            self._check_compensation(n)
         object.__setattr__(self, "ch_names", names)
         object.__setattr__(self, "ch_types", types)
         object.__setattr__(self, "positions_m", _ro(pos))
         object.__setattr__(self, "rotations", _ro(rot))
         self._place_points()
 
+    def _checked_coil_types(self, names: tuple[str, ...], types: tuple[str, ...]) -> tuple[int, ...]:
+        ids = tuple(self.coil_types)
+        if len(ids) != len(names):
+            raise ChannelError(f"MEG array {self.name!r}: {len(ids)} coil_types for {len(names)} channels; give one id per channel")
+        out = []
+        for i, cid in enumerate(ids):
+            coil = vendor_coil(cid)
+            if coil.kind != types[i]:
+                raise ChannelError(
+                    f"MEG array {self.name!r}: channel {i} ({names[i]!r}) has ch_type {types[i]!r} but coil type {cid} "
+                    f"({coil.description}) is a {coil.kind!r}; give ch_type {coil.kind!r}"
+                )
+            out.append(int(cid) & 0xFFFF)
+        return tuple(out)
+
+    def _check_compensation(self, n: int) -> None:
+        comp = self.compensation
+        if not isinstance(comp, GradientCompensation):
+            raise ChannelError(
+                f"MEG array {self.name!r}: compensation must be a GradientCompensation, got {type(comp).__name__}"
+            )
+        if comp.matrix.shape[0] != n:
+            raise ChannelError(
+                f"MEG array {self.name!r}: the compensation matrix has {comp.matrix.shape[0]} rows for {n} channels; "
+                f"give one row per channel"
+            )
+        if comp.references.frame != self.frame:
+            raise FrameError(
+                f"MEG array {self.name!r} is in the {self.frame.value!r} frame but its reference sensors are in "
+                f"{comp.references.frame.value!r}; move both with the same transform"
+            )
+
     def _place_points(self) -> None:
         pts, nrm, wts, chan = [], [], [], []
         for i, t in enumerate(self.ch_types):
-            coil = coil_definition(t, self.accuracy)
+            if self.coil_types is None:
+                coil = coil_definition(t, self.accuracy)
+            else:
+                coil = vendor_coil_definition(self.coil_types[i], self.accuracy)
             r = self.rotations[i]
             pts.append(coil.points_m @ r.T + self.positions_m[i])
             nrm.append(coil.normals @ r.T)
@@ -249,7 +301,11 @@ class MegArray:
         kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
         return (
             f"MegArray({self.name!r}: {self.n_channels} channels ({kinds}), {self.n_points} points, "
-            f"frame={self.frame.value!r}, accuracy={self.accuracy!r})"
+            f"frame={self.frame.value!r}, accuracy={self.accuracy!r}"
+            + ("" if self.coil_types is None else f", coil types {sorted(set(self.coil_types))}")
+            + ("" if self.compensation is None else f", compensation grade {self.compensation.grade} with "
+               f"{self.compensation.n_references} references")
+            + ")"
         )
 
     # ---- arithmetic ----
@@ -268,6 +324,9 @@ class MegArray:
 
     def channel_signals(self, field_per_point: np.ndarray) -> np.ndarray:
         """Apply the coil weights: ``s_c = sum_{i in c} w_i f_i``.
+
+        The coils' own signals: a :attr:`compensation` (``s - C s_ref``) needs the
+        references' signals too (:meth:`GradientCompensation.compensate`).
 
         Parameters
         ----------
@@ -292,15 +351,15 @@ class MegArray:
         """The array moved into ``transform.to_frame`` (rigid transforms only)."""
         check_same_frame(self.frame, transform.from_frame, f"MEG array {self.name!r}", "the transform's input")
         rot = _rigid_rotation(transform, f"moving MEG array {self.name!r}")
-        return MegArray(
-            self.ch_names,
-            self.ch_types,
-            transform.apply_m(self.positions_m),
-            np.einsum("ij,njk->nik", rot, self.rotations),
-            transform.to_frame,
-            self.accuracy,
-            self.dev_head_t,
-            self.name,
+        comp = self.compensation
+        if comp is not None:
+            comp = comp.with_references(comp.references.transformed(transform))
+        return dataclasses.replace(
+            self,
+            positions_m=transform.apply_m(self.positions_m),
+            rotations=np.einsum("ij,njk->nik", rot, self.rotations),
+            frame=transform.to_frame,
+            compensation=comp,
         )
 
     def to_head(self) -> "MegArray":
@@ -341,11 +400,21 @@ class MegArray:
         so that the new transform describes the same sensors.
         """
         base = self if self.frame == Frame.DEVICE else self.in_frame(Frame.DEVICE)
-        return MegArray(base.ch_names, base.ch_types, base.positions_m, base.rotations, Frame.DEVICE, base.accuracy, transform, base.name)
+        comp = base.compensation
+        if comp is not None:
+            comp = comp.with_references(dataclasses.replace(comp.references, dev_head_t=transform))
+        return dataclasses.replace(base, frame=Frame.DEVICE, dev_head_t=transform, compensation=comp)
 
     def with_accuracy(self, accuracy: str) -> "MegArray":
-        """The same channels with another coil integration accuracy."""
-        return MegArray(self.ch_names, self.ch_types, self.positions_m, self.rotations, self.frame, accuracy, self.dev_head_t, self.name)
+        """The same channels (and reference sensors) with another coil integration accuracy."""
+        comp = self.compensation
+        if comp is not None:
+            comp = comp.with_references(comp.references.with_accuracy(accuracy))
+        return dataclasses.replace(self, accuracy=accuracy, compensation=comp)
+
+    def without_compensation(self) -> "MegArray":
+        """The same channels without gradient compensation (the lead field is then ``G``)."""
+        return dataclasses.replace(self, compensation=None)
 
     def pick(self, names: Iterable[str]) -> "MegArray":
         """The channels ``names`` in that order (exact names)."""
@@ -359,15 +428,14 @@ class MegArray:
                 f"({self.n_channels} available: {shown}); check the names"
             )
         idx = [index[x] for x in names]
-        return MegArray(
-            tuple(names),
-            tuple(self.ch_types[i] for i in idx),
-            self.positions_m[idx],
-            self.rotations[idx],
-            self.frame,
-            self.accuracy,
-            self.dev_head_t,
-            self.name,
+        return dataclasses.replace(
+            self,
+            ch_names=tuple(names),
+            ch_types=tuple(self.ch_types[i] for i in idx),
+            positions_m=self.positions_m[idx],
+            rotations=self.rotations[idx],
+            coil_types=None if self.coil_types is None else tuple(self.coil_types[i] for i in idx),
+            compensation=None if self.compensation is None else self.compensation.pick_rows(idx),
         )
 
     def pick_types(self, *types: str) -> "MegArray":
@@ -412,6 +480,8 @@ def make_meg_array(
     accuracy: str = "normal",
     dev_head_t: Transform | None = None,
     name: str = "meg",
+    coil_types: Sequence[int] | None = None,
+    compensation: GradientCompensation | None = None,
 ) -> MegArray:
     """Build a :class:`MegArray` from positions, orientations and coil types.
 
@@ -433,6 +503,10 @@ def make_meg_array(
     dev_head_t : Transform, optional
         DEVICE -> HEAD/TEMPLATE transform carried with the array.
     name : str
+    coil_types : sequence of int, optional
+        Vendor coil type id per channel (:mod:`.vendor_coils`); None: generic coils.
+    compensation : GradientCompensation, optional
+        Gradient compensation in effect (reference sensors in the same frame).
 
     Returns
     -------
@@ -478,7 +552,10 @@ def make_meg_array(
                 f"(a unit vector in the coil plane)"
             )
         rot[i] = _rotation_from(nrm[i], xs[i], where)
-    return MegArray(tuple(names), tuple(types), pos, rot, as_frame(frame), accuracy, dev_head_t, name)
+    return MegArray(
+        tuple(names), tuple(types), pos, rot, as_frame(frame), accuracy, dev_head_t, name,
+        None if coil_types is None else tuple(coil_types), compensation,
+    )  # fmt: skip
 
 
 __all__ = ["MegArray", "make_meg_array"]

@@ -36,7 +36,9 @@ axial_grad    T      baseline 50 mm along z, loop radius 9 mm. point: 2 points o
 eeg           V      one point, w = 1 (an electrode: the "field" is the potential).
 ============  =====  =====================================================================
 
-These are generic coils, not a vendor's. MNE-Python's Vectorview definitions differ: its
+These are generic coils, not a vendor's; the coils of real systems (Vectorview/TRIUX, CTF,
+KIT/Ricoh, OPMs, ...) are in :mod:`.vendor_coils`, selected per channel by a
+:class:`~.array.MegArray`'s ``coil_types``. MNE-Python's Vectorview definitions differ: its
 "normal" planar gradiometer has 4 points (+-8.4 mm, +-6.7 mm) 0.3 mm above the coil, its T3
 magnetometer a 21 mm loop; against them our "normal" channels differ by up to ~6 %
 (gradiometers) and ~1.5 % (magnetometers) for the closest sources, while point

@@ -22,8 +22,16 @@ UTF-8 JSON, one object::
          "normal": [nx, ny, nz],               # unit vector, away from the head
          "x_axis": [ex, ey, ez]},              # unit, normal to "normal"; required for
                                                #   planar_grad (the gradient direction)
-        {"name": "MEG001M", "type": "mag", "position": [...], "normal": [...]}
-      ]
+        {"name": "MEG001M", "type": "mag", "position": [...], "normal": [...],
+         "coil_type": 3024}                    # optional: the vendor coil (FIFF id, see
+                                               #   rtsource.sensors.meg.vendor_coils); all
+                                               #   channels or none
+      ],
+      "compensation": {                        # optional: gradient compensation in effect
+        "grade": 3,                            #   >= 1 (CTF synthetic gradient order)
+        "references": [ ...channel objects... ],  # the reference sensors, same keys
+        "matrix": [[...], ...]                 #   n_channels x n_references
+      }
     }
 
 ``type`` is one of ``mag``, ``planar_grad``, ``axial_grad`` (and ``eeg``). Unknown keys are
@@ -44,11 +52,13 @@ from ...geometry import Frame, Transform, as_frame
 from ...geometry.units import length_factor
 from .array import MegArray, make_meg_array
 from .coils import ACCURACIES, COIL_TYPES, LSL_TYPE
+from .compensation import GradientCompensation
 from .helmet import generic_meg_array
 
 _FORMAT = "rtsource-meg-array"
-_TOP_KEYS = {"format", "version", "name", "frame", "unit", "accuracy", "dev_head_t", "channels"}
-_CHANNEL_KEYS = {"name", "type", "position", "normal", "x_axis"}
+_TOP_KEYS = {"format", "version", "name", "frame", "unit", "accuracy", "dev_head_t", "channels", "compensation"}
+_CHANNEL_KEYS = {"name", "type", "position", "normal", "x_axis", "coil_type"}
+_COMPENSATION_KEYS = {"grade", "references", "matrix"}
 
 
 def _vector(entry: dict, key: str, where: str, required: bool = True):
@@ -98,31 +108,7 @@ def meg_array_from_dict(doc: Any, *, source: str = "MEG array document") -> MegA
     accuracy = doc.get("accuracy", "normal")
     if accuracy not in ACCURACIES:
         raise ChannelError(f"{source}: 'accuracy' {accuracy!r} is not known; use one of {', '.join(ACCURACIES)}")
-    chans = doc.get("channels")
-    if not isinstance(chans, list) or not chans:
-        raise ChannelError(f"{source}: 'channels' must be a non-empty list of channel objects")
-    names, types, pos, nrm, xs = [], [], [], [], []
-    for i, entry in enumerate(chans):
-        label = entry.get("name") if isinstance(entry, dict) else None
-        where = f"{source}: channels[{i}]" + (f" ({label!r})" if isinstance(label, str) else "")
-        if not isinstance(entry, dict):
-            raise ChannelError(f"{where} must be an object with name, type, position, normal, got {entry!r}")
-        unknown = sorted(set(entry) - _CHANNEL_KEYS)
-        if unknown:
-            raise ChannelError(f"{where}: unknown keys {unknown}; allowed: {sorted(_CHANNEL_KEYS)}")
-        if not isinstance(label, str) or not label.strip():
-            raise ChannelError(f"{where}: 'name' must be a non-empty string, got {label!r}")
-        kind = entry.get("type")
-        if kind not in COIL_TYPES:
-            raise ChannelError(f"{where}: coil type {kind!r} is not known; use one of {', '.join(COIL_TYPES)}")
-        names.append(label)
-        types.append(kind)
-        pos.append(_vector(entry, "position", where) * scale)
-        nrm.append(_vector(entry, "normal", where))
-        xs.append(_vector(entry, "x_axis", where, required=False))
-    dup = sorted({x for x in names if names.count(x) > 1})
-    if dup:
-        raise ChannelError(f"{source}: channel names {dup} appear more than once; names must be unique")
+    names, types, pos, nrm, xs, coil_types = _channel_list(doc.get("channels"), scale, source, "channels")
     dev_head_t = None
     if "dev_head_t" in doc and doc["dev_head_t"] is not None:
         spec = doc["dev_head_t"]
@@ -143,12 +129,73 @@ def meg_array_from_dict(doc: Any, *, source: str = "MEG array document") -> MegA
         except FrameError as exc:
             raise FrameError(f"{source}: 'dev_head_t': {exc}") from None
     try:
+        compensation = None
+        if doc.get("compensation") is not None:
+            compensation = _compensation_from(doc["compensation"], scale, source, frame, accuracy, dev_head_t)
         return make_meg_array(
             names, types, np.asarray(pos), np.asarray(nrm), xs, frame=frame, accuracy=accuracy,
-            dev_head_t=dev_head_t, name=str(doc.get("name", source)),
+            dev_head_t=dev_head_t, name=str(doc.get("name", source)), coil_types=coil_types, compensation=compensation,
         )
     except (GeometryError, ChannelError, FrameError) as exc:
         raise type(exc)(f"{source}: {exc}") from None
+
+
+def _channel_list(chans: Any, scale: float, source: str, key: str):
+    """Parse a list of channel objects: names, types, positions (m), normals, x axes, coil ids."""
+    if not isinstance(chans, list) or not chans:
+        raise ChannelError(f"{source}: {key!r} must be a non-empty list of channel objects")
+    names, types, pos, nrm, xs, ids = [], [], [], [], [], []
+    for i, entry in enumerate(chans):
+        label = entry.get("name") if isinstance(entry, dict) else None
+        where = f"{source}: {key}[{i}]" + (f" ({label!r})" if isinstance(label, str) else "")
+        if not isinstance(entry, dict):
+            raise ChannelError(f"{where} must be an object with name, type, position, normal, got {entry!r}")
+        unknown = sorted(set(entry) - _CHANNEL_KEYS)
+        if unknown:
+            raise ChannelError(f"{where}: unknown keys {unknown}; allowed: {sorted(_CHANNEL_KEYS)}")
+        if not isinstance(label, str) or not label.strip():
+            raise ChannelError(f"{where}: 'name' must be a non-empty string, got {label!r}")
+        kind = entry.get("type")
+        if kind not in COIL_TYPES:
+            raise ChannelError(f"{where}: coil type {kind!r} is not known; use one of {', '.join(COIL_TYPES)}")
+        cid = entry.get("coil_type")
+        if cid is not None and (not isinstance(cid, int) or isinstance(cid, bool)):
+            raise ChannelError(f"{where}: 'coil_type' must be an integer FIFF coil type id (e.g. 3012), got {cid!r}")
+        names.append(label)
+        types.append(kind)
+        pos.append(_vector(entry, "position", where) * scale)
+        nrm.append(_vector(entry, "normal", where))
+        xs.append(_vector(entry, "x_axis", where, required=False))
+        ids.append(cid)
+    dup = sorted({x for x in names if names.count(x) > 1})
+    if dup:
+        raise ChannelError(f"{source}: channel names {dup} appear more than once in {key!r}; names must be unique")
+    given = [x is not None for x in ids]
+    if any(given) and not all(given):
+        i = given.index(False)
+        raise ChannelError(
+            f"{source}: {key}[{i}] ({names[i]!r}) has no 'coil_type' but others do; give the vendor coil of every "
+            f"channel or of none"
+        )
+    return names, types, pos, nrm, xs, (tuple(ids) if all(given) else None)
+
+
+def _compensation_from(spec: Any, scale: float, source: str, frame, accuracy: str, dev_head_t) -> GradientCompensation:
+    if not isinstance(spec, dict) or set(spec) - _COMPENSATION_KEYS or not _COMPENSATION_KEYS <= set(spec):
+        raise ChannelError(
+            f"{source}: 'compensation' must be an object with exactly the keys {sorted(_COMPENSATION_KEYS)}, got "
+            f"{sorted(spec) if isinstance(spec, dict) else type(spec).__name__}"
+        )
+    names, types, pos, nrm, xs, ids = _channel_list(spec["references"], scale, source, "compensation.references")
+    refs = make_meg_array(
+        names, types, np.asarray(pos), np.asarray(nrm), xs, frame=frame, accuracy=accuracy, dev_head_t=dev_head_t,
+        name="references", coil_types=ids,
+    )  # fmt: skip
+    try:
+        matrix = np.asarray(spec["matrix"], dtype=float)
+    except (TypeError, ValueError):
+        raise ChannelError(f"{source}: 'compensation.matrix' must be a list of rows of numbers") from None
+    return GradientCompensation(spec["grade"], matrix, refs)
 
 
 def read_meg_array(path: str | Path) -> MegArray:
@@ -179,16 +226,6 @@ def read_meg_array(path: str | Path) -> MegArray:
 def meg_array_to_dict(array: MegArray, *, unit: str = "mm") -> dict:
     """The ``rtsource-meg-array`` document of ``array`` (lengths in ``unit``)."""
     scale = 1.0 / length_factor(unit)
-    chans = []
-    for i, (n, t) in enumerate(zip(array.ch_names, array.ch_types)):
-        entry = {
-            "name": n,
-            "type": t,
-            "position": [round(float(x), 9) for x in array.positions_m[i] * scale],
-            "normal": [round(float(x), 12) for x in array.rotations[i, :, 2]],
-            "x_axis": [round(float(x), 12) for x in array.rotations[i, :, 0]],
-        }
-        chans.append(entry)
     doc: dict[str, Any] = {
         "format": _FORMAT,
         "version": 1,
@@ -201,8 +238,31 @@ def meg_array_to_dict(array: MegArray, *, unit: str = "mm") -> dict:
         m = np.array(array.dev_head_t.matrix)
         m[:3, 3] *= scale
         doc["dev_head_t"] = {"to": array.dev_head_t.to_frame.value, "matrix": m.round(12).tolist()}
-    doc["channels"] = chans
+    doc["channels"] = _channel_entries(array, scale)
+    comp = array.compensation
+    if comp is not None:
+        doc["compensation"] = {
+            "grade": comp.grade,
+            "references": _channel_entries(comp.references, scale),
+            "matrix": [[float(x) for x in row] for row in comp.matrix],
+        }
     return doc
+
+
+def _channel_entries(array: MegArray, scale: float) -> list[dict]:
+    chans = []
+    for i, (n, t) in enumerate(zip(array.ch_names, array.ch_types)):
+        entry = {
+            "name": n,
+            "type": t,
+            "position": [round(float(x), 9) for x in array.positions_m[i] * scale],
+            "normal": [round(float(x), 12) for x in array.rotations[i, :, 2]],
+            "x_axis": [round(float(x), 12) for x in array.rotations[i, :, 0]],
+        }
+        if array.coil_types is not None:
+            entry["coil_type"] = int(array.coil_types[i])
+        chans.append(entry)
+    return chans
 
 
 def write_meg_array(array: MegArray, path: str | Path, *, unit: str = "mm") -> None:
@@ -213,17 +273,23 @@ def write_meg_array(array: MegArray, path: str | Path, *, unit: str = "mm") -> N
 
 
 def load_meg_array(spec: str | Path, *, accuracy: str | None = None) -> MegArray:
-    """The array a configuration names: ``"generic"`` or the path of a JSON array file.
+    """The array a configuration names: ``"generic"``, a JSON array file or a FIF recording.
 
     Parameters
     ----------
     spec : str or Path
-        ``"generic"`` (:func:`generic_meg_array`) or an ``rtsource-meg-array`` file.
+        ``"generic"`` (:func:`generic_meg_array`), an ``rtsource-meg-array`` file, or a
+        ``.fif``/``.fif.gz`` recording (its channel info, through MNE-Python:
+        :func:`rtsource.sensors.meg.fif.read_meg_array_fif`).
     accuracy : {"point", "normal", "accurate"}, optional
         Override the coil integration accuracy (default: the file's, or "normal").
     """
     if str(spec) == "generic":
         return generic_meg_array(accuracy or "normal")
+    if str(spec).lower().endswith((".fif", ".fif.gz")):
+        from .fif import read_meg_array_fif
+
+        return read_meg_array_fif(spec, accuracy=accuracy or "normal")
     array = read_meg_array(spec)
     return array if accuracy is None or accuracy == array.accuracy else array.with_accuracy(accuracy)
 
@@ -233,7 +299,8 @@ def channel_metadata(array: MegArray, *, unit: str = "mm") -> tuple[dict[str, st
 
     Keys: ``label``, ``type`` (``MAG``/``GRAD``/``EEG``), ``unit`` (``T``, ``T/m``, ``V``),
     ``X``, ``Y``, ``Z`` (coil centre in ``unit``), ``normal`` and ``x_axis`` (three
-    space-separated numbers), and ``frame``. Strings, ready for ``append_child_value``.
+    space-separated numbers), and ``frame``; ``coil_type`` (the vendor coil's FIFF id) when
+    the array has vendor coils. Strings, ready for ``append_child_value``.
     """
     scale = 1.0 / length_factor(unit)
     out = []
@@ -252,6 +319,8 @@ def channel_metadata(array: MegArray, *, unit: str = "mm") -> tuple[dict[str, st
                 "frame": array.frame.value,
             }
         )
+        if array.coil_types is not None:
+            out[-1]["coil_type"] = str(array.coil_types[i])
     return tuple(out)
 
 

@@ -1,0 +1,16 @@
+"""Artifact correction: offline calibration and per-chunk processing.
+
+- :mod:`.asr`: artifact subspace reconstruction (Mullen et al. 2015): :func:`.asr.calibrate_asr`
+  makes an :class:`.asr.AsrCalibration` (data for the bundle), :class:`.asr.AsrProcessor`
+  repairs chunk by chunk with the numba kernels of :mod:`._kernels`.
+- :mod:`.regression`: EOG regression (Gratton et al. 1983; Croft & Barry 2000):
+  :func:`.regression.fit_eog_regression`, :class:`.regression.EogRegressor`.
+
+This package belongs to the offline side and to the per-chunk kernels alike: it never
+imports ``stream/`` or ``display/``; the stream loop will hold an ``AsrProcessor``.
+"""
+
+from .asr import AsrCalibration, AsrEpisode, AsrProcessor, AsrStats, calibrate_asr
+from .regression import EogRegression, EogRegressor, fit_eog_regression
+
+__all__ = ["AsrCalibration", "AsrEpisode", "AsrProcessor", "AsrStats", "EogRegression", "EogRegressor", "calibrate_asr", "fit_eog_regression"]

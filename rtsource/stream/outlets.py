@@ -1,0 +1,372 @@
+"""Every LSL outlet the loop publishes, made in one place: their headers and the outlets.
+
+Consumers (the live display, a neurofeedback task, LabRecorder) learn everything from the
+stream headers: for the sources one channel per source (pooled over orientations for
+loose/free operators), its label, unit and position, and an ``rtsource`` block with the
+frame, method and parameters; for ROIs and band power the ROI and band definitions; for
+telemetry the counters' names and units. Positions follow the XDF meta-data convention
+(``location/X,Y,Z`` in mm). Names, types and channel layouts are the contract of
+:mod:`rtsource.stream.outputs`.
+
+=====================  ==============================  =================================
+stream                 header                          outlet
+=====================  ==============================  =================================
+``NAME``               :func:`make_source_info`        :func:`open_source_outlet`
+``NAME-roi``           :func:`make_roi_info`           :func:`open_roi_outlet`
+``NAME-bandpower``     :func:`make_bandpower_info`     :func:`open_bandpower_outlet`
+``NAME-telemetry``     :func:`make_telemetry_info`     :func:`open_telemetry_outlet`
+``NAME-events``        :func:`make_events_info`        :func:`open_events_outlet`
+=====================  ==============================  =================================
+
+Data outlets keep up to 360 s for a consumer that falls behind and send each chunk as
+pushed (``chunk_size=0``): the consumer sees samples as soon as the loop has them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import __version__
+from ..bundle import OperatorBundle
+from ..roi_operator import RoiOperator
+from .channels import StreamDescription
+from .outputs import (
+    BANDPOWER_SUFFIX,
+    BANDPOWER_TYPE,
+    CONTROL_SUFFIX,
+    CONTROL_TYPE,
+    EVENTS_SUFFIX,
+    EVENTS_TYPE,
+    ROI_SUFFIX,
+    ROI_TYPE,
+    TELEMETRY_CHANNELS,
+    TELEMETRY_RATE_HZ,
+    TELEMETRY_SUFFIX,
+    TELEMETRY_TYPE,
+    stream_name,
+)
+
+if TYPE_CHECKING:  # annotations only
+    from .bandpower import BandPowerStage
+
+#: Seconds of data a data outlet keeps for a consumer that falls behind, unless the loop
+#: says otherwise (``[output] max_buffered_s``, :attr:`OutputIdentity.max_buffered_s`).
+MAX_BUFFERED_S = 360.0
+
+
+@dataclass(frozen=True)
+class OutputIdentity:
+    """Where a loop's outputs come from, as every output stream's header tells it.
+
+    Attributes
+    ----------
+    output_name : str
+        ``NAME`` of the output streams (``[output] name``).
+    source_id : str
+        LSL source_id of the sources stream; the other streams append their suffix.
+    bundle_path : str
+        The bundle file, so that a consumer can find it.
+    input_stream : str
+        Name of the input stream.
+    max_buffered_s : float
+        The most output (s) a data outlet keeps per consumer: a consumer that stalls (alive,
+        not reading) cannot grow this process's memory beyond it (``[output] max_buffered_s``).
+    """
+
+    output_name: str
+    source_id: str
+    bundle_path: str = ""
+    input_stream: str = ""
+    max_buffered_s: float = MAX_BUFFERED_S
+
+
+def _open(info, *, data: bool = True, max_buffered_s: float = MAX_BUFFERED_S):
+    import pylsl
+
+    if data:
+        # LSL counts max_buffered in whole seconds for a regular-rate stream
+        return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=max(1, math.ceil(max_buffered_s)))
+    return pylsl.StreamOutlet(info)
+
+
+# ---- sources ----------------------------------------------------------------------------
+
+
+def output_source_id(bundle: OperatorBundle, input_stream: StreamDescription) -> str:
+    """A source_id that is stable for the same bundle and input (so consumers can reconnect)."""
+    h = hashlib.sha1()
+    for part in (bundle.created_utc, bundle.method, bundle.sources.name, ",".join(bundle.ch_names), input_stream.source_id or input_stream.name):
+        h.update(part.encode() + b"|")
+    return f"rtsource-{h.hexdigest()[:12]}"
+
+
+def make_source_info(bundle: OperatorBundle, input_stream: StreamDescription, *, name: str, type_: str, source_id: str, bundle_path: str = ""):
+    """Build the pylsl ``StreamInfo`` of the source outlet."""
+    import pylsl
+
+    labels = bundle.source_labels()
+    info = pylsl.StreamInfo(name, type_, len(labels), bundle.sfreq, pylsl.cf_float32, source_id)
+    desc = info.desc()
+    unit = bundle.output_unit or "dimensionless"
+    kind = "source_pooled" if bundle.n_orient == 3 else "source"
+    chans = desc.append_child("channels")
+    pos_mm = np.round(bundle.sources.positions_m * 1e3, 3)
+    hemi_names = {0: "lh", 1: "rh", -1: ""}
+    for label, p, h in zip(labels, pos_mm.tolist(), bundle.sources.hemisphere.tolist()):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("type", kind)
+        ch.append_child_value("unit", unit)
+        ch.append_child_value("hemisphere", hemi_names[h])
+        loc = ch.append_child("location")
+        loc.append_child_value("X", repr(p[0]))
+        loc.append_child_value("Y", repr(p[1]))
+        loc.append_child_value("Z", repr(p[2]))
+    meta = desc.append_child("rtsource")
+    for key, value in (
+        ("version", __version__),
+        ("method", bundle.method),
+        ("n_orient", str(bundle.n_orient)),
+        ("output_unit", unit),
+        ("source_frame", bundle.sources.frame.value),
+        ("location_unit", "mm"),
+        ("source_space", bundle.sources.name),
+        ("reference", bundle.eeg_reference),
+        ("input_stream", input_stream.name),
+        ("input_source_id", input_stream.source_id),
+        ("bundle", bundle_path),
+        ("bundle_created", bundle.created_utc),
+        ("timestamps", "input samples' own timestamps (producer clock)"),
+    ):
+        meta.append_child_value(key, value)
+    params = meta.append_child("params")
+    for key, value in bundle.params.items():
+        params.append_child_value(str(key), str(value))
+    return info
+
+
+# ---- ROIs and band power -------------------------------------------------------------------
+
+
+def make_roi_info(
+    roi_operator: RoiOperator,
+    *,
+    output_name: str,
+    sfreq: float,
+    source_id: str,
+    bundle_path: str = "",
+    method: str = "",
+    bundle_created: str = "",
+    input_stream: str = "",
+):
+    """The pylsl ``StreamInfo`` of the ROI stream (``NAME-roi``, type ``ROI``).
+
+    One float32 channel per ROI at the input rate. Per channel: ``label`` (ROI name),
+    ``type`` (``roi``), ``unit``, ``mode``, ``component``, ``n_sources``, ``description``
+    and ``location`` (X, Y, Z: the mean position of the ROI's sources, mm, template frame).
+    The ``rtsource`` block carries ``output_name`` and ``bundle`` (find the sibling
+    streams and the bundle, :mod:`rtsource.stream.outputs`), the mode and the method.
+    """
+    import pylsl
+
+    w = roi_operator.weights
+    unit = roi_operator.unit or "dimensionless"
+    info = pylsl.StreamInfo(stream_name(output_name, ROI_SUFFIX), ROI_TYPE, w.n_roi, float(sfreq), pylsl.cf_float32, source_id)
+    desc = info.desc()
+    chans = desc.append_child("channels")
+    centres = np.round(w.centres_m * 1e3, 3)
+    descriptions = w.descriptions or ("",) * w.n_roi
+    for name, count, c, d in zip(w.names, w.counts().tolist(), centres.tolist(), descriptions):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", name)
+        ch.append_child_value("type", "roi")
+        ch.append_child_value("unit", unit)
+        ch.append_child_value("mode", w.mode)
+        ch.append_child_value("component", w.component)
+        ch.append_child_value("n_sources", str(count))
+        ch.append_child_value("description", d)
+        loc = ch.append_child("location")
+        for axis, v in zip("XYZ", c):
+            loc.append_child_value(axis, repr(v))
+    meta = desc.append_child("rtsource")
+    for key, value in (
+        ("version", __version__),
+        ("output_name", output_name),
+        ("bundle", bundle_path),
+        ("bundle_created", bundle_created),
+        ("method", method),
+        ("mode", w.mode),
+        ("component", w.component),
+        ("linear", "true" if roi_operator.linear else "false"),
+        ("n_orient", str(roi_operator.n_orient)),
+        ("output_unit", unit),
+        ("rois", ",".join(w.names)),
+        ("location_unit", "mm"),
+        ("location", "mean position of the ROI's sources"),
+        ("source_frame", roi_operator.source_frame),
+        ("input_stream", input_stream),
+        ("timestamps", "input samples' own timestamps (producer clock)"),
+    ):
+        meta.append_child_value(key, value)
+    return info
+
+
+def make_bandpower_info(
+    stage: BandPowerStage,
+    *,
+    output_name: str,
+    source_id: str,
+    bundle_path: str = "",
+    method: str = "",
+    roi_mode: str = "",
+    input_stream: str = "",
+):
+    """The pylsl ``StreamInfo`` of the band-power stream (``NAME-bandpower``, type ``BandPower``).
+
+    One float32 channel per ROI x band, labelled ``<roi>_<band>``, at the stage's output
+    rate. Per channel: ``label``, ``type`` (``bandpower``), ``unit``, ``roi``, ``band``,
+    ``low_hz``, ``high_hz``. The ``rtsource`` block: ``output_name``, ``bundle``, ``rois``,
+    ``bands`` (``name:low-high`` list) and a ``band`` child per band, the envelope method,
+    smoothing, z-scoring and the rate.
+    """
+    import pylsl
+
+    spec = stage.spec
+    info = pylsl.StreamInfo(stream_name(output_name, BANDPOWER_SUFFIX), BANDPOWER_TYPE, stage.n_out, stage.rate_hz, pylsl.cf_float32, source_id)
+    desc = info.desc()
+    chans = desc.append_child("channels")
+    unit = stage.output_unit
+    for r in stage.roi_names:
+        for b in spec.bands:
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", f"{r}_{b.name}")
+            ch.append_child_value("type", "bandpower")
+            ch.append_child_value("unit", unit)
+            ch.append_child_value("roi", r)
+            ch.append_child_value("band", b.name)
+            ch.append_child_value("low_hz", repr(float(b.low_hz)))
+            ch.append_child_value("high_hz", repr(float(b.high_hz)))
+    meta = desc.append_child("rtsource")
+    for key, value in (
+        ("version", __version__),
+        ("output_name", output_name),
+        ("bundle", bundle_path),
+        ("method", method),
+        ("roi_mode", roi_mode),
+        ("rois", ",".join(stage.roi_names)),
+        ("bands", ",".join(f"{b.name}:{b.low_hz:g}-{b.high_hz:g}" for b in spec.bands)),
+        ("band_unit", "Hz"),
+        ("filter", (f"causal complex band-pass: Butterworth low-pass of order {spec.filter_order} shifted to the band centre" if spec.envelope == "analytic"
+                    else f"causal Butterworth band-pass, order {spec.filter_order} prototype ({2 * spec.filter_order} poles), second-order sections")),  # fmt: skip
+        ("envelope", spec.envelope),
+        ("quantity", spec.quantity),
+        ("smoothing_s", repr(float(spec.smoothing_s))),
+        ("smoothing_stages", str(spec.smoothing_stages)),
+        ("zscore", "true" if spec.zscore else "false"),
+        ("baseline", ("first %g s of the stream (NaN until complete)" % spec.baseline_s) if spec.zscore and not stage.baseline_ready else ("calibration" if spec.zscore else "")),
+        ("rate_hz", repr(float(stage.rate_hz))),
+        ("decimation", str(stage.step)),
+        ("output_unit", unit),
+        ("input_stream", input_stream),
+        ("timestamps", "timestamp of the input sample each value was taken at (producer clock)"),
+    ):
+        meta.append_child_value(key, value)
+    bands = meta.append_child("bands")
+    for b in spec.bands:
+        node = bands.append_child("band")
+        node.append_child_value("name", b.name)
+        node.append_child_value("low_hz", repr(float(b.low_hz)))
+        node.append_child_value("high_hz", repr(float(b.high_hz)))
+    return info
+
+
+# ---- telemetry and events -----------------------------------------------------------------
+
+
+def make_telemetry_info(output_name: str, source_id: str, bundle_path: str = ""):
+    """The pylsl ``StreamInfo`` of ``NAME-telemetry``: :data:`~.outputs.TELEMETRY_CHANNELS`
+    (label, unit) as float64 channels at :data:`~.outputs.TELEMETRY_RATE_HZ`."""
+    import pylsl
+
+    info = pylsl.StreamInfo(
+        output_name + TELEMETRY_SUFFIX, TELEMETRY_TYPE, len(TELEMETRY_CHANNELS), TELEMETRY_RATE_HZ, pylsl.cf_double64, source_id + TELEMETRY_SUFFIX
+    )
+    chans = info.desc().append_child("channels")
+    for label, unit in TELEMETRY_CHANNELS:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+    meta = info.desc().append_child("rtsource")
+    meta.append_child_value("output_name", output_name)
+    meta.append_child_value("bundle", bundle_path)
+    return info
+
+
+def make_events_info(output_name: str, source_id: str, bundle_path: str = ""):
+    """The pylsl ``StreamInfo`` of ``NAME-events``: one string channel, one JSON object per sample."""
+    import pylsl
+
+    info = pylsl.StreamInfo(output_name + EVENTS_SUFFIX, EVENTS_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, source_id + EVENTS_SUFFIX)
+    meta = info.desc().append_child("rtsource")
+    meta.append_child_value("output_name", output_name)
+    meta.append_child_value("bundle", bundle_path)
+    meta.append_child_value("format", "one JSON object per sample: {'event': kind, 'time': lsl_time, ...}")
+    return info
+
+
+# ---- the outlets --------------------------------------------------------------------------
+
+
+def open_source_outlet(bundle: OperatorBundle, input_stream: StreamDescription, identity: OutputIdentity, *, type_: str):
+    """The ``NAME`` outlet: one float32 channel per source at the input rate."""
+    info = make_source_info(bundle, input_stream, name=identity.output_name, type_=type_, source_id=identity.source_id, bundle_path=identity.bundle_path)
+    return _open(info, max_buffered_s=identity.max_buffered_s)
+
+
+def open_roi_outlet(roi_operator: RoiOperator, identity: OutputIdentity, bundle: OperatorBundle):
+    """The ``NAME-roi`` outlet of ``roi_operator`` applied to ``bundle``'s operator."""
+    info = make_roi_info(
+        roi_operator, output_name=identity.output_name, sfreq=bundle.sfreq, source_id=identity.source_id + ROI_SUFFIX, bundle_path=identity.bundle_path,
+        method=bundle.method, bundle_created=bundle.created_utc, input_stream=identity.input_stream,
+    )  # fmt: skip
+    return _open(info, max_buffered_s=identity.max_buffered_s)
+
+
+def open_bandpower_outlet(stage: BandPowerStage, identity: OutputIdentity, *, method: str, roi_mode: str):
+    """The ``NAME-bandpower`` outlet of a band-power stage."""
+    info = make_bandpower_info(
+        stage, output_name=identity.output_name, source_id=identity.source_id + BANDPOWER_SUFFIX, bundle_path=identity.bundle_path,
+        method=method, roi_mode=roi_mode, input_stream=identity.input_stream,
+    )  # fmt: skip
+    return _open(info, max_buffered_s=identity.max_buffered_s)
+
+
+def open_telemetry_outlet(identity: OutputIdentity):
+    """The ``NAME-telemetry`` outlet."""
+    return _open(make_telemetry_info(identity.output_name, identity.source_id, identity.bundle_path), data=False)
+
+
+def open_events_outlet(identity: OutputIdentity):
+    """The ``NAME-events`` outlet."""
+    return _open(make_events_info(identity.output_name, identity.source_id, identity.bundle_path), data=False)
+
+
+def open_command_outlet(output_name: str):
+    """The sender's side of ``NAME-control`` (``rtsource mark-bad``): one string channel.
+
+    Each sender gets a source_id of its own, so the loop's listener can tell senders apart
+    (one rate limit each).
+    """
+    import time
+
+    import pylsl
+
+    info = pylsl.StreamInfo(
+        output_name + CONTROL_SUFFIX, CONTROL_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, f"{output_name}-control-{time.time_ns()}"
+    )
+    return _open(info, data=False)
