@@ -26,8 +26,7 @@ one above; :data:`LAYERS` is the table the test reads)::
     stream      the online side: inlet -> operator -> kernels -> features -> outlets
     pipeline    consumers of both sides: pipeline/ (setup, open_loop, the Estimator),
                 config, build, session, simulator (+ sim_events, its artifacts), replay (the LSL
-                player of recordings), evaluation, bench, interop
-                (MNE bridge)
+                player of recordings), evaluation, bench (one module per benchmark), interop (MNE bridge)
     display     pyqtgraph live views
     apps        the command line, the demo (``pipeline/demo.py``: it opens the viewer), the
                 package face (``rtsource/__init__``)
