@@ -46,8 +46,8 @@ _EXPORTS = {
     "FilterSpec": ".stream.operator",
     "capture_calibration": ".stream.calibration",
     # recordings and the simulator
-    "Recording": ".replay",
-    "read_recording": ".replay",
+    "Recording": ".recordings",
+    "read_recording": ".recordings",
     "run_replay": ".replay",
     "simulate_recording": ".pipeline.simulated",
     "run_demo": ".pipeline.demo",

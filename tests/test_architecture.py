@@ -16,6 +16,8 @@ one above; :data:`LAYERS` is the table the test reads)::
     geometry    frames, units, transforms, meshes, point sets, sphere fits
     anatomy     template head, FreeSurfer surfaces, source spaces, volumes, ROI definitions
     sensors     EEG montages and readers, MEG coils and arrays
+    recordings  lab recordings read for setup and replay (XDF, EDF/BDF, BrainVision, FIF):
+                offline input, which may use sensors but which nothing below the pipeline needs
     forward     spheres, BEM, OpenMEEG: lead fields
     inverse     covariance, operator types and builders, ROI builders; coreg (+ its QC plots)
     artifacts   artifact calibration (data for the bundle) and per-chunk correction kernels
@@ -23,8 +25,8 @@ one above; :data:`LAYERS` is the table the test reads)::
                 operator (``roi_operator``): the data both sides apply
     stream      the online side: inlet -> operator -> kernels -> features -> outlets
     pipeline    consumers of both sides: pipeline/ (setup, open_loop, the Estimator),
-                config, build, session, simulator (+ sim_events, its artifacts), replay, evaluation, bench, interop
-                (MNE bridge)
+                config, build, session, simulator (+ sim_events, its artifacts), replay (the LSL
+                player of recordings), evaluation, bench (one module per benchmark), interop (MNE bridge)
     display     pyqtgraph live views
     apps        the command line, the demo (``pipeline/demo.py``: it opens the viewer), the
                 package face (``rtsource/__init__``)
@@ -67,6 +69,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("geometry", ("geometry",)),
     ("anatomy", ("anatomy",)),
     ("sensors", ("sensors",)),
+    ("recordings", ("recordings",)),
     ("forward", ("forward",)),
     ("inverse", ("inverse", "coreg", "qc_plot")),
     ("artifacts", ("artifacts",)),

@@ -29,3 +29,27 @@ def test_bench_connectivity_runs():
     res = bench_connectivity(n_roi=6, steps=5, progress=lambda s: None)
     assert res["n_pairs"] == 15 and res["n_out"] == 15 * 2 * 5
     assert 0 < res["median_ms"] <= res["p99_ms"] <= res["max_ms"]
+
+
+def test_cli_offers_every_benchmark_of_the_registry():
+    """`rtsource bench WHAT` accepts exactly the benchmarks run_bench dispatches to, and "all"."""
+    import argparse
+
+    from rtsource.bench import BENCHMARKS
+    from rtsource.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    what = next(a for a in sub.choices["bench"]._actions if a.dest == "what")
+    assert list(what.choices) == [b.name for b in BENCHMARKS] + ["all"]
+
+
+def test_run_bench_dispatches_and_writes_json(tmp_path):
+    import json
+
+    from rtsource.bench import run_bench
+
+    lines = []
+    res = run_bench("connectivity", json_path=str(tmp_path / "bench.json"), quick=True, progress=lines.append)
+    assert set(res) == {"machine", "numba_threads", "connectivity"} and res["connectivity"]["steps"] == 100
+    assert json.loads((tmp_path / "bench.json").read_text()) == res
+    assert len(lines) == 1 and lines[0].startswith("connectivity 68 ROIs")

@@ -11,7 +11,9 @@ Importing this package does not import Qt: only :func:`run_view` needs the GUI b
 which comes from the ``gui`` extra (``pip install "rtsource[gui]"``). The command line
 (``rtsource view``, :mod:`rtsource.cli`) parses the options and calls :func:`run_view`.
 
-Modules: :mod:`.streams` (finding and reading the streams, no Qt), :mod:`.cortex`,
+Modules without Qt: :mod:`.streams` (all streams of one output), :mod:`.readers` (one stream
+followed in a thread), :mod:`.buffers` (sample ring, event log), :mod:`.layout` (a stream's
+header), :mod:`.cortex_geometry` (the mesh behind the sources). With Qt: :mod:`.cortex`,
 :mod:`.traces`, :mod:`.health`, :mod:`.app` (the window and its entry point).
 """
 

@@ -104,7 +104,8 @@ def _window_class():
     """Define the window class (needs Qt, so it is built on first use)."""
     from .cortex import CortexView
     from .health import HealthPanel, health_rows
-    from .streams import CortexGeometry, OutputStreams
+    from .cortex_geometry import CortexGeometry
+    from .streams import OutputStreams
     from .traces import TracePanel
 
     class ViewerWindow(QtWidgets.QMainWindow):

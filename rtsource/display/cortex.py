@@ -25,7 +25,7 @@ from pyqtgraph.Qt import QT_LIB, QtCore, QtGui, QtWidgets
 
 QtOpenGL = importlib.import_module(f"{QT_LIB}.QtOpenGL")
 
-from .streams import CortexGeometry
+from .cortex_geometry import CortexGeometry
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from .streams import CortexGeometry, ReaderStatus, telemetry_values
+from .cortex_geometry import CortexGeometry
+from .readers import ReaderStatus
+from .streams import telemetry_values
 
 #: Telemetry older than this (seconds) is reported as stale (it is published at 2 Hz).
 STALE_S = 3.0

@@ -16,7 +16,8 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.Qt import QtCore, QtWidgets
 
-from .streams import ReaderStatus, StreamLayout
+from .layout import StreamLayout
+from .readers import ReaderStatus
 
 logger = logging.getLogger(__name__)
 

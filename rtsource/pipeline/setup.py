@@ -6,7 +6,7 @@
              ─> [LCMV: data calibration, the same ways] ─> inverse operator ─> OperatorBundle
 
 ``rtsource setup CONFIG`` is this function plus a print of the result. A calibration given
-by the caller (a :class:`~rtsource.replay.Recording` read from a file, or a
+by the caller (a :class:`~rtsource.recordings.Recording` read from a file, or a
 :class:`~rtsource.stream.calibration.Calibration` captured earlier) replaces the capture
 from the stream; its channels are matched by name and converted to SI units exactly as a
 live stream's are.
@@ -26,7 +26,7 @@ from ..config import Settings, load_config
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: reading them imports nothing at run time
-    from ..replay import Recording
+    from ..recordings import Recording
     from ..stream.calibration import Calibration
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def calibration_from_recording(settings: Settings, recording: str | Path | Recor
     settings : Settings
         Which channels the operator uses (``[sensors]``), ``[sensors] aliases`` and
         ``[stream] assume_unit`` (for channels without a unit).
-    recording : str, Path or rtsource.replay.Recording
-        A rest (or empty-room) recording; a path is read with :func:`rtsource.replay.read_recording`
+    recording : str, Path or rtsource.recordings.Recording
+        A rest (or empty-room) recording; a path is read with :func:`rtsource.recordings.read_recording`
         (XDF, EDF/BDF, BrainVision, FIF).
 
     Returns
@@ -64,7 +64,7 @@ def calibration_from_recording(settings: Settings, recording: str | Path | Recor
         ``data`` (n_samples, n_channels) in V / T / T/m, timestamps ``k / sfreq`` in s.
     """
     from ..build import sensor_channels
-    from ..replay import Recording, read_recording
+    from ..recordings import Recording, read_recording
     from ..stream.calibration import Calibration
     from ..stream.channels import StreamDescription, map_stream_channels
 
@@ -133,7 +133,7 @@ def setup(
         else the calibration's rate. A calibration at another rate is an error.
     calibration : str, Path, Recording or Calibration, optional
         Noise calibration (rest, or an empty room for MEG) for ``[noise_cov] source =
-        'stream'``: a recording file, a :class:`~rtsource.replay.Recording`, or a
+        'stream'``: a recording file, a :class:`~rtsource.recordings.Recording`, or a
         :class:`~rtsource.stream.calibration.Calibration`. Default: capture
         ``[noise_cov] seconds`` from the stream ``[stream]`` (or ``stream``) names. Ignored
         (with a warning) when the noise covariance comes from a file or is ad hoc.

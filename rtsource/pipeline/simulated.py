@@ -11,7 +11,7 @@ from .setup import as_settings
 
 
 def simulate_recording(config: Settings | str | Path | None = None, seconds: float = 10.0):
-    """``seconds`` of what ``rtsource simulate`` would publish, as a :class:`~rtsource.replay.Recording`.
+    """``seconds`` of what ``rtsource simulate`` would publish, as a :class:`~rtsource.recordings.Recording`.
 
     Parameters
     ----------
@@ -23,14 +23,14 @@ def simulate_recording(config: Settings | str | Path | None = None, seconds: flo
 
     Returns
     -------
-    rtsource.replay.Recording
+    rtsource.recordings.Recording
         ``data`` (n_samples, n_channels) float32 in the published units (EEG in
         ``[simulate] unit``, magnetometers in T, gradiometers in T/m), channel names, types
         and units as the simulated stream declares them. The same seed gives the same samples.
     """
     import numpy as np
 
-    from ..replay import Recording
+    from ..recordings import Recording
     from ..simulator import SignalGenerator, publish_scale, simulated_channels
 
     settings = as_settings(config)

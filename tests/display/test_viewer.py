@@ -26,7 +26,9 @@ from rtsource.stream.channels import StreamDescription
 from rtsource.stream.outlets import make_source_info
 
 from rtsource.display import gui_binding, opengl_available
-from rtsource.display.streams import EventLog, SampleRing, _outward, cortex_geometry, parse_stream_xml
+from rtsource.display.buffers import EventLog, SampleRing
+from rtsource.display.cortex_geometry import _outward, cortex_geometry
+from rtsource.display.layout import parse_stream_xml
 
 from ..stream.lsl_helpers import unique
 from .producers import ROIS, OutputProducer, template_bundle, write_template_bundle
@@ -258,7 +260,8 @@ def test_viewer_process_starts_and_stops(tmp_path, monkeypatch):
 
 @needs_qt
 def test_viewer_draws_traces_and_health_from_real_streams(qapp, tmp_path, slot_errors):
-    from rtsource.display.streams import CortexGeometry, OutputStreams
+    from rtsource.display.cortex_geometry import CortexGeometry
+    from rtsource.display.streams import OutputStreams
 
     bundle, path = write_template_bundle(tmp_path, "ico4", sfreq=200.0)
     name = unique("rtsource-view")
@@ -341,7 +344,7 @@ def test_viewer_survives_the_producer_going_away_and_coming_back(qapp, tmp_path,
 @needs_qt
 def test_colours_follow_values_threshold_and_range(qapp):
     from rtsource.display.cortex import CORTEX_GREY, ColourScale, VertexColourer
-    from rtsource.display.streams import _surface
+    from rtsource.display.cortex_geometry import _surface
 
     space = template_source_space("ico4")
     geo = _surface(space.positions_m, space.triangles, np.arange(5124), (), False, "template", "t")

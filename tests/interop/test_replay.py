@@ -16,7 +16,8 @@ import pylsl
 import pytest
 
 from rtsource.errors import StreamError
-from rtsource.replay import read_brainvision, read_recording, run_replay
+from rtsource.recordings import read_brainvision, read_recording
+from rtsource.replay import run_replay
 from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
 

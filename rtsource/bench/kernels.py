@@ -1,0 +1,127 @@
+"""``rtsource bench kernels``: per-chunk time of rtsource's kernels against baselines in the same run.
+
+Baselines: NumPy matmul + pooling, one plain GEMV pass over the operator (the memory floor)
+and MNE-Python's prepared ``apply_inverse_raw`` (when installed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import random_bundle, time_blocks
+
+
+def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
+    """MNE-Python's prepared inverse of the same size, and a function applying it to n samples."""
+    import warnings
+
+    import mne
+
+    from ..sensors.montage import CAP_64, standard_montage
+
+    mne.set_log_level("ERROR")
+    names = list(CAP_64[:n_chan])
+    info = mne.create_info(names, 500.0, "eeg")
+    pos = standard_montage("standard_1005").pick(names).electrodes.positions_m
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info.set_montage(mne.channels.make_dig_montage(dict(zip(names, pos)), coord_frame="head"))
+    sphere = mne.make_sphere_model(r0=(0.0, -0.019, 0.002), head_radius=0.095)
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(n_src, 3))
+    u[:, 2] = np.abs(u[:, 2])
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    rr = u * rng.uniform(0.03, 0.07, size=(n_src, 1)) + np.array([0.0, -0.019, 0.002])
+    src = mne.setup_volume_source_space(pos=dict(rr=rr, nn=u), sphere=sphere)
+    fwd = mne.make_forward_solution(info, mne.transforms.Transform("mri", "head"), src, sphere, meg=False, eeg=True)
+    cov = mne.make_ad_hoc_cov(info)
+    raw = mne.io.RawArray(rng.normal(size=(n_chan, 64)) * 1e-5, info)
+    raw.set_eeg_reference(projection=True)
+    inv = mne.minimum_norm.make_inverse_operator(raw.info, fwd, cov, loose="auto" if fixed else loose, depth=0.8, fixed=fixed)
+    prepared = mne.minimum_norm.prepare_inverse_operator(inv, nave=1, lambda2=1 / 9, method="dSPM")
+
+    def apply(n):
+        return lambda: mne.minimum_norm.apply_inverse_raw(raw, prepared, 1 / 9, "dSPM", start=0, stop=n, prepared=True)
+
+    return apply
+
+
+def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 32, 64), orients=(3, 1), reps=200, mne_peer=True, progress=print):
+    from ..stream.channels import ChannelMap
+    from ..stream.operator import StreamOperator
+
+    rows = []
+    try:
+        import mne  # noqa: F401
+
+        have_mne = mne_peer
+    except ImportError:
+        have_mne = False
+    for n_chan in channels:
+        for n_src in sources:
+            for n_orient in orients:
+                b = random_bundle(n_chan, n_src, n_orient)
+                cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
+                op = StreamOperator(b, cmap, max_chunk=max(chunks), low_rank="off")
+                op.warm_up()
+                k32 = b.kernel.astype(np.float32)
+                inv_norm = (1.0 / b.noise_norm).astype(np.float32)
+                mne_apply = None
+                if have_mne and n_chan == 64 and n_src == 8000:
+                    mne_apply = _mne_prepared(n_chan, n_src, loose=0.2 if n_orient == 3 else 0.0, fixed=n_orient == 1)
+                rng = np.random.default_rng(1)
+                x = rng.normal(size=(max(chunks), n_chan)).astype(np.float32)
+                for n in chunks:
+                    def numpy_way(n=n):
+                        y = x[:n] @ k32.T
+                        if n_orient == 3:
+                            y = np.sqrt((y.reshape(n, -1, 3) ** 2).sum(axis=2))
+                        return y * inv_norm
+
+                    fns = {
+                        "rtsource": lambda n=n: op.process(x, n),
+                        "numpy": numpy_way,
+                        "gemv": lambda: k32 @ x[0],
+                    }
+                    if mne_apply is not None:
+                        fns["mne"] = mne_apply(n)
+                    big = n_chan * n_src * n_orient * n > 5e7
+                    t = time_blocks(fns, reps=max(20, reps // (5 if big else 1)))
+                    import numba
+
+                    all_threads = numba.get_num_threads()
+                    if all_threads > 1:  # the loop's default leaves a core free: report one thread too
+                        numba.set_num_threads(1)
+                        t.update(time_blocks({"rtsource_1t": lambda n=n: op.process(x, n)}, reps=max(20, reps // (5 if big else 1))))
+                        numba.set_num_threads(all_threads)
+                    row = {
+                        "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
+                        **{f"{k}_ms": round(v[0], 4) for k, v in t.items()},
+                        **{f"{k}_p99_ms": round(v[1], 4) for k, v in t.items()},
+                        "speedup_vs_numpy": round(t["numpy"][0] / t["rtsource"][0], 2),
+                        "vs_gemv": round(t["rtsource"][0] / t["gemv"][0], 2),
+                    }  # fmt: skip
+                    if "mne" in t:
+                        row["speedup_vs_mne"] = round(t["mne"][0] / t["rtsource"][0], 1)
+                    if "rtsource_1t" in t:
+                        row["speedup_1t_vs_numpy"] = round(t["numpy"][0] / t["rtsource_1t"][0], 2)
+                    rows.append(row)
+                    progress(_fmt_kernel_row(row))
+    return rows
+
+
+def _fmt_kernel_row(r) -> str:
+    mne_part = f"  mne {r['mne_ms']:8.3f} ms (x{r['speedup_vs_mne']:.0f})" if "mne_ms" in r else ""
+    one = f" [1 thread {r['rtsource_1t_ms']:.3f}, p99 {r['rtsource_1t_p99_ms']:.3f}]" if "rtsource_1t_ms" in r else ""
+    return (
+        f"{r['channels']:4d} ch {r['sources']:6d} src {r['orient']:5s} chunk {r['chunk']:3d}: "
+        f"rtsource {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f}){one}  numpy {r['numpy_ms']:7.3f} ms "
+        f"(x{r['speedup_vs_numpy']:.1f})  gemv {r['gemv_ms']:6.3f} ms (kernel/gemv {r['vs_gemv']:.2f}){mne_part}"
+    )
+
+
+def run(*, quick: bool, method: str, progress) -> list[dict]:
+    """``rtsource bench kernels`` (``--quick``: one size, two chunk lengths)."""
+    if quick:
+        return bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
+    return bench_kernels(progress=progress)
