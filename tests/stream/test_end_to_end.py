@@ -38,7 +38,11 @@ def bundle_path(tmp_path_factory):
 
 
 def start_run(bundle_path, in_name, out_name, *extra):
-    cmd = [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--stream-type", "EEG",
+    # The input comes 10x faster than real time: the output outlets must keep more than the
+    # default 10 s for a consumer that lags ([output] max_buffered_s says to raise it then).
+    config = bundle_path.parent / "fast_replay.toml"
+    config.write_text("[output]\nmax_buffered_s = 360.0\n")
+    cmd = [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--config", str(config), "--stream-name", in_name, "--stream-type", "EEG",
            "--outlet-name", out_name, "--idle-timeout", "4", "--resolve-timeout", "30", *extra]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
