@@ -361,18 +361,11 @@ class BandPowerStage:
                 logger.info("band-power baseline complete (%d values, %.1f s)", self._base_count, self._base_count / self.rate_hz)
 
     def _set_baseline(self, mean: np.ndarray, std: np.ndarray) -> None:
-        mean = np.asarray(mean, dtype=np.float64)
-        std = np.asarray(std, dtype=np.float64)
-        if mean.shape != (self.n_out,) or std.shape != (self.n_out,):
-            raise ConfigError(f"baseline mean/std must have shape ({self.n_out},), got {mean.shape} / {std.shape}")
-        bad = ~(np.isfinite(std) & (std > 0)) | ~np.isfinite(mean)
-        if np.any(bad):
-            raise ConfigError(
-                f"band-power baseline has zero or non-finite spread for {', '.join(np.array(self.labels)[bad][:5])}: "
-                "the baseline recording carries no signal in that band; record a longer or real baseline"
-            )
-        self.baseline_mean = mean.copy()
-        self.baseline_std = std.copy()
+        mean, std = checked_baseline(
+            mean, std, self.labels, "band-power", "the baseline recording carries no signal in that band; record a longer or real baseline"
+        )
+        self.baseline_mean = mean
+        self.baseline_std = std
         self._mean[:] = mean
         self._inv_std[:] = 1.0 / std
         self.baseline_ready = True
@@ -449,3 +442,20 @@ class BandPowerStage:
         self._base_sums[:] = saved[3]
         self._base_count = saved[4]
         self._last[:] = saved[5]
+
+
+def checked_baseline(mean, std, labels, what: str, advice: str) -> tuple[np.ndarray, np.ndarray]:
+    """A z-scoring baseline, checked: float64 copies of ``mean`` and ``std``, shape (n_out,).
+
+    Raises ``ConfigError`` naming the first outputs whose spread is zero or non-finite
+    (z-scores there would be infinite), with ``advice`` as the fix.
+    """
+    n_out = len(labels)
+    mean = np.array(mean, dtype=np.float64)
+    std = np.array(std, dtype=np.float64)
+    if mean.shape != (n_out,) or std.shape != (n_out,):
+        raise ConfigError(f"baseline mean/std must have shape ({n_out},), got {mean.shape} / {std.shape}")
+    bad = ~(np.isfinite(std) & (std > 0)) | ~np.isfinite(mean)
+    if np.any(bad):
+        raise ConfigError(f"{what} baseline has zero or non-finite spread for {', '.join(np.array(labels)[bad][:5])}: {advice}")
+    return mean, std

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from .bandpower import Band, BandPowerSpec
+from .bandpower import Band, BandPowerSpec, checked_baseline
 
 logger = logging.getLogger(__name__)
 
@@ -387,17 +387,7 @@ class ConnectivityStage:
         """Z-score against this baseline from now on (shape (n_out,) each)."""
         if not self.spec.zscore:
             raise ConfigError("set_baseline needs [connectivity] zscore = true")
-        mean = np.asarray(mean, dtype=np.float64)
-        std = np.asarray(std, dtype=np.float64)
-        if mean.shape != (self.n_out,) or std.shape != (self.n_out,):
-            raise ConfigError(f"baseline mean/std must have shape ({self.n_out},), got {mean.shape} / {std.shape}")
-        bad = ~(np.isfinite(std) & (std > 0)) | ~np.isfinite(mean)
-        if np.any(bad):
-            raise ConfigError(
-                f"connectivity baseline has zero or non-finite spread for {', '.join(np.array(self.labels)[bad][:5])}: "
-                "record a longer or real calibration"
-            )
-        self.baseline_mean, self.baseline_std = mean.copy(), std.copy()
+        self.baseline_mean, self.baseline_std = checked_baseline(mean, std, self.labels, "connectivity", "record a longer or real calibration")
         self._mean[:] = mean
         self._inv_std[:] = 1.0 / std
 
