@@ -497,6 +497,10 @@ def qc_evaluate(block, rules, sensors, window, flags, out):
     for g in range(1, n_groups):
         median_ratio_grouped(work[1], good, group, g, scratch, work[4])
     robust_z_grouped(work[2], good, group, n_groups, mask, scratch, work[6], work[5])
+    # MEG high-frequency ratio likewise over the type's median: sensor noise makes the ratio
+    # nearly equal on clean sensors, and a robust z of that tiny spread flags clean ones.
+    for g in range(1, n_groups):
+        median_ratio_grouped(work[2], good, group, g, scratch, work[5])
     for j in range(n_chan):
         values[DEVIATION - 1, j] = work[4, j]
         values[HF_NOISE - 1, j] = work[5, j]
@@ -504,7 +508,7 @@ def qc_evaluate(block, rules, sensors, window, flags, out):
         if window_ready and cond[FLAT - 1, j] == 0 and cond[SATURATED - 1, j] == 0 and cond[NONFINITE - 1, j] == 0:
             if work[4, j] > (dev_z if group[j] == 0 else dev_ratio) or (noisy_v[j] > 0 and work[1, j] > noisy_v[j]):
                 cond[DEVIATION - 1, j] = 1
-            if work[5, j] > hf_z:
+            if work[5, j] > (hf_z if group[j] == 0 else dev_ratio):
                 cond[HF_NOISE - 1, j] = 1
             # EEG only: MEG sensors see local fields with sensor noise comparable to the brain
             # signal, so clean neighbours correlate weakly (MNE judges MEG channels against

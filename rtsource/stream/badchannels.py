@@ -54,7 +54,10 @@ own type, so microvolts never meet femtotesla.
     PREP "noisiness" criterion: robust z (within the type) of the ratio of the channel's
     high-frequency amplitude (above ``hf_hz`` [40 Hz]: muscle, line noise, a bad contact)
     to its amplitude in the signal band (``highpass_hz`` to ``hf_hz``), window median,
-    above ``hf_z`` [5, PREP's default], for ``noisy_s``. (PREP uses 50 Hz and robust amplitudes of the two parts;
+    above ``hf_z`` [5, PREP's default], for ``noisy_s``. For MEG the ratio over the median
+    of its type, above ``deviation_ratio_meg`` (as the deviation rule, for the same reason:
+    sensor noise makes the ratio nearly equal on clean sensors, and a robust z of that tiny
+    spread flagged a clean gradiometer, z 6.0, when the simulator's sources switched on). (PREP uses 50 Hz and robust amplitudes of the two parts;
     4th-order Butterworth filters and RMS here.)
 ``low_correlation`` (EEG)
     PREP "correlation" criterion: per block, the 98th percentile of the channel's absolute
