@@ -40,31 +40,27 @@ def _perpendicular(normal: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x)
 
 
-def _rotation_from(normal: np.ndarray, x_axis: np.ndarray | None, where: str) -> np.ndarray:
-    """3x3 rotation with columns (x, y, z) of the coil frame; z = normal."""
-    n = np.asarray(normal, dtype=float)
-    if n.shape != (3,) or not np.all(np.isfinite(n)):
-        raise GeometryError(f"{where}: normal must be 3 finite numbers, got {normal!r}")
-    ln = float(np.linalg.norm(n))
-    if abs(ln - 1.0) > _UNIT_TOL:
+def _unit_vector(value, name: str, where: str) -> np.ndarray:
+    """``value`` as a unit 3-vector (renormalised within the tolerance), or a GeometryError."""
+    v = np.asarray(value, dtype=float)
+    if v.shape != (3,) or not np.all(np.isfinite(v)):
+        raise GeometryError(f"{where}: {name} must be 3 finite numbers, got {value!r}")
+    length = float(np.linalg.norm(v))
+    if abs(length - 1.0) > _UNIT_TOL:
         raise GeometryError(
-            f"{where}: normal {np.round(n, 6).tolist()} has length {ln:.6g}; orientations must be "
+            f"{where}: {name} {np.round(v, 6).tolist()} has length {length:.6g}; orientations must be "
             f"unit vectors (divide it by its length)"
         )
-    n = n / ln
+    return v / length
+
+
+def _rotation_from(normal: np.ndarray, x_axis: np.ndarray | None, where: str) -> np.ndarray:
+    """3x3 rotation with columns (x, y, z) of the coil frame; z = normal."""
+    n = _unit_vector(normal, "normal", where)
     if x_axis is None:
         x = _perpendicular(n)
     else:
-        x = np.asarray(x_axis, dtype=float)
-        if x.shape != (3,) or not np.all(np.isfinite(x)):
-            raise GeometryError(f"{where}: x_axis must be 3 finite numbers, got {x_axis!r}")
-        lx = float(np.linalg.norm(x))
-        if abs(lx - 1.0) > _UNIT_TOL:
-            raise GeometryError(
-                f"{where}: x_axis {np.round(x, 6).tolist()} has length {lx:.6g}; orientations must "
-                f"be unit vectors (divide it by its length)"
-            )
-        x = x / lx
+        x = _unit_vector(x_axis, "x_axis", where)
         dot = float(x @ n)
         if abs(dot) > _ORTHO_TOL:
             raise GeometryError(
