@@ -27,6 +27,7 @@ far as it goes: :attr:`Recording.damage` says what is missing and
 
 from __future__ import annotations
 
+from .acquisition import Acquisition, SspProjector
 from .brainvision import read_brainvision
 from .dependencies import MissingDependency
 from .edf import read_edf
@@ -36,10 +37,12 @@ from .registry import FORMATS, RecordingFormat, read_recording
 from .xdf import read_xdf
 
 __all__ = [
+    "Acquisition",
     "FORMATS",
     "MissingDependency",
     "Recording",
     "RecordingFormat",
+    "SspProjector",
     "read_brainvision",
     "read_edf",
     "read_mne",
