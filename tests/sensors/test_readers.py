@@ -62,19 +62,75 @@ def test_bids_fixture_units_frame_and_landmarks():
     assert d.frame == Frame.HEAD and d.has_fiducials
 
 
-@pytest.mark.parametrize(
-    "system,frame", [("CapTrak", Frame.HEAD), ("ElektaNeuromag", Frame.HEAD), ("CTF", Frame.CTF), ("EEGLAB", Frame.CTF), ("MNI305", Frame.TEMPLATE), ("fsaverage", Frame.TEMPLATE), ("Other", Frame.UNKNOWN)]
-)
-def test_bids_coordinate_systems_map_to_frames(tmp_path, system, frame):
-    shutil.copy(DATA / "sub-01_electrodes.tsv", tmp_path / "sub-02_electrodes.tsv")
+def _bids_in_system(tmp_path: Path, stem: str, system: str, *, als: bool = False, landmarks: bool = True, shift_mm=(0, 0, 0)) -> Path:
+    """The fixture's electrodes and landmarks written in ``system`` (rotated RAS -> ALS if asked)."""
+
+    def conv(xyz):
+        x, y, z = (float(v) for v in xyz)
+        return [y, -x, z] if als else [x, y, z]
+
+    rows = []
+    for line in (DATA / "sub-01_electrodes.tsv").read_text().splitlines():
+        f = line.split("\t")
+        if f[0] != "name" and f[1] != "n/a":
+            f[1:4] = [f"{v:.1f}" for v in conv(f[1:4])]
+        rows.append("\t".join(f))
+    write(tmp_path, f"{stem}_electrodes.tsv", "\n".join(rows) + "\n")
     doc = json.loads((DATA / "sub-01_coordsystem.json").read_text())
     doc["EEGCoordinateSystem"] = system
     doc["AnatomicalLandmarkCoordinateSystem"] = system
-    write(tmp_path, "sub-02_coordsystem.json", json.dumps(doc))
-    d = read_bids_electrodes(tmp_path / "sub-02_electrodes.tsv")
+    doc["AnatomicalLandmarkCoordinates"] = {k: [a + b for a, b in zip(conv(v), shift_mm)] for k, v in doc["AnatomicalLandmarkCoordinates"].items()}
+    if not landmarks:
+        del doc["AnatomicalLandmarkCoordinates"]
+    write(tmp_path, f"{stem}_coordsystem.json", json.dumps(doc))
+    return tmp_path / f"{stem}_electrodes.tsv"
+
+
+@pytest.mark.parametrize(
+    "system,frame,als",
+    [("CapTrak", Frame.HEAD, False), ("ElektaNeuromag", Frame.HEAD, False), ("CTF", Frame.CTF, True), ("EEGLAB", Frame.CTF, True),
+     ("4DBti", Frame.CTF, True), ("KitYokogawa", Frame.CTF, True), ("MNI305", Frame.TEMPLATE, False), ("fsaverage", Frame.TEMPLATE, False),
+     ("MNI152NLin2009cAsym", Frame.TEMPLATE, False)],
+)  # fmt: skip
+def test_bids_coordinate_systems_map_to_frames(tmp_path, system, frame, als):
+    d = read_bids_electrodes(_bids_in_system(tmp_path, "sub-02", system, als=als))
     assert d.frame == frame
-    if frame == Frame.UNKNOWN:
-        assert any("not one rtsource knows" in n for n in d.report.notes)
+    note = next(n for n in d.report.notes if n.startswith(system))
+    assert f"frame {frame.value!r}" in note and "checked against NAS, LPA and RPA" in note
+    if als:  # the nasion is ahead on +x in the ALS systems
+        assert d.fiducials.positions_m[0][0] > 0.1
+
+
+@pytest.mark.parametrize("system", ["Other", "Talairach", "ScanRAS"])
+def test_bids_unsupported_coordinate_system_is_refused_with_the_list(tmp_path, system):
+    path = _bids_in_system(tmp_path, "sub-02", system)
+    with pytest.raises(FrameError) as exc:
+        read_bids_electrodes(path)
+    msg = str(exc.value)
+    assert repr(system) in msg and "CapTrak" in msg and "EEGLAB" in msg and "frame=" in msg
+    # the caller may still say which frame they are in
+    assert read_bids_electrodes(path, frame="unknown").frame == Frame.UNKNOWN
+
+
+@pytest.mark.parametrize("system,als", [("CTF", False), ("EEGLAB", False), ("CapTrak", True), ("MNI305", True)])
+def test_bids_positions_contradicting_the_declared_system_are_refused(tmp_path, system, als):
+    with pytest.raises(FrameError, match=rf"do not fit the declared coordinate system '{system}'"):
+        read_bids_electrodes(_bids_in_system(tmp_path, "sub-02", system, als=als))
+
+
+def test_bids_landmarks_off_the_axes_of_a_landmark_frame_are_refused(tmp_path):
+    with pytest.raises(FrameError, match=r"NAS z = \+12.0 mm"):
+        read_bids_electrodes(_bids_in_system(tmp_path, "sub-02", "CapTrak", shift_mm=(0, 0, 12)))
+    # EEGLAB defines its origin only as "between the ears": 12 mm up is accepted
+    d = read_bids_electrodes(_bids_in_system(tmp_path, "sub-03", "EEGLAB", als=True, shift_mm=(0, 0, 12)))
+    assert d.frame == Frame.CTF
+
+
+def test_bids_without_landmarks_is_checked_by_electrode_labels(tmp_path):
+    d = read_bids_electrodes(_bids_in_system(tmp_path, "sub-02", "CapTrak", landmarks=False))
+    assert d.frame == Frame.HEAD and any("checked against 13 10-20 electrode labels" in n for n in d.report.notes)
+    with pytest.raises(FrameError, match="frontal electrodes"):
+        read_bids_electrodes(_bids_in_system(tmp_path, "sub-03", "EEGLAB", landmarks=False))
 
 
 def test_bids_landmarks_in_other_system_are_left_out(tmp_path):

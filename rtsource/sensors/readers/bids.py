@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -10,9 +11,10 @@ from pathlib import Path
 
 from ...errors import GeometryError
 from ...geometry import Frame
-from ...geometry.head_frames import frame_for_coordinate_system
+from ...geometry.head_frames import FIDUCIAL_NAMES
 from ...geometry.units import LENGTH_UNITS
 from ._parse import Parsed, Row, assemble, classify, fail, number, numbered_lines, read_text
+from .bids_frames import BidsSystem, bids_system, check_bids_positions
 from .digitization import Digitization
 from .units import parse_length_unit
 
@@ -82,10 +84,12 @@ def read_bids_electrodes(
 
     Notes
     -----
-    Read from the JSON: ``EEGCoordinateSystem`` / ``iEEGCoordinateSystem`` (mapped by
-    :func:`rtsource.geometry.head_frames.frame_for_coordinate_system`: CapTrak,
-    ElektaNeuromag -> HEAD; CTF, EEGLAB -> CTF (ALS); MNI305, fsaverage -> TEMPLATE; others
-    UNKNOWN), ``EEGCoordinateUnits``, ``AnatomicalLandmarkCoordinates`` (or the older
+    Read from the JSON: ``EEGCoordinateSystem`` / ``iEEGCoordinateSystem``, mapped to a
+    frame explicitly and checked against the landmarks or the 10-20 labels by
+    :mod:`.bids_frames` (CapTrak, ElektaNeuromag -> HEAD; CTF, EEGLAB, 4DBti, KitYokogawa ->
+    CTF (ALS); fsaverage, MNI -> TEMPLATE; any other name is refused with the supported list
+    unless ``frame=`` is given; the mapping and the check are in the report's notes),
+    ``EEGCoordinateUnits``, ``AnatomicalLandmarkCoordinates`` (or the older
     ``FiducialsCoordinates``) with their own system and units, and ``HeadCoilCoordinates``
     (HPI). Landmarks or coils declared in a different coordinate system than the electrodes
     are left out (noted), since no transform between the two is given.
@@ -124,6 +128,7 @@ def read_bids_electrodes(
     if skipped:
         parsed.notes.append(f"{len(skipped)} electrode(s) with n/a positions left out: {', '.join(skipped[:10])}")
 
+    declared: BidsSystem | None = None
     cs_path = Path(coordsystem) if coordsystem is not None else _find_coordsystem(path)
     if cs_path is None:
         parsed.notes.append("no *_coordsystem.json found next to the file")
@@ -149,12 +154,9 @@ def read_bids_electrodes(
             units = None
         if units and units.casefold() != "n/a":
             parsed.unit = parse_length_unit(units, where=f"{cs_path}: EEGCoordinateUnits")
-        if system:
-            fr, reason = frame_for_coordinate_system(system)
-            parsed.frame, parsed.frame_source = fr, f"file {cs_path.name}: {reason}"
-            if fr == Frame.UNKNOWN:
-                desc = _json_str(doc, f"{prefix}CoordinateSystemDescription", cs_path)
-                parsed.notes.append(reason + (f" (described as: {desc})" if desc else ""))
+        if system and frame is None:
+            declared = bids_system(system, where=str(cs_path))
+            parsed.frame, parsed.frame_source = declared.frame, f"file {cs_path.name}: {declared.name} ({declared.axes})"
         else:
             parsed.notes.append(f"{cs_path.name} does not name the coordinate system")
 
@@ -188,7 +190,22 @@ def read_bids_electrodes(
         if not any(r.kind == "fiducial" for r in parsed.rows):
             extra("FiducialsCoordinates", "FiducialsCoordinateSystem", "FiducialsCoordinateUnits", "fiducial")
         extra("HeadCoilCoordinates", "HeadCoilCoordinateSystem", "HeadCoilCoordinateUnits", "hpi")
-    return assemble(parsed, path, "bids", unit_arg=unit, frame_arg=frame)
+    dig = assemble(parsed, path, "bids", unit_arg=unit, frame_arg=frame)
+    if declared is not None:
+        note = checked_frame_note(dig, declared, str(cs_path))
+        dig = dataclasses.replace(dig, report=dataclasses.replace(dig.report, notes=dig.report.notes + (note,)))
+    return dig
 
 
-__all__ = ["read_bids_electrodes"]
+def checked_frame_note(dig: Digitization, declared: BidsSystem, where: str) -> str:
+    """Check a digitisation against its declared BIDS system (:func:`check_bids_positions`)."""
+    fid = None
+    if dig.fiducials is not None:
+        fid = {n: p for n, p in zip(dig.fiducials.labels, dig.fiducials.positions_m) if n in FIDUCIAL_NAMES}
+    el = dig.electrodes
+    return check_bids_positions(
+        declared, fiducials=fid, labels=el.labels if el is not None else (), positions_m=el.positions_m if el is not None else None, where=where
+    )
+
+
+__all__ = ["checked_frame_note", "read_bids_electrodes"]
