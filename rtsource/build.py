@@ -48,6 +48,7 @@ def electrodes_from_settings(settings: Settings):
         base_dir=settings.base_dir,
         method=c.method,
         headshape_path=str(settings.resolve_path(c.headshape)) if c.headshape else None,
+        headshape_unit=c.headshape_unit or None,
         scale=c.scale,
         max_rms_mm=c.max_rms_mm,
         max_outlier_fraction=c.max_outlier_fraction,

@@ -230,6 +230,8 @@ def cmd_coreg(args) -> int:
         args.montage,
         aliases=aliases or None,
         headshape_path=args.headshape,
+        headshape_unit=args.headshape_unit,
+        headshape_format=args.headshape_format,
         method=args.method,
         scale=args.scale,
         max_rms_mm=settings.coreg.max_rms_mm,
@@ -379,7 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("coreg", help="align an electrode file to the template head and check the fit")
     c.add_argument("montage", help="electrode file (.tsv BIDS, .elc, .sfp, .bvef, .pos, .csv)")
-    c.add_argument("--headshape", help="headshape points file in the same frame")
+    c.add_argument("--headshape", help="headshape points file in the same frame (any montage format, or plain 'x y z' text)")
+    c.add_argument("--headshape-unit", choices=("m", "cm", "mm"), help="unit of the headshape file (needed for plain 'x y z' text)")
+    c.add_argument("--headshape-format", help="format of the headshape file (default: from its extension)")
     c.add_argument("--method", choices=["icp", "fiducials", "none"], default="icp", help="fiducials then robust ICP (icp), fiducials only, or none (default icp)")
     c.add_argument("--scale", action="store_true", help="allow a uniform scale")
     c.add_argument("--max-rms-mm", type=float, help="refuse fits worse than this (default: [coreg] max_rms_mm, 5)")

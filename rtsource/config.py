@@ -107,7 +107,8 @@ class CoregSettings:
     """[coreg]: aligning an electrode file to the template head (unused for standard montages)."""
 
     method: str = _opt(_one_of("icp", "fiducials", "none"), "fiducials then robust point-to-plane ICP, fiducials only, or none", "icp")
-    headshape: str = _opt(None, "optional headshape file (.pos/.hsp/.csv) in the electrode file's frame", "")
+    headshape: str = _opt(None, "optional headshape file (any montage format, or plain 'x y z' text) in the electrode file's frame", "")
+    headshape_unit: str = _opt(lambda v: None if v in ("", "m", "cm", "mm") else "must be '', 'm', 'cm' or 'mm'", "length unit of the headshape file (needed for plain 'x y z' text)", "")
     scale: bool = _opt(None, "allow a uniform scale (template heads rarely fit the subject's size)", False)
     max_rms_mm: float = _opt(_between(0.1, 1000.0, "mm"), "refuse the bundle if electrodes are further than this (RMS) from the scalp", 5.0)
     max_outlier_fraction: float = _opt(_unit_interval, "refuse if more points than this are outliers", 0.2)

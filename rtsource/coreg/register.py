@@ -185,6 +185,8 @@ def run_coreg(
     *,
     aliases: Mapping[str, str] | None = None,
     headshape_path: str | Path | None = None,
+    headshape_unit: str | None = None,
+    headshape_format: str | None = None,
     method: str = "icp",
     scale: bool = False,
     max_rms_mm: float = DEFAULT_MAX_RMS_MM,
@@ -208,7 +210,10 @@ def run_coreg(
         Stream / file label -> standard name.
     headshape_path : path, optional
         A second file with headshape points (and fiducials, if the montage has none), in the
-        same digitiser frame as the montage.
+        same digitiser frame as the montage: any montage format, or plain ``x y z`` text.
+    headshape_unit, headshape_format : str, optional
+        Its length unit (required for plain ``x y z`` text that does not state it) and format
+        (default: from the extension).
     method, scale, max_rms_mm, max_outlier_fraction, allow_bad_fit, project
         See :func:`coregister`.
     qc_png : path, optional
@@ -226,7 +231,7 @@ def run_coreg(
     dig = read_digitization(montage_path, format=format, unit=unit, frame=frame)
     reports = [dig.report]
     if headshape_path is not None:
-        hs = read_digitization(headshape_path, frame=frame)
+        hs = read_digitization(headshape_path, format=headshape_format, unit=headshape_unit or None, frame=frame)
         reports.append(hs.report)
         if hs.frame != dig.frame and Frame.UNKNOWN in (hs.frame, dig.frame):
             # one file said its frame, the other did not: they come from the same digitiser
@@ -263,7 +268,7 @@ def template_montage(
     ``montage`` is a standard name (``standard_1020``/``standard_1010``/``standard_1005``:
     positions already on the template, no coregistration) or a file path (relative to
     ``base_dir``), which is coregistered with :func:`run_coreg` (``coreg_kwargs``: method,
-    headshape_path, scale, max_rms_mm, allow_bad_fit, qc_png, unit, frame, bem_order).
+    headshape_path, headshape_unit, scale, max_rms_mm, allow_bad_fit, qc_png, unit, frame, bem_order).
 
     Returns
     -------

@@ -28,6 +28,7 @@ far as it goes: :attr:`Recording.damage` says what is missing and
 from __future__ import annotations
 
 from .acquisition import Acquisition, SspProjector
+from .bids import read_bids_acquisition
 from .brainvision import read_brainvision
 from .dependencies import MissingDependency
 from .edf import read_edf
@@ -43,6 +44,7 @@ __all__ = [
     "Recording",
     "RecordingFormat",
     "SspProjector",
+    "read_bids_acquisition",
     "read_brainvision",
     "read_edf",
     "read_mne",

@@ -341,6 +341,28 @@ def test_csv_malformed_line(tmp_path):
         read_positions_csv(write(tmp_path, "bad.csv", text))
 
 
+def test_plain_xyz_headshape_needs_a_stated_unit(tmp_path):
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(40, 3))
+    d[:, 2] = np.abs(d[:, 2])
+    pts_mm = 90.0 * d / np.linalg.norm(d, axis=1, keepdims=True)
+    p = tmp_path / "headshape_mm.txt"
+    np.savetxt(p, pts_mm, fmt="%.2f")
+    with pytest.raises(UnitError, match=r"does not say its unit \(the extent suggests 'mm'\).*headshape_unit = 'mm'"):
+        read_digitization(p)
+    got = read_digitization(p, unit="mm")
+    assert got.electrodes is None and got.fiducials is None and len(got.headshape) == 40
+    assert np.allclose(got.headshape.positions_m, pts_mm * 1e-3, atol=1e-5)
+    assert any("unlabelled x y z rows" in n for n in got.report.notes)
+    # a unit line or an x_mm header states it too; commas work as well as spaces
+    q = write(tmp_path, "hs.csv", "# unit: mm\n" + "\n".join(f"{a:.2f},{b:.2f},{c:.2f}" for a, b, c in pts_mm) + "\n")
+    assert np.allclose(read_digitization(q).headshape.positions_m, got.headshape.positions_m)
+    r = write(tmp_path, "hs.tsv", "x_mm\ty_mm\tz_mm\n" + "\n".join(f"{a:.2f}\t{b:.2f}\t{c:.2f}" for a, b, c in pts_mm) + "\n")
+    assert np.allclose(read_digitization(r).headshape.positions_m, got.headshape.positions_m)
+    with pytest.raises(GeometryError, match="line 3: 2 fields"):
+        read_digitization(write(tmp_path, "short.txt", "1 2 3\n4 5 6\n7 8\n"), unit="mm")
+
+
 def test_csv_round_trip(tmp_path):
     d = read_digitization(DATA / "digitizer.pos", frame="ctf")
     path = write_positions_csv(tmp_path / "out.csv", d, unit="mm")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ...errors import ChannelError
+import numpy as np
+
+from ...errors import ChannelError, UnitError
 from ...geometry import Frame
-from ...geometry.units import LENGTH_UNITS
+from ...geometry.units import LENGTH_UNITS, estimate_length_unit
 from ._parse import Parsed, Row, apply_directive, assemble, classify, directive, fail, number, numbered_lines, read_text
 from .digitization import Digitization
 from .units import parse_length_unit
@@ -27,6 +29,10 @@ def read_positions_csv(
       (``label``/``name``/``channel``/``electrode``, ``x``, ``y``, ``z``; others ignored) and
       may carry the unit (``x_mm``, ``x (mm)``, ``x [m]``). Without a header the first four
       columns are label, x, y, z and there must be exactly four.
+    - Head-shape files without labels: three numeric columns ``x y z`` (or a header with only
+      x, y, z columns). Every row is a head-shape point; the unit must be stated (``unit=``,
+      ``# unit: mm`` or the header), since a guess from the extent of a partial head shape
+      can be a factor of ten off -- the error names the unit the extent suggests.
     - ``#`` comment lines, with the directives ``# unit: mm`` and ``# frame: head``.
     - Fiducial labels (NAS/Nasion/LPA/RPA/...) become fiducials, ``hsp``/``headshape`` rows
       headshape points, ``hpi1``... HPI coils, the rest electrodes.
@@ -39,6 +45,7 @@ def read_positions_csv(
     n_cols: int | None = None
     header_units: set[str] = set()
     header_line = 0
+    bare = False  # x, y, z columns without labels: head-shape points
     for lineno, line in numbered_lines(text):
         s = line.strip()
         if not s:
@@ -52,13 +59,16 @@ def read_positions_csv(
         if sep is None:
             sep = next((c for c in ("\t", ",", ";") if c in s), " ")
         fields = [f.strip().strip('"').strip() for f in (s.split() if sep == " " else s.split(sep))]
+        if cols is None and n_cols is None and len(fields) == 3 and _all_numbers(fields):
+            # a plain "x y z" head-shape file: no labels, every row a head-shape point
+            cols, n_cols, bare = (-1, 0, 1, 2), 3, True
         if cols is None and n_cols is None:
             try:
                 [float(f) for f in fields[1:4]]
                 is_header = len(fields) < 4
             except ValueError:
                 is_header = True
-            if is_header and len(fields) >= 4:
+            if is_header and len(fields) >= 3:
                 names = [f.casefold() for f in fields]
                 found: dict[str, int] = {}
                 for i, name in enumerate(names):
@@ -70,14 +80,15 @@ def read_positions_csv(
                             header_units.add(parse_length_unit(m.group(2)))
                     elif name in _LABEL_COLUMNS and "label" not in found:
                         found["label"] = i
-                missing = [k for k in ("label", "x", "y", "z") if k not in found]
+                missing = [k for k in ("x", "y", "z") if k not in found]
                 if missing:
                     raise fail(path, lineno, line, f"the header has no {' / '.join(missing)} column", "name the columns label, x, y, z")
                 if len(header_units) > 1:
                     raise fail(path, lineno, line, f"the x, y, z columns name different units {sorted(header_units)}")
                 if header_units:
                     parsed.unit, parsed.unit_line = header_units.pop(), lineno
-                cols = (found["label"], found["x"], found["y"], found["z"])
+                cols = (found.get("label", -1), found["x"], found["y"], found["z"])
+                bare = "label" not in found
                 n_cols = len(fields)
                 header_line = lineno
                 continue
@@ -89,11 +100,28 @@ def read_positions_csv(
         if len(fields) != n_cols:
             why = f"the header on line {header_line} has {n_cols}" if header_line else f"earlier rows have {n_cols}"
             raise fail(path, lineno, line, f"{len(fields)} fields, but {why}", "fix the row")
-        label = fields[cols[0]]
+        label = fields[cols[0]] if cols[0] >= 0 else "hsp"
         xyz = tuple(number(fields[c], path, lineno, line) for c in cols[1:])
         kind = classify(label, integer_is_headshape=False)
         parsed.rows.append(Row(None if kind == "headshape" else label, xyz, lineno, kind))
+    if bare and parsed.rows:
+        parsed.notes.append(f"{len(parsed.rows)} unlabelled x y z rows read as head-shape points")
+        if unit is None and parsed.unit is None:
+            guess = estimate_length_unit(np.array([r.xyz for r in parsed.rows], dtype=float))
+            raise UnitError(
+                f"{path}: a plain 'x y z' head-shape file does not say its unit (the extent suggests {guess!r}); state it: "
+                f"unit={guess!r} ([coreg] headshape_unit = {guess!r}, --headshape-unit {guess}), a '# unit: {guess}' line, "
+                f"or a header 'x_{guess} y_{guess} z_{guess}'"
+            )
     return assemble(parsed, path, "csv", unit_arg=unit, frame_arg=frame)
+
+
+def _all_numbers(fields: list[str]) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return True
 
 
 def write_positions_csv(path: str | Path, digitization: Digitization, *, unit: str = "mm") -> Path:
