@@ -202,8 +202,8 @@ class DataCovSettings:
 class StreamSettings:
     """[stream]: which LSL stream to read."""
 
-    name: str = _opt(None, "LSL stream name (empty: any)", "rtsource-sim-eeg")
-    type: str = _opt(None, "LSL stream type (empty: any)", "EEG")
+    name: str = _opt(None, "LSL stream name (empty: any)", "")
+    type: str = _opt(None, "LSL stream type (empty: any; 'auto': EEG, MEG or either, as the operator's modality implies)", "auto")
     source_id: str = _opt(None, "LSL source_id (empty: any)", "")
     sfreq: float = _opt(lambda v: None if v == 0 or 1.0 <= v <= 100000.0 else "must be 0 or between 1 and 100000 Hz", "expected sampling rate in Hz (0: take it from the stream at setup)", 0.0)
     resolve_timeout: float = _opt(_between(0.01, 86400.0, "s"), "seconds to wait for the stream", 10.0)

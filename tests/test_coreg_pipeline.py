@@ -70,10 +70,19 @@ def test_setup_and_coreg_commands(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rtsource.cli", "setup", str(cfg)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "lab_bundle.npz").exists()
+    # setup prints the coregistration's numbers next to the QC picture's path
+    assert "distance to the scalp RMS" in out.stdout and " max " in out.stdout, out.stdout
+    assert "fiducials vs template: NAS" in out.stdout and "rejected as outliers:" in out.stdout
+    assert f"QC picture: {tmp_path / 'qc.png'}" in out.stdout and "PASSED" in out.stdout
+    # a plain three-column head-shape file in mm (here: the cap's own positions, as a digitiser's head points)
+    rows = [ln.split(",")[1:] for ln in (tmp_path / "cap.csv").read_text().splitlines()[4:]]
+    (tmp_path / "headshape_mm.txt").write_text("\n".join(" ".join(r) for r in rows) + "\n")
     res = subprocess.run(
-        [sys.executable, "-m", "rtsource.cli", "coreg", str(tmp_path / "cap.csv"), "--unit", "mm", "--out", str(tmp_path / "c.json")],
+        [sys.executable, "-m", "rtsource.cli", "coreg", str(tmp_path / "cap.csv"), "--unit", "mm", "--out", str(tmp_path / "c.json"),
+         "--headshape", str(tmp_path / "headshape_mm.txt"), "--headshape-unit", "mm"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "c.json").read_text())
     assert report["qc"]["rms_mm"] < 5.0 and report["transform"]["to"] == "template"
+    assert sum(p["kind"] == "headshape" for p in report["qc"]["points"]) == len(rows) == 64

@@ -93,7 +93,7 @@ def _calibration(settings: Settings, given: CalibrationInput | None, seconds: fl
     from ..stream.inlet import StreamSelector
 
     st = settings.stream
-    selector = stream if stream is not None else StreamSelector(st.name, st.type, st.source_id)
+    selector = (stream if stream is not None else StreamSelector(st.name, st.type, st.source_id)).for_modality(settings.sensors.modality)
     progress(f"capturing {seconds:g} s of {what} from {selector} ...")
     return capture(settings, selector, seconds)
 
@@ -167,6 +167,10 @@ def setup(
     slf = leadfield if leadfield is not None else compute_leadfield(settings)
     gain = slf.leadfield.gain
     say(f"lead field {gain.shape[0]} x {gain.shape[1]} ({slf.leadfield.sources.name}, {settings.sensors.modality}) in {time.perf_counter() - t0:.1f} s")
+    from ..coreg.report import coreg_report_lines
+
+    for line in coreg_report_lines(slf.leadfield.model):
+        say(line)
     noise_cov = data_cov = None
     if settings.noise_cov.source == "stream":
         cal = _calibration(settings, calibration, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,19 +17,50 @@ logger = logging.getLogger(__name__)
 _NUMERIC_FORMATS = {"float32": np.float32, "double64": np.float64, "int16": np.int16, "int32": np.int32, "int64": np.int64, "int8": np.int8}
 
 
+#: LSL stream types a bundle's modality implies (``[stream] type = "auto"``).
+MODALITY_STREAM_TYPES = {"eeg": ("EEG",), "meg": ("MEG",), "eeg+meg": ("EEG", "MEG")}
+
+
+def modality_of(ch_types) -> str:
+    """``"eeg"``, ``"meg"`` or ``"eeg+meg"`` from an operator's channel types ("" if neither)."""
+    eeg = "eeg" in ch_types
+    meg = any(t in ("mag", "grad") for t in ch_types)
+    return "eeg+meg" if eeg and meg else "meg" if meg else "eeg" if eeg else ""
+
+
 @dataclass(frozen=True)
 class StreamSelector:
-    """Which stream to read: every non-empty field must match."""
+    """Which stream to read: every non-empty field must match.
+
+    ``type = "auto"`` stands for the types the operator's modality implies (EEG, MEG, or
+    either for EEG+MEG); :meth:`for_modality` replaces it by them (``types``) before the
+    stream is looked for. An unresolved "auto" matches any type.
+    """
 
     name: str = ""
     type: str = ""
     source_id: str = ""
+    #: several acceptable types (any of them), filled in by :meth:`for_modality`
+    types: tuple[str, ...] = ()
+    #: why these types (for the error when nothing matches)
+    why: str = field(default="", compare=False)
+
+    def for_modality(self, modality: str) -> "StreamSelector":
+        """This selector with ``type = "auto"`` replaced by the types ``modality`` implies."""
+        if self.type.strip().casefold() != "auto" or modality not in MODALITY_STREAM_TYPES:
+            return self
+        types = MODALITY_STREAM_TYPES[modality]
+        why = f"the operator is {modality.upper()}, so a stream of type {' or '.join(map(repr, types))}; set [stream] type (--stream-type) to read another"
+        return replace(self, type="", types=types, why=why)
 
     def predicate(self) -> str:
-        parts = [f"{k}='{v}'" for k, v in (("name", self.name), ("type", self.type), ("source_id", self.source_id)) if v]
-        for v in (self.name, self.type, self.source_id):
+        for v in (self.name, self.type, self.source_id, *self.types):
             if "'" in v:
                 raise StreamError(f"stream selector value {v!r} must not contain a quote")
+        type_ = "" if self.type.strip().casefold() == "auto" else self.type
+        parts = [f"{k}='{v}'" for k, v in (("name", self.name), ("type", type_), ("source_id", self.source_id)) if v]
+        if self.types and not type_:
+            parts.append("(" + " or ".join(f"type='{t}'" for t in self.types) + ")" if len(self.types) > 1 else f"type='{self.types[0]}'")
         return " and ".join(parts) if parts else "channel_count > 0"
 
     def __str__(self) -> str:
@@ -67,7 +98,7 @@ def resolve_stream(selector: StreamSelector, timeout: float):
             break
     if not found:
         raise StreamError(
-            f"no LSL stream matching {selector} appeared within {timeout:g} s; {_visible_streams()}. "
+            f"no LSL stream matching {selector}{f' ({selector.why})' if selector.why else ''} appeared within {timeout:g} s; {_visible_streams()}. "
             "Start the amplifier's LSL app (or `rtsource simulate`), or fix --stream-name/--stream-type/--source-id"
         )
     # resolve_bypred returns as soon as one appears; look once more for duplicates

@@ -49,7 +49,7 @@ from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
 from .features import FeatureOptions, Features
 from .health import NonFiniteGuard, RateMonitor, report_implausible_amplitudes, report_nonfinite_change, report_rate_change
-from .inlet import Inlet, StreamSelector, resolve_stream
+from .inlet import Inlet, StreamSelector, modality_of, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlets import OutputIdentity, open_source_outlet, output_source_id
 from .services import LoopServices, OperatorRebuilder, PendingSwap
@@ -150,7 +150,7 @@ class StreamLoop:
         """Find the stream, check it against the bundle, prepare the operator, open the outlets."""
         opts = self.options
         if self.inlet is None:
-            info = resolve_stream(opts.selector, opts.resolve_timeout)
+            info = resolve_stream(opts.selector.for_modality(modality_of(self.bundle.ch_types)), opts.resolve_timeout)
             self.inlet = Inlet(info, opts.max_chunk, open_timeout=opts.resolve_timeout)
         desc = self.inlet.description
         # The first clock-offset estimate takes LSL ~0.6 s of round trips: let it run while
