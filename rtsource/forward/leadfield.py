@@ -481,6 +481,11 @@ def _meg_description(arr: MegArray, sources: SourceSpace) -> dict[str, Any]:
         "coil_types": None if arr.coil_types is None else sorted(set(arr.coil_types)),
         "compensation_grade": 0 if comp is None else comp.grade,
         "n_compensation_references": 0 if comp is None else comp.n_references,
+        # C by name, so the stream can convert data recorded at another grade (rtsource.stream.compensation)
+        **({} if comp is None else {"compensation": {
+            "channels": list(arr.ch_names), "references": list(comp.references.ch_names),
+            "reference_units": list(comp.references.ch_units), "matrix": comp.matrix.tolist(),
+        }}),
         "frame": sources.frame.value,
         "coil_accuracy": arr.accuracy,
         "n_integration_points": int(arr.n_points),

@@ -28,6 +28,8 @@ _ACCEPTED_TYPES = {
     "eeg": {"", "eeg", "exg"},
     "mag": {"", "meg", "mag", "megmag"},
     "grad": {"", "meg", "grad", "meggrad", "meggradplanar"},
+    # gradient-compensation references (CTF), read only to compensate (rtsource.stream.compensation)
+    "ref_meg": {"", "meg", "ref_meg", "refmeg", "megrefmag", "megrefgradaxial", "megrefgradplanar", "misc"},
 }
 
 

@@ -49,6 +49,7 @@ from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
 from .features import FeatureOptions, Features
 from .health import NonFiniteGuard, RateMonitor, report_implausible_amplitudes, report_nonfinite_change, report_rate_change
+from .compensation import stream_compensation
 from .inlet import Inlet, StreamSelector, modality_of, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlets import OutputIdentity, open_source_outlet, output_source_id
@@ -97,6 +98,7 @@ class LoopOptions:
     rate_tolerance: float = 0.02  # effective rate off the declared one by more than this: event
     rate_window_s: float = 10.0
     rate_startup_s: float = 2.0  # clearly wrong rate (10 %) over the first seconds: refuse (0: off)
+    compensation_grade: int = -1  # CTF grade of the stream's data (-1: the bundle's; see stream.compensation)
 
 
 class StreamLoop:
@@ -209,7 +211,10 @@ class StreamLoop:
         cmap = map_stream_channels(
             self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit, ch_types=bundle.ch_types
         )
-        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank)
+        comp = stream_compensation(bundle, self.inlet.description, opts.compensation_grade, aliases=opts.aliases, assume_unit=opts.assume_unit)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, compensation=comp)
+        if comp is not None:
+            logger.info("%s", comp.describe())
         op.warm_up()
         return op
 

@@ -22,6 +22,7 @@ from ..bundle import OperatorBundle
 from ..errors import ConfigError
 from ._checks import check_chunk, check_max_chunk
 from .channels import ChannelMap
+from .compensation import StreamCompensation
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class StreamOperator:
     low_rank : {"auto", "on", "off"}
         Apply K as A (B x) when K has low numerical rank: "auto" does so when it saves at
         least a quarter of the multiply-adds.
+    compensation : StreamCompensation, optional
+        Gradient compensation to fold in (:mod:`.compensation`): the reference channels
+        become extra inputs with the columns ``K D``, so the per-chunk cost stays one product.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class StreamOperator:
         max_chunk: int,
         filter_spec: FilterSpec | None = None,
         low_rank: str = "auto",
+        compensation: StreamCompensation | None = None,
     ):
         from . import _kernels
 
@@ -102,20 +107,31 @@ class StreamOperator:
         # unit conversion folded into the operator's columns: K (V) * scale == K applied to
         # stream units (by the packing below, or before the SVD of the low-rank path)
         k, scale = bundle.kernel, channel_map.scale
-        self.rank = n_chan
+        index = np.asarray(channel_map.index, dtype=np.int64)
+        #: names of the operator's inputs: the bundle's channels, then any compensation references
+        self.input_names = tuple(bundle.ch_names)
+        self.compensation = compensation
+        if compensation is not None:
+            # K x_g = K x_s + (K D) r: the references' columns, in stream units (see .compensation)
+            k = np.hstack([k * scale[None, :], (k @ compensation.matrix) * compensation.ref_scale[None, :]])
+            scale = None
+            index = np.concatenate([index, compensation.ref_index])
+            self.input_names += compensation.ref_names
+        n_in = k.shape[1]
+        self.rank = n_in
         self._project = None
         if low_rank not in ("auto", "on", "off"):
             raise ValueError(f"low_rank must be 'auto', 'on' or 'off', got {low_rank!r}")
         # The operator's rank is at most the rank of the whitened data (bundle params); when
         # that alone rules out a saving, skip the SVD (it matters for fast hot swaps).
         known_rank = bundle.params.get("rank")
-        worth_trying = low_rank == "on" or not known_rank or (k.shape[0] * known_rank + known_rank * n_chan) < 0.75 * k.shape[0] * n_chan
+        worth_trying = low_rank == "on" or not known_rank or (k.shape[0] * known_rank + known_rank * n_in) < 0.75 * k.shape[0] * n_in
         if low_rank != "off" and worth_trying:
-            k, scale = k * scale[None, :], None
+            k, scale = (k if scale is None else k * scale[None, :]), None
             a, b = low_rank_factors(k)
             r = b.shape[0]
             n_rows = k.shape[0]
-            if low_rank == "on" or (n_rows * r + r * n_chan) < 0.75 * n_rows * n_chan:
+            if low_rank == "on" or (n_rows * r + r * n_in) < 0.75 * n_rows * n_in:
                 self.rank = r
                 self._project = _kernels.pack_fixed(b)  # B as a fixed operator of r rows
                 self._projected = np.zeros((self.max_chunk, r), dtype=np.float32)
@@ -128,8 +144,9 @@ class StreamOperator:
             self._kernel = _kernels.pack_fixed(k, scale)
             self._apply = _kernels.apply_fixed
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
-        self._index = np.ascontiguousarray(channel_map.index, dtype=np.int64)
-        self._picked = np.zeros((self.max_chunk, n_chan), dtype=np.float32)
+        self._index = np.ascontiguousarray(index, dtype=np.int64)
+        self._n_chan = n_chan
+        self._picked = np.zeros((self.max_chunk, n_in), dtype=np.float32)
         self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
         self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
         self.filter_spec = filter_spec or FilterSpec()
@@ -141,7 +158,7 @@ class StreamOperator:
         else:
             self._sos = np.zeros((0, 6))
             self._zi_unit = np.zeros((0, 2))
-        self._state = np.zeros((len(self._sos), n_chan, 2), dtype=np.float64)
+        self._state = np.zeros((len(self._sos), n_in, 2), dtype=np.float64)
         self._filter_primed = False
         #: number of NaN output rows of the last :meth:`process` call
         self.last_bad = 0
@@ -152,8 +169,9 @@ class StreamOperator:
 
     def prepared(self, n: int) -> np.ndarray:
         """The last chunk's operator channels after gathering and filtering (stream units),
-        shape (n, n_channels): what the ROI stage, the adaptive covariance and others read."""
-        return self._picked[:n]
+        shape (n, n_channels): what the ROI stage, the adaptive covariance and others read
+        (compensation references, extra inputs of the operator, are left out)."""
+        return self._picked[:n, : self._n_chan]
 
     def bad_rows(self, n: int) -> np.ndarray:
         """Flags (1 = non-finite input) of the last processed chunk's first ``n`` rows."""
@@ -167,8 +185,8 @@ class StreamOperator:
         """
         if not len(self._sos) or len(other._sos) != len(self._sos):
             return
-        theirs = {name: j for j, name in enumerate(other.bundle.ch_names)}
-        for j, name in enumerate(self.bundle.ch_names):
+        theirs = {name: j for j, name in enumerate(other.input_names)}
+        for j, name in enumerate(self.input_names):
             if name in theirs:
                 self._state[:, j, :] = other._state[:, theirs[name], :]
         self._filter_primed = other._filter_primed
