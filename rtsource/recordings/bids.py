@@ -275,7 +275,7 @@ def _all_points(dig: Digitization) -> Points:
     return Points(dig.all_positions_m(), dig.frame, "m")
 
 
-def read_bids_acquisition(path: str | Path) -> Acquisition:
+def read_bids_acquisition(path: str | Path, positions: str | Path | None = None, *, accuracy: str = "normal") -> Acquisition:
     """Read a BIDS EEG or MEG session's sidecars into an :class:`Acquisition`.
 
     Parameters
@@ -284,6 +284,12 @@ def read_bids_acquisition(path: str | Path) -> Acquisition:
         A session directory (``sub-01`` or ``sub-01/ses-1``), its ``eeg/`` or ``meg/`` folder,
         or any file of the recording (``sub-01_task-rest_eeg.edf``, ``..._channels.tsv``), which
         chooses the recording when the folder holds several.
+    positions : str or Path, optional
+        A positions file (any format :func:`rtsource.sensors.readers.read_digitization`
+        reads) used instead of the session's electrodes / landmarks.
+    accuracy : {"point", "normal", "accurate"}
+        MEG coil integration accuracy, when the MEG sensors are read from a FIF data file of
+        the session (``*_meg.fif``).
 
     Returns
     -------
@@ -320,19 +326,45 @@ def read_bids_acquisition(path: str | Path) -> Acquisition:
                 notes.append(f"{len(eeg_without)} EEG channel(s) have no position in {electrodes.name}: {', '.join(eeg_without[:8])}")
     elif "eeg" in types:
         notes.append(f"no *_electrodes.tsv in {str(folder)!r}: EEG positions must come from [sensors] montage")
+    meg = dev_head_t = None
     if datatype == "meg":
         cs = _sidecar(folder, entities, "coordsystem.json")
         meg_dig = _meg_digitization(cs, folder, notes) if cs is not None else None
         if meg_dig is not None:
             dig = meg_dig if dig is None else _merge(dig, meg_dig)
-        notes.append("MEG sensor geometry is in the vendor data file, not the BIDS sidecars; read it from the data file ([recording] file)")
+        meg, dev_head_t = _meg_array(folder, entities, accuracy, notes)
+    if positions is not None:
+        dig = read_digitization(positions)
+        notes.append(f"positions from {positions} (instead of the session's): {dig.report.describe()}")
     try:
-        acq = Acquisition(str(path), "bids", sfreq, tuple(names), tuple(types), tuple(units), bads=tuple(bads), digitization=dig, notes=tuple(notes))
+        acq = Acquisition(
+            str(path), "bids", sfreq, tuple(names), tuple(types), tuple(units), bads=tuple(bads), digitization=dig, meg=meg, dev_head_t=dev_head_t,
+            notes=tuple(notes),
+        )  # fmt: skip
     except StreamError as exc:
         raise ChannelError(f"{table}: {exc}") from None
     for note in notes:
         logger.info("%s: %s", table.name, note)
     return acq
+
+
+def _meg_array(folder: Path, entities: tuple[str, ...], accuracy: str, notes: list[str]):
+    """The MEG array and device->head transform of the session's FIF data file, if it has one.
+
+    Other vendors' data (CTF ``.ds``, KIT ``.con``, 4D) hold the geometry in formats read
+    through MNE-Python's FIF conversion; their sidecars alone give no sensor geometry.
+    """
+    fifs = sorted(f for f in folder.glob("*_meg.fif") if set(_entities(f.name)) >= set(entities))
+    fifs = fifs or sorted(f for f in folder.glob("*_split-01_meg.fif") if set(_entities(f.name)) >= set(entities))
+    if not fifs:
+        notes.append("MEG sensor geometry is in the vendor data file, not the BIDS sidecars, and the session has no *_meg.fif; "
+                     "convert the data to FIF (mne.io.read_raw(...).save) and give it as [recording] file")  # fmt: skip
+        return None, None
+    from ..sensors.meg.fif import read_meg_array_fif
+
+    array = read_meg_array_fif(fifs[0], accuracy=accuracy)
+    notes.append(f"MEG sensors from {fifs[0].name}: {array.n_channels} channels, accuracy {accuracy!r}")
+    return array, array.dev_head_t
 
 
 def _merge(eeg: Digitization, meg: Digitization) -> Digitization:

@@ -87,3 +87,18 @@ def test_meg_session_landmarks_coils_and_headshape(tmp_path):
     assert len(dig.headshape) == 30 and np.allclose(np.linalg.norm(dig.headshape.positions_m, axis=1), 0.09, atol=1e-4)
     assert any("ElektaNeuromag" in n and "checked" in n for n in acq.notes)
     assert any("vendor data file" in n for n in acq.notes)
+
+
+def test_meg_session_with_a_fif_gives_the_sensor_array(tmp_path):
+    mne = pytest.importorskip("mne")
+    info = mne.channels.read_meg_canonical_info("neuromag")
+    meg = tmp_path / "sub-03" / "ses-01" / "meg"
+    meg.mkdir(parents=True)
+    mne.io.RawArray(np.zeros((len(info["ch_names"]), 10)), info, verbose="error").save(meg / "sub-03_ses-01_task-rest_meg.fif", verbose="error")
+    kinds = {"mag": ("MEGMAG", "T"), "grad": ("MEGGRADPLANAR", "T/m")}
+    rows = ["name\ttype\tunits"] + [f"{n}\t{kinds[t][0]}\t{kinds[t][1]}" for n, t in zip(info["ch_names"], info.get_channel_types())]
+    (meg / "sub-03_ses-01_task-rest_channels.tsv").write_text("\n".join(rows) + "\n")
+    (meg / "sub-03_ses-01_task-rest_meg.json").write_text(json.dumps({"SamplingFrequency": 1000.0}))
+    acq = read_bids_acquisition(tmp_path / "sub-03", accuracy="point")
+    assert acq.modality == "meg" and acq.meg is not None and acq.meg.n_channels == 306 and acq.meg.accuracy == "point"
+    assert acq.ch_types.count("grad") == 204 and any("MEG sensors from sub-03_ses-01_task-rest_meg.fif" in n for n in acq.notes)
