@@ -1,4 +1,4 @@
-"""A BIDS EEG session directory sets up with no other input: `rtsource setup` with `[recording] file`.
+"""A BIDS EEG session directory sets up with no other input: setup with `[recording] file`.
 
 Needs setup's recording input (``[recording] file``, ``rtsource.recordings.read_acquisition``),
 which dispatches a directory to :func:`rtsource.recordings.read_bids_acquisition`; skipped
@@ -7,13 +7,11 @@ until that is part of the package.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from rtsource.bundle import load_bundle
 from rtsource.config import Settings
+from rtsource.pipeline.setup import setup
 
 from .bids_session import CHANNELS, write_bids_eeg_session
 
@@ -30,12 +28,13 @@ def test_bids_eeg_session_sets_up_with_no_other_input(tmp_path):
         '[coreg]\nqc_png = "qc.png"\n'
         '[bundle]\npath = "bids.npz"\n'
     )
-    out = subprocess.run([sys.executable, "-m", "rtsource.cli", "setup", str(cfg)], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+    said: list[str] = []
+    setup(cfg, out=tmp_path / "bids.npz", progress=said.append)
+    report = "\n".join(said)
     bundle = load_bundle(tmp_path / "bids.npz")
     # every good EEG channel of channels.tsv, at the rate of eeg.json; the bad one left out
     assert bundle.ch_names == tuple(c for c in CHANNELS if c != "T8") and set(bundle.ch_types) == {"eeg"}
     assert bundle.sfreq == 250.0
     # the CapTrak positions were checked and coregistered, and setup says how well
-    assert "distance to the scalp RMS" in out.stdout and "QC picture:" in out.stdout and "PASSED" in out.stdout, out.stdout
+    assert "distance to the scalp RMS" in report and "QC picture:" in report and "PASSED" in report, report
     assert (tmp_path / "qc.png").exists()
