@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ChannelError, GeometryError, StreamError, UnitError
-from ..geometry import Points
+from ..geometry import Frame, Points
 from ..geometry.units import LENGTH_UNITS, parse_signal_unit
 from ..sensors.readers import Digitization, read_bids_electrodes, read_digitization
-from ..sensors.readers.bids_frames import bids_system, check_bids_positions
+from ..sensors.readers.bids_frames import BidsSystem, bids_system, check_bids_positions, is_other, other_system_note
 from ..sensors.readers.digitization import ReadReport
 from ..sensors.readers.units import parse_length_unit
 from .acquisition import Acquisition
@@ -214,7 +214,10 @@ def _meg_digitization(cs_path: Path, folder: Path, notes: list[str]) -> Digitiza
     if not isinstance(system_name, str) or not system_name.strip():
         notes.append(f"{cs_path.name} names no MEGCoordinateSystem; landmarks and head coils not read")
         return None
-    system = bids_system(system_name, where=str(cs_path))
+    if is_other(system_name):  # a described digitiser frame: usable when its landmarks place it
+        system = BidsSystem("Other", Frame.UNKNOWN, "", "none", str(doc.get("MEGCoordinateSystemDescription") or "not described"))
+    else:
+        system = bids_system(system_name, where=str(cs_path))
 
     def unit_of(key: str, default: str | None) -> str | None:
         value = doc.get(key)
@@ -254,7 +257,10 @@ def _meg_digitization(cs_path: Path, folder: Path, notes: list[str]) -> Digitiza
     if fid is not None:
         fid = fid.select([n for n in ("NAS", "LPA", "RPA") if n in fid.labels])
     fid_map = dict(zip(fid.labels, fid.positions_m)) if fid is not None else None
-    notes.append("MEG: " + check_bids_positions(system, fiducials=fid_map, where=str(cs_path)))
+    if system.name == "Other":
+        notes.append("MEG: " + other_system_note(fid_map is not None and len(fid_map) == 3, system.description, where=str(cs_path)))
+    else:
+        notes.append("MEG: " + check_bids_positions(system, fiducials=fid_map, where=str(cs_path)))
     report = ReadReport(str(cs_path), "bids", meg_unit or "m", "file", system.frame, f"file {cs_path.name}: {system.name} ({system.axes})")
     dig = Digitization(fiducials=fid, hpi=hpi, report=report, name=cs_path.name) if (fid is not None or hpi is not None) else None
     hs_name = doc.get("DigitizedHeadPoints")

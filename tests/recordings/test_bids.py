@@ -52,8 +52,11 @@ def test_several_recordings_need_a_file_to_choose(tmp_path):
 
 
 def test_unsupported_and_contradicted_coordinate_systems_are_refused(tmp_path):
-    with pytest.raises(FrameError, match=r"'Other' is not one rtsource maps.*supported: CapTrak"):
-        read_bids_acquisition(write_bids_eeg_session(tmp_path / "a", system="Other"))
+    with pytest.raises(FrameError, match=r"'Talairach' is not one rtsource maps.*supported: CapTrak"):
+        read_bids_acquisition(write_bids_eeg_session(tmp_path / "a", system="Talairach"))
+    # 'Other' (a digitiser's own frame) is read when its landmarks can align it
+    acq = read_bids_acquisition(write_bids_eeg_session(tmp_path / "c", system="Other"))
+    assert acq.digitization.frame == Frame.UNKNOWN and any("aligned by its landmarks" in n for n in acq.notes)
     # head-frame (RAS) positions declared as CTF (ALS)
     with pytest.raises(FrameError, match="do not fit the declared coordinate system 'CTF'"):
         read_bids_acquisition(write_bids_eeg_session(tmp_path / "b", system="CTF"))

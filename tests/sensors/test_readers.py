@@ -101,15 +101,23 @@ def test_bids_coordinate_systems_map_to_frames(tmp_path, system, frame, als):
         assert d.fiducials.positions_m[0][0] > 0.1
 
 
-@pytest.mark.parametrize("system", ["Other", "Talairach", "ScanRAS"])
+@pytest.mark.parametrize("system", ["Talairach", "ScanRAS", "Other"])
 def test_bids_unsupported_coordinate_system_is_refused_with_the_list(tmp_path, system):
-    path = _bids_in_system(tmp_path, "sub-02", system)
+    path = _bids_in_system(tmp_path, "sub-02", system, landmarks=False)
     with pytest.raises(FrameError) as exc:
         read_bids_electrodes(path)
     msg = str(exc.value)
     assert repr(system) in msg and "CapTrak" in msg and "EEGLAB" in msg and "frame=" in msg
     # the caller may still say which frame they are in
     assert read_bids_electrodes(path, frame="unknown").frame == Frame.UNKNOWN
+
+
+def test_bids_other_system_with_landmarks_is_aligned_by_them_not_assumed(tmp_path):
+    d = read_bids_electrodes(_bids_in_system(tmp_path, "sub-02", "Other", als=True))
+    assert d.frame == Frame.UNKNOWN and d.has_fiducials
+    assert any("Other" in n and "aligned by its landmarks" in n for n in d.report.notes)
+    with pytest.raises(FrameError, match="'Talairach' is not one rtsource maps"):
+        read_bids_electrodes(_bids_in_system(tmp_path, "sub-03", "Talairach"))
 
 
 @pytest.mark.parametrize("system,als", [("CTF", False), ("EEGLAB", False), ("CapTrak", True), ("MNI305", True)])

@@ -14,7 +14,7 @@ from ...geometry import Frame
 from ...geometry.head_frames import FIDUCIAL_NAMES
 from ...geometry.units import LENGTH_UNITS
 from ._parse import Parsed, Row, assemble, classify, fail, number, numbered_lines, read_text
-from .bids_frames import BidsSystem, bids_system, check_bids_positions
+from .bids_frames import BidsSystem, bids_system, check_bids_positions, is_other, other_system_note
 from .digitization import Digitization
 from .units import parse_length_unit
 
@@ -87,8 +87,9 @@ def read_bids_electrodes(
     Read from the JSON: ``EEGCoordinateSystem`` / ``iEEGCoordinateSystem``, mapped to a
     frame explicitly and checked against the landmarks or the 10-20 labels by
     :mod:`.bids_frames` (CapTrak, ElektaNeuromag -> HEAD; CTF, EEGLAB, 4DBti, KitYokogawa ->
-    CTF (ALS); fsaverage, MNI -> TEMPLATE; any other name is refused with the supported list
-    unless ``frame=`` is given; the mapping and the check are in the report's notes),
+    CTF (ALS); fsaverage, MNI -> TEMPLATE; ``Other`` -> UNKNOWN only with the three landmarks,
+    which then align it; any other name is refused with the supported list unless ``frame=``
+    is given; the mapping and the check are in the report's notes),
     ``EEGCoordinateUnits``, ``AnatomicalLandmarkCoordinates`` (or the older
     ``FiducialsCoordinates``) with their own system and units, and ``HeadCoilCoordinates``
     (HPI). Landmarks or coils declared in a different coordinate system than the electrodes
@@ -129,6 +130,7 @@ def read_bids_electrodes(
         parsed.notes.append(f"{len(skipped)} electrode(s) with n/a positions left out: {', '.join(skipped[:10])}")
 
     declared: BidsSystem | None = None
+    other: str | None = None  # the description of an 'Other' system
     cs_path = Path(coordsystem) if coordsystem is not None else _find_coordsystem(path)
     if cs_path is None:
         parsed.notes.append("no *_coordsystem.json found next to the file")
@@ -154,7 +156,10 @@ def read_bids_electrodes(
             units = None
         if units and units.casefold() != "n/a":
             parsed.unit = parse_length_unit(units, where=f"{cs_path}: EEGCoordinateUnits")
-        if system and frame is None:
+        if system and frame is None and is_other(system):
+            other = _json_str(doc, f"{prefix}CoordinateSystemDescription", cs_path) or ""
+            parsed.frame, parsed.frame_source = Frame.UNKNOWN, f"file {cs_path.name}: Other (aligned by its landmarks)"
+        elif system and frame is None:
             declared = bids_system(system, where=str(cs_path))
             parsed.frame, parsed.frame_source = declared.frame, f"file {cs_path.name}: {declared.name} ({declared.axes})"
         else:
@@ -191,8 +196,8 @@ def read_bids_electrodes(
             extra("FiducialsCoordinates", "FiducialsCoordinateSystem", "FiducialsCoordinateUnits", "fiducial")
         extra("HeadCoilCoordinates", "HeadCoilCoordinateSystem", "HeadCoilCoordinateUnits", "hpi")
     dig = assemble(parsed, path, "bids", unit_arg=unit, frame_arg=frame)
-    if declared is not None:
-        note = checked_frame_note(dig, declared, str(cs_path))
+    if declared is not None or other is not None:
+        note = checked_frame_note(dig, declared, str(cs_path)) if declared is not None else other_system_note(dig.has_fiducials, other, where=str(cs_path))
         dig = dataclasses.replace(dig, report=dataclasses.replace(dig.report, notes=dig.report.notes + (note,)))
     return dig
 

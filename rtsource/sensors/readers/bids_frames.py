@@ -26,8 +26,11 @@ fsaverage, MNI305   RAS    TEMPLATE  orientation only (RAS)
 MNI152*, ...        RAS    TEMPLATE  orientation only; MNI152 and MNI305 differ by a few mm
 ==================  =====  ========  ===========================================================
 
-Anything else (``Other``, ``Talairach``, a scanner space, an individual MRI) is refused with
-this list; pass ``frame=`` to the reader to say which frame such positions are in.
+``Other`` (a digitiser's own frame, which BIDS asks to describe) is read as UNKNOWN only when
+the file gives the three anatomical landmarks in it: coregistration then aligns the positions
+by those landmarks, so no frame is assumed (:func:`other_system_note`). Anything else
+(``Talairach``, a scanner space, an individual MRI, ``Other`` without landmarks) is refused
+with this list; pass ``frame=`` to the reader to say which frame such positions are in.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from ...errors import FrameError
 from ...geometry import Frame
 from ...geometry.head_frames import FIDUCIAL_NAMES
 
-__all__ = ["BIDS_SYSTEMS", "BidsSystem", "bids_system", "check_bids_positions", "supported_systems"]
+__all__ = ["BIDS_SYSTEMS", "BidsSystem", "bids_system", "check_bids_positions", "is_other", "other_system_note", "supported_systems"]
 
 #: Tolerance for the landmarks of a frame defined by them (mm): digitiser software computes
 #: those frames from the same landmarks it stores, so they sit on the axes to rounding.
@@ -130,6 +133,31 @@ def bids_system(name: str, *, where: str = "coordsystem.json") -> BidsSystem:
         f"{', '.join(supported_systems())}. Convert the positions to one of them, or pass frame= "
         f"([coreg] frame) to say which frame they are in ('head', 'ctf', 'template', or 'unknown' "
         f"to align by landmarks and labels)"
+    )
+
+
+def is_other(name: str) -> bool:
+    """True for BIDS ``Other`` (a frame the file describes in words, not by name)."""
+    return str(name).strip().casefold() == "other"
+
+
+def other_system_note(has_landmarks: bool, description: str | None, *, where: str = "coordsystem.json") -> str:
+    """The note for positions in BIDS ``Other``; refused without NAS, LPA and RPA in that frame.
+
+    Raises
+    ------
+    FrameError
+        No landmarks: nothing would place the positions on a head.
+    """
+    if not has_landmarks:
+        raise FrameError(
+            f"{where}: coordinate system 'Other' ({description or 'not described'}) without the anatomical landmarks NAS, "
+            f"LPA and RPA in the same frame: rtsource cannot place the positions. Add AnatomicalLandmarkCoordinates, "
+            f"convert the positions to a supported system ({', '.join(supported_systems())}), or pass frame= ([coreg] frame)"
+        )
+    return (
+        f"Other ({description or 'not described'}) -> rtsource frame 'unknown': not assumed to be any head frame; "
+        f"aligned by its landmarks NAS, LPA and RPA"
     )
 
 
