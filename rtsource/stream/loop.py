@@ -46,10 +46,10 @@ import numpy as np
 from ..bundle import OperatorBundle
 from ..errors import StreamError
 from .channels import ChannelMap, map_stream_channels
+from .compensation import stream_compensation
 from .events import EventPublisher
 from .features import FeatureOptions, Features
 from .health import NonFiniteGuard, RateMonitor, report_implausible_amplitudes, report_nonfinite_change, report_rate_change
-from .compensation import stream_compensation
 from .inlet import Inlet, StreamSelector, modality_of, resolve_stream
 from .operator import FilterSpec, StreamOperator
 from .outlets import OutputIdentity, open_source_outlet, output_source_id

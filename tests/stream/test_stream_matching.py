@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
-import pylsl
 import pytest
 
 from rtsource.bundle import save_bundle
