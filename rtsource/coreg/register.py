@@ -231,7 +231,8 @@ def run_coreg(
     dig = read_digitization(montage_path, format=format, unit=unit, frame=frame)
     reports = [dig.report]
     if headshape_path is not None:
-        hs = read_digitization(headshape_path, format=headshape_format, unit=headshape_unit or None, frame=frame)
+        # every point of a head-shape file is a head-shape point, whatever its format labels it
+        hs = read_digitization(headshape_path, format=headshape_format, unit=headshape_unit or None, frame=frame).as_headshape()
         reports.append(hs.report)
         if hs.frame != dig.frame and Frame.UNKNOWN in (hs.frame, dig.frame):
             # one file said its frame, the other did not: they come from the same digitiser

@@ -271,14 +271,9 @@ def _meg_digitization(cs_path: Path, folder: Path, notes: list[str]) -> Digitiza
         else:
             hs = read_digitization(folder / Path(hs_name).name, unit=unit_of("DigitizedHeadPointsCoordinateUnits", None), frame=system.frame)
             notes.append(f"head shape: {hs.report.describe()}")
-            hs = Digitization(headshape=_all_points(hs), report=hs.report, name=hs.name)
+            hs = hs.as_headshape()
             dig = hs if dig is None else dig.merged(hs)
     return dig
-
-
-def _all_points(dig: Digitization) -> Points:
-    """Every point of a head-shape file as head-shape points (labels dropped)."""
-    return Points(dig.all_positions_m(), dig.frame, "m")
 
 
 def read_bids_acquisition(path: str | Path, positions: str | Path | None = None, *, accuracy: str = "normal") -> Acquisition:

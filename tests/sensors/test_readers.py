@@ -371,6 +371,14 @@ def test_plain_xyz_headshape_needs_a_stated_unit(tmp_path):
         read_digitization(write(tmp_path, "short.txt", "1 2 3\n4 5 6\n7 8\n"), unit="mm")
 
 
+def test_montage_file_as_headshape_keeps_every_point():
+    d = read_digitization(DATA / "sub-01_electrodes.tsv")
+    hs = d.as_headshape()
+    assert hs.electrodes is None and len(hs.headshape) == len(d.electrodes) and not hs.headshape.labels
+    assert hs.fiducials is d.fiducials and hs.frame == d.frame
+    assert np.allclose(hs.headshape.positions_m, d.electrodes.positions_m)
+
+
 def test_csv_round_trip(tmp_path):
     d = read_digitization(DATA / "digitizer.pos", frame="ctf")
     path = write_positions_csv(tmp_path / "out.csv", d, unit="mm")

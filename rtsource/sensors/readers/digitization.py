@@ -158,6 +158,15 @@ class Digitization:
             self.name,
         )
 
+    def as_headshape(self) -> "Digitization":
+        """Every electrode and head-shape point as an unlabelled head-shape point (fiducials
+        and HPI coils kept): a montage-format file given as a *head-shape* file."""
+        pts = [p.positions_m for p in (self.electrodes, self.headshape) if p is not None and len(p)]
+        if not pts:
+            return self
+        hs = Points(np.concatenate(pts), self.frame, "m")
+        return Digitization(None, self.fiducials, hs, self.hpi, self.report, self.name)
+
     def montage(self) -> Montage:
         """The electrodes (and fiducials when all three are present) as a :class:`Montage`."""
         if self.electrodes is None or not len(self.electrodes):
