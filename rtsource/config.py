@@ -216,7 +216,7 @@ class StreamSettings:
     rate_tolerance: float = _opt(lambda v: None if 0 < v < 1 else "must be in (0, 1)", "effective sampling rate off the declared one by more than this fraction: an event", 0.02)
     rate_window_s: float = _opt(_between(1.0, 3600.0, "s"), "timestamp span over which the effective rate is measured", 10.0)
     rate_startup_s: float = _opt(_between(0.0, 60.0, "s"), "a rate clearly off (10 %) over the first seconds refuses the stream (0: no check)", 2.0)
-    compensation_grade: int = _opt(lambda v: None if -1 <= v <= 3 else "must be -1, 0, 1, 2 or 3", "CTF gradient compensation grade of the stream's data (-1: the bundle's; 0: uncompensated, compensated in the operator)", -1)
+    compensation_grade: int = _opt(lambda v: None if -1 <= v <= 3 else "must be -1, 0, 1, 2 or 3", "CTF gradient compensation grade of the stream's data (-1: as the stream declares, else the bundle's; 0: uncompensated, compensated in the operator)", -1)
 
 
 @dataclass(frozen=True)

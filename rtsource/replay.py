@@ -52,6 +52,8 @@ def make_stream_info(rec: Recording, *, name: str | None = None, type_: str | No
         ch.append_child_value("label", label)
         ch.append_child_value("type", kind)
         ch.append_child_value("unit", unit)
+    if rec.compensation_grade >= 0:  # CTF data: which synthetic gradient the samples carry (rtsource.stream.compensation)
+        desc.append_child("acquisition").append_child_value("compensation_grade", str(int(rec.compensation_grade)))
     block = desc.append_child("replay")
     for key, value in (
         ("file", rec.path),

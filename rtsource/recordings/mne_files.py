@@ -34,5 +34,10 @@ def read_mne(path: str | Path, *, kind: str = "") -> Recording:
         types.append(t)
         units.append(u)
     stream_type = "MEG" if any(k in ("mag", "grad") for k in kinds) else "EEG"
-    return Recording(raw.get_data().T, float(raw.info["sfreq"]), raw.ch_names, types, units, name=path.name.split(".")[0], type=stream_type, path=str(path), format="brainvision" if kind else "mne")
+    # CTF (compensation matrices in the file): the grade of the data as read; -1: not applicable
+    grade = int(raw.compensation_grade or 0) if raw.info.get("comps") else -1
+    return Recording(
+        raw.get_data().T, float(raw.info["sfreq"]), raw.ch_names, types, units, name=path.name.split(".")[0], type=stream_type, path=str(path),
+        format="brainvision" if kind else "mne", compensation_grade=grade,
+    )  # fmt: skip
 

@@ -43,6 +43,10 @@ class Recording:
     damage : str
         What is wrong with a file that could be read only in part (truncated: the
         recording stopped before the file was closed), else "".
+    compensation_grade : int
+        CTF synthetic-gradient compensation grade of the MEG samples (0: uncompensated;
+        -1: not a recording with gradient compensation), which a replay declares in the
+        stream header (``desc/acquisition/compensation_grade``).
     """
 
     data: np.ndarray
@@ -58,6 +62,7 @@ class Recording:
     file_gaps: int = 0
     declared_samples: int = 0
     damage: str = ""
+    compensation_grade: int = -1
 
     def __post_init__(self) -> None:
         data = np.array(self.data, copy=True)

@@ -48,6 +48,8 @@ class StreamDescription:
     ch_units: tuple[str, ...]
     hostname: str = ""
     uid: str = ""
+    #: CTF compensation grade the stream declares (``desc/acquisition/compensation_grade``); -1: not declared
+    compensation_grade: int = -1
 
     def label(self) -> str:
         return f"{self.name!r} (type {self.type!r}, source_id {self.source_id!r}, {self.n_channels} ch @ {self.sfreq:g} Hz)"
@@ -90,7 +92,13 @@ def describe_stream_xml(xml: str) -> StreamDescription:
         ch_units=tuple(units),
         hostname=_text(root, "hostname"),
         uid=_text(root, "uid"),
+        compensation_grade=_declared_grade(_text(root.find("desc/acquisition"), "compensation_grade")),
     )
+
+
+def _declared_grade(text: str) -> int:
+    """A declared CTF compensation grade (0-3); anything else is taken as not declared (-1)."""
+    return int(text) if text in ("0", "1", "2", "3") else -1
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ stream that carries another grade ``s`` gives ``x_s = x_raw - C_s r``, so
 
     x_g = x_s + (C_s - C_g) r,        K x_g = K x_s + K (C_s - C_g) r.
 
-The second term is folded into the operator when the loop connects: the references become
+The stream's grade is what it declares in its header (``desc/acquisition/compensation_grade``;
+``rtsource replay`` writes the grade of a CTF FIF), unless ``[stream] compensation_grade``
+says otherwise. The second term is folded into the operator when the loop connects: the references become
 extra operator inputs with the columns ``K (C_s - C_g)`` (unit factors included), so a chunk
 costs one matrix product as before, over a few more columns. The bundle records ``C_g`` by
 channel name (``provenance["forward"]`` ... ``"compensation"``), so ``s = 0`` (raw data, the
@@ -30,7 +32,7 @@ from .channels import StreamDescription, map_stream_channels
 
 __all__ = ["AS_BUNDLE", "CompensationRecord", "StreamCompensation", "stream_compensation"]
 
-#: ``[stream] compensation_grade`` meaning "the stream carries the bundle's grade".
+#: ``[stream] compensation_grade`` meaning "as the stream declares, else the bundle's grade".
 AS_BUNDLE = -1
 
 
@@ -131,8 +133,10 @@ def stream_compensation(
     stream : StreamDescription
         The connected stream (the references are found by name).
     stream_grade : int
-        ``[stream] compensation_grade``: -1 = the bundle's grade (nothing to do), 0 = the
-        stream is uncompensated, g >= 1 = the stream carries grade g.
+        ``[stream] compensation_grade``: -1 = as the stream declares it
+        (``desc/acquisition/compensation_grade``, which ``rtsource replay`` writes for CTF
+        files), else the bundle's grade (nothing to do); 0 = the stream is uncompensated;
+        g >= 1 = the stream carries grade g.
 
     Raises
     ------
@@ -142,7 +146,9 @@ def stream_compensation(
         The references are missing from the stream, or their units do not fit.
     """
     if stream_grade == AS_BUNDLE:
-        return None
+        stream_grade = stream.compensation_grade
+        if stream_grade == AS_BUNDLE:
+            return None
     if stream_grade < AS_BUNDLE:
         raise ConfigError(f"[stream] compensation_grade = {stream_grade}: use -1 (as the bundle), 0 (uncompensated) or the CTF grade 1-3")
     record = CompensationRecord.from_bundle(bundle)

@@ -98,7 +98,7 @@ class LoopOptions:
     rate_tolerance: float = 0.02  # effective rate off the declared one by more than this: event
     rate_window_s: float = 10.0
     rate_startup_s: float = 2.0  # clearly wrong rate (10 %) over the first seconds: refuse (0: off)
-    compensation_grade: int = -1  # CTF grade of the stream's data (-1: the bundle's; see stream.compensation)
+    compensation_grade: int = -1  # CTF grade of the stream's data (-1: as declared, else the bundle's; stream.compensation)
 
 
 class StreamLoop:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pylsl
 import pytest
 
 from rtsource.anatomy.source_space import SourceSpace
@@ -23,13 +24,15 @@ from rtsource.geometry.sphere_fit import fit_sphere
 from rtsource.sensors.meg import load_meg_array
 from rtsource.config import settings_from_dict
 from rtsource.errors import ConfigError
-from rtsource.stream.channels import StreamDescription, map_stream_channels
+from rtsource.recordings import read_recording
+from rtsource.replay import make_stream_info
+from rtsource.stream.channels import StreamDescription, describe_stream_xml, map_stream_channels
 from rtsource.stream.compensation import CompensationRecord, stream_compensation
 from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
 from rtsource.stream.operator import StreamOperator
 
-from .lsl_helpers import Collector, eeg_outlet, unique
+from .lsl_helpers import Collector, unique
 from .test_end_to_end import apply_inverse_bundle
 from .test_reliability import push, wait_for
 
@@ -72,8 +75,13 @@ def _ctf_grade3_fif(path):
 
 
 @pytest.fixture(scope="module")
-def ctf(tmp_path_factory):
-    path, rows = _ctf_grade3_fif(tmp_path_factory.mktemp("ctf") / "ctf_raw.fif")
+def ctf_file(tmp_path_factory):
+    return _ctf_grade3_fif(tmp_path_factory.mktemp("ctf") / "ctf_raw.fif")
+
+
+@pytest.fixture(scope="module")
+def ctf(ctf_file):
+    path, rows = ctf_file
     s = settings_from_dict({"sensors": {"modality": "meg", "meg_array": str(path), "meg_accuracy": "point"}, "noise_cov": {"source": "ad_hoc"}})
     # sources in the head frame of the recording (setup's coregistration to a template is not the point here)
     arr = load_meg_array(path, accuracy="point").to_head()
@@ -128,16 +136,49 @@ def test_operator_folds_compensation_for_uncompensated_data(ctf):
         stream_compensation(bundle, desc, 1)
 
 
-def test_streamed_output_equals_offline_on_compensated_data(ctf):
+def _ctf_outlet(name, ch_names, declared_grade):
+    """A raw CTF stream; with ``declared_grade`` its header says the grade, as `rtsource replay` does."""
+    info = pylsl.StreamInfo(name, "MEG", len(ch_names), SFREQ, pylsl.cf_float32, name)
+    chans = info.desc().append_child("channels")
+    for ch_name in ch_names:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", ch_name)
+        ch.append_child_value("type", "MEG")
+        ch.append_child_value("unit", "T")
+    if declared_grade is not None:
+        info.desc().append_child("acquisition").append_child_value("compensation_grade", str(declared_grade))
+    return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+
+
+def test_replay_declares_the_grade_of_a_ctf_file(ctf_file, tmp_path):
+    path, _ = ctf_file
+    rec = read_recording(path)
+    assert rec.compensation_grade == 3
+    assert describe_stream_xml(make_stream_info(rec).as_xml()).compensation_grade == 3
+    raw0 = mne.io.read_raw_fif(path, preload=True, verbose="error").apply_gradient_compensation(0, verbose="error")
+    raw0.save(tmp_path / "grade0_raw.fif", verbose="error")
+    rec0 = read_recording(tmp_path / "grade0_raw.fif")
+    assert rec0.compensation_grade == 0 and describe_stream_xml(make_stream_info(rec0).as_xml()).compensation_grade == 0
+    plain = mne.io.RawArray(np.zeros((2, 10)), mne.create_info(["a", "b"], SFREQ, "mag"), verbose="error")
+    plain.save(tmp_path / "plain_raw.fif", verbose="error")
+    rec_plain = read_recording(tmp_path / "plain_raw.fif")
+    assert rec_plain.compensation_grade == -1 and describe_stream_xml(make_stream_info(rec_plain).as_xml()).compensation_grade == -1
+
+
+@pytest.mark.parametrize("how", ["option", "declared"])
+def test_streamed_output_equals_offline_on_compensated_data(ctf, how):
+    """[stream] compensation_grade = 0, or the stream's header declaring grade 0 (-1 = as declared)."""
     bundle, rows = ctf
     n = 750
     names, x, comp = _raw_data(bundle, rows, n, seed=1)
     in_name, out_name = unique("ctf-raw"), unique("ctf-src")
-    outlet = eeg_outlet(in_name, names, sfreq=SFREQ, unit="T", types=["MEG"] * len(names), source_id=in_name)
-    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, compensation_grade=0, control=False))
+    outlet = _ctf_outlet(in_name, names, 0 if how == "declared" else None)
+    grade = 0 if how == "option" else -1
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, compensation_grade=grade, control=False))
     loop.connect()
     thread = loop.run_in_thread()
     collector = Collector(out_name)
+    assert loop.operator.compensation is not None and loop.operator.compensation.stream_grade == 0
     try:
         assert outlet.wait_for_consumers(20)
         stamps = 50.0 + np.arange(n) / SFREQ
