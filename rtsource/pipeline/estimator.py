@@ -86,6 +86,10 @@ class Estimator:
         Largest block the kernels process at once; longer chunks are processed in blocks.
     low_rank : {"auto", "on", "off"}
         Apply the operator as A (B x) when its rank is low (``[performance] low_rank``).
+    compensation_grade : int
+        CTF gradient compensation grade of your data (``[stream] compensation_grade``): -1
+        the bundle's, 0 uncompensated (the references, named in ``ch_names``, are then
+        folded into the operator; :mod:`rtsource.stream.compensation`).
 
     Notes
     -----
@@ -111,8 +115,10 @@ class Estimator:
         bandpower=None,
         max_chunk: int = 1024,
         low_rank: str = "auto",
+        compensation_grade: int = -1,
     ):
         from ..stream.channels import StreamDescription, map_stream_channels
+        from ..stream.compensation import stream_compensation
         from ..stream.operator import StreamOperator
 
         if not isinstance(bundle, OperatorBundle):
@@ -136,7 +142,8 @@ class Estimator:
         )  # fmt: skip
         cmap = map_stream_channels(self.layout, bundle.ch_names, bundle.ch_units, aliases=aliases, ch_types=bundle.ch_types)
         #: the prepared operator (the loop's StreamOperator): channel map, filter, kernel
-        self.operator = StreamOperator(bundle, cmap, int(max_chunk), filter, low_rank=low_rank)
+        comp = stream_compensation(bundle, self.layout, int(compensation_grade), aliases=aliases)
+        self.operator = StreamOperator(bundle, cmap, int(max_chunk), filter, low_rank=low_rank, compensation=comp)
         self.operator.warm_up()
         self.roi_stage = None
         self.bandpower_stage = None
@@ -193,7 +200,7 @@ class Estimator:
         return cls(
             bundle, ch_names, ch_units, ch_types=ch_types, sfreq=sfreq, filter=opts.filter, aliases=opts.aliases,
             rois=feats.rois, roi_mode=feats.roi_mode, roi_component=feats.roi_component, roi_calibration=feats.roi_calibration,
-            bandpower=feats.bandpower, max_chunk=opts.max_chunk, low_rank=opts.low_rank,
+            bandpower=feats.bandpower, max_chunk=opts.max_chunk, low_rank=opts.low_rank, compensation_grade=opts.compensation_grade,
         )  # fmt: skip
 
     @property

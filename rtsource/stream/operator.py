@@ -146,6 +146,10 @@ class StreamOperator:
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
         self._index = np.ascontiguousarray(index, dtype=np.int64)
         self._n_chan = n_chan
+        if compensation is not None:  # D in stream units, transposed: compensated = x + r @ D_s^T
+            d_stream = compensation.matrix * compensation.ref_scale[None, :] / channel_map.scale[:, None]
+            self._comp_stream_t = np.ascontiguousarray(d_stream.T, dtype=np.float32)
+            self._compensated = np.zeros((self.max_chunk, n_chan), dtype=np.float32)
         self._picked = np.zeros((self.max_chunk, n_in), dtype=np.float32)
         self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
         self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
@@ -169,9 +173,18 @@ class StreamOperator:
 
     def prepared(self, n: int) -> np.ndarray:
         """The last chunk's operator channels after gathering and filtering (stream units),
-        shape (n, n_channels): what the ROI stage, the adaptive covariance and others read
-        (compensation references, extra inputs of the operator, are left out)."""
-        return self._picked[:n, : self._n_chan]
+        shape (n, n_channels): what the ROI stage, the adaptive covariance and others read.
+
+        With a folded gradient compensation these are the compensated channels (computed
+        here, into a preallocated buffer, only when asked: the operator itself needs no
+        such step), so every consumer sees the data the operator describes.
+        """
+        if self.compensation is None:
+            return self._picked[:n]
+        out = self._compensated[:n]
+        np.matmul(self._picked[:n, self._n_chan :], self._comp_stream_t, out=out)
+        out += self._picked[:n, : self._n_chan]
+        return out
 
     def bad_rows(self, n: int) -> np.ndarray:
         """Flags (1 = non-finite input) of the last processed chunk's first ``n`` rows."""

@@ -24,6 +24,7 @@ from rtsource.geometry.sphere_fit import fit_sphere
 from rtsource.sensors.meg import load_meg_array
 from rtsource.config import settings_from_dict
 from rtsource.errors import ConfigError
+from rtsource.pipeline.estimator import Estimator
 from rtsource.recordings import read_recording
 from rtsource.replay import make_stream_info
 from rtsource.stream.channels import StreamDescription, describe_stream_xml, map_stream_channels
@@ -127,10 +128,14 @@ def test_operator_folds_compensation_for_uncompensated_data(ctf):
     got = op.process(x.astype(np.float32), len(x)).copy()
     expected = apply_inverse_bundle(bundle, comp)
     assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
-    assert op.prepared(len(x)).shape == (len(x), bundle.n_channels)
+    # what the features read (ROIs on channels, bad-channel checks) is the compensated data too
+    assert np.allclose(op.prepared(len(x)) * cmap.scale, comp, rtol=1e-4, atol=1e-4 * np.abs(comp).max())
     # the same data taken as already compensated is far off: the fold matters
     plain = StreamOperator(bundle, cmap, 256, low_rank="off").process(x.astype(np.float32), len(x))
     assert np.abs(plain - expected).max() > 0.05 * np.abs(expected).max()
+    # the Python API's Estimator folds it the same way
+    est = Estimator(bundle, names, "T", compensation_grade=0, low_rank="off")
+    assert np.abs(est.process(x).sources - expected).max() < 1e-5 * np.abs(expected).max()
     assert stream_compensation(bundle, desc, 3) is None and stream_compensation(bundle, desc, -1) is None
     with pytest.raises(ConfigError, match="grade 3"):
         stream_compensation(bundle, desc, 1)
