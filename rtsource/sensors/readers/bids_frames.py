@@ -173,9 +173,9 @@ def _landmark_problems(system: BidsSystem, nas: np.ndarray, lpa: np.ndarray, rpa
     mid = (lpa + rpa) / 2
     problems = []
     if np.dot(nas - mid, ant) < 0.03:
-        problems.append(f"the nasion is not in front of the ears along {system.axes[1] if system.axes == 'RAS' else system.axes[0]}")
+        problems.append(f"the nasion is not in front of the ears along the declared anterior axis ({'+y' if system.axes == 'RAS' else '+x'})")
     if np.dot(lpa - rpa, left) < 0.05:
-        problems.append("LPA is not on the left of RPA along the declared left-right axis")
+        problems.append(f"LPA is not on the left of RPA along the declared left axis ({'-x' if system.axes == 'RAS' else '+y'})")
     if problems or system.check == "orientation":
         return problems
     mm = 1e3
