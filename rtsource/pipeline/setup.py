@@ -14,6 +14,7 @@ live stream's are.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -162,16 +163,37 @@ def setup(
 
     settings = as_settings(config)
     say = progress or logger.info
+    rec = projectors = None
+    if settings.recording.file:  # channels, sensors, projectors and rate from the lab's recording
+        from .recording import prepare_recording
+
+        rec = prepare_recording(settings, progress=say)
+        settings, projectors = rec.settings, rec.projectors
     sfreq = sfreq or settings.stream.sfreq or None
     t0 = time.perf_counter()
-    slf = leadfield if leadfield is not None else compute_leadfield(settings)
+    if leadfield is not None:
+        slf = leadfield
+    elif rec is not None:
+        from .recording import leadfield_for_recording
+
+        slf = leadfield_for_recording(rec)
+    else:
+        slf = compute_leadfield(settings)
     gain = slf.leadfield.gain
     say(f"lead field {gain.shape[0]} x {gain.shape[1]} ({slf.leadfield.sources.name}, {settings.sensors.modality}) in {time.perf_counter() - t0:.1f} s")
     noise_cov = data_cov = None
     if settings.noise_cov.source == "stream":
-        cal = _calibration(settings, calibration, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
-        noise_cov = estimate_covariance(settings, cal, data=False)
-        sfreq = _check_sfreq(sfreq, cal)
+        from .recording import merge_projectors, read_mne_covariance, recording_noise_input
+
+        kind, given = recording_noise_input(settings, calibration) if (rec is not None or settings.noise_cov.file) else ("given", calibration)
+        if kind == "cov":
+            noise_cov, cov_projs = read_mne_covariance(given)
+            projectors = merge_projectors(projectors or (), cov_projs)
+            say(f"noise covariance from {given} ({noise_cov.n_chan} channels, {len(cov_projs)} projector(s))")
+        else:
+            cal = _calibration(settings, given, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
+            noise_cov = estimate_covariance(settings, cal, data=False)
+            sfreq = _check_sfreq(sfreq, cal)
     elif calibration is not None:
         logger.warning("calibration ignored: [noise_cov] source = %r (not 'stream')", settings.noise_cov.source)
     if settings.inverse.method == "LCMV" and settings.data_cov.source == "stream":
@@ -185,7 +207,9 @@ def setup(
             "the sampling rate is unknown: set [stream] sfreq in the config or pass sfreq (--sfreq) "
             "(or use [noise_cov] source = 'stream', which reads it from the calibration)"
         )
-    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf)
+    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf, projectors=projectors or ())
+    if rec is not None:
+        bundle = dataclasses.replace(bundle, provenance={**bundle.provenance, "recording": rec.provenance()})
     if out is not None:
         save_bundle(bundle, out)
         say(f"bundle written to {out}")
