@@ -226,6 +226,7 @@ def build_bundle(
     lf = slf.leadfield
     ch_names = tuple(lf.ch_names)
     cov = _reorder(noise_covariance_from_settings(settings, noise_cov, ch_names, slf.ch_types), ch_names)
+    projectors = tuple(p for p in projectors if set(p.ch_names) & set(ch_names))  # those on the operator's channels
     if projectors:
         from .inverse.ssp import project_covariance, projector_reference_matrix
 

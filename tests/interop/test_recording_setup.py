@@ -302,3 +302,26 @@ def test_float32_stream_equals_float64_offline_with_projectors(neuromag, which):
     offline = _apply(bundle, x.astype(np.float64))
     err = np.abs(streamed - offline).max() / np.abs(offline).max()
     assert err <= 1e-5, err
+
+
+def test_cli_setup_recording_option_overrides_the_config(neuromag, tmp_path, monkeypatch, capsys):
+    """``rtsource setup CONFIG --recording FILE``: the file (relative to the current directory) is read."""
+    from rtsource.cli import main
+
+    path, tmp, _, _ = neuromag
+    cfg = tmp / "plain.toml"
+    cfg.write_text(
+        '[sensors]\nmeg_accuracy = "accurate"\n[source_space]\nkind = "discrete"\npoints = "points.csv"\n'
+        '[recording]\nmodality = "meg"\n[noise_cov]\nmethod = "empirical"\n'
+    )
+    monkeypatch.chdir(path.parent)
+    assert main(["setup", str(cfg), "--recording", path.name, "--out", str(tmp_path / "cli.npz")]) == 0
+    bundle = rtsource.load_bundle(tmp_path / "cli.npz")
+    assert bundle.ch_types.count("grad") == 204 and "eeg" not in bundle.ch_types and bundle.sfreq == SFREQ
+    assert [p["description"] for p in bundle.provenance["projectors"]] == ["PCA-mag-v1", "PCA-grad-v1"]
+    assert "306 MEG channels" in capsys.readouterr().out
+
+
+def test_read_acquisition_refuses_what_it_cannot_read(tmp_path):
+    with pytest.raises(rtsource.errors.StreamError, match="does not exist"):
+        read_acquisition(tmp_path / "missing.fif")
