@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -103,9 +104,13 @@ def read_acquisition(path: str | Path, positions: str | Path | None = None, *, a
     if fmt.name == "fif":
         acq = read(path, accuracy=accuracy)
         return acq if positions is None else _with_positions(acq, positions)
-    if fmt.name == "bids":
-        return read(path, positions=positions, accuracy=accuracy)
-    return read(path, positions=positions)
+    # the options a reader takes (a BIDS session names its own positions; EEG readers have no coils)
+    takes = inspect.signature(read).parameters
+    options = {k: v for k, v in (("positions", positions), ("accuracy", accuracy)) if k in takes}
+    acq = read(path, **options)
+    if positions is not None and "positions" not in takes:
+        acq = _with_positions(acq, positions)
+    return acq
 
 
 def _with_positions(acq: Acquisition, positions: str | Path) -> Acquisition:

@@ -38,7 +38,6 @@ MAG_MAX = 0.01
 SFREQ = 250.0
 N_SAMPLES = 1500
 BAD = "EEG 007"
-VERBOSE = "error"
 
 
 def _eeg_positions():
@@ -146,17 +145,19 @@ def _head_gain(bundle, rows, t_ht):
     return (g.reshape(len(rows), -1, 3) @ rot).reshape(len(rows), -1)
 
 
-def _mne_forward(info, bundle, *, meg: bool):
+def _mne_forward(info, bundle, *, meg: bool, eeg: bool | None = None):
+    """MNE's forward on setup's sources, sphere and electrode sites (MEG: MEG sphere; with EEG: EEG sphere)."""
+    eeg = not meg if eeg is None else eeg
     prov = bundle.provenance
     t_ht = np.array(prov["recording"]["head_to_template"]["matrix"])
     inv = np.linalg.inv(t_ht)
     parts = prov["forward"]["parts"] if prov["forward"].get("kind") == "combined" else [prov["forward"]]
-    model = next(p for p in parts if p["kind"].startswith("meg" if meg else "eeg"))
+    model = next(p for p in parts if p["kind"].startswith("eeg" if eeg else "meg"))
     # sources in head coordinates and an identity head->MRI transform: MNE checks sources against a
     # sphere in the MRI frame with the sphere's head-frame origin, which only agrees for the identity
     rr = bundle.sources.positions_m @ inv[:3, :3].T + inv[:3, 3]
     src = mne.setup_volume_source_space(pos=dict(rr=rr, nn=np.tile([0.0, 0.0, 1.0], (len(rr), 1))), verbose="error")
-    if meg:
+    if not eeg:
         sphere = mne.make_sphere_model(r0=inv[:3, :3] @ model["origin_m"] + inv[:3, 3], head_radius=None, verbose="error")
     else:
         radii = np.array(model["radii_m"])
@@ -174,7 +175,7 @@ def _mne_forward(info, bundle, *, meg: bool):
             ch = info["chs"][info["ch_names"].index(bundle.ch_names[i])]
             ch["loc"][:3] = inv[:3, :3] @ p + inv[:3, 3]
     trans = mne.transforms.Transform("head", "mri", np.eye(4))
-    fwd = mne.make_forward_solution(info, trans, src, sphere, meg=meg, eeg=not meg, mindist=0.0, verbose=VERBOSE)
+    fwd = mne.make_forward_solution(info, trans, src, sphere, meg=meg, eeg=eeg, mindist=0.0, verbose="error")
     return fwd, t_ht
 
 
@@ -197,7 +198,7 @@ def neuromag(tmp_path_factory):
     raw = mne.io.read_raw_fif(path, verbose="error")  # projectors inactive: the covariance holds what they remove
     cov = mne.compute_raw_covariance(raw, method="empirical", verbose="error")
     cov.save(tmp / "sub01-cov.fif", verbose="error")
-    bundle = rtsource.setup(_config(tmp, path), out=tmp / "lab.npz")  # the noise from the recording's own samples
+    bundle = rtsource.setup(_config(tmp, path, noise_extra='file = "sub01-cov.fif"\n'), out=tmp / "lab.npz")
     return path, tmp, bundle, cov
 
 
@@ -254,48 +255,29 @@ def _apply(bundle, x):
 
 
 def test_dspm_operator_equals_mne_with_projectors(neuromag):
+    """EEG + MEG: MNE's inverse on setup's own lead field, the -cov.fif and the recording's projectors."""
     path, _, bundle, cov = neuromag
     raw = mne.io.read_raw_fif(path, preload=True, verbose="error")
-    # the SSP projectors reached the operator and the provenance
+    # the SSP projectors reached the operator (the rank of each whitening block) and the provenance
     assert [p["description"] for p in bundle.provenance["projectors"]] == ["PCA-mag-v1", "PCA-grad-v1", "Average EEG reference"]
     assert bundle.params.block_ranks == {"eeg": 59 - 1, "meg": 306 - 2}
-    for ch_type, kinds in (("meg", ("mag", "grad")), ("eeg", ("eeg",))):
-        info = raw.info
-        fwd, t_ht = _mne_forward(info, bundle, meg=ch_type == "meg")
-        rows = [bundle.ch_names.index(c) for c in fwd["sol"]["row_names"] if c in bundle.ch_names]
-        keep = [i for i, c in enumerate(fwd["sol"]["row_names"]) if c in bundle.ch_names]
-        fwd = mne.pick_channels_forward(fwd, [fwd["sol"]["row_names"][i] for i in keep], ordered=True, verbose="error")
-        fwd["sol"]["data"] = _head_gain(bundle, rows, t_ht)  # the same forward: setup's own lead field
-        fwd["_orig_sol"] = fwd["sol"]["data"].copy()
-        inv = mne.minimum_norm.make_inverse_operator(info, fwd, cov, loose=1.0, depth=0.8, verbose="error")
-        stc = mne.minimum_norm.apply_inverse_raw(raw, inv, 1.0 / 9.0, "dSPM", verbose="error")
-        # rtsource's operator of the same channels: an EEG-only or MEG-only setup of the same recording
-        part = _bundle_of(neuromag, ch_type)
-        x = raw.get_data(picks=list(part.ch_names)).T
-        ours = _apply(part, x).T
-        err = np.abs(ours - stc.data).max() / np.abs(stc.data).max()
-        assert err <= 1e-6, (ch_type, err)
+    fwd, t_ht = _mne_forward(raw.info, bundle, meg=True, eeg=True)
+    fwd = mne.pick_channels_forward(fwd, list(bundle.ch_names), ordered=True, verbose="error")
+    assert fwd["sol"]["row_names"] == list(bundle.ch_names) and fwd["nsource"] == bundle.n_sources
+    fwd["sol"]["data"] = _head_gain(bundle, list(range(len(bundle.ch_names))), t_ht)  # the same forward
+    fwd["_orig_sol"] = fwd["sol"]["data"].copy()
+    inv = mne.minimum_norm.make_inverse_operator(raw.info, fwd, cov, loose=1.0, depth=0.8, verbose="error")
+    stc = mne.minimum_norm.apply_inverse_raw(raw, inv, 1.0 / 9.0, "dSPM", verbose="error")
+    ours = _apply(bundle, raw.get_data(picks=list(bundle.ch_names)).T).T
+    err = np.abs(ours - stc.data).max() / np.abs(stc.data).max()
+    assert err <= 1e-6, err
 
 
-_PARTS: dict = {}
-
-
-def _bundle_of(neuromag, modality):
-    """An EEG-only or MEG-only setup of the same recording, noise from its -cov.fif."""
-    if modality not in _PARTS:
-        path, tmp, _, _ = neuromag
-        cfg = _config(tmp, path, recording_extra=f'modality = "{modality}"\n', noise_extra='file = "sub01-cov.fif"\n', name=modality)
-        _PARTS[modality] = rtsource.setup(cfg)
-    return _PARTS[modality]
-
-
-@pytest.mark.parametrize("which", ["eeg+meg", "meg"])
-def test_float32_stream_equals_float64_offline_with_projectors(neuromag, which):
-    """Raw (unprojected) data with the environmental patterns 3x the noise, through the float32
-    stream and the float64 application: EEG + MEG with the covariance from the recording's
-    samples, and MEG with MNE's covariance (a -cov.fif with the projectors)."""
-    bundle = neuromag[2] if which == "eeg+meg" else _bundle_of(neuromag, "meg")
-    raw = mne.io.read_raw_fif(neuromag[0], preload=True, verbose="error")
+def test_float32_stream_equals_float64_offline_with_projectors(neuromag):
+    """Raw (unprojected) data, the environmental patterns 3x the noise, through the float32 stream
+    (the Estimator: what `rtsource run` applies) and the float64 application."""
+    path, _, bundle, _ = neuromag
+    raw = mne.io.read_raw_fif(path, preload=True, verbose="error")
     x = raw.get_data(picks=list(bundle.ch_names)).T.astype(np.float32)
     est = rtsource.Estimator(bundle, bundle.ch_names, list(bundle.ch_units), ch_types=list(bundle.ch_types))
     streamed = est.process(x).sources
@@ -325,3 +307,40 @@ def test_cli_setup_recording_option_overrides_the_config(neuromag, tmp_path, mon
 def test_read_acquisition_refuses_what_it_cannot_read(tmp_path):
     with pytest.raises(rtsource.errors.StreamError, match="does not exist"):
         read_acquisition(tmp_path / "missing.fif")
+
+
+def test_brainvision_recording_with_a_positions_file(tmp_path):
+    """EEG data without positions (BrainVision, read by rtsource's own reader) + a positions table."""
+    from rtsource.recordings.brainvision import read_brainvision
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pos = mne.channels.make_standard_montage("standard_1005").get_positions()
+    names = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4", "P8", "O1", "Oz", "O2"]
+    chans = names + ["Aux1"]  # no position: left out of the operator
+    rows = [f"{lab},{x * 1e3:.2f},{y * 1e3:.2f},{z * 1e3:.2f}" for lab, (x, y, z) in
+            [("NAS", pos["nasion"]), ("LPA", pos["lpa"]), ("RPA", pos["rpa"])] + [(n.upper(), pos["ch_pos"][n]) for n in names]]  # fmt: skip
+    (tmp_path / "cap.csv").write_text("label,x (mm),y (mm),z (mm)\n" + "\n".join(rows) + "\n")
+    n = 2000
+    data = np.random.default_rng(2).integers(-2000, 2000, size=(n, len(chans))).astype("<i2")
+    (tmp_path / "rec.eeg").write_bytes(data.tobytes())
+    info = "".join(f"Ch{i + 1}={c},,0.1,µV\n" for i, c in enumerate(chans))
+    (tmp_path / "rec.vhdr").write_text(
+        "Brain Vision Data Exchange Header File Version 1.0\n\n[Common Infos]\nCodepage=UTF-8\nDataFile=rec.eeg\n"
+        f"DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(chans)}\nSamplingInterval=4000\n\n"
+        f"[Binary Infos]\nBinaryFormat=INT_16\n\n[Channel Infos]\n{info}",
+        encoding="utf-8",
+    )
+    acq = read_acquisition(tmp_path / "rec.vhdr", tmp_path / "cap.csv")
+    assert acq.sfreq == 250.0 and acq.names_of("eeg") == tuple(chans)
+    assert acq.digitization.electrodes.labels == tuple(names) and acq.digitization.has_fiducials  # labels matched to the channels
+    cfg = tmp_path / "bv.toml"
+    cfg.write_text(
+        '[recording]\nfile = "rec.vhdr"\npositions = "cap.csv"\n[source_space]\nkind = "discrete"\n'
+        f'points = "{_sources_csv(tmp_path / "points.csv", n=10).name}"\n[noise_cov]\nmethod = "empirical"\n'
+    )
+    bundle = rtsource.setup(cfg)
+    assert bundle.ch_names == tuple(names) and bundle.sfreq == 250.0 and bundle.reference == "average"
+    assert any("Aux1" in note or "without a position" in note for note in bundle.provenance["recording"]["notes"])
+    x = read_brainvision(tmp_path / "rec.vhdr", reader="builtin")
+    assert x.n_samples == n
