@@ -192,7 +192,7 @@ class NoiseCovSettings:
 
     source: str = _opt(_one_of("stream", "file", "ad_hoc"), "capture from the stream, load a file, or diagonal", "stream")
     seconds: float = _opt(_between(0.1, 600.0, "s", why="longer captures add nothing to a covariance and hold GBs of samples in memory"), "calibration length when capturing from the stream", 20.0)
-    path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
+    path: str = _opt(None, "covariance file (.npz, or an MNE -cov.fif) when source = 'file'", "")
     file: str = _opt(None, "source = 'stream' without a stream: a rest / empty-room recording, or an MNE -cov.fif (with its projectors)", "")
     method: str = _opt(_one_of("shrunk", "empirical"), "estimator", "shrunk")
     ad_hoc_std_uv: float = _opt(_between(1e-6, 1e6, "uV"), "per-channel noise std for source = 'ad_hoc'", 0.2)

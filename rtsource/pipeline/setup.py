@@ -5,7 +5,10 @@
                 or given as data ([noise_cov] source = 'stream'); or a covariance file / ad hoc
              ─> [LCMV: data calibration, the same ways] ─> inverse operator ─> OperatorBundle
 
-``rtsource setup CONFIG`` is this function plus a print of the result. A calibration given
+With ``[recording] file`` the channels, sensor positions (coregistered), MEG sensors, SSP
+projectors, sampling rate and the noise samples come from the lab's recording
+(:mod:`.recording`); no stream is needed. ``rtsource setup CONFIG`` is this function plus a
+print of the result. A calibration given
 by the caller (a :class:`~rtsource.recordings.Recording` read from a file, or a
 :class:`~rtsource.stream.calibration.Calibration` captured earlier) replaces the capture
 from the stream; its channels are matched by name and converted to SI units exactly as a
@@ -196,6 +199,12 @@ def setup(
             sfreq = _check_sfreq(sfreq, cal)
     elif calibration is not None:
         logger.warning("calibration ignored: [noise_cov] source = %r (not 'stream')", settings.noise_cov.source)
+    if settings.noise_cov.source == "file":
+        from .recording import is_mne_covariance, merge_projectors, read_mne_covariance
+
+        if is_mne_covariance(settings.noise_cov.path):  # an MNE -cov.fif, with its projectors
+            noise_cov, cov_projs = read_mne_covariance(settings.resolve_path(settings.noise_cov.path))
+            projectors = merge_projectors(projectors or (), cov_projs)
     if settings.inverse.method == "LCMV" and settings.data_cov.source == "stream":
         cal = _calibration(settings, data_calibration, settings.data_cov.seconds, "data for the beamformer's covariance", stream, say)
         data_cov = estimate_covariance(settings, cal, data=True)

@@ -286,22 +286,32 @@ def test_float32_stream_equals_float64_offline_with_projectors(neuromag):
     assert err <= 1e-5, err
 
 
-def test_cli_setup_recording_option_overrides_the_config(neuromag, tmp_path, monkeypatch, capsys):
-    """``rtsource setup CONFIG --recording FILE``: the file (relative to the current directory) is read."""
+def test_cli_setup_with_trans_and_cov_files(neuromag, tmp_path, monkeypatch, capsys):
+    """``rtsource setup CONFIG --recording FILE`` (relative to the current directory), the head placed
+    by an MNE -trans.fif instead of a fit and the covariance an MNE -cov.fif ([noise_cov] source =
+    'file'): the MEG lead field is the fitted setup's for the same transform, the projectors the
+    recording's and the covariance's."""
     from rtsource.cli import main
 
-    path, tmp, _, _ = neuromag
-    cfg = tmp / "plain.toml"
+    path, tmp, fitted, _ = neuromag
+    t_ht = np.array(fitted.provenance["recording"]["head_to_template"]["matrix"])
+    mne.write_trans(tmp_path / "sub01-trans.fif", mne.transforms.Transform("head", "mri", t_ht), overwrite=True, verbose="error")
+    cfg = tmp_path / "plain.toml"
     cfg.write_text(
-        '[sensors]\nmeg_accuracy = "accurate"\n[source_space]\nkind = "discrete"\npoints = "points.csv"\n'
-        '[recording]\nmodality = "meg"\n[noise_cov]\nmethod = "empirical"\n'
+        f'[sensors]\nmeg_accuracy = "accurate"\n[source_space]\nkind = "discrete"\npoints = "{tmp / "points.csv"}"\n'
+        '[recording]\nmodality = "meg"\n[coreg]\ntrans = "sub01-trans.fif"\n'
+        f'[noise_cov]\nsource = "file"\npath = "{tmp / "sub01-cov.fif"}"\n'
     )
     monkeypatch.chdir(path.parent)
     assert main(["setup", str(cfg), "--recording", path.name, "--out", str(tmp_path / "cli.npz")]) == 0
+    assert "0 EEG + 306 MEG channels" in capsys.readouterr().out
     bundle = rtsource.load_bundle(tmp_path / "cli.npz")
     assert bundle.ch_types.count("grad") == 204 and "eeg" not in bundle.ch_types and bundle.sfreq == SFREQ
+    assert np.allclose(bundle.provenance["recording"]["head_to_template"]["matrix"], t_ht, atol=1e-6)  # float32 in the file
+    rows = [fitted.ch_names.index(c) for c in bundle.ch_names]
+    assert np.allclose(bundle.gain, np.asarray(fitted.gain)[rows], rtol=1e-5, atol=1e-5 * np.abs(bundle.gain).max())
     assert [p["description"] for p in bundle.provenance["projectors"]] == ["PCA-mag-v1", "PCA-grad-v1"]
-    assert "306 MEG channels" in capsys.readouterr().out
+    assert bundle.params.block_ranks == {"meg": 304}
 
 
 def test_read_acquisition_refuses_what_it_cannot_read(tmp_path):
