@@ -354,3 +354,22 @@ def test_brainvision_recording_with_a_positions_file(tmp_path):
     assert any("Aux1" in note or "without a position" in note for note in bundle.provenance["recording"]["notes"])
     x = read_brainvision(tmp_path / "rec.vhdr", reader="builtin")
     assert x.n_samples == n
+
+
+def test_noise_covariance_from_mne_applies_its_projectors():
+    from rtsource.interop.mne_bridge import noise_covariance_from_mne
+
+    names = [f"MEG{i}" for i in range(5)]
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(5, 5))
+    c = a @ a.T * 1e-26
+    u = rng.normal(size=5)
+    u /= np.linalg.norm(u)
+    proj = mne.Projection(data=dict(nrow=1, ncol=5, row_names=None, col_names=names, data=u[None]), desc="PCA-v1", kind=1, active=False, explained_var=None)
+    cov = mne.Covariance(c, names, bads=[], projs=[proj], nfree=100)
+    p = np.eye(5) - np.outer(u, u)
+    order = names[::-1]
+    got = noise_covariance_from_mne(cov, order)
+    assert got.ch_names == tuple(order)
+    assert np.allclose(got.data, (p @ c @ p)[::-1, ::-1], rtol=1e-10, atol=1e-40)
+    assert np.allclose(noise_covariance_from_mne(cov, names, apply_projectors=False).data, c)
