@@ -20,13 +20,18 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config import Settings
 from ..errors import ConfigError, GeometryError
 from ..geometry import Frame, Transform
+
+if TYPE_CHECKING:  # annotations only
+    from ..coreg import CoregResult
+    from ..forward.leadfield import SensorSet
+    from ..recordings import Acquisition, SspProjector
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +59,12 @@ class RecordingSetup:
         What was decided (channels left out, how the head was placed), for the report.
     """
 
-    acquisition: Any
+    acquisition: Acquisition
     settings: Settings
-    sensors: Any
+    sensors: SensorSet
     head_to_template: Transform
-    coreg: Any
-    projectors: tuple
+    coreg: CoregResult | None
+    projectors: tuple[SspProjector, ...]
     notes: tuple[str, ...]
 
     def provenance(self) -> dict:
@@ -76,7 +81,7 @@ class RecordingSetup:
         return out
 
 
-def _head_to_template(settings: Settings, acq, say) -> tuple[Transform, Any, list[str]]:
+def _head_to_template(settings: Settings, acq: Acquisition, say) -> tuple[Transform, CoregResult | None, list[str]]:
     """HEAD -> TEMPLATE from ``[coreg] trans`` or from fitting the digitisation; and the coreg result."""
     from ..anatomy.template import load_template
 
@@ -134,7 +139,7 @@ def _head_to_template(settings: Settings, acq, say) -> tuple[Transform, Any, lis
     return t, None, notes
 
 
-def prepare_recording(settings: Settings, acquisition=None, progress=None) -> RecordingSetup:
+def prepare_recording(settings: Settings, acquisition: Acquisition | None = None, progress=None) -> RecordingSetup:
     """The operator's channels, sensors on the template and projectors of ``[recording] file``.
 
     Parameters
@@ -261,7 +266,7 @@ def read_mne_covariance(path: str | Path):
     return noise_covariance_from_mne(cov, names), projectors_from_mne(cov["projs"])
 
 
-def merge_projectors(*groups) -> tuple:
+def merge_projectors(*groups: Any) -> tuple[SspProjector, ...]:
     """Projectors of several sources, each description once (the first wins)."""
     seen, out = set(), []
     for group in groups:
