@@ -373,3 +373,21 @@ def test_noise_covariance_from_mne_applies_its_projectors():
     assert got.ch_names == tuple(order)
     assert np.allclose(got.data, (p @ c @ p)[::-1, ::-1], rtol=1e-10, atol=1e-40)
     assert np.allclose(noise_covariance_from_mne(cov, names, apply_projectors=False).data, c)
+
+
+def test_bad_channel_rebuild_keeps_the_projectors(neuromag):
+    """A run-time rebuild without some channels applies the projectors again on the channels left."""
+    from rtsource.inverse.rebuild import rebuild_without_channels
+
+    bundle = neuromag[2]
+    new = rebuild_without_channels(bundle, ["MEG 0113", "EEG 001"])
+    assert new.params.block_ranks == {"eeg": 58 - 1, "meg": 305 - 2}
+    assert new.provenance["projectors"] == bundle.provenance["projectors"]
+    acq = read_acquisition(neuromag[0])
+    for p in acq.projectors[:2]:  # the MEG patterns, restricted to the remaining channels, are not seen
+        u = np.zeros(len(new.ch_names))
+        for name, value in zip(p.ch_names, p.vectors[0]):
+            if name in new.ch_names:
+                u[new.ch_names.index(name)] = value
+        k = np.asarray(new.kernel)
+        assert np.abs(k @ u).max() <= 1e-9 * np.abs(k).max() * np.abs(u).max() * len(u)
