@@ -219,7 +219,7 @@ def prepare_recording(settings: Settings, acquisition: Acquisition | None = None
     s = settings.sensors
     sensors_settings = dataclasses.replace(
         s, modality=modality, channels=tuple(eeg_names) if eeg_names else s.channels, montage=acq.path,
-        meg_array=acq.path if meg_names else s.meg_array, meg_channels=tuple(meg_names),
+        meg_array=_meg_array_spec(acq) if meg_names else s.meg_array, meg_channels=tuple(meg_names),
     )  # fmt: skip
     new = dataclasses.replace(settings, sensors=sensors_settings)
     if acq.sfreq and not settings.stream.sfreq:
@@ -229,6 +229,29 @@ def prepare_recording(settings: Settings, acquisition: Acquisition | None = None
         f"{acq.sfreq:g} Hz" + "".join(f"; {n}" for n in notes)
     )
     return RecordingSetup(acq, new, SensorSet(montage, array, provenance), t, coreg, tuple(acq.projectors), tuple(notes))
+
+
+def _meg_array_spec(acq: Acquisition) -> str:
+    """What ``[sensors] meg_array`` names for the recording's array: the FIF itself, else a JSON copy.
+
+    (The calibration reads the operator's channels through ``[sensors]``; a BIDS MEG session
+    is a directory, which ``load_meg_array`` does not read, so its array is written to the
+    cache as an ``rtsource-meg-array`` file, named by its content.)
+    """
+    import hashlib
+    import json
+
+    from ..cache import cache_dir
+    from ..sensors.meg.io import meg_array_to_dict
+
+    if acq.format == "fif":
+        return acq.path
+    text = json.dumps(meg_array_to_dict(acq.meg), indent=1) + "\n"
+    path = cache_dir() / "meg-arrays" / f"{hashlib.sha256(text.encode()).hexdigest()[:20]}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return str(path)
 
 
 def leadfield_for_recording(rs: RecordingSetup, *, use_cache: bool = True):

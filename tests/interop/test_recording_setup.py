@@ -391,3 +391,18 @@ def test_bad_channel_rebuild_keeps_the_projectors(neuromag):
                 u[new.ch_names.index(name)] = value
         k = np.asarray(new.kernel)
         assert np.abs(k @ u).max() <= 1e-9 * np.abs(k).max() * np.abs(u).max() * len(u)
+
+
+def test_meg_array_of_a_non_fif_acquisition_is_named_by_a_json_copy(neuromag):
+    """A BIDS MEG session is a directory: [sensors] meg_array then names a JSON copy of its array."""
+    import dataclasses
+
+    from rtsource.pipeline.recording import _meg_array_spec
+    from rtsource.sensors.meg import load_meg_array
+
+    acq = read_acquisition(neuromag[0])
+    spec = _meg_array_spec(dataclasses.replace(acq, format="bids", path=str(neuromag[1])))
+    assert spec.endswith(".json")
+    copy, original = load_meg_array(spec, accuracy="accurate"), load_meg_array(neuromag[0], accuracy="accurate")
+    assert copy.ch_names == original.ch_names and copy.coil_types == original.coil_types
+    assert np.allclose(copy.points_m, original.points_m, atol=1e-9) and np.allclose(copy.dev_head_t.matrix, original.dev_head_t.matrix)
