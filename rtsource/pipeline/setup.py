@@ -138,12 +138,14 @@ def setup(
     calibration : str, Path, Recording or Calibration, optional
         Noise calibration (rest, or an empty room for MEG) for ``[noise_cov] source =
         'stream'``: a recording file, a :class:`~rtsource.recordings.Recording`, or a
-        :class:`~rtsource.stream.calibration.Calibration`. Default: capture
-        ``[noise_cov] seconds`` from the stream ``[stream]`` (or ``stream``) names. Ignored
+        :class:`~rtsource.stream.calibration.Calibration`. Default: ``[noise_cov] file``, else
+        ``[recording] file``'s samples, else capture ``[noise_cov] seconds`` from the stream
+        ``[stream]`` (or ``stream``) names. Ignored
         (with a warning) when the noise covariance comes from a file or is ad hoc.
     data_calibration : same as ``calibration``, optional
         LCMV: the data the beamformer's covariance is estimated from (``[data_cov] source =
-        'stream'``); default: capture ``[data_cov] seconds`` from the stream.
+        'stream'``); default: ``[recording] file``'s samples, else capture ``[data_cov]
+        seconds`` from the stream.
     stream : rtsource.stream.inlet.StreamSelector, optional
         Which LSL stream to capture from (default: ``[stream]`` name / type / source_id).
     leadfield : rtsource.build.SensorLeadField, optional
@@ -206,6 +208,8 @@ def setup(
             noise_cov, cov_projs = read_mne_covariance(settings.resolve_path(settings.noise_cov.path))
             projectors = merge_projectors(projectors or (), cov_projs)
     if settings.inverse.method == "LCMV" and settings.data_cov.source == "stream":
+        if data_calibration is None and rec is not None and not settings.resolve_path(settings.recording.file).is_dir():
+            data_calibration = settings.resolve_path(settings.recording.file)  # the recording's samples, as for the noise
         cal = _calibration(settings, data_calibration, settings.data_cov.seconds, "data for the beamformer's covariance", stream, say)
         data_cov = estimate_covariance(settings, cal, data=True)
         sfreq = _check_sfreq(sfreq, cal)

@@ -354,6 +354,10 @@ def test_brainvision_recording_with_a_positions_file(tmp_path):
     assert any("Aux1" in note or "without a position" in note for note in bundle.provenance["recording"]["notes"])
     x = read_brainvision(tmp_path / "rec.vhdr", reader="builtin")
     assert x.n_samples == n
+    # LCMV: the data covariance from the same samples (no stream)
+    cfg.write_text(cfg.read_text() + '[inverse]\nmethod = "LCMV"\n[data_cov]\nmethod = "empirical"\n')
+    lcmv = rtsource.setup(cfg)
+    assert lcmv.method == "LCMV" and lcmv.data_cov is not None and lcmv.ch_names == tuple(names)
 
 
 def test_noise_covariance_from_mne_applies_its_projectors():
