@@ -48,6 +48,8 @@ _EXPORTS = {
     # recordings and the simulator
     "Recording": ".recordings",
     "read_recording": ".recordings",
+    "Acquisition": ".recordings",
+    "read_acquisition": ".recordings",
     "run_replay": ".replay",
     "simulate_recording": ".pipeline.simulated",
     "run_demo": ".pipeline.demo",

@@ -165,12 +165,15 @@ def compute_leadfield(settings: Settings, *, use_cache: bool = True) -> SensorLe
 
 
 def noise_covariance_from_settings(settings: Settings, captured: NoiseCovariance | None, ch_names, ch_types) -> NoiseCovariance:
-    """The covariance the settings ask for; ``captured`` is required for source = 'stream'."""
+    """The covariance the settings ask for; ``captured`` (given by the caller) always wins.
+
+    It is required for source = 'stream' (captured, or computed from a recording).
+    """
     nc = settings.noise_cov
-    if nc.source == "stream":
-        if captured is None:
-            raise ConfigError("[noise_cov] source = 'stream' needs a calibration captured from the stream (rtsource setup does this)")
+    if captured is not None:
         return captured
+    if nc.source == "stream":
+        raise ConfigError("[noise_cov] source = 'stream' needs a calibration captured from the stream (rtsource setup does this)")
     if nc.source == "file":
         return load_noise_covariance(settings.resolve_path(nc.path))
     from .sensors.meg import AD_HOC_NOISE_STD
@@ -199,6 +202,7 @@ def build_bundle(
     noise_cov: NoiseCovariance | None = None,
     data_cov: DataCovariance | None = None,
     leadfield: SensorLeadField | None = None,
+    projectors: tuple = (),
 ) -> OperatorBundle:
     """Build the operator bundle the settings describe.
 
@@ -213,6 +217,9 @@ def build_bundle(
         Captured data covariance for LCMV (else ``[data_cov] path`` is read).
     leadfield : SensorLeadField, optional
         Reuse a lead field computed before (else computed or read from the cache).
+    projectors : tuple of SspProjector, optional
+        SSP projectors of the recording and the covariance: the covariance is projected,
+        the operator applies them (:mod:`rtsource.inverse.ssp`), the provenance lists them.
     """
     if not (np.isfinite(sfreq) and sfreq > 0):
         raise ConfigError(f"sampling rate {sfreq!r} must be a positive number of Hz")
@@ -220,6 +227,12 @@ def build_bundle(
     lf = slf.leadfield
     ch_names = tuple(lf.ch_names)
     cov = _reorder(noise_covariance_from_settings(settings, noise_cov, ch_names, slf.ch_types), ch_names)
+    projectors = tuple(p for p in projectors if set(p.ch_names) & set(ch_names))  # those on the operator's channels
+    if projectors:
+        from .inverse.ssp import project_covariance, projector_reference_matrix
+
+        ssp, _ = projector_reference_matrix(ch_names, "none", slf.ch_types, projectors)
+        cov = dataclasses.replace(cov, data=project_covariance(cov.data, ssp))
     method = settings.inverse.method
     if method == "LCMV":
         if data_cov is None:
@@ -237,7 +250,7 @@ def build_bundle(
     params = settings.inverse.params()
     if orientation_is_free(lf.sources) and isinstance(params, MinimumNormParams):
         params = dataclasses.replace(params, loose=1.0)  # volume and discrete sources have no surface normal
-    op = make_operator(params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov)
+    op = make_operator(params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov, projectors=projectors)
     record = operator_record(op, params, reference=reference, data_cov=data_cov)
     provenance = {
         "head": {"model": settings.head.model, "frame": "template"},
@@ -247,6 +260,10 @@ def build_bundle(
         "noise_cov": {"method": cov.method, "n_samples": cov.n_samples, "shrinkage": cov.shrinkage, "source": settings.noise_cov.source},
         "settings": settings_to_dict(settings),
     }
+    if projectors:
+        from .inverse.ssp import projectors_provenance
+
+        provenance["projectors"] = projectors_provenance(projectors)
     return OperatorBundle(
         kernel=op.kernel,
         noise_norm=op.noise_norm,

@@ -40,7 +40,10 @@ def _settings(path: str | None):
 #: Options that override a config key, per command: argparse dest -> (config key, option).
 #: They go through the config's own validation (rtsource.config.apply_overrides).
 _CONFIG_OPTIONS = {
-    "setup": {"sfreq": ("stream.sfreq", "--sfreq"), "stream_name": ("stream.name", "--stream-name"), "source_id": ("stream.source_id", "--source-id")},
+    "setup": {
+        "sfreq": ("stream.sfreq", "--sfreq"), "stream_name": ("stream.name", "--stream-name"), "source_id": ("stream.source_id", "--source-id"),
+        "recording": ("recording.file", "--recording"), "positions": ("recording.positions", "--positions"),
+    },
     "run": {
         "stream_name": ("stream.name", "--stream-name"), "stream_type": ("stream.type", "--stream-type"),
         "source_id": ("stream.source_id", "--source-id"), "outlet_name": ("output.name", "--outlet-name"),
@@ -87,6 +90,9 @@ def _seconds(text: str) -> float:
 def cmd_setup(args) -> int:
     from .pipeline.setup import setup
 
+    for dest in ("recording", "positions"):  # paths given on the command line are relative to here, not the config
+        if getattr(args, dest, None):
+            setattr(args, dest, str(Path(getattr(args, dest)).expanduser().resolve()))
     settings = _with_options(_settings(args.config), args)
     out = Path(args.out) if args.out else settings.resolve_path(settings.bundle.path)
     stream = None
@@ -325,8 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("setup", help="build an operator bundle from a config")
-    s.add_argument("config", help="TOML configuration")
+    s.add_argument("config", nargs="?", help="TOML configuration (default: the defaults)")
     s.add_argument("--out", help="bundle path (default: [bundle] path of the config)")
+    s.add_argument("--recording", help="the lab's recording (FIF, BIDS directory, EDF/BDF/BrainVision/XDF): overrides [recording] file")
+    s.add_argument("--positions", help="positions file for a recording without digitisation: overrides [recording] positions")
     s.add_argument("--sfreq", type=float, help="sampling rate in Hz (default: [stream] sfreq, else the calibration's)")
     s.add_argument("--calibration", help="rest recording (XDF, EDF/BDF, BrainVision, FIF) for the noise covariance instead of capturing it from the stream")
     s.add_argument("--data-calibration", help="LCMV: recording for the data covariance instead of capturing it from the stream")

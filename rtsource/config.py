@@ -116,6 +116,16 @@ class CoregSettings:
     qc_png: str = _opt(None, "write the QC picture here (relative to the config); empty: none", "")
     unit: str = _opt(lambda v: None if v in ("", "m", "cm", "mm") else "must be '', 'm', 'cm' or 'mm'", "override the file's length unit", "")
     frame: str = _opt(None, "override the file's frame ('head', 'ctf', 'template', ...)", "")
+    trans: str = _opt(None, "[recording]: an MNE -trans.fif (head -> MRI of the template) used instead of fitting; empty: fit", "")
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    """[recording]: a lab's recording setup takes channels, positions, projectors, MEG sensors and rest data from."""
+
+    file: str = _opt(None, "FIF, EDF/BDF, BrainVision or XDF file, or a BIDS session directory; empty: none (channels from [sensors])", "")
+    positions: str = _opt(None, "positions file (any [sensors] montage format) for recordings without digitisation (EDF/BDF, BrainVision, XDF)", "")
+    modality: str = _opt(_one_of("", "eeg", "meg", "eeg+meg"), "sensors of the recording the operator uses; empty: all it has", "")
 
 
 @dataclass(frozen=True)
@@ -183,7 +193,8 @@ class NoiseCovSettings:
 
     source: str = _opt(_one_of("stream", "file", "ad_hoc"), "capture from the stream, load a file, or diagonal", "stream")
     seconds: float = _opt(_between(0.1, 600.0, "s", why="longer captures add nothing to a covariance and hold GBs of samples in memory"), "calibration length when capturing from the stream", 20.0)
-    path: str = _opt(None, "covariance file (.npz) when source = 'file'", "")
+    path: str = _opt(None, "covariance file (.npz, or an MNE -cov.fif) when source = 'file'", "")
+    file: str = _opt(None, "source = 'stream' without a stream: a rest / empty-room recording, or an MNE -cov.fif (with its projectors)", "")
     method: str = _opt(_one_of("shrunk", "empirical"), "estimator", "shrunk")
     ad_hoc_std_uv: float = _opt(_between(1e-6, 1e6, "uV"), "per-channel noise std for source = 'ad_hoc'", 0.2)
 
@@ -413,6 +424,7 @@ class Settings:
     head: HeadSettings = field(default_factory=HeadSettings)
     sensors: SensorSettings = field(default_factory=SensorSettings)
     coreg: CoregSettings = field(default_factory=CoregSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
     source_space: SourceSpaceSettings = field(default_factory=SourceSpaceSettings)
     forward: ForwardSettings = field(default_factory=ForwardSettings)
     inverse: InverseSettings = field(default_factory=InverseSettings)

@@ -21,6 +21,7 @@ from .minimum_norm import make_inverse_operator
 from .operator import LinearInverse
 from .params import InverseParams, LcmvParams, MinimumNormParams, OperatorRecord, params_for
 from .reference import reference_matrix
+from .ssp import projector_reference_matrix
 
 
 def make_operator(
@@ -34,6 +35,7 @@ def make_operator(
     ch_types: Sequence[str] | None = None,
     data_cov: DataCovariance | None = None,
     eloreta_init: np.ndarray | None = None,
+    projectors: Sequence = (),
 ) -> LinearInverse:
     """Build the operator of any method.
 
@@ -60,6 +62,9 @@ def make_operator(
     eloreta_init : ndarray, optional
         eLORETA warm start (``LinearInverse.source_weights`` of an operator for nearly the
         same channels).
+    projectors : sequence of SspProjector, optional
+        SSP projectors applied with the reference, as MNE-Python does (``K P``, whitener on
+        ``P C P^T`` with the rank reduced): :func:`.ssp.projector_reference_matrix`.
 
     Returns
     -------
@@ -73,7 +78,7 @@ def make_operator(
             "LcmvParams(...) or a method name"
         )
     names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
-    m = reference_matrix(names, reference, ch_types)
+    m = projector_reference_matrix(names, reference, ch_types, projectors)[0] if projectors else reference_matrix(names, reference, ch_types)
     if isinstance(params, LcmvParams):
         if data_cov is None:
             raise InverseError(

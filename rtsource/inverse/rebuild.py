@@ -37,6 +37,7 @@ from .make import make_operator, operator_record, weights_for_bundle, weights_fr
 from .operator import LinearInverse
 from .params import MinimumNormParams, OperatorRecord
 from .prepared_forward import LocalForward, prepare_forward
+from .ssp import projectors_from_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,7 @@ def rebuild_operator(
     op = make_operator(
         params, gain, bundle.sources.normals, noise, reference=reference,
         ch_names=new_names, ch_types=new_types, data_cov=dcov, eloreta_init=init,
+        projectors=projectors_from_provenance(getattr(bundle, "provenance", {})),  # SSP on the remaining channels
     )
     return op, keep, gain
 

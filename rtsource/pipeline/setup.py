@@ -5,7 +5,10 @@
                 or given as data ([noise_cov] source = 'stream'); or a covariance file / ad hoc
              ─> [LCMV: data calibration, the same ways] ─> inverse operator ─> OperatorBundle
 
-``rtsource setup CONFIG`` is this function plus a print of the result. A calibration given
+With ``[recording] file`` the channels, sensor positions (coregistered), MEG sensors, SSP
+projectors, sampling rate and the noise samples come from the lab's recording
+(:mod:`.recording`); no stream is needed. ``rtsource setup CONFIG`` is this function plus a
+print of the result. A calibration given
 by the caller (a :class:`~rtsource.recordings.Recording` read from a file, or a
 :class:`~rtsource.stream.calibration.Calibration` captured earlier) replaces the capture
 from the stream; its channels are matched by name and converted to SI units exactly as a
@@ -14,6 +17,7 @@ live stream's are.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -134,12 +138,14 @@ def setup(
     calibration : str, Path, Recording or Calibration, optional
         Noise calibration (rest, or an empty room for MEG) for ``[noise_cov] source =
         'stream'``: a recording file, a :class:`~rtsource.recordings.Recording`, or a
-        :class:`~rtsource.stream.calibration.Calibration`. Default: capture
-        ``[noise_cov] seconds`` from the stream ``[stream]`` (or ``stream``) names. Ignored
+        :class:`~rtsource.stream.calibration.Calibration`. Default: ``[noise_cov] file``, else
+        ``[recording] file``'s samples, else capture ``[noise_cov] seconds`` from the stream
+        ``[stream]`` (or ``stream``) names. Ignored
         (with a warning) when the noise covariance comes from a file or is ad hoc.
     data_calibration : same as ``calibration``, optional
         LCMV: the data the beamformer's covariance is estimated from (``[data_cov] source =
-        'stream'``); default: capture ``[data_cov] seconds`` from the stream.
+        'stream'``); default: ``[recording] file``'s samples, else capture ``[data_cov]
+        seconds`` from the stream.
     stream : rtsource.stream.inlet.StreamSelector, optional
         Which LSL stream to capture from (default: ``[stream]`` name / type / source_id).
     leadfield : rtsource.build.SensorLeadField, optional
@@ -162,9 +168,22 @@ def setup(
 
     settings = as_settings(config)
     say = progress or logger.info
+    rec = projectors = None
+    if settings.recording.file:  # channels, sensors, projectors and rate from the lab's recording
+        from .recording import prepare_recording
+
+        rec = prepare_recording(settings, progress=say)
+        settings, projectors = rec.settings, rec.projectors
     sfreq = sfreq or settings.stream.sfreq or None
     t0 = time.perf_counter()
-    slf = leadfield if leadfield is not None else compute_leadfield(settings)
+    if leadfield is not None:
+        slf = leadfield
+    elif rec is not None:
+        from .recording import leadfield_for_recording
+
+        slf = leadfield_for_recording(rec)
+    else:
+        slf = compute_leadfield(settings)
     gain = slf.leadfield.gain
     say(f"lead field {gain.shape[0]} x {gain.shape[1]} ({slf.leadfield.sources.name}, {settings.sensors.modality}) in {time.perf_counter() - t0:.1f} s")
     from ..coreg.report import coreg_report_lines
@@ -173,12 +192,28 @@ def setup(
         say(line)
     noise_cov = data_cov = None
     if settings.noise_cov.source == "stream":
-        cal = _calibration(settings, calibration, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
-        noise_cov = estimate_covariance(settings, cal, data=False)
-        sfreq = _check_sfreq(sfreq, cal)
+        from .recording import merge_projectors, read_mne_covariance, recording_noise_input
+
+        kind, given = recording_noise_input(settings, calibration) if (rec is not None or settings.noise_cov.file) else ("given", calibration)
+        if kind == "cov":
+            noise_cov, cov_projs = read_mne_covariance(given)
+            projectors = merge_projectors(projectors or (), cov_projs)
+            say(f"noise covariance from {given} ({noise_cov.n_chan} channels, {len(cov_projs)} projector(s))")
+        else:
+            cal = _calibration(settings, given, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
+            noise_cov = estimate_covariance(settings, cal, data=False)
+            sfreq = _check_sfreq(sfreq, cal)
     elif calibration is not None:
         logger.warning("calibration ignored: [noise_cov] source = %r (not 'stream')", settings.noise_cov.source)
+    if settings.noise_cov.source == "file":
+        from .recording import is_mne_covariance, merge_projectors, read_mne_covariance
+
+        if is_mne_covariance(settings.noise_cov.path):  # an MNE -cov.fif, with its projectors
+            noise_cov, cov_projs = read_mne_covariance(settings.resolve_path(settings.noise_cov.path))
+            projectors = merge_projectors(projectors or (), cov_projs)
     if settings.inverse.method == "LCMV" and settings.data_cov.source == "stream":
+        if data_calibration is None and rec is not None and not settings.resolve_path(settings.recording.file).is_dir():
+            data_calibration = settings.resolve_path(settings.recording.file)  # the recording's samples, as for the noise
         cal = _calibration(settings, data_calibration, settings.data_cov.seconds, "data for the beamformer's covariance", stream, say)
         data_cov = estimate_covariance(settings, cal, data=True)
         sfreq = _check_sfreq(sfreq, cal)
@@ -189,7 +224,9 @@ def setup(
             "the sampling rate is unknown: set [stream] sfreq in the config or pass sfreq (--sfreq) "
             "(or use [noise_cov] source = 'stream', which reads it from the calibration)"
         )
-    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf)
+    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf, projectors=projectors or ())
+    if rec is not None:
+        bundle = dataclasses.replace(bundle, provenance={**bundle.provenance, "recording": rec.provenance()})
     if out is not None:
         save_bundle(bundle, out)
         say(f"bundle written to {out}")

@@ -19,6 +19,11 @@ others MNE
 reads
 ============  =========================  ============================================  ===================
 
+Setup reads more than the samples: :func:`read_acquisition` returns an :class:`Acquisition`
+(channels, digitised positions, bads, SSP projectors, MEG sensors, device->head transform)
+of a FIF file (:mod:`.fif_acquisition`), a BIDS session directory, or any file above plus a
+positions file (:mod:`.acquisition_readers`).
+
 Damage. A file cut short (a recording that stopped before the file was closed) is read as
 far as it goes: :attr:`Recording.damage` says what is missing and
 :attr:`Recording.declared_samples` what the header or footer promised. Malformed files raise
@@ -28,6 +33,7 @@ far as it goes: :attr:`Recording.damage` says what is missing and
 from __future__ import annotations
 
 from .acquisition import Acquisition, SspProjector
+from .acquisition_readers import ACQUISITION_FORMATS, read_acquisition
 from .bids import read_bids_acquisition
 from .brainvision import read_brainvision
 from .dependencies import MissingDependency
@@ -38,6 +44,7 @@ from .registry import FORMATS, RecordingFormat, read_recording
 from .xdf import read_xdf
 
 __all__ = [
+    "ACQUISITION_FORMATS",
     "Acquisition",
     "FORMATS",
     "MissingDependency",
@@ -47,6 +54,7 @@ __all__ = [
     "read_bids_acquisition",
     "read_brainvision",
     "read_edf",
+    "read_acquisition",
     "read_mne",
     "read_recording",
     "read_xdf",

@@ -110,8 +110,15 @@ def reference_from_projectors(info, cov, names: list[str], reference: str | None
     return m, "projectors", descs
 
 
-def noise_covariance_from_mne(cov, ch_names: Sequence[str]) -> NoiseCovariance:
-    """An MNE ``Covariance`` on ``ch_names`` (picked and ordered by name) as a NoiseCovariance."""
+def noise_covariance_from_mne(cov, ch_names: Sequence[str], *, apply_projectors: bool = True) -> NoiseCovariance:
+    """An MNE ``Covariance`` on ``ch_names`` (picked and ordered by name) as a NoiseCovariance.
+
+    The covariance's own SSP projectors (``cov['projs']``, restricted to ``ch_names``) are
+    applied, ``P C P^T``, as MNE-Python does before whitening: a covariance estimated with
+    projectors is meant to be used with them (without, an empty-room projector's patterns
+    keep their full variance and the whitener divides the rest by nearly nothing). Pass
+    ``apply_projectors=False`` for the stored matrix as it is.
+    """
     names = list(ch_names)
     missing = [c for c in names if c not in cov.ch_names]
     if missing:
@@ -124,7 +131,15 @@ def noise_covariance_from_mne(cov, ch_names: Sequence[str]) -> NoiseCovariance:
         ours = "diagonal"
     else:
         ours = method if method in COV_METHODS else "empirical"
-    return NoiseCovariance(full[np.ix_(idx, idx)], tuple(names), int(cov["nfree"] or 0), ours, 0.0)
+    picked = full[np.ix_(idx, idx)]
+    projs = cov["projs"] if apply_projectors else []
+    if projs:
+        m, k = projector_matrix(projs, names)
+        if k:
+            logger.info("applying the covariance's %d projector(s) (%d direction(s)): %s", len(projs), k, short_list([p["desc"] for p in projs]))
+            picked = m @ picked @ m.T
+            picked = 0.5 * (picked + picked.T)
+    return NoiseCovariance(picked, tuple(names), int(cov["nfree"] or 0), ours, 0.0)
 
 
 def channel_positions(info, names: list[str], frame: Frame) -> np.ndarray:
