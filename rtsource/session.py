@@ -64,6 +64,15 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
     return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _atlas(settings: Settings, name: str):
+    """The atlas a ROI names: the template's by name, or the FreeSurfer subject's annotation."""
+    if settings.head.model != "freesurfer":
+        return name
+    from .pipeline.subject import atlas_from_settings
+
+    return atlas_from_settings(settings, name)
+
+
 def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
     """The ``[[roi]]`` entries, the ``[rois] file`` and ``[rois] atlas`` as ROIs on the bundle's sources."""
     from .inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
@@ -78,7 +87,7 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
         elif r.atlas:
             from .inverse.atlas_roi import roi_from_atlas
 
-            rois.append(roi_from_atlas(sources, r.name, r.atlas, r.labels or r.label))
+            rois.append(roi_from_atlas(sources, r.name, _atlas(settings, r.atlas), r.labels or r.label))
         else:
             roi = roi_from_hemisphere(sources, r.hemisphere)
             rois.append(dataclasses.replace(roi, name=r.name) if roi.name != r.name else roi)
@@ -87,7 +96,7 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
     if settings.rois.atlas:
         from .inverse.atlas_roi import rois_from_atlas
 
-        rois += rois_from_atlas(sources, settings.rois.atlas)
+        rois += rois_from_atlas(sources, _atlas(settings, settings.rois.atlas))
     names = [r.name for r in rois]
     if len(set(names)) != len(names):
         raise ConfigError(f"ROI names repeat between [[roi]], [rois] file and [rois] atlas: {names}")

@@ -290,7 +290,7 @@ def measure_fit(
     inl = d_mm[~outliers]
     rms = float(np.sqrt(np.mean(inl**2))) if len(inl) else float("inf")
     fid_err: tuple[tuple[str, float], ...] = ()
-    if aligned.has_fiducials:
+    if aligned.has_fiducials and template.fiducials is not None:  # a subject's head may have none
         mine = aligned.fiducials.select(list(FIDUCIAL_NAMES)).positions_m
         theirs = template.fiducials.select(list(FIDUCIAL_NAMES)).positions_m
         fid_err = tuple((n, float(e)) for n, e in zip(FIDUCIAL_NAMES, np.linalg.norm(mine - theirs, axis=1) * 1e3))

@@ -1,0 +1,217 @@
+"""A FreeSurfer subject directory written here, set up end to end (issue 17, part 3).
+
+Nested spheres in FreeSurfer's binary triangle format (white, sphere, inner skull, outer
+skull, scalp), an annotation in FreeSurfer's format and an MNE -trans.fif: the lead field of
+the subject's BEM equals the exact concentric-sphere series within the accuracy the BEM
+reaches on concentric spheres at 642 vertices (tests/forward/test_bem.py: median RDM <= 0.05,
+|MAG - 1| <= 0.05), and an ROI by the subject's atlas label streams over LSL.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtsource.anatomy.freesurfer import Annotation, write_annot, write_surface
+from rtsource.anatomy.subject import freesurfer_icosphere, open_subject, subject_atlas, subject_head_surfaces, subject_source_space
+from rtsource.build import build_bundle, compute_leadfield
+from rtsource.config import load_config
+from rtsource.errors import ConfigError, GeometryError
+from rtsource.forward.sphere import eeg_sphere_leadfield, make_sphere_model
+from rtsource.geometry import Frame, Mesh
+from rtsource.session import feature_options, rois_from_settings
+from rtsource.stream.inlet import StreamSelector
+from rtsource.stream.loop import LoopOptions, StreamLoop
+from rtsource.stream.outputs import ROI_SUFFIX
+
+from .stream.lsl_helpers import Collector, eeg_outlet, unique
+from .stream.test_reliability import push, wait_for
+
+RADII_MM = (90.0, 85.0, 81.0)  # scalp, outer skull, inner skull (as tests/forward/test_bem.py)
+SIGMA = (0.33, 0.0042, 0.33)  # the config's default BEM conductivities, outermost first
+CENTRES_MM = {"lh": (-32.0, 0.0, 10.0), "rh": (32.0, 0.0, 10.0)}
+WHITE_RADIUS_MM = 25.0
+N_ELEC = 32
+SFREQ = 250.0
+# head -> MRI: a rotation about z and y and a shift, as mne coreg would save
+ANGLE_Z, ANGLE_Y = np.deg2rad(8.0), np.deg2rad(-5.0)
+
+
+def head_to_mri_matrix() -> np.ndarray:
+    cz, sz, cy, sy = np.cos(ANGLE_Z), np.sin(ANGLE_Z), np.cos(ANGLE_Y), np.sin(ANGLE_Y)
+    rot = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    m = np.eye(4)
+    m[:3, :3], m[:3, 3] = rot, (0.002, -0.015, 0.03)
+    return m
+
+
+def region_of(local_z_mm: np.ndarray) -> np.ndarray:
+    """0 unknown (a 4 mm band round the equator), 1 precentral (top), 2 superiortemporal."""
+    return np.where(np.abs(local_z_mm) < 2.0, 0, np.where(local_z_mm > 0, 1, 2))
+
+
+def write_subject(root: Path) -> Path:
+    """SUBJECTS_DIR/sphere: the nested spheres, ?h.white / ?h.sphere, ?h.aparc.annot."""
+    subj = root / "sphere"
+    for d in ("surf", "bem", "label"):
+        (subj / d).mkdir(parents=True)
+    v3, t3 = freesurfer_icosphere(3)
+    for name, r in zip(("outer_skin", "outer_skull", "inner_skull"), RADII_MM):
+        write_surface(subj / "bem" / f"{name}.surf", Mesh(v3 * r * 1e-3, t3, Frame.MRI, "m", name))
+    v4, t4 = freesurfer_icosphere(4)
+    names = ("unknown", "precentral", "superiortemporal")
+    colors = np.array([[25, 5, 25, 0], [60, 20, 220, 0], [140, 220, 220, 0]])
+    for hemi, c in CENTRES_MM.items():
+        white = v4 * WHITE_RADIUS_MM + np.array(c)
+        write_surface(subj / "surf" / f"{hemi}.white", Mesh(white * 1e-3, t4, Frame.MRI, "m", "white"))
+        write_surface(subj / "surf" / f"{hemi}.sphere", Mesh(v4 * 0.1, t4, Frame.MRI, "m", "sphere"))
+        write_annot(subj / "label" / f"{hemi}.aparc.annot", Annotation(region_of(v4[:, 2] * WHITE_RADIUS_MM), names, colors))
+    return subj
+
+
+def electrodes_mri_m() -> np.ndarray:
+    """N_ELEC points on the upper scalp sphere (MRI frame, m): a golden-angle spiral."""
+    k = np.arange(N_ELEC) + 0.5
+    z = 1 - 0.9 * k / N_ELEC  # cos(polar) from ~1 to 0.1
+    phi = k * np.pi * (3 - np.sqrt(5))
+    r = np.sqrt(1 - z**2)
+    return np.c_[r * np.cos(phi), r * np.sin(phi), z] * RADII_MM[0] * 1e-3
+
+
+@pytest.fixture(scope="module")
+def subject_setup(tmp_path_factory):
+    """The subject, its -trans.fif and electrode file (HEAD frame), a config; the lead field and bundle."""
+    mne = pytest.importorskip("mne", reason="the -trans.fif is written with MNE-Python: pip install rtsource[peers]")
+    root = tmp_path_factory.mktemp("subjects")
+    write_subject(root)
+    folder = tmp_path_factory.mktemp("subject_cfg")
+    h2m = head_to_mri_matrix()
+    mne.write_trans(folder / "sphere-trans.fif", mne.transforms.Transform("head", "mri", h2m))
+    elec_head = (np.c_[electrodes_mri_m(), np.ones(N_ELEC)] @ np.linalg.inv(h2m).T)[:, :3]
+    labels = [f"E{i:02d}" for i in range(N_ELEC)]
+    rows = "\n".join(f"{lab},{x * 1e3:.5f},{y * 1e3:.5f},{z * 1e3:.5f}" for lab, (x, y, z) in zip(labels, elec_head))
+    (folder / "electrodes.csv").write_text(f"# unit: mm\n# frame: head\nlabel,x,y,z\n{rows}\n")
+    (folder / "subject.toml").write_text(
+        f"""
+[head]
+model = "freesurfer"
+subjects_dir = "{root}"
+subject = "sphere"
+trans = "sphere-trans.fif"
+[sensors]
+montage = "electrodes.csv"
+channels = {labels!r}
+[source_space]
+spacing = "ico3"
+[forward]
+method = "bem"
+[noise_cov]
+source = "ad_hoc"
+[stream]
+sfreq = {SFREQ}
+
+[[roi]]
+name = "M1_left"
+atlas = "aparc"
+label = "precentral-lh"
+"""
+    )
+    settings = load_config(folder / "subject.toml")
+    slf = compute_leadfield(settings, use_cache=False)
+    return settings, slf, build_bundle(settings, sfreq=SFREQ, leadfield=slf)
+
+
+def test_subject_leadfield_equals_the_sphere_series(subject_setup):
+    settings, slf, bundle = subject_setup
+    lf = slf.leadfield
+    src = lf.sources
+    assert src.frame == Frame.MRI and src.n_sources == 2 * 642 and src.name == "sphere-ico3-white"
+    # ico3 of the ico4 sphere: the first 642 vertices, in FreeSurfer's orientation
+    v4, _ = freesurfer_icosphere(4)
+    assert np.allclose(src.positions_m[:642], (v4[:642] * WHITE_RADIUS_MM + CENTRES_MM["lh"]) * 1e-3, atol=1e-6)
+    assert np.allclose(src.normals[:642], v4[:642], atol=0.01)
+    # the -trans.fif put the electrodes on the MRI scalp where they were digitised
+    assert np.allclose(lf.channel_positions_m, electrodes_mri_m(), atol=0.6e-3)
+    ref_model = make_sphere_model([0, 0, 0], RADII_MM[0] * 1e-3, "mri", relative_radii=tuple(np.array(RADII_MM[::-1]) / RADII_MM[0]), conductivities=SIGMA[::-1])
+    ref, _ = eeg_sphere_leadfield(lf.channel_positions_m, src.positions_m, ref_model)
+    u, v = lf.gain - lf.gain.mean(0), ref - ref.mean(0)
+    rdm = np.linalg.norm(u / np.linalg.norm(u, axis=0) - v / np.linalg.norm(v, axis=0), axis=0)
+    mag = np.linalg.norm(u, axis=0) / np.linalg.norm(v, axis=0)
+    assert np.median(rdm) <= 0.05 and abs(np.median(mag) - 1) <= 0.05, (np.median(rdm), np.median(mag))
+    assert np.percentile(rdm, 95) <= 0.1
+    assert bundle.sources.frame == Frame.MRI and bundle.provenance["head"]["model"] == "freesurfer"
+    assert bundle.provenance["head"]["subject"] == "sphere" and bundle.sources.triangles.shape == (2 * 1280, 3)
+
+
+def test_roi_by_the_subjects_atlas_label_streams(subject_setup):
+    settings, _, bundle = subject_setup
+    (roi,) = rois_from_settings(settings, bundle)
+    v4, _ = freesurfer_icosphere(4)
+    want = np.flatnonzero(region_of(v4[:642, 2] * WHITE_RADIUS_MM) == 1)  # lh sources come first
+    assert roi.name == "M1_left" and np.array_equal(roi.vertices, want)
+    feats = feature_options(settings, bundle)
+    in_name, out_name = unique("subj-eeg"), unique("subj-src")
+    outlet = eeg_outlet(in_name, list(bundle.ch_names), sfreq=SFREQ, source_id=in_name)
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20), features=feats)
+    loop.connect()
+    thread = loop.run_in_thread()
+    collector = Collector(out_name + ROI_SUFFIX)
+    assert outlet.wait_for_consumers(20)
+    n = 500
+    x = (np.random.default_rng(1).normal(size=(n, N_ELEC)) * 10).astype(np.float32)
+    stamps = 10.0 + np.arange(n) / SFREQ
+    push(outlet, x, stamps)
+    assert wait_for(lambda: collector.n_samples >= n)
+    time.sleep(0.2)
+    loop.stop()
+    thread.join(10)
+    collector.stop()
+    loop.close()
+    data, got = collector.data()
+    labels = [c.find("label").text for c in ET.fromstring(collector.info.as_xml()).findall("desc/channels/channel")]
+    expected = loop.features.roi_operator.apply(x.astype(np.float64) * 1e-6)
+    assert labels == ["M1_left"] and np.array_equal(got, stamps)
+    assert np.allclose(data, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_bem_fif_surfaces_equal_the_surf_files(subject_setup, tmp_path):
+    """An MNE -bem.fif of the same subject gives the same surfaces (read natively)."""
+    mne = pytest.importorskip("mne")
+    from rtsource.anatomy.subject import bem_fif_surfaces
+
+    settings, _, _ = subject_setup
+    s = open_subject(settings.head.subjects_dir, "sphere")
+    surfs = mne.make_bem_model("sphere", ico=None, conductivity=(0.3, 0.006, 0.3), subjects_dir=s.subjects_dir, verbose="error")
+    mne.write_bem_surfaces(tmp_path / "sphere-bem.fif", surfs)
+    got, want = bem_fif_surfaces(tmp_path / "sphere-bem.fif"), subject_head_surfaces(s)
+    for a, b in zip(got.as_tuple(), want.as_tuple()):
+        assert a.name == b.name and a.frame == Frame.MRI
+        assert np.allclose(a.vertices_m, b.vertices_m, atol=1e-6) and np.array_equal(a.triangles, b.triangles)
+    with pytest.raises(GeometryError, match="not a FIF file"):
+        bem_fif_surfaces(s.path / "bem" / "inner_skull.surf")
+
+
+def test_subject_spacings_atlas_and_refusals(subject_setup, tmp_path):
+    settings, _, bundle = subject_setup
+    s = open_subject(settings.head.subjects_dir, "sphere")
+    oct_space, vertno = subject_source_space(s, "oct5")  # MNE-Python's oct5: 4^5 + 2 per hemisphere
+    assert oct_space.n_sources == 2 * 1026 and len(np.unique(vertno[0])) == 1026
+    atlas = subject_atlas(s, "aparc")
+    assert atlas.region_names == ("precentral-lh", "superiortemporal-lh", "precentral-rh", "superiortemporal-rh")
+    labels = atlas.labels_for(bundle.sources)
+    assert np.all((labels >= 0) == (region_of(np.r_[bundle.sources.positions_m[:, 2] * 1e3 - 10.0]) > 0))
+    with pytest.raises(ConfigError, match="needs subject"):
+        load_config_text(tmp_path, '[head]\nmodel = "freesurfer"\n')
+    with pytest.raises(ConfigError, match="used with model = 'freesurfer' only"):
+        load_config_text(tmp_path, '[head]\nsubject = "x"\n')
+    with pytest.raises(ConfigError, match="template has 'ico4' and 'ico5'"):
+        load_config_text(tmp_path, '[source_space]\nspacing = "ico3"\n')
+
+
+def load_config_text(folder: Path, text: str):
+    (folder / "c.toml").write_text(text)
+    return load_config(folder / "c.toml")
