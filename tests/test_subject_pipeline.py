@@ -36,6 +36,7 @@ SIGMA = (0.33, 0.0042, 0.33)  # the config's default BEM conductivities, outermo
 CENTRES_MM = {"lh": (-32.0, 0.0, 10.0), "rh": (32.0, 0.0, 10.0)}
 WHITE_RADIUS_MM = 25.0
 N_ELEC = 32
+FIDUCIALS_MM = {"NAS": (0.0, 90.0, 0.0), "LPA": (-90.0, 0.0, 0.0), "RPA": (90.0, 0.0, 0.0)}  # MRI, on the scalp
 SFREQ = 250.0
 # head -> MRI: a rotation about z and y and a shift, as mne coreg would save
 ANGLE_Z, ANGLE_Y = np.deg2rad(8.0), np.deg2rad(-5.0)
@@ -88,6 +89,8 @@ def subject_setup(tmp_path_factory):
     mne = pytest.importorskip("mne", reason="the -trans.fif is written with MNE-Python: pip install rtsource[peers]")
     root = tmp_path_factory.mktemp("subjects")
     write_subject(root)
+    fids = [{"kind": 1, "ident": ident, "r": np.array(r) * 1e-3, "coord_frame": 5} for ident, r in ((2, FIDUCIALS_MM["NAS"]), (1, FIDUCIALS_MM["LPA"]), (3, FIDUCIALS_MM["RPA"]))]
+    mne.io.write_fiducials(root / "sphere" / "bem" / "sphere-fiducials.fif", fids, coord_frame="mri")
     folder = tmp_path_factory.mktemp("subject_cfg")
     h2m = head_to_mri_matrix()
     mne.write_trans(folder / "sphere-trans.fif", mne.transforms.Transform("head", "mri", h2m))
@@ -215,3 +218,40 @@ def test_subject_spacings_atlas_and_refusals(subject_setup, tmp_path):
 def load_config_text(folder: Path, text: str):
     (folder / "c.toml").write_text(text)
     return load_config(folder / "c.toml")
+
+
+def test_standard_montage_and_coregistration_on_the_subject(subject_setup, tmp_path):
+    """Without a -trans.fif: a standard cap carried onto the scalp, a file fitted by fiducials + ICP."""
+    import dataclasses
+
+    from rtsource.build import electrodes_from_settings, head_model_from_settings
+    from rtsource.config import SensorSettings
+
+    settings, _, _ = subject_setup
+    std = dataclasses.replace(settings, sensors=SensorSettings(montage="standard_1005", channels=("Fz", "Cz", "Pz", "T7", "T8", "Oz")))
+    montage, coreg = electrodes_from_settings(std)
+    pos = dict(zip(montage.electrodes.labels, montage.electrodes.positions_m))
+    assert coreg is None and montage.frame == Frame.MRI
+    assert np.allclose(np.linalg.norm(montage.electrodes.positions_m, axis=1), RADII_MM[0] * 1e-3, atol=2e-3)  # on the scalp
+    assert pos["Cz"][2] > 0.08 and pos["Fz"][1] > 0.02 > -0.02 > pos["Pz"][1] and pos["T7"][0] < -0.08 < 0.08 < pos["T8"][0]
+    sphere = dataclasses.replace(std, forward=dataclasses.replace(std.forward, method="sphere"))
+    shells = head_model_from_settings(sphere).shells  # fitted to the scalp above the fiducials
+    assert np.allclose(shells.center_m, 0, atol=1e-3) and abs(shells.radii_m[-1] - RADII_MM[0] * 1e-3) < 1e-3
+    # an electrode file in HEAD with the fiducials, no trans: fiducials, then ICP on the subject's scalp
+    h2m = head_to_mri_matrix()
+    to_head = np.linalg.inv(h2m)
+    rows = [f"{lab},{x * 1e3:.4f},{y * 1e3:.4f},{z * 1e3:.4f}" for lab, (x, y, z) in zip(
+        [*FIDUCIALS_MM, *(f"E{i:02d}" for i in range(N_ELEC))],
+        (np.c_[np.r_[np.array(list(FIDUCIALS_MM.values())) * 1e-3, electrodes_mri_m()], np.ones(3 + N_ELEC)] @ to_head.T)[:, :3],
+    )]
+    (tmp_path / "dig.csv").write_text("# unit: mm\n# frame: head\nlabel,x,y,z\n" + "\n".join(rows) + "\n")
+    fitted = dataclasses.replace(
+        settings,
+        head=dataclasses.replace(settings.head, trans=""),
+        sensors=dataclasses.replace(settings.sensors, montage=str(tmp_path / "dig.csv")),
+    )
+    montage, coreg = electrodes_from_settings(fitted)
+    assert coreg.transform.from_frame == Frame.HEAD and coreg.transform.to_frame == Frame.MRI
+    # a sphere leaves rotations about its centre to the fiducials: a fraction of a degree
+    assert np.allclose(coreg.transform.matrix[:3, :3], h2m[:3, :3], atol=0.01) and np.allclose(coreg.transform.matrix[:3, 3], h2m[:3, 3], atol=1e-3)
+    assert np.max(np.linalg.norm(montage.electrodes.positions_m - electrodes_mri_m(), axis=1)) < 2e-3
