@@ -255,3 +255,16 @@ def test_standard_montage_and_coregistration_on_the_subject(subject_setup, tmp_p
     # a sphere leaves rotations about its centre to the fiducials: a fraction of a degree
     assert np.allclose(coreg.transform.matrix[:3, :3], h2m[:3, :3], atol=0.01) and np.allclose(coreg.transform.matrix[:3, 3], h2m[:3, 3], atol=1e-3)
     assert np.max(np.linalg.norm(montage.electrodes.positions_m - electrodes_mri_m(), axis=1)) < 2e-3
+
+
+def test_roi_picture_outlines_the_subjects_regions(subject_setup, tmp_path):
+    pytest.importorskip("matplotlib", reason="the ROI picture needs matplotlib: pip install rtsource[qc]")
+    from rtsource.anatomy.atlas_plot import write_roi_png
+    from rtsource.pipeline.subject import atlas_from_settings
+
+    from .anatomy.test_atlas_plot import colour_fraction
+
+    settings, _, bundle = subject_setup
+    rois = rois_from_settings(settings, bundle)
+    png = write_roi_png(tmp_path / "subject_rois.png", rois, atlas=atlas_from_settings(settings, "aparc"), sources=bundle.sources)
+    assert colour_fraction(png, (0.2, 0.2, 0.2)) > 0.001  # the equator between the two regions
