@@ -268,3 +268,45 @@ def test_roi_picture_outlines_the_subjects_regions(subject_setup, tmp_path):
     rois = rois_from_settings(settings, bundle)
     png = write_roi_png(tmp_path / "subject_rois.png", rois, atlas=atlas_from_settings(settings, "aparc"), sources=bundle.sources)
     assert colour_fraction(png, (0.2, 0.2, 0.2)) > 0.001  # the equator between the two regions
+
+
+def test_meg_on_the_subject_goes_through_the_trans(subject_setup):
+    """DEVICE -> HEAD (the array's) -> MRI ([head] trans): the sensors sit where the transform puts them."""
+    import dataclasses
+
+    from rtsource.build import meg_array_from_settings
+    from rtsource.geometry.head_frames import compose
+
+    settings, _, _ = subject_setup
+    meg = dataclasses.replace(
+        settings, sensors=dataclasses.replace(settings.sensors, modality="meg"), forward=dataclasses.replace(settings.forward, method="sphere")
+    )
+    slf = compute_leadfield(meg, use_cache=False)
+    array = meg_array_from_settings(meg)
+    from rtsource.anatomy.template import template_head_transform
+
+    head = array.transformed(compose(array.dev_head_t, template_head_transform()))  # the generic helmet's HEAD
+    want = head.positions_m @ head_to_mri_matrix()[:3, :3].T + head_to_mri_matrix()[:3, 3]
+    assert slf.leadfield.sources.frame == Frame.MRI and slf.leadfield.gain.shape == (306, 3 * 1284)
+    assert np.allclose(slf.leadfield.channel_positions_m, want, atol=1e-9)
+
+
+def test_saved_subject_bundle_gives_the_viewer_its_mesh_and_rois(subject_setup, tmp_path):
+    """The bundle file alone (MRI frame) carries the viewer's mesh; the ROIs come out the same."""
+    from rtsource.bundle import load_bundle, save_bundle
+    from rtsource.display.cortex_geometry import cortex_geometry
+    from rtsource.display.layout import parse_stream_xml
+    from rtsource.stream.channels import StreamDescription
+    from rtsource.stream.outlets import make_source_info
+
+    settings, _, bundle = subject_setup
+    path = save_bundle(bundle, tmp_path / "subject.npz")
+    again = load_bundle(path)
+    assert again.sources.frame == Frame.MRI and again.provenance["head"]["subject"] == "sphere"
+    assert np.array_equal(rois_from_settings(settings, again)[0].vertices, rois_from_settings(settings, bundle)[0].vertices)
+    n = len(bundle.ch_names)
+    desc = StreamDescription("eeg", "EEG", "eeg-1", SFREQ, n, "float32", bundle.ch_names, ("EEG",) * n, ("volts",) * n)
+    layout = parse_stream_xml(make_source_info(again, desc, name="src", type_="Sources", source_id="s", bundle_path=str(path)).as_xml())
+    geo = cortex_geometry(layout)
+    assert geo.frame == "mri" and geo.n_vertices == 2 * 642 and len(geo.faces) == 2 * 1280
+    assert np.allclose(geo.vertices_m, bundle.sources.positions_m)

@@ -161,6 +161,13 @@ def meg_to_subject(settings: Settings, array):
     from ..geometry.head_frames import compose, head_from_fiducials
 
     t = array.dev_head_t
+    if t is not None and t.to_frame == Frame.TEMPLATE:
+        # a helmet placed on the template (the generic array): the same place in the
+        # subject's fiducial head frame
+        from ..anatomy.template import template_head_transform
+
+        logger.info("MEG array %r is placed on the template; moving it to the subject's head frame", array.name)
+        t = compose(t, template_head_transform())
     if t is None or t.to_frame != Frame.HEAD:
         raise FrameError(
             f"MEG array {array.name!r} carries no device -> head transform ({'none' if t is None else t.to_frame.value}); "
