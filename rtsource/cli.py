@@ -295,7 +295,7 @@ def cmd_view(args) -> int:
     return run_view(
         args.name, bundle=args.bundle, mesh=args.mesh, view=args.view, average_ms=args.average_ms, threshold=args.threshold,
         vmin=args.vmin, vmax=args.vmax, window=args.window, max_fps=args.max_fps, size=args.size, duration=args.duration,
-        screenshot=args.screenshot, screenshot_after=args.screenshot_after, report=args.report,
+        screenshot=args.screenshot, screenshot_after=args.screenshot_after, report=args.report, atlas=args.atlas,
     )  # fmt: skip
 
 
@@ -438,6 +438,7 @@ def _add_view_arguments(v: argparse.ArgumentParser) -> None:
     v.add_argument("--mesh", choices=("auto", "bundle", "ico4", "ico5"), default="auto",
                    help="surface to draw: the bundle's (auto), or the template's ico4 (5124 vertices, cheaper) / ico5 (20484)")
     v.add_argument("--view", choices=("left", "right", "top", "back", "front", "oblique"), default="top", help="initial camera view")
+    v.add_argument("--atlas", default="", help="outline this atlas's regions on the cortex ('aparc'; a FreeSurfer subject's bundle: its own annot)")
     v.add_argument("--average-ms", type=float, default=50.0, help="colour the cortex by the mean over the newest N ms (0: newest sample)")
     v.add_argument("--threshold", type=float, default=0.3, help="fraction of the colour range below which cortex stays grey (0..0.95)")
     v.add_argument("--vmin", type=float, help="fixed lower colour limit (with --vmax; default: automatic range)")

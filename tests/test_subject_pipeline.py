@@ -310,3 +310,39 @@ def test_saved_subject_bundle_gives_the_viewer_its_mesh_and_rois(subject_setup, 
     geo = cortex_geometry(layout)
     assert geo.frame == "mri" and geo.n_vertices == 2 * 642 and len(geo.faces) == 2 * 1280
     assert np.allclose(geo.vertices_m, bundle.sources.positions_m)
+
+    # region outlines (rtsource view --atlas aparc): the subject's annot, found through the bundle
+    from rtsource.display.outlines import with_outline
+
+    outlined = with_outline(geo, "aparc", bundle_path=str(path))
+    labels = subject_atlas(open_subject(settings.head.subjects_dir, "sphere"), "aparc").labels_for(bundle.sources)
+    edges = np.concatenate([geo.faces[:, [0, 1]], geo.faces[:, [1, 2]], geo.faces[:, [2, 0]]])
+    across = edges[labels[edges[:, 0]] != labels[edges[:, 1]]]
+    on = np.zeros(geo.n_vertices, bool)
+    on[outlined.outline] = True
+    assert len(across) and np.all(on[across].any(axis=1))  # every border edge is drawn
+    assert np.all(labels[outlined.outline] >= 0) and on.sum() < 0.4 * geo.n_vertices  # on the regions' side, thin
+    try:
+        from rtsource.display.cortex import OUTLINE_RGBA, ColourScale, VertexColourer
+    except Exception:  # no Qt / OpenGL here: the colouring is checked where the viewer runs
+        return
+    values, scale = np.linspace(0.0, 1.0, outlined.n_vertices, dtype=np.float32), ColourScale()
+    scale.track(values)
+    rgba = VertexColourer(outlined).fill(values, scale)
+    assert np.all(rgba[outlined.outline] == OUTLINE_RGBA) and not np.all(rgba[~on] == OUTLINE_RGBA, axis=1).any()
+
+
+def test_template_mesh_gets_the_aparc_outlines():
+    from rtsource.anatomy.atlas import load_atlas
+    from rtsource.anatomy.template import template_source_space
+    from rtsource.display.cortex_geometry import CortexGeometry
+    from rtsource.display.outlines import outline_vertices, with_outline
+
+    space = template_source_space("ico4")
+    n = space.n_sources
+    geo = CortexGeometry(space.positions_m, space.triangles, np.arange(n), np.zeros(0, np.int64), False, "template", "template ico4")
+    outlined = with_outline(geo, "aparc")
+    labels = load_atlas("aparc").labels_for(space)
+    assert np.array_equal(outlined.outline, outline_vertices(space.triangles, labels))
+    assert 0.05 * n < len(outlined.outline) < 0.4 * n and np.all(labels[outlined.outline] >= 0)
+    assert np.array_equal(outline_vertices(np.array([[0, 1, 2]]), np.array([3, 3, 5])), [2])
