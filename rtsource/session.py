@@ -78,10 +78,15 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
     from .inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
 
     sources = bundle.sources
+    mni = sources
+    if settings.head.model == "freesurfer" and (settings.rois.file or any(r.center_mm for r in settings.roi)):
+        from .pipeline.subject import sources_in_mni
+
+        mni = sources_in_mni(settings, sources)  # template coordinates select the subject's sources
     rois = []
     for r in settings.roi:
         if r.center_mm:
-            rois.append(roi_from_sphere(sources, r.name, r.center_mm, r.radius_mm))
+            rois.append(roi_from_sphere(mni, r.name, r.center_mm, r.radius_mm))
         elif r.vertices:
             rois.append(roi_from_vertices(sources, r.name, r.vertices))
         elif r.atlas:
@@ -92,7 +97,7 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
             roi = roi_from_hemisphere(sources, r.hemisphere)
             rois.append(dataclasses.replace(roi, name=r.name) if roi.name != r.name else roi)
     if settings.rois.file:
-        rois += list(read_roi_file(settings.resolve_path(settings.rois.file), sources, default_radius_mm=settings.rois.default_radius_mm))
+        rois += list(read_roi_file(settings.resolve_path(settings.rois.file), mni, default_radius_mm=settings.rois.default_radius_mm))
     if settings.rois.atlas:
         from .inverse.atlas_roi import rois_from_atlas
 

@@ -71,7 +71,25 @@ def write_subject(root: Path) -> Path:
         write_surface(subj / "surf" / f"{hemi}.white", Mesh(white * 1e-3, t4, Frame.MRI, "m", "white"))
         write_surface(subj / "surf" / f"{hemi}.sphere", Mesh(v4 * 0.1, t4, Frame.MRI, "m", "sphere"))
         write_annot(subj / "label" / f"{hemi}.aparc.annot", Annotation(region_of(v4[:, 2] * WHITE_RADIUS_MM), names, colors))
+    write_talairach(subj)
     return subj
+
+
+TALAIRACH_SCALE, TALAIRACH_SHIFT_MM = 1.05, np.array([2.0, -3.0, 4.0])  # MRI -> MNI305 of the test subject
+
+
+def write_talairach(subj: Path) -> None:
+    """mri/orig.mgz (header only: conformed 256^3 LIA, scanner RAS = surface RAS) and talairach.xfm."""
+    import gzip
+    import struct
+
+    (subj / "mri" / "transforms").mkdir(parents=True)
+    mdc = (-1.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 1.0, 0.0)  # x -> left, y -> inferior, z -> anterior
+    head = struct.pack(">7i", 1, 256, 256, 256, 1, 0, 0) + struct.pack(">h", 1) + struct.pack(">15f", 1, 1, 1, *mdc, 0, 0, 0)
+    (subj / "mri" / "orig.mgz").write_bytes(gzip.compress(head.ljust(284, b"\0")))
+    rows = [[TALAIRACH_SCALE if i == j else 0.0 for j in range(3)] + [TALAIRACH_SHIFT_MM[i]] for i in range(3)]
+    body = "\n".join(" ".join(f"{x:g}" for x in r) for r in rows)
+    (subj / "mri" / "transforms" / "talairach.xfm").write_text(f"MNI Transform File\n\nTransform_Type = Linear;\nLinear_Transform =\n{body};\n")
 
 
 def electrodes_mri_m() -> np.ndarray:
@@ -346,3 +364,18 @@ def test_template_mesh_gets_the_aparc_outlines():
     assert np.array_equal(outlined.outline, outline_vertices(space.triangles, labels))
     assert 0.05 * n < len(outlined.outline) < 0.4 * n and np.all(labels[outlined.outline] >= 0)
     assert np.array_equal(outline_vertices(np.array([[0, 1, 2]]), np.array([3, 3, 5])), [2])
+
+
+def test_template_coordinates_select_the_subjects_sources_through_talairach(subject_setup):
+    """[[roi]] center_mm (MNI305) on a subject: its sources seen through talairach.xfm."""
+    import dataclasses
+
+    from rtsource.config import RoiSettings
+
+    settings, _, bundle = subject_setup
+    pole_mri_mm = np.array(CENTRES_MM["lh"]) + (0.0, 0.0, WHITE_RADIUS_MM)
+    centre = TALAIRACH_SCALE * pole_mri_mm + TALAIRACH_SHIFT_MM
+    s = dataclasses.replace(settings, roi=(RoiSettings(name="pole", center_mm=tuple(centre), radius_mm=10.0),))
+    (roi,) = rois_from_settings(s, bundle)
+    d_mri_mm = np.linalg.norm(bundle.sources.positions_m * 1e3 - pole_mri_mm, axis=1)
+    assert np.array_equal(roi.vertices, np.flatnonzero(d_mri_mm <= 10.0 / TALAIRACH_SCALE)) and roi.n_sources > 3

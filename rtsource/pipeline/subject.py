@@ -192,6 +192,32 @@ def atlas_from_settings(settings: Settings, annot: str):
     return _atlas(str(s.subjects_dir), s.subject, annot)
 
 
+def sources_in_mni(settings: Settings, sources):
+    """The subject's sources moved into MNI305 (the template frame) by ``talairach.xfm``.
+
+    ROIs given in template coordinates (``[[roi]] center_mm``, ``[rois] file``) select the
+    subject's sources through this view; it keeps the sources' order, so the indices are the
+    subject's. Positions go through the affine; normals through its inverse transpose,
+    renormalised.
+
+    Raises
+    ------
+    GeometryError
+        No ``mri/transforms/talairach.xfm`` (or ``mri/orig.mgz``) in the subject directory.
+    """
+    import numpy as np
+
+    from ..anatomy.source_space import SourceSpace
+    from ..anatomy.subject import talairach_transform
+
+    if sources.frame != Frame.MRI:
+        raise FrameError(f"the sources {sources.name!r} are in {sources.frame.value!r}, not the subject's MRI frame")
+    t = talairach_transform(subject_from_settings(settings))
+    normals = sources.normals @ np.linalg.inv(t.matrix[:3, :3])  # (A^-T n) for each row n
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return SourceSpace(t.apply_m(sources.positions_m), normals, sources.areas_m2, sources.hemisphere, Frame.TEMPLATE, f"{sources.name} in MNI305", sources.triangles)
+
+
 def provenance(settings: Settings) -> dict:
     """What the bundle records about the subject's head."""
     out = dict(head_from_settings(settings).provenance)
@@ -208,5 +234,6 @@ __all__ = [
     "meg_to_subject",
     "provenance",
     "source_space_from_settings",
+    "sources_in_mni",
     "subject_from_settings",
 ]
