@@ -10,9 +10,11 @@ Everything is in the subject's MRI surface RAS frame (:attr:`Frame.MRI`), in met
 ``ico`` source spaces follow MNE-Python's subsampling: every vertex of an order-k
 icosphere picks the nearest vertex of ``?h.sphere`` (both on the unit sphere); the dense
 white surface gives normals and, summed over the dense vertices nearest on the sphere to
-each source, patch areas. This is the anatomy side of issue 17 part 3; how a config selects
-a subject (``[head] model = "freesurfer"``) and the transform from the digitisation are for
-the build.
+each source, patch areas; ``oct`` grids are MNE-Python's octahedron subdivisions.
+:class:`SubjectHead` offers coregistration and the forward model what the template offers
+(BEM surfaces from ``bem/`` or an MNE ``-bem.fif``, MRI fiducials, the standard electrodes
+on the subject's scalp); :func:`subject_atlas` labels the subject's own vertices. How a
+config selects a subject (``[head] model = "freesurfer"``) is :mod:`rtsource.pipeline.subject`.
 """
 
 from __future__ import annotations
@@ -207,8 +209,9 @@ def subject_source_space(s: FreeSurferSubject, spacing: str = "ico4", surface: s
 def subject_region_labels(s: FreeSurferSubject, vertno: tuple[np.ndarray, np.ndarray], annot: str = "aparc") -> tuple[tuple[str, ...], np.ndarray]:
     """Region names (``"precentral-lh"``, ...) and the region index of every source.
 
-    Reads ``label/?h.ANNOT.annot``; regions named "unknown" or "corpuscallosum" (the medial
-    wall) and vertices outside the colour table get -1.
+    The sources are given by their dense-surface vertex numbers per hemisphere (as
+    :func:`subject_source_space` returns them); labels come from :func:`subject_atlas`
+    ("unknown", "corpuscallosum" and vertices outside the colour table get -1).
 
     Returns
     -------
@@ -216,20 +219,14 @@ def subject_region_labels(s: FreeSurferSubject, vertno: tuple[np.ndarray, np.nda
         Left hemisphere's regions first.
     labels : ndarray of int16, shape (n_sources,)
     """
-    names: list[str] = []
-    labels = []
-    for name, verts in zip(HEMIS, vertno):
-        a = read_annot(s.file("label", f"{name}.{annot}.annot"))
-        keep = [i for i, n in enumerate(a.names) if n not in ("unknown", "corpuscallosum", "")]
-        lut = np.full(len(a.names) + 1, -1, np.int64)
-        lut[keep] = np.arange(len(keep)) + len(names)
-        names += [f"{a.names[i]}-{name}" for i in keep]
-        if verts.max() >= len(a.labels):
-            raise GeometryError(f"{s.subject}: {name}.{annot}.annot has {len(a.labels)} vertices, fewer than the surface")
-        labels.append(lut[a.labels[verts]])
-    return tuple(names), np.concatenate(labels).astype(np.int16)
-
-
+    atlas = subject_atlas(s, annot)
+    n_lh = int(np.sum(atlas.surface.hemisphere == 0))
+    sizes = (n_lh, len(atlas.labels) - n_lh)
+    for name, verts, n in zip(HEMIS, vertno, sizes):
+        if len(verts) and verts.max() >= n:
+            raise GeometryError(f"{s.subject}: {name}.{annot}.annot has {n} vertices, fewer than the source vertex numbers")
+    index = np.concatenate([np.asarray(vertno[0], np.int64), np.asarray(vertno[1], np.int64) + n_lh])
+    return atlas.region_names, atlas.labels[index].astype(np.int16)
 
 
 def _read_mgh_vox2ras(path: Path) -> tuple[np.ndarray, np.ndarray]:
