@@ -214,6 +214,15 @@ def test_bem_fif_surfaces_equal_the_surf_files(subject_setup, tmp_path):
         assert np.allclose(a.vertices_m, b.vertices_m, atol=1e-6) and np.array_equal(a.triangles, b.triangles)
     with pytest.raises(GeometryError, match="not a FIF file"):
         bem_fif_surfaces(s.path / "bem" / "inner_skull.surf")
+    # a solution file: the surfaces are read, the solution matrix skipped; one layer is not enough for EEG
+    from rtsource.anatomy.mne_files import read_bem_surfaces_fif
+
+    one = mne.make_bem_model("sphere", ico=None, conductivity=(0.3,), subjects_dir=s.subjects_dir, verbose="error")
+    mne.write_bem_solution(tmp_path / "sphere-bem-sol.fif", mne.make_bem_solution(one, verbose="error"))
+    (inner,) = read_bem_surfaces_fif(tmp_path / "sphere-bem-sol.fif").values()
+    assert inner.name == "inner_skull" and np.allclose(inner.vertices_m, want.inner_skull.vertices_m, atol=1e-6)
+    with pytest.raises(GeometryError, match="no outer_skin, outer_skull surface"):
+        bem_fif_surfaces(tmp_path / "sphere-bem-sol.fif")
 
 
 def test_subject_spacings_atlas_and_refusals(subject_setup, tmp_path):

@@ -2,7 +2,7 @@
 
     SUBJECTS_DIR/SUBJECT/
       surf/{lh,rh}.{white,pial,sphere}      cortex and its registration sphere
-      bem/{inner_skull,outer_skull,outer_skin}.surf   (or bem/watershed/SUBJECT_*_surface)
+      bem/{inner_skull,outer_skull,outer_skin}.surf   (or bem/watershed/SUBJECT_*_surface, bem/flash/*.surf)
       label/{lh,rh}.aparc.annot             the atlas (any ``NAME.annot``)
       mri/transforms/talairach.xfm, mri/orig.mgz      MNI305 alignment (estimated fiducials)
 
@@ -111,7 +111,8 @@ def octahedron_sphere(order: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bem_file(s: FreeSurferSubject, name: str) -> Path:
-    for candidate in (s.path / "bem" / f"{name}.surf", s.path / "bem" / "watershed" / f"{s.subject}_{name}_surface"):
+    candidates = (s.path / "bem" / f"{name}.surf", s.path / "bem" / "watershed" / f"{s.subject}_{name}_surface", s.path / "bem" / "flash" / f"{name}.surf")
+    for candidate in candidates:
         if candidate.exists():
             return candidate
     return s.file("bem", f"{name}.surf")  # raises, naming the expected file
