@@ -113,7 +113,7 @@ def initial_alignment(
         return Transform.identity(dig.frame, dig.frame), f"positions already in the {dig.frame.value} frame"
     if dig.has_fiducials:
         t = fiducial_alignment(dig.fiducials, template.fiducials, scale=scale)
-        return t, "fiducials (NAS, LPA, RPA) fitted to the template's"
+        return t, "fiducials (NAS, LPA, RPA) fitted to the head model's"
     n_match = 0
     if dig.electrodes is not None:
         _, _, names = label_pairs(dig.electrodes, template.fit_electrodes, aliases)

@@ -156,7 +156,7 @@ class CoregQC:
             f"scale {self.scale:.4f}" + (f"; ICP {self.iterations} iterations" + ("" if self.converged else " (NOT converged)") if self.iterations else ""),
         ]
         if self.fiducial_errors_mm:
-            lines.append("  fiducials vs template: " + ", ".join(f"{n} {e:.1f} mm" for n, e in self.fiducial_errors_mm))
+            lines.append("  fiducials vs the head model's: " + ", ".join(f"{n} {e:.1f} mm" for n, e in self.fiducial_errors_mm))
         worst = self.largest(5)
         if worst:
             lines.append("  largest distances: " + ", ".join(f"{n} {d:+.1f} mm" for n, d in worst))
