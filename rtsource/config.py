@@ -555,6 +555,8 @@ def _check_head(s: Settings, where: str) -> None:
         return
     if not h.subject:
         raise ConfigError(f"{where} [head] model = 'freesurfer' needs subject = 'NAME' (the folder in subjects_dir)")
+    if s.source_space.kind == "cortex" and s.source_space.surface == "mid":
+        raise ConfigError(f"{where} [source_space] surface = 'mid' is the template's; a subject's sources sit on 'white' or 'pial'")
 
 
 def _cross_checks(s: Settings, where: str) -> None:

@@ -238,6 +238,10 @@ def test_subject_spacings_atlas_and_refusals(subject_setup, tmp_path):
         load_config_text(tmp_path, '[head]\nmodel = "freesurfer"\n')
     with pytest.raises(ConfigError, match="used with model = 'freesurfer' only"):
         load_config_text(tmp_path, '[head]\nsubject = "x"\n')
+    with pytest.raises(ConfigError, match="surface = 'mid' is the template's"):
+        load_config_text(tmp_path, '[head]\nmodel = "freesurfer"\nsubject = "x"\n[source_space]\nsurface = "mid"\n')
+    with pytest.raises(ConfigError, match="not an annotation name"):
+        load_config_text(tmp_path, '[head]\nmodel = "freesurfer"\nsubject = "x"\n[rois]\natlas = "../aparc"\n')
     with pytest.raises(ConfigError, match="template has 'ico4' and 'ico5'"):
         load_config_text(tmp_path, '[source_space]\nspacing = "ico3"\n')
 
