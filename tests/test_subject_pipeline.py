@@ -392,3 +392,26 @@ def test_template_coordinates_select_the_subjects_sources_through_talairach(subj
     (roi,) = rois_from_settings(s, bundle)
     d_mri_mm = np.linalg.norm(bundle.sources.positions_m * 1e3 - pole_mri_mm, axis=1)
     assert np.array_equal(roi.vertices, np.flatnonzero(d_mri_mm <= 10.0 / TALAIRACH_SCALE)) and roi.n_sources > 3
+
+
+def test_without_talairach_the_cap_follows_the_fiducials_and_volumes_fill_the_inner_skull(subject_setup, tmp_path):
+    import dataclasses
+    import shutil
+
+    from rtsource.build import electrodes_from_settings, source_space_from_settings
+    from rtsource.config import SensorSettings, SourceSpaceSettings
+
+    settings, _, _ = subject_setup
+    shutil.copytree(Path(settings.head.subjects_dir) / "sphere", tmp_path / "sphere", ignore=shutil.ignore_patterns("mri"))
+    s = dataclasses.replace(
+        settings, head=dataclasses.replace(settings.head, subjects_dir=str(tmp_path)), sensors=SensorSettings(montage="standard_1020", channels=("Fz", "Cz", "Pz", "T7", "T8"))
+    )
+    montage, _ = electrodes_from_settings(s)
+    pos = dict(zip(montage.electrodes.labels, montage.electrodes.positions_m))
+    assert np.allclose(np.linalg.norm(montage.electrodes.positions_m, axis=1), RADII_MM[0] * 1e-3, atol=2e-3)
+    assert pos["Cz"][2] > 0.08 and pos["T7"][0] < -0.08 < 0.08 < pos["T8"][0] and pos["Fz"][1] > 0.02 > -0.02 > pos["Pz"][1]
+    vol = source_space_from_settings(dataclasses.replace(s, source_space=SourceSpaceSettings(kind="volume", volume_spacing_mm=10.0)))
+    r = np.linalg.norm(vol.positions_m, axis=1)
+    assert vol.frame == Frame.MRI and vol.n_sources > 1500 and r.max() < (RADII_MM[2] - 5.0) * 1e-3
+    with pytest.raises(GeometryError, match="talairach"):
+        rois_from_settings(dataclasses.replace(s, roi=(dataclasses.replace(settings.roi[0], atlas="", label="", center_mm=(0.0, 0.0, 50.0)),)), subject_setup[2])
