@@ -226,6 +226,11 @@ def cmd_coreg(args) -> int:
         if not name or not std:
             raise RtsourceError(f"--alias {item!r}: use NAME=STANDARD_NAME, e.g. --alias 'EEG 001=Fp1'")
         aliases[name] = std
+    subject = {}
+    if settings.head.model == "freesurfer":  # the config's FreeSurfer subject is the head
+        from .pipeline.subject import head_from_settings, head_to_mri
+
+        subject = {"head": head_from_settings(settings), "transform": head_to_mri(settings)}
     result = run_coreg(
         args.montage,
         aliases=aliases or None,
@@ -239,6 +244,7 @@ def cmd_coreg(args) -> int:
         unit=args.unit,
         frame=args.frame,
         format=args.format,
+        **subject,
     )
     print(result.summary())
     if args.out:
@@ -389,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--frame", help="override the file's frame (head, ctf, template, ...)")
     c.add_argument("--format", help="override the file format detection")
     c.add_argument("--alias", action="append", metavar="NAME=STD", help="file label -> standard name (repeatable)")
-    c.add_argument("--config", help="take channels and aliases from this config's [sensors]")
+    c.add_argument("--config", help="take channels and aliases from this config's [sensors] (and its FreeSurfer subject as the head)")
     c.add_argument("--out", help="write the result (transform, positions, QC) as JSON")
     c.set_defaults(func=cmd_coreg)
 

@@ -415,3 +415,17 @@ def test_without_talairach_the_cap_follows_the_fiducials_and_volumes_fill_the_in
     assert vol.frame == Frame.MRI and vol.n_sources > 1500 and r.max() < (RADII_MM[2] - 5.0) * 1e-3
     with pytest.raises(GeometryError, match="talairach"):
         rois_from_settings(dataclasses.replace(s, roi=(dataclasses.replace(settings.roi[0], atlas="", label="", center_mm=(0.0, 0.0, 50.0)),)), subject_setup[2])
+
+
+def test_rtsource_coreg_with_a_subject_config(subject_setup, tmp_path, capsys):
+    """`rtsource coreg FILE --config subject.toml`: the file moved by the config's -trans.fif onto the subject."""
+    import json
+
+    from rtsource.cli import main
+
+    settings, _, _ = subject_setup
+    cfg = Path(settings.base_dir) / "subject.toml"
+    assert main(["coreg", str(Path(settings.base_dir) / "electrodes.csv"), "--config", str(cfg), "--out", str(tmp_path / "c.json")]) == 0
+    out = json.loads((tmp_path / "c.json").read_text())
+    assert "PASSED" in capsys.readouterr().out
+    assert np.allclose(out["transform"]["matrix"], head_to_mri_matrix(), atol=1e-6) and out["transform"]["to"] == "mri"

@@ -41,6 +41,7 @@ def coregister(
     allow_bad_fit: bool = False,
     qc_png: str | Path | None = None,
     max_iterations: int = 100,
+    transform: Transform | None = None,
 ) -> CoregResult:
     """Align a digitisation to the template head and check the fit.
 
@@ -76,6 +77,9 @@ def coregister(
         written before a refusal, so it can be looked at.
     max_iterations : int
         ICP iteration limit.
+    transform : Transform, optional
+        With ``method="none"``: a known transform from the digitisation's frame to the head
+        model's (an MNE -trans.fif's head -> MRI), applied instead of a fit.
 
     Raises
     ------
@@ -97,7 +101,14 @@ def coregister(
     scalp = template.fit_scalp  # the fine scalp, not the BEM's resampled one
     model = template.frame  # TEMPLATE, or MRI for a subject's own head
 
-    if method == "none":
+    if method == "none" and transform is not None:
+        if (transform.from_frame, transform.to_frame) != (dig.frame, model):
+            raise FrameError(
+                f"the given transform maps {transform.from_frame.value!r} -> {transform.to_frame.value!r}, but {dig.name!r} "
+                f"is in {dig.frame.value!r} and the head model in {model.value!r}"
+            )
+        initial = f"the given {transform.from_frame.value} -> {transform.to_frame.value} transform"
+    elif method == "none":
         if dig.frame != model:
             raise FrameError(
                 f"coregistration method 'none' needs positions in the {model.value!r} frame, but {dig.name!r} is in "
@@ -250,7 +261,7 @@ def run_coreg(
                 f"{dig.name!r} does not say its frame, and the transform starts in {transform.from_frame.value!r}; "
                 f"state it ([coreg] frame = {transform.from_frame.value!r}) if the positions are in that frame"
             )
-        dig, method = dig.transformed(transform), "none"
+        method = "none"
     result = coregister(
         dig,
         method=method,
@@ -262,6 +273,7 @@ def run_coreg(
         max_outlier_fraction=max_outlier_fraction,
         allow_bad_fit=allow_bad_fit,
         qc_png=qc_png,
+        transform=transform,
     )
     return CoregResult(result.transform, result.montage, result.aligned, result.qc, tuple(reports), result.projection_mm, result.qc_png)
 
