@@ -170,6 +170,8 @@ class Atlas:
         recognised by their positions and labelled exactly. Any other source space in the
         template frame takes the label of the nearest template vertex (white or pial, same
         hemisphere) within ``max_distance_mm``; farther sources (and volume sources) get -1.
+        A subject's atlas (``surface`` set) labels sources in the subject's frame the same way
+        from its own white and pial vertices (a source on a vertex takes that vertex's label).
 
         Returns
         -------
@@ -179,7 +181,7 @@ class Atlas:
         Raises
         ------
         FrameError
-            The source space is not in the template frame.
+            The source space is not in the atlas's frame.
         """
         if self.surface is not None:
             return self._labels_on_surface(sources, max_distance_mm)
