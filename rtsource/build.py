@@ -37,8 +37,13 @@ logger = logging.getLogger(__name__)
 
 
 def electrodes_from_settings(settings: Settings):
-    """The operator's EEG electrodes in the template frame (coregistered if read from a file)."""
+    """The operator's EEG electrodes in the head's frame (coregistered if read from a file)."""
     from .coreg import template_montage
+
+    if settings.head.model == "freesurfer":
+        from .pipeline import subject
+
+        return subject.electrodes_from_settings(settings)
 
     c = settings.coreg
     return template_montage(
@@ -107,6 +112,10 @@ def head_model_from_settings(settings: Settings) -> HeadModel:
     "bem" / "openmeeg": the template's scalp, outer and inner skull with
     ``bem_conductivities``.
     """
+    if settings.head.model == "freesurfer":
+        from .pipeline import subject
+
+        return subject.head_model_from_settings(settings)
     template = load_template(settings.head.bem_order)
     f = settings.forward
     if f.method == "sphere":
@@ -121,13 +130,23 @@ def sensors_from_settings(settings: Settings) -> SensorSet:
         montage, coreg = electrodes_from_settings(settings)
         provenance = _electrode_provenance(settings, coreg)
     if "meg" in settings.sensors.modality:
-        array = meg_array_from_settings(settings).to_head()
+        array = meg_array_from_settings(settings)
+        if settings.head.model == "freesurfer":
+            from .pipeline import subject
+
+            array = subject.meg_to_subject(settings, array)
+        else:
+            array = array.to_head()
     return SensorSet(montage, array, provenance)
 
 
 def source_space_from_settings(settings: Settings):
-    """The sources ``[source_space]`` describes, in the template frame, metres."""
+    """The sources ``[source_space]`` describes, in the head's frame (template or MRI), metres."""
     ss = settings.source_space
+    if settings.head.model == "freesurfer":
+        from .pipeline import subject
+
+        return subject.source_space_from_settings(settings)
     if ss.kind == "cortex":
         return template_source_space(ss.spacing, ss.surface)
     inner = load_template(settings.head.bem_order).surfaces.inner_skull
@@ -195,6 +214,14 @@ def _reorder(cov, ch_names: tuple[str, ...]):
 # ---- the bundle -------------------------------------------------------------------------
 
 
+def _head_provenance(settings: Settings) -> dict:
+    if settings.head.model == "freesurfer":
+        from .pipeline import subject
+
+        return subject.provenance(settings)
+    return {"model": settings.head.model, "frame": "template"}
+
+
 def build_bundle(
     settings: Settings,
     *,
@@ -253,7 +280,7 @@ def build_bundle(
     op = make_operator(params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov, projectors=projectors)
     record = operator_record(op, params, reference=reference, data_cov=data_cov)
     provenance = {
-        "head": {"model": settings.head.model, "frame": "template"},
+        "head": _head_provenance(settings),
         "montage": settings.sensors.montage,
         "modality": settings.sensors.modality,
         "forward": dict(lf.model),

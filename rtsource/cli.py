@@ -232,6 +232,11 @@ def cmd_coreg(args) -> int:
         if not name or not std:
             raise RtsourceError(f"--alias {item!r}: use NAME=STANDARD_NAME, e.g. --alias 'EEG 001=Fp1'")
         aliases[name] = std
+    subject = {}
+    if settings.head.model == "freesurfer":  # the config's FreeSurfer subject is the head
+        from .pipeline.subject import head_from_settings, head_to_mri
+
+        subject = {"head": head_from_settings(settings), "transform": head_to_mri(settings)}
     result = run_coreg(
         args.montage,
         aliases=aliases or None,
@@ -247,6 +252,7 @@ def cmd_coreg(args) -> int:
         unit=args.unit,
         frame=args.frame,
         format=args.format,
+        **subject,
     )
     print(result.summary())
     if args.out:
@@ -303,7 +309,7 @@ def cmd_view(args) -> int:
     return run_view(
         args.name, bundle=args.bundle, mesh=args.mesh, view=args.view, average_ms=args.average_ms, threshold=args.threshold,
         vmin=args.vmin, vmax=args.vmax, window=args.window, max_fps=args.max_fps, size=args.size, duration=args.duration,
-        screenshot=args.screenshot, screenshot_after=args.screenshot_after, report=args.report,
+        screenshot=args.screenshot, screenshot_after=args.screenshot_after, report=args.report, atlas=args.atlas,
     )  # fmt: skip
 
 
@@ -401,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--frame", help="override the file's frame (head, ctf, template, ...)")
     c.add_argument("--format", help="override the file format detection")
     c.add_argument("--alias", action="append", metavar="NAME=STD", help="file label -> standard name (repeatable)")
-    c.add_argument("--config", help="take channels and aliases from this config's [sensors]")
+    c.add_argument("--config", help="take channels and aliases from this config's [sensors] (and its FreeSurfer subject as the head)")
     c.add_argument("--out", help="write the result (transform, positions, QC) as JSON")
     c.set_defaults(func=cmd_coreg)
 
@@ -450,6 +456,7 @@ def _add_view_arguments(v: argparse.ArgumentParser) -> None:
     v.add_argument("--mesh", choices=("auto", "bundle", "ico4", "ico5"), default="auto",
                    help="surface to draw: the bundle's (auto), or the template's ico4 (5124 vertices, cheaper) / ico5 (20484)")
     v.add_argument("--view", choices=("left", "right", "top", "back", "front", "oblique"), default="top", help="initial camera view")
+    v.add_argument("--atlas", default="", help="outline this atlas's regions on the cortex ('aparc'; a FreeSurfer subject's bundle: its own annot)")
     v.add_argument("--average-ms", type=float, default=50.0, help="colour the cortex by the mean over the newest N ms (0: newest sample)")
     v.add_argument("--threshold", type=float, default=0.3, help="fraction of the colour range below which cortex stays grey (0..0.95)")
     v.add_argument("--vmin", type=float, help="fixed lower colour limit (with --vmax; default: automatic range)")

@@ -75,8 +75,13 @@ def _opt(check, doc: str = "", default=dataclasses.MISSING, factory=dataclasses.
 class HeadSettings:
     """[head]: the head model geometry."""
 
-    model: str = _opt(_one_of("template"), "head surfaces: the embedded fsaverage template", "template")
-    bem_order: int = _opt(_one_of(3, 4), "icosphere order of the head surfaces (3: 642, 4: 2562 vertices)", 4)
+    model: str = _opt(_one_of("template", "freesurfer"), "the embedded fsaverage template, or a FreeSurfer subject (docs/subject.md)", "template")
+    bem_order: int = _opt(_one_of(3, 4), "icosphere order of the template's head surfaces (3: 642, 4: 2562 vertices)", 4)
+    subjects_dir: str = _opt(None, "freesurfer: the SUBJECTS_DIR (relative to the config; empty: $SUBJECTS_DIR)", "")
+    subject: str = _opt(None, "freesurfer: the subject's folder name in subjects_dir", "")
+    trans: str = _opt(None, "freesurfer: MNE -trans.fif (head <-> MRI); empty: coregister the electrodes to the subject's scalp", "")
+    bem: str = _opt(None, "freesurfer: MNE -bem.fif / -bem-sol.fif with the BEM surfaces; empty: the subject's bem/*.surf", "")
+    fiducials: str = _opt(None, "freesurfer: MNE -fiducials.fif; empty: bem/SUBJECT-fiducials.fif, else estimated from talairach.xfm", "")
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class SourceSpaceSettings:
     """[source_space]: where the dipoles sit."""
 
     kind: str = _opt(_one_of("cortex", "volume", "discrete", "surfaces"), "template cortex, a volume grid, your points, or your surfaces", "cortex")
-    spacing: str = _opt(_one_of("ico4", "ico5"), "cortex: ico4 = 5124 sources, ico5 = 20484", "ico4")
+    spacing: str = _opt(_one_of("ico3", "ico4", "ico5", "ico6", "oct5", "oct6", "all"), "cortex: ico4 = 5124 sources, ico5 = 20484 (template: ico4/ico5; a subject: also ico3, ico6, oct5, oct6, all)", "ico4")
     surface: str = _opt(_one_of("white", "mid", "pial"), "cortex: cortical depth of the dipoles", "white")
     volume_spacing_mm: float = _opt(lambda v: None if 2 <= v <= 30 else "must be 2..30 mm", "volume: grid spacing", 7.0)
     volume_mindist_mm: float = _opt(_between(0.0, 50.0, "mm"), "volume: minimum distance to the inner skull", 5.0)
@@ -519,30 +524,53 @@ def _checked(f: dataclasses.Field, annotation: Any, value: Any, key: str) -> Any
     return converted
 
 
-def _check_atlas_name(name: str, where: str) -> None:
+def _check_atlas_name(name: str, where: str, subject: bool = False) -> None:
     from .anatomy.atlas import ATLASES
 
+    if subject:  # a subject's own label/?h.NAME.annot, read at setup
+        if not name.replace(".", "").replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{where} = {name!r}: not an annotation name; use the NAME of label/lh.NAME.annot, e.g. 'aparc' or 'aparc.a2009s'")
+        return
     if name not in ATLASES:
         raise ConfigError(f"{where} = {name!r}: not a known atlas; use one of {', '.join(sorted(ATLASES))}")
 
 
-def _check_atlas_roi(r: RoiSettings, where: str) -> None:
-    """Atlas keys of one [[roi]]: atlas with exactly one of label / labels, names that resolve."""
+def _check_atlas_roi(r: RoiSettings, where: str, subject: bool = False) -> None:
+    """Atlas keys of one [[roi]]: atlas with exactly one of label / labels, names that resolve
+    (a subject's annotation is read at setup, where its names are checked)."""
     if not r.atlas:
         if r.label or r.labels:
             raise ConfigError(f"{where} [[roi]] {r.name!r}: label/labels need atlas = 'aparc'")
         return
-    _check_atlas_name(r.atlas, f"{where} [[roi]] {r.name!r} atlas")
+    _check_atlas_name(r.atlas, f"{where} [[roi]] {r.name!r} atlas", subject)
     if bool(r.label) == bool(r.labels):
         raise ConfigError(
             f"{where} [[roi]] {r.name!r}: atlas = {r.atlas!r} needs exactly one of label = 'region-lh' or labels = [...]"
         )
+    if subject:
+        return
     from .anatomy.atlas import load_atlas
 
     try:
         load_atlas(r.atlas).resolve(r.labels or r.label)
     except ConfigError as exc:
         raise ConfigError(f"{where} [[roi]] {r.name!r}: {exc}") from None
+
+
+def _check_head(s: Settings, where: str) -> None:
+    """[head] model = 'freesurfer' needs a subject; the template has only ico4/ico5 sources."""
+    h = s.head
+    if h.model == "template":
+        given = [k for k in ("subjects_dir", "subject", "trans", "bem", "fiducials") if getattr(h, k)]
+        if given:
+            raise ConfigError(f"{where} [head] {', '.join(given)}: used with model = 'freesurfer' only (model is 'template')")
+        if s.source_space.kind == "cortex" and s.source_space.spacing not in ("ico4", "ico5"):
+            raise ConfigError(f"{where} [source_space] spacing = {s.source_space.spacing!r}: the template has 'ico4' and 'ico5'; other spacings need a FreeSurfer subject")
+        return
+    if not h.subject:
+        raise ConfigError(f"{where} [head] model = 'freesurfer' needs subject = 'NAME' (the folder in subjects_dir)")
+    if s.source_space.kind == "cortex" and s.source_space.surface == "mid":
+        raise ConfigError(f"{where} [source_space] surface = 'mid' is the template's; a subject's sources sit on 'white' or 'pial'")
 
 
 def _cross_checks(s: Settings, where: str) -> None:
@@ -579,9 +607,10 @@ def _cross_checks(s: Settings, where: str) -> None:
         given = sum([bool(r.center_mm), bool(r.vertices), bool(r.hemisphere), bool(r.atlas)])
         if given != 1:
             raise ConfigError(f"{where} [[roi]] {r.name!r}: give exactly one of center_mm, vertices, hemisphere or atlas (got {given})")
-        _check_atlas_roi(r, where)
+        _check_atlas_roi(r, where, s.head.model == "freesurfer")
     if s.rois.atlas:
-        _check_atlas_name(s.rois.atlas, f"{where} [rois] atlas")
+        _check_atlas_name(s.rois.atlas, f"{where} [rois] atlas", s.head.model == "freesurfer")
+    _check_head(s, where)
     names = [r.name for r in s.roi]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where} [[roi]]: names repeat: {names}")

@@ -65,30 +65,44 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
     return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _atlas(settings: Settings, name: str):
+    """The atlas a ROI names: the template's by name, or the FreeSurfer subject's annotation."""
+    if settings.head.model != "freesurfer":
+        return name
+    from .pipeline.subject import atlas_from_settings
+
+    return atlas_from_settings(settings, name)
+
+
 def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
     """The ``[[roi]]`` entries, the ``[rois] file`` and ``[rois] atlas`` as ROIs on the bundle's sources."""
     from .inverse.roi import read_roi_file, roi_from_hemisphere, roi_from_sphere, roi_from_vertices
 
     sources = bundle.sources
+    mni = sources
+    if settings.head.model == "freesurfer" and (settings.rois.file or any(r.center_mm for r in settings.roi)):
+        from .pipeline.subject import sources_in_mni
+
+        mni = sources_in_mni(settings, sources)  # template coordinates select the subject's sources
     rois = []
     for r in settings.roi:
         if r.center_mm:
-            rois.append(roi_from_sphere(sources, r.name, r.center_mm, r.radius_mm))
+            rois.append(roi_from_sphere(mni, r.name, r.center_mm, r.radius_mm))
         elif r.vertices:
             rois.append(roi_from_vertices(sources, r.name, r.vertices))
         elif r.atlas:
             from .inverse.atlas_roi import roi_from_atlas
 
-            rois.append(roi_from_atlas(sources, r.name, r.atlas, r.labels or r.label))
+            rois.append(roi_from_atlas(sources, r.name, _atlas(settings, r.atlas), r.labels or r.label))
         else:
             roi = roi_from_hemisphere(sources, r.hemisphere)
             rois.append(dataclasses.replace(roi, name=r.name) if roi.name != r.name else roi)
     if settings.rois.file:
-        rois += list(read_roi_file(settings.resolve_path(settings.rois.file), sources, default_radius_mm=settings.rois.default_radius_mm))
+        rois += list(read_roi_file(settings.resolve_path(settings.rois.file), mni, default_radius_mm=settings.rois.default_radius_mm))
     if settings.rois.atlas:
         from .inverse.atlas_roi import rois_from_atlas
 
-        rois += rois_from_atlas(sources, settings.rois.atlas)
+        rois += rois_from_atlas(sources, _atlas(settings, settings.rois.atlas))
     names = [r.name for r in rois]
     if len(set(names)) != len(names):
         raise ConfigError(f"ROI names repeat between [[roi]], [rois] file and [rois] atlas: {names}")

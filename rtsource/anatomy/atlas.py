@@ -65,6 +65,27 @@ ALIASES: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 @dataclass(frozen=True, eq=False)
+class AtlasSurface:
+    """The vertices a subject's atlas labels (a template atlas labels the template's own).
+
+    Attributes
+    ----------
+    white_m, pial_m : ndarray, shape (n_vertices, 3)
+        Dense white and pial vertex positions, metres, left hemisphere first.
+    hemisphere : ndarray of int8, shape (n_vertices,)
+    frame : Frame
+    name : str
+        Whose surface (the subject).
+    """
+
+    white_m: np.ndarray
+    pial_m: np.ndarray
+    hemisphere: np.ndarray
+    frame: Frame
+    name: str = ""
+
+
+@dataclass(frozen=True, eq=False)
 class Atlas:
     """A parcellation of the template cortex.
 
@@ -75,15 +96,18 @@ class Atlas:
     region_names : tuple of str
         Region names with hemisphere suffix (``"bankssts-lh"``, ...); left hemisphere first.
     labels : ndarray of int16, shape (20484,)
-        Region index (into ``region_names``) of every ``ico5`` template vertex; -1 for none.
-        Read-only.
+        Region index (into ``region_names``) of every ``ico5`` template vertex (of every
+        vertex of ``surface``, for a subject's atlas); -1 for none. Read-only.
     description : str
+    surface : AtlasSurface or None
+        None: the template's; else a subject's surface (:func:`rtsource.anatomy.subject.subject_atlas`).
     """
 
     name: str
     region_names: tuple[str, ...]
     labels: np.ndarray
     description: str = ""
+    surface: AtlasSurface | None = None
 
     def __post_init__(self) -> None:
         lab = np.array(self.labels, dtype=np.int16)
@@ -146,6 +170,8 @@ class Atlas:
         recognised by their positions and labelled exactly. Any other source space in the
         template frame takes the label of the nearest template vertex (white or pial, same
         hemisphere) within ``max_distance_mm``; farther sources (and volume sources) get -1.
+        A subject's atlas (``surface`` set) labels sources in the subject's frame the same way
+        from its own white and pial vertices (a source on a vertex takes that vertex's label).
 
         Returns
         -------
@@ -155,8 +181,10 @@ class Atlas:
         Raises
         ------
         FrameError
-            The source space is not in the template frame.
+            The source space is not in the atlas's frame.
         """
+        if self.surface is not None:
+            return self._labels_on_surface(sources, max_distance_mm)
         from .template import _cached_data
 
         if sources.frame != Frame.TEMPLATE:
@@ -176,25 +204,19 @@ class Atlas:
                 ref = surf if index is None else surf[index]
                 if np.allclose(pos, ref, atol=1e-6, rtol=0):
                     return self.labels.copy() if index is None else self.labels[index].copy()
-        from scipy.spatial import cKDTree
-
-        out = np.full(len(pos), -1, np.int16)
-        hemi_all = d["cortex_hemisphere"]
-        for h in (0, 1):
-            mine = np.flatnonzero(sources.hemisphere == h)
-            if not mine.size:
-                continue
-            ref_idx = np.flatnonzero(hemi_all == h)
-            best = np.full(mine.size, np.inf)
-            pick = np.zeros(mine.size, np.int64)
-            for surf in (white, pial):
-                dist, j = cKDTree(surf[ref_idx]).query(pos[mine])
-                better = dist < best
-                best[better], pick[better] = dist[better], ref_idx[j[better]]
-            ok = best <= max_distance_mm * 1e-3
-            out[mine[ok]] = self.labels[pick[ok]]
+        out = _nearest_labels(sources, (white, pial), d["cortex_hemisphere"], self.labels, max_distance_mm)
         logger.info("atlas %s on %s: %d of %d sources labelled by nearest template vertex", self.name, sources.name, int((out >= 0).sum()), len(pos))
         return out
+
+    def _labels_on_surface(self, sources: SourceSpace, max_distance_mm: float) -> np.ndarray:
+        """A subject's atlas: the label of the nearest white or pial vertex, same hemisphere."""
+        surf = self.surface
+        if sources.frame != surf.frame:
+            raise FrameError(
+                f"atlas {self.name!r} of {surf.name!r} is in the {surf.frame.value!r} frame but the source space "
+                f"{sources.name!r} is in {sources.frame.value!r}; use the subject's own source space"
+            )
+        return _nearest_labels(sources, (surf.white_m, surf.pial_m), surf.hemisphere, self.labels, max_distance_mm)
 
     def region_sources(self, sources: SourceSpace, regions: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Source indices of each region (all regions when ``regions`` is None).
@@ -208,8 +230,8 @@ class Atlas:
         labels = self.labels_for(sources)
         if not np.any(labels >= 0):
             raise ConfigError(
-                f"atlas {self.name!r}: no source of {sources.name!r} ({sources.n_sources} sources) lies on the template "
-                "cortex (a volume or discrete source space?); atlas ROIs need a cortical source space ([source_space] kind = 'cortex')"
+                f"atlas {self.name!r}: no source of {sources.name!r} ({sources.n_sources} sources) lies on the "
+                f"{'template' if self.surface is None else self.surface.name + chr(39) + 's'} cortex (a volume or discrete source space?); atlas ROIs need a cortical source space ([source_space] kind = 'cortex')"
             )
         out = {r: np.flatnonzero(labels == self.index(r)) for r in regions}
         empty = [r for r, v in out.items() if not v.size]
@@ -219,6 +241,28 @@ class Atlas:
                 f"{sources.name!r} ({sources.n_sources} sources); use a denser source space (ico5) or leave them out"
             )
         return out
+
+
+def _nearest_labels(sources: SourceSpace, surfaces, hemi_all: np.ndarray, labels: np.ndarray, max_distance_mm: float) -> np.ndarray:
+    """Label of the nearest vertex of any of ``surfaces`` (same hemisphere) within the distance."""
+    from scipy.spatial import cKDTree
+
+    pos = sources.positions_m
+    out = np.full(len(pos), -1, np.int16)
+    for h in (0, 1):
+        mine = np.flatnonzero(sources.hemisphere == h)
+        ref_idx = np.flatnonzero(hemi_all == h)
+        if not mine.size or not ref_idx.size:
+            continue
+        best = np.full(mine.size, np.inf)
+        pick = np.zeros(mine.size, np.int64)
+        for surf in surfaces:
+            dist, j = cKDTree(surf[ref_idx]).query(pos[mine])
+            better = dist < best
+            best[better], pick[better] = dist[better], ref_idx[j[better]]
+        ok = best <= max_distance_mm * 1e-3
+        out[mine[ok]] = labels[pick[ok]]
+    return out
 
 
 def _suggest(atlas: Atlas, name: str) -> str:
@@ -249,4 +293,4 @@ def alias_table() -> list[tuple[str, str, str]]:
     return [(a, " + ".join(r), src) for a, (r, src) in ALIASES.items()]
 
 
-__all__ = ["ALIASES", "ATLASES", "Atlas", "alias_table", "load_atlas"]
+__all__ = ["ALIASES", "ATLASES", "Atlas", "AtlasSurface", "alias_table", "load_atlas"]

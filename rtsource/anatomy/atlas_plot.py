@@ -26,8 +26,10 @@ _VIEWS = (
 )
 
 
-def write_roi_png(path: str | Path, rois: Sequence = (), *, atlas: str = "aparc", spacing: str = "ico5", title: str = "", dpi: int = 90) -> Path:
-    """Draw the template cortex with atlas outlines and the ROIs; write a PNG.
+def write_roi_png(
+    path: str | Path, rois: Sequence = (), *, atlas="aparc", spacing: str = "ico5", title: str = "", dpi: int = 90, sources=None
+) -> Path:
+    """Draw the template (or a subject's) cortex with atlas outlines and the ROIs; write a PNG.
 
     Parameters
     ----------
@@ -35,12 +37,15 @@ def write_roi_png(path: str | Path, rois: Sequence = (), *, atlas: str = "aparc"
     rois : sequence of Roi
         ROIs (``name``, ``vertices``, ``n_sources``) on the template source space ``spacing``
         (white surface); filled in colour.
-    atlas : str
-        The atlas whose regions are outlined.
+    atlas : str or Atlas
+        The atlas whose regions are outlined (a template atlas by name, or a subject's,
+        :func:`rtsource.anatomy.subject.subject_atlas`).
     spacing : {"ico4", "ico5"}
         The template source space the ROIs' vertex indices refer to (and that is drawn).
+    sources : SourceSpace, optional
+        Draw this triangulated source space instead (a subject's; ``spacing`` is ignored).
     """
-    from .atlas import load_atlas
+    from .atlas import Atlas, load_atlas
     from .template import template_source_space
 
     try:
@@ -52,10 +57,13 @@ def write_roi_png(path: str | Path, rois: Sequence = (), *, atlas: str = "aparc"
     from matplotlib.collections import PolyCollection
     from matplotlib.patches import Patch
 
-    space = template_source_space(spacing, "pial")
-    labels = load_atlas(atlas).labels_for(space).astype(np.int64)
+    atlas_obj = atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
+    if sources is not None and not len(sources.triangles):
+        raise ConfigError(f"the ROI picture draws a surface, but the source space {sources.name!r} has no triangles")
+    space = template_source_space(spacing, "pial") if sources is None else sources
+    labels = atlas_obj.labels_for(space).astype(np.int64)
     verts, tris = space.positions_m, space.triangles
-    n_regions = load_atlas(atlas).n_regions
+    n_regions = atlas_obj.n_regions
     pale = colormaps["tab20"](np.arange(n_regions) % 20)[:, :3] * 0.35 + 0.65
     strong = colormaps["tab10"](np.arange(max(len(rois), 1)) % 10)[:, :3]
     tri_lab = labels[tris]
@@ -93,7 +101,8 @@ def write_roi_png(path: str | Path, rois: Sequence = (), *, atlas: str = "aparc"
     if rois:
         handles = [Patch(color=strong[k], label=f"{r.name} ({r.n_sources} sources)") for k, r in enumerate(rois)]
         fig.legend(handles=handles, loc="lower center", ncol=min(len(rois), 6), fontsize=10, frameon=False)
-    fig.suptitle(title or f"atlas {atlas} on the template ({spacing}); ROIs filled", fontsize=13)
+    where = f"the template ({spacing})" if sources is None else space.name
+    fig.suptitle(title or f"atlas {atlas_obj.name} on {where}; ROIs filled", fontsize=13)
     path = Path(path)
     try:
         fig.savefig(path)

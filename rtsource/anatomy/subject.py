@@ -2,7 +2,7 @@
 
     SUBJECTS_DIR/SUBJECT/
       surf/{lh,rh}.{white,pial,sphere}      cortex and its registration sphere
-      bem/{inner_skull,outer_skull,outer_skin}.surf   (or bem/watershed/SUBJECT_*_surface)
+      bem/{inner_skull,outer_skull,outer_skin}.surf   (or bem/watershed/SUBJECT_*_surface, bem/flash/*.surf)
       label/{lh,rh}.aparc.annot             the atlas (any ``NAME.annot``)
       mri/transforms/talairach.xfm, mri/orig.mgz      MNI305 alignment (estimated fiducials)
 
@@ -10,9 +10,11 @@ Everything is in the subject's MRI surface RAS frame (:attr:`Frame.MRI`), in met
 ``ico`` source spaces follow MNE-Python's subsampling: every vertex of an order-k
 icosphere picks the nearest vertex of ``?h.sphere`` (both on the unit sphere); the dense
 white surface gives normals and, summed over the dense vertices nearest on the sphere to
-each source, patch areas. This is the anatomy side of issue 17 part 3; how a config selects
-a subject (``[head] model = "freesurfer"``) and the transform from the digitisation are for
-the build.
+each source, patch areas; ``oct`` grids are MNE-Python's octahedron subdivisions.
+:class:`SubjectHead` offers coregistration and the forward model what the template offers
+(BEM surfaces from ``bem/`` or an MNE ``-bem.fif``, MRI fiducials, the standard electrodes
+on the subject's scalp); :func:`subject_atlas` labels the subject's own vertices. How a
+config selects a subject (``[head] model = "freesurfer"``) is :mod:`rtsource.pipeline.subject`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 HEMIS = ("lh", "rh")
 _BEM_NAMES = ("outer_skin", "outer_skull", "inner_skull")
-_ICO = {"ico3": 3, "ico4": 4, "ico5": 5, "ico6": 6}
+_ICO = {"ico3": 3, "ico4": 4, "ico5": 5, "ico6": 6, "oct5": 5, "oct6": 6}
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,29 @@ def freesurfer_icosphere(order: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(v, float) @ rot.T, np.asarray(t, np.int64)
 
 
+def octahedron_sphere(order: int) -> tuple[np.ndarray, np.ndarray]:
+    """MNE-Python's ``oct`` grid of that order: the octahedron with vertices on the axes,
+    subdivided ``order - 1`` times (normalised midpoints; ``oct6``: 4098 vertices)."""
+    v = [np.array(p, float) for p in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))]
+    t = [(0, 2, 4), (2, 1, 4), (1, 3, 4), (3, 0, 4), (2, 0, 5), (1, 2, 5), (3, 1, 5), (0, 3, 5)]
+    for _ in range(order - 1):
+        mids: dict[tuple[int, int], int] = {}
+
+        def mid(a: int, b: int) -> int:
+            key = (min(a, b), max(a, b))
+            if key not in mids:
+                m = v[a] + v[b]
+                v.append(m / np.linalg.norm(m))
+                mids[key] = len(v) - 1
+            return mids[key]
+
+        t = [q for a, b, c in t for q in ((a, mid(a, b), mid(c, a)), (b, mid(b, c), mid(a, b)), (c, mid(c, a), mid(b, c)), (mid(a, b), mid(b, c), mid(c, a)))]
+    return np.asarray(v), np.asarray(t, np.int64)
+
+
 def _bem_file(s: FreeSurferSubject, name: str) -> Path:
-    for candidate in (s.path / "bem" / f"{name}.surf", s.path / "bem" / "watershed" / f"{s.subject}_{name}_surface"):
+    candidates = (s.path / "bem" / f"{name}.surf", s.path / "bem" / "watershed" / f"{s.subject}_{name}_surface", s.path / "bem" / "flash" / f"{name}.surf")
+    for candidate in candidates:
         if candidate.exists():
             return candidate
     return s.file("bem", f"{name}.surf")  # raises, naming the expected file
@@ -115,7 +138,9 @@ def subject_source_space(s: FreeSurferSubject, spacing: str = "ico4", surface: s
     Parameters
     ----------
     s : FreeSurferSubject
-    spacing : {"ico3", "ico4", "ico5", "ico6", "all"}
+    spacing : {"ico3", "ico4", "ico5", "ico6", "oct5", "oct6", "all"}
+        ``icoK``: the order-K icosphere (10 4^K + 2 sources per hemisphere); ``octK``: the
+        octahedron grid (4^K + 2, as MNE-Python's); ``all``: every vertex.
     surface : {"white", "pial"}
 
     Returns
@@ -154,7 +179,7 @@ def subject_source_space(s: FreeSurferSubject, spacing: str = "ico4", surface: s
             if len(sphere.vertices) != len(white.vertices):
                 raise GeometryError(f"{s.subject}: {name}.sphere has {len(sphere.vertices)} vertices, {name}.white {len(white.vertices)}")
             unit = sphere.vertices_m / np.linalg.norm(sphere.vertices_m, axis=1, keepdims=True)
-            ico, ico_tris = freesurfer_icosphere(_ICO[spacing])
+            ico, ico_tris = freesurfer_icosphere(_ICO[spacing]) if spacing.startswith("ico") else octahedron_sphere(_ICO[spacing])
             _, vertno = cKDTree(unit).query(ico)
             if len(np.unique(vertno)) != len(vertno):
                 raise GeometryError(
@@ -185,8 +210,9 @@ def subject_source_space(s: FreeSurferSubject, spacing: str = "ico4", surface: s
 def subject_region_labels(s: FreeSurferSubject, vertno: tuple[np.ndarray, np.ndarray], annot: str = "aparc") -> tuple[tuple[str, ...], np.ndarray]:
     """Region names (``"precentral-lh"``, ...) and the region index of every source.
 
-    Reads ``label/?h.ANNOT.annot``; regions named "unknown" or "corpuscallosum" (the medial
-    wall) and vertices outside the colour table get -1.
+    The sources are given by their dense-surface vertex numbers per hemisphere (as
+    :func:`subject_source_space` returns them); labels come from :func:`subject_atlas`
+    ("unknown", "corpuscallosum" and vertices outside the colour table get -1).
 
     Returns
     -------
@@ -194,20 +220,14 @@ def subject_region_labels(s: FreeSurferSubject, vertno: tuple[np.ndarray, np.nda
         Left hemisphere's regions first.
     labels : ndarray of int16, shape (n_sources,)
     """
-    names: list[str] = []
-    labels = []
-    for name, verts in zip(HEMIS, vertno):
-        a = read_annot(s.file("label", f"{name}.{annot}.annot"))
-        keep = [i for i, n in enumerate(a.names) if n not in ("unknown", "corpuscallosum", "")]
-        lut = np.full(len(a.names) + 1, -1, np.int64)
-        lut[keep] = np.arange(len(keep)) + len(names)
-        names += [f"{a.names[i]}-{name}" for i in keep]
-        if verts.max() >= len(a.labels):
-            raise GeometryError(f"{s.subject}: {name}.{annot}.annot has {len(a.labels)} vertices, fewer than the surface")
-        labels.append(lut[a.labels[verts]])
-    return tuple(names), np.concatenate(labels).astype(np.int16)
-
-
+    atlas = subject_atlas(s, annot)
+    n_lh = int(np.sum(atlas.surface.hemisphere == 0))
+    sizes = (n_lh, len(atlas.labels) - n_lh)
+    for name, verts, n in zip(HEMIS, vertno, sizes):
+        if len(verts) and verts.max() >= n:
+            raise GeometryError(f"{s.subject}: {name}.{annot}.annot has {n} vertices, fewer than the source vertex numbers")
+    index = np.concatenate([np.asarray(vertno[0], np.int64), np.asarray(vertno[1], np.int64) + n_lh])
+    return atlas.region_names, atlas.labels[index].astype(np.int16)
 
 
 def _read_mgh_vox2ras(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -290,8 +310,200 @@ def estimate_fiducials(s: FreeSurferSubject) -> Points:
     return load_template().fiducials.transformed(talairach_transform(s).inverse())
 
 
+def subject_fiducials(s: FreeSurferSubject, path: str | Path | None = None) -> tuple[Points, str]:
+    """The subject's MRI fiducials and where they came from.
+
+    ``path`` (an MNE ``-fiducials.fif``), else ``bem/SUBJECT-fiducials.fif``, else estimated
+    from the Talairach transform (:func:`estimate_fiducials`).
+
+    Raises
+    ------
+    GeometryError
+        None of the three is available (the message names the files looked for).
+    """
+    from .mne_files import read_fiducials_fif
+
+    own = s.path / "bem" / f"{s.subject}-fiducials.fif"
+    if path and not Path(path).is_file():
+        raise GeometryError(f"fiducials file {path} does not exist; check [head] fiducials")
+    for candidate in [Path(path)] if path else [own]:
+        if candidate.exists():
+            fid = read_fiducials_fif(candidate)
+            if fid.frame != Frame.MRI:
+                raise GeometryError(f"{candidate}: fiducials in the {fid.frame.value!r} frame; the subject's must be in MRI (save them with mne coreg)")
+            return fid, str(candidate)
+    xfm, orig = s.path / "mri" / "transforms" / "talairach.xfm", s.path / "mri" / "orig.mgz"
+    if xfm.exists() and orig.exists():
+        return estimate_fiducials(s), f"estimated from {xfm} (fsaverage's fiducials through its inverse)"
+    raise GeometryError(
+        f"FreeSurfer subject {s.subject!r}: no MRI fiducials: neither {own} nor {xfm} with {orig} exist; save them with "
+        "mne coreg, set [head] fiducials, or give the head->MRI transform ([head] trans = '...-trans.fif')"
+    )
+
+
+@dataclass(frozen=True)
+class SubjectHead:
+    """A subject's head as the forward model and coregistration use it (MRI frame, metres).
+
+    It offers what :class:`rtsource.anatomy.template.Template` offers coregistration and the
+    forward model (``surfaces``, ``fiducials``, ``fit_scalp``, ``fit_electrodes``, ``frame``).
+
+    Attributes
+    ----------
+    subject : FreeSurferSubject
+    surfaces : HeadModelSurfaces
+        Scalp, outer and inner skull (``bem/`` or an MNE ``-bem.fif``).
+    fiducials : Points or None
+        NAS, LPA, RPA in MRI (None: unknown; coregistration then needs a -trans.fif).
+    electrodes : Points or None
+        The standard 10-05 positions carried onto this scalp (see :func:`load_subject_head`).
+    coreg_scalp : Mesh or None
+        A denser scalp for coregistration (``surf/lh.seghead``), else the BEM scalp.
+    provenance : dict
+        Where each part came from (files), for the bundle.
+    """
+
+    subject: FreeSurferSubject
+    surfaces: HeadModelSurfaces
+    fiducials: Points | None
+    electrodes: Points | None
+    coreg_scalp: Mesh | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def frame(self) -> Frame:
+        return Frame.MRI
+
+    @property
+    def fit_scalp(self) -> Mesh:
+        return self.coreg_scalp if self.coreg_scalp is not None else self.surfaces.scalp
+
+    @property
+    def fit_electrodes(self) -> Points:
+        if self.electrodes is None:
+            return Points(np.zeros((0, 3)), Frame.MRI, "m", ())
+        return self.electrodes
+
+
+def load_subject_head(s: FreeSurferSubject, *, bem: str | Path | None = None, fiducials: str | Path | None = None, need_fiducials: bool = False) -> SubjectHead:
+    """The subject's head: BEM surfaces, fiducials, the standard electrodes on its scalp.
+
+    Parameters
+    ----------
+    s : FreeSurferSubject
+    bem : path, optional
+        MNE ``-bem.fif`` / ``-bem-sol.fif`` with the three surfaces (default: ``bem/*.surf``).
+    fiducials : path, optional
+        MNE ``-fiducials.fif`` (default: see :func:`subject_fiducials`).
+    need_fiducials : bool
+        Raise when no fiducials are found (else ``fiducials`` is None).
+
+    Notes
+    -----
+    The standard electrodes are the template's 10-05 positions carried into the subject's
+    MRI by the inverse Talairach transform (an affine: it follows the head's size and
+    shape) when ``talairach.xfm`` exists, else by the similarity transform of the template's
+    fiducials onto the subject's; then projected onto the subject's scalp.
+    """
+    from ..geometry import project_onto_mesh
+    from ..geometry.head_frames import fiducials_m, fit_points
+    from .template import load_template
+
+    prov: dict = {"subject": s.subject, "subjects_dir": str(s.subjects_dir)}
+    if bem:
+        surfaces = bem_fif_surfaces(bem)
+        prov["bem"] = str(bem)
+    else:
+        surfaces = subject_head_surfaces(s)
+        prov["bem"] = str(s.path / "bem")
+    seghead = s.path / "surf" / "lh.seghead"
+    coreg_scalp = None
+    if seghead.exists():
+        coreg_scalp = read_surface(seghead, name="seghead")
+        prov["coreg_scalp"] = str(seghead)
+    try:
+        fid, where = subject_fiducials(s, fiducials)
+        prov["fiducials"] = where
+    except GeometryError:
+        if need_fiducials or fiducials:
+            raise
+        fid, electrodes = None, None
+        prov["fiducials"] = "none"
+    if fid is not None:
+        template = load_template()
+        xfm = s.path / "mri" / "transforms" / "talairach.xfm"
+        if xfm.exists() and (s.path / "mri" / "orig.mgz").exists():
+            to_mri = talairach_transform(s).inverse()
+            how = "talairach"
+        else:
+            fit = fit_points(np.array(fiducials_m(template.fiducials)), np.array(fiducials_m(fid)), scale=True, what="template fiducials onto the subject's")
+            to_mri, how = fit.transform(Frame.TEMPLATE, Frame.MRI), "fiducials"
+        moved = template.fit_electrodes.transformed(to_mri)
+        scalp = coreg_scalp if coreg_scalp is not None else surfaces.scalp
+        electrodes = Points(project_onto_mesh(moved.positions_m, scalp).points_m, Frame.MRI, "m", moved.labels)
+        prov["standard_electrodes"] = f"template 10-05 through the {how} transform, projected onto the scalp"
+    return SubjectHead(s, surfaces, fid, electrodes, coreg_scalp, prov)
+
+
+def bem_fif_surfaces(path: str | Path) -> HeadModelSurfaces:
+    """Scalp, outer and inner skull of an MNE ``-bem.fif`` / ``-bem-sol.fif`` (MRI frame), checked."""
+    from .mne_files import read_bem_surfaces_fif
+
+    found = read_bem_surfaces_fif(path)
+    missing = [n for n in _BEM_NAMES if n not in found]
+    if missing:
+        raise GeometryError(
+            f"{path}: no {', '.join(missing)} surface (it has {', '.join(found)}); EEG needs a three-layer BEM "
+            "(mne.make_bem_model with three conductivities)"
+        )
+    meshes = [found[n] for n in _BEM_NAMES]
+    if any(m.frame != Frame.MRI for m in meshes):
+        raise GeometryError(f"{path}: BEM surfaces in the {meshes[0].frame.value!r} frame; the subject's must be in MRI")
+    for m in meshes:
+        m.check_closed()
+    check_nested(meshes[2], meshes[1])
+    check_nested(meshes[1], meshes[0])
+    return HeadModelSurfaces(*meshes)
+
+
+def subject_atlas(s: FreeSurferSubject, annot: str = "aparc"):
+    """The subject's ``label/?h.ANNOT.annot`` as an :class:`rtsource.anatomy.atlas.Atlas`.
+
+    Labels sit on the dense ``?h.white`` vertices (left hemisphere first; ``?h.pial`` too
+    when present), so any source space of the subject (any spacing, white or pial) is
+    labelled by its sources' own vertices.
+    """
+    from .atlas import Atlas, AtlasSurface
+
+    names: list[str] = []
+    labels, white, pial, hemi = [], [], [], []
+    for h, name in enumerate(HEMIS):
+        w = read_surface(s.file("surf", f"{name}.white"), name=f"{name}.white").vertices_m
+        p_file = s.path / "surf" / f"{name}.pial"
+        p = read_surface(p_file, name=f"{name}.pial").vertices_m if p_file.exists() else w
+        a = read_annot(s.file("label", f"{name}.{annot}.annot"))
+        if len(a.labels) != len(w) or len(p) != len(w):
+            raise GeometryError(f"{s.subject}: {name}.{annot}.annot has {len(a.labels)} vertices, {name}.white {len(w)}, {name}.pial {len(p)}; they must be equal")
+        keep = [i for i, n in enumerate(a.names) if n not in ("unknown", "corpuscallosum", "")]
+        lut = np.full(len(a.names) + 1, -1, np.int64)
+        lut[keep] = np.arange(len(keep)) + len(names)
+        names += [f"{a.names[i]}-{name}" for i in keep]
+        labels.append(lut[a.labels])
+        white.append(w)
+        pial.append(p)
+        hemi.append(np.full(len(w), h, np.int8))
+    surface = AtlasSurface(np.vstack(white), np.vstack(pial), np.concatenate(hemi), Frame.MRI, s.subject)
+    return Atlas(annot, tuple(names), np.concatenate(labels), f"{s.subject}'s label/?h.{annot}.annot", surface)
+
+
 __all__ = [
     "FreeSurferSubject",
+    "SubjectHead",
+    "bem_fif_surfaces",
+    "load_subject_head",
+    "octahedron_sphere",
+    "subject_atlas",
+    "subject_fiducials",
     "estimate_fiducials",
     "freesurfer_icosphere",
     "open_subject",

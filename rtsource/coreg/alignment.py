@@ -109,11 +109,11 @@ def initial_alignment(
     Order of preference: already in TEMPLATE; fiducials; electrode labels; a fiducial
     frame (HEAD, CTF) mapped through the template's own fiducial frame.
     """
-    if dig.frame == Frame.TEMPLATE:
-        return Transform.identity(Frame.TEMPLATE, Frame.TEMPLATE), "positions already in the template frame"
+    if dig.frame == template.frame:
+        return Transform.identity(dig.frame, dig.frame), f"positions already in the {dig.frame.value} frame"
     if dig.has_fiducials:
         t = fiducial_alignment(dig.fiducials, template.fiducials, scale=scale)
-        return t, "fiducials (NAS, LPA, RPA) fitted to the template's"
+        return t, "fiducials (NAS, LPA, RPA) fitted to the head model's"
     n_match = 0
     if dig.electrodes is not None:
         _, _, names = label_pairs(dig.electrodes, template.fit_electrodes, aliases)

@@ -156,7 +156,7 @@ class CoregQC:
             f"scale {self.scale:.4f}" + (f"; ICP {self.iterations} iterations" + ("" if self.converged else " (NOT converged)") if self.iterations else ""),
         ]
         if self.fiducial_errors_mm:
-            lines.append("  fiducials vs template: " + ", ".join(f"{n} {e:.1f} mm" for n, e in self.fiducial_errors_mm))
+            lines.append("  fiducials vs the head model's: " + ", ".join(f"{n} {e:.1f} mm" for n, e in self.fiducial_errors_mm))
         worst = self.largest(5)
         if worst:
             lines.append("  largest distances: " + ", ".join(f"{n} {d:+.1f} mm" for n, d in worst))
@@ -290,7 +290,7 @@ def measure_fit(
     inl = d_mm[~outliers]
     rms = float(np.sqrt(np.mean(inl**2))) if len(inl) else float("inf")
     fid_err: tuple[tuple[str, float], ...] = ()
-    if aligned.has_fiducials:
+    if aligned.has_fiducials and template.fiducials is not None:  # a subject's head may have none
         mine = aligned.fiducials.select(list(FIDUCIAL_NAMES)).positions_m
         theirs = template.fiducials.select(list(FIDUCIAL_NAMES)).positions_m
         fid_err = tuple((n, float(e)) for n, e in zip(FIDUCIAL_NAMES, np.linalg.norm(mine - theirs, axis=1) * 1e3))

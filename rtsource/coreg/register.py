@@ -41,6 +41,7 @@ def coregister(
     allow_bad_fit: bool = False,
     qc_png: str | Path | None = None,
     max_iterations: int = 100,
+    transform: Transform | None = None,
 ) -> CoregResult:
     """Align a digitisation to the template head and check the fit.
 
@@ -76,6 +77,9 @@ def coregister(
         written before a refusal, so it can be looked at.
     max_iterations : int
         ICP iteration limit.
+    transform : Transform, optional
+        With ``method="none"``: a known transform from the digitisation's frame to the head
+        model's (an MNE -trans.fif's head -> MRI), applied instead of a fit.
 
     Raises
     ------
@@ -95,14 +99,22 @@ def coregister(
         raise GeometryError(f"{dig.name!r} has no electrodes to coregister")
     template = template or load_template()
     scalp = template.fit_scalp  # the fine scalp, not the BEM's resampled one
+    model = template.frame  # TEMPLATE, or MRI for a subject's own head
 
-    if method == "none":
-        if dig.frame != Frame.TEMPLATE:
+    if method == "none" and transform is not None:
+        if (transform.from_frame, transform.to_frame) != (dig.frame, model):
             raise FrameError(
-                f"coregistration method 'none' needs positions in the 'template' frame, but {dig.name!r} is in "
-                f"{dig.frame.value!r}; use method 'fiducials' or 'icp', or state frame='template' if it is"
+                f"the given transform maps {transform.from_frame.value!r} -> {transform.to_frame.value!r}, but {dig.name!r} "
+                f"is in {dig.frame.value!r} and the head model in {model.value!r}"
             )
-        transform, initial = Transform.identity(Frame.TEMPLATE, Frame.TEMPLATE), "none (positions taken as they are)"
+        initial = f"the given {transform.from_frame.value} -> {transform.to_frame.value} transform"
+    elif method == "none":
+        if dig.frame != model:
+            raise FrameError(
+                f"coregistration method 'none' needs positions in the {model.value!r} frame, but {dig.name!r} is in "
+                f"{dig.frame.value!r}; use method 'fiducials' or 'icp', or state frame={model.value!r} if it is"
+            )
+        transform, initial = Transform.identity(model, model), "none (positions taken as they are)"
     else:
         transform, initial = initial_alignment(dig, template, aliases=aliases, scale=scale)
     iterations, converged = 0, True
@@ -124,12 +136,12 @@ def coregister(
         fit = icp_to_surface(
             src_m, scalp, initial=transform.matrix, pairs=pairs, pair_weight=pair_weight, scale=scale, max_iterations=max_iterations
         )
-        transform = Transform(dig.frame, Frame.TEMPLATE, fit.matrix)
+        transform = Transform(dig.frame, model, fit.matrix)
         iterations, converged = fit.iterations, fit.converged
 
     aligned = dig.transformed(transform)
-    if aligned.frame != Frame.TEMPLATE:  # identity TEMPLATE->TEMPLATE keeps the frame; anything else is a bug
-        raise FrameError(f"coregistration ended in the {aligned.frame.value!r} frame, not 'template'")
+    if aligned.frame != model:  # the identity keeps the frame; anything else is a bug
+        raise FrameError(f"coregistration ended in the {aligned.frame.value!r} frame, not {model.value!r}")
 
     qc = measure_fit(
         aligned,
@@ -146,7 +158,7 @@ def coregister(
     el = aligned.electrodes
     if project:
         proj = project_onto_mesh(el.positions_m, scalp)
-        el_final = Points(proj.points_m, Frame.TEMPLATE, "m", el.labels)
+        el_final = Points(proj.points_m, model, "m", el.labels)
         moved = proj.distances_m * 1e3
     else:
         el_final, moved = el, np.zeros(len(el))
@@ -199,6 +211,8 @@ def run_coreg(
     format: str | None = None,
     bem_order: int = 4,
     project: bool = True,
+    head=None,
+    transform: Transform | None = None,
 ) -> CoregResult:
     """Read a montage (and headshape) file and coregister it to the template: ``rtsource coreg``.
 
@@ -225,6 +239,12 @@ def run_coreg(
         Override what the montage file says (see ``read_digitization``).
     bem_order : int
         Template surface resolution (3 or 4).
+    head : Template or SubjectHead, optional
+        The head to coregister to (default: the template of ``bem_order``); a FreeSurfer
+        subject's (:class:`rtsource.anatomy.subject.SubjectHead`) puts the electrodes in MRI.
+    transform : Transform, optional
+        A known transform from the files' frame to the head's (an MNE -trans.fif's head ->
+        MRI): applied instead of a fit, then the electrodes are projected and checked.
     """
     from ..anatomy.template import load_template
 
@@ -241,17 +261,25 @@ def run_coreg(
         dig = dig.merged(hs)
     if channels is not None:
         dig.montage().pick(list(channels), aliases)  # fails early, listing missing channels
+    if transform is not None:
+        if dig.frame == Frame.UNKNOWN:
+            raise FrameError(
+                f"{dig.name!r} does not say its frame, and the transform starts in {transform.from_frame.value!r}; "
+                f"state it ([coreg] frame = {transform.from_frame.value!r}) if the positions are in that frame"
+            )
+        method = "none"
     result = coregister(
         dig,
         method=method,
         scale=scale,
         aliases=aliases,
-        template=load_template(bem_order),
+        template=head if head is not None else load_template(bem_order),
         project=project,
         max_rms_mm=max_rms_mm,
         max_outlier_fraction=max_outlier_fraction,
         allow_bad_fit=allow_bad_fit,
         qc_png=qc_png,
+        transform=transform,
     )
     return CoregResult(result.transform, result.montage, result.aligned, result.qc, tuple(reports), result.projection_mm, result.qc_png)
 

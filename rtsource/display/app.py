@@ -373,6 +373,7 @@ def run_view(
     screenshot: str | None = None,
     screenshot_after: float = 0.0,
     report: str | None = None,
+    atlas: str = "",
 ) -> int:
     """Show a running loop's outputs until the window is closed (``rtsource view``).
 
@@ -385,6 +386,9 @@ def run_view(
         Bundle to take the cortex mesh from (default: the one named in the stream's metadata).
     mesh : {"auto", "bundle", "ico4", "ico5"}
         Surface to draw: the bundle's, or the template's ico4 / ico5.
+    atlas : str
+        Outline this atlas's regions ("aparc"; a FreeSurfer subject's bundle: its own
+        annotation of that name); "": no outlines.
     view : {"left", "right", "top", "back", "front", "oblique"}
         Initial camera view.
     average_ms : float
@@ -440,7 +444,7 @@ def run_view(
     gl, reason = opengl_context_available()
     if not gl:
         logger.warning("3D cortex disabled: %s", reason)
-    streams = OutputStreams(name, bundle_path=bundle, mesh=mesh, trace_seconds=window).start()
+    streams = OutputStreams(name, bundle_path=bundle, mesh=mesh, trace_seconds=window, atlas=atlas).start()
     win = viewer_window_class()(streams, gl=gl, gl_reason=reason, average_ms=average_ms, window_s=window,
                                 threshold=threshold, view=view, max_fps=max_fps, vmin=vmin, vmax=vmax)
     win.resize(width, height)

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 #: Bare cortex (below threshold, or no source nearby), RGBA bytes.
 CORTEX_GREY = np.array([178, 178, 178, 255], np.uint8)
+OUTLINE_RGBA = np.array([40, 40, 40, 255], np.uint8)  # atlas region borders (--atlas)
 
 #: Preset camera views: name -> (azimuth, elevation) in degrees, RAS frame
 #: (azimuth 0 looks from the right, 90 from the front).
@@ -218,6 +219,7 @@ class VertexColourer:
         n = geometry.n_vertices
         self.index = np.ascontiguousarray(geometry.value_index, dtype=np.intp)
         self.missing = np.asarray(geometry.missing, dtype=np.intp)
+        self.outline = np.asarray(geometry.outline, dtype=np.intp)
         self.rgba = np.empty((n, 4), np.uint8)
         self.rgba[:] = CORTEX_GREY
         self._v = np.empty(n, np.float32)
@@ -237,6 +239,8 @@ class VertexColourer:
         np.take(lut, self._i, axis=0, out=self.rgba)
         if len(self.missing):
             self.rgba[self.missing] = CORTEX_GREY
+        if len(self.outline):
+            self.rgba[self.outline] = OUTLINE_RGBA
         return self.rgba
 
 

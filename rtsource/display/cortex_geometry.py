@@ -8,7 +8,7 @@ neighbour, else draws the source points.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,8 @@ class CortexGeometry:
     cull_back_faces : bool
         The surface is closed and wound outward (counter-clockwise seen from outside), so the
         renderer may skip triangles facing away: half the rasterisation work.
+    outline : ndarray of int
+        Vertices painted as atlas region borders (:mod:`rtsource.display.outlines`); empty: none.
     """
 
     vertices_m: np.ndarray
@@ -58,6 +60,7 @@ class CortexGeometry:
     frame: str
     origin: str
     cull_back_faces: bool = False
+    outline: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n_vertices(self) -> int:

@@ -39,17 +39,20 @@ class OutputStreams:
         Bundle to take the mesh from (default: the one named in the source stream's metadata).
     mesh : str
         See :func:`cortex_geometry`.
+    atlas : str
+        Outline this atlas's regions on the cortex (:mod:`rtsource.display.outlines`); "": none.
     trace_seconds : float
         How much of the ROI / band-power streams is kept (the traces' time window).
     """
 
     def __init__(self, output_name: str = "rtsource-sources", *, bundle_path: str | None = None, mesh: str = "auto",
-                 trace_seconds: float = 10.0, source_seconds: float = 1.0):
+                 trace_seconds: float = 10.0, source_seconds: float = 1.0, atlas: str = ""):
         if mesh not in MESH_CHOICES:
             raise StreamError(f"mesh = {mesh!r} is not known; use one of {', '.join(MESH_CHOICES)}")
         self.output_name = output_name
         self.bundle_path = bundle_path
         self.mesh = mesh
+        self.atlas = atlas
         name = outputs.stream_name
         self.sources = StreamReader(name(output_name), outputs.SOURCES_TYPE, buffer_seconds=source_seconds, min_capacity=128, prepare=self._geometry)
         self.roi = StreamReader(name(output_name, outputs.ROI_SUFFIX), outputs.ROI_TYPE, buffer_seconds=trace_seconds, min_capacity=256)
@@ -58,7 +61,12 @@ class OutputStreams:
         self.events = StreamReader(name(output_name, outputs.EVENTS_SUFFIX), outputs.EVENTS_TYPE)
 
     def _geometry(self, layout: StreamLayout) -> CortexGeometry:
-        return cortex_geometry(layout, bundle_path=self.bundle_path, mesh=self.mesh)
+        geometry = cortex_geometry(layout, bundle_path=self.bundle_path, mesh=self.mesh)
+        if self.atlas:
+            from .outlines import outline_or_none
+
+            geometry = outline_or_none(geometry, self.atlas, bundle_path=self.bundle_path or layout.bundle_path)
+        return geometry
 
     @property
     def readers(self) -> tuple[StreamReader, ...]:

@@ -13,12 +13,16 @@ from typing import Iterable
 
 import numpy as np
 
-from ..anatomy.atlas import load_atlas
+from ..anatomy.atlas import Atlas, load_atlas
 from ..anatomy.source_space import SourceSpace
 from .roi import roi_from_vertices
 
 
-def roi_from_atlas(sources: SourceSpace, name: str, atlas: str, labels: str | Iterable[str]):
+def _atlas(atlas: str | Atlas) -> Atlas:
+    return atlas if isinstance(atlas, Atlas) else load_atlas(atlas)
+
+
+def roi_from_atlas(sources: SourceSpace, name: str, atlas: str | Atlas, labels: str | Iterable[str]):
     """One ROI: the sources of one or more atlas regions.
 
     Parameters
@@ -27,8 +31,9 @@ def roi_from_atlas(sources: SourceSpace, name: str, atlas: str, labels: str | It
         A template-frame cortical source space.
     name : str
         Channel label of the ROI.
-    atlas : str
-        Atlas name (``"aparc"``).
+    atlas : str or Atlas
+        A template atlas by name (``"aparc"``), or an atlas such as a subject's
+        (:func:`rtsource.anatomy.subject.subject_atlas`).
     labels : str or iterable of str
         Region names (``"transversetemporal-lh"``) or aliases (``"auditory-lh"``).
 
@@ -37,14 +42,14 @@ def roi_from_atlas(sources: SourceSpace, name: str, atlas: str, labels: str | It
     ConfigError
         An unknown name, or a region without sources in ``sources`` (named).
     """
-    a = load_atlas(atlas)
+    a = _atlas(atlas)
     regions = a.resolve(labels)
     per_region = a.region_sources(sources, regions)
     vertices = np.unique(np.concatenate(list(per_region.values())))
-    return roi_from_vertices(sources, name, vertices, description=f"atlas {atlas}: {' + '.join(regions)}")
+    return roi_from_vertices(sources, name, vertices, description=f"atlas {a.name}: {' + '.join(regions)}")
 
 
-def rois_from_atlas(sources: SourceSpace, atlas: str) -> list:
+def rois_from_atlas(sources: SourceSpace, atlas: str | Atlas) -> list:
     """One ROI per region of the atlas, named like the region (``"bankssts-lh"``, ...).
 
     Raises
@@ -52,9 +57,9 @@ def rois_from_atlas(sources: SourceSpace, atlas: str) -> list:
     ConfigError
         A region has no sources in ``sources``; the message names every such region.
     """
-    a = load_atlas(atlas)
+    a = _atlas(atlas)
     per_region = a.region_sources(sources)
-    return [roi_from_vertices(sources, region, v, description=f"atlas {atlas}: {region}") for region, v in per_region.items()]
+    return [roi_from_vertices(sources, region, v, description=f"atlas {a.name}: {region}") for region, v in per_region.items()]
 
 
 __all__ = ["roi_from_atlas", "rois_from_atlas"]
