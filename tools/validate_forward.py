@@ -96,7 +96,7 @@ def cold_compile_seconds() -> float | None:
 def ours(order, refine, elec, dip, results, timings, label):
     from rtsource.forward.bem import concentric_sphere_model, eeg_bem_leadfield, solve_bem
 
-    model = concentric_sphere_model(RADII, SIGMA, order=order)
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=order)
     with Clock() as c:
         sol = solve_bem(model, refine=refine)
     with Clock() as reuse:
@@ -150,7 +150,7 @@ def openmeeg_bem(order, elec, dip, label, timings):
     from rtsource.forward.bem import concentric_sphere_model
     from rtsource.forward.openmeeg_backend import openmeeg_eeg_leadfield, solve_openmeeg
 
-    model = concentric_sphere_model(RADII, SIGMA, order=order)
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=order)
     with Clock() as c:
         sol = solve_openmeeg(model)
     with Clock() as lf:
