@@ -129,8 +129,9 @@ class BemHead:
     Parameters
     ----------
     surfaces : sequence of Mesh, or HeadModelSurfaces
-        Outermost first (scalp, outer skull, inner skull; anything with ``as_tuple()``,
-        e.g. ``load_template(4).surfaces``), all in one frame.
+        Any number of nested surfaces, outermost first (scalp, outer skull, inner skull
+        [, a CSF/brain boundary]; anything with ``as_tuple()``, e.g.
+        ``load_template(4).surfaces``), all in one frame. The reverse order is refused.
     conductivities : sequence of float
         S/m of the compartment just inside each surface, outermost first (default
         :data:`rtsource.forward.bem.DEFAULT_CONDUCTIVITIES`: scalp, skull, brain). MEG uses
