@@ -139,3 +139,31 @@ def test_openmeeg_takes_four_layers():
     ref, _ = eeg_sphere_leadfield(elec, dip, SphereModel([0, 0, 0], RADII4, SIGMA4, "head"))
     (rdm, mag), = per_eccentricity(gain, ref, np.full(len(dip), 0.6)).values()
     assert rdm < 0.03 and abs(mag - 1) < 0.05, (rdm, mag)
+
+
+
+def test_four_layer_head_goes_through_make_leadfield():
+    """The one entry point takes a 4-layer BemHead (as a subject with a CSF surface would)
+    and returns what the BEM functions give; dipoles in the CSF are refused."""
+    from rtsource.anatomy.source_space import SourceSpace
+    from rtsource.forward.head_model import BemHead
+    from rtsource.forward.leadfield import make_leadfield
+    from rtsource.geometry import Frame, Points
+    from rtsource.sensors.montage import Montage
+
+    rng = np.random.default_rng(23)
+    model = concentric_sphere_model(RADII4, SIGMA4, order=2, frame="template")
+    up = unit_vectors(rng, 16)
+    up[:, 2] = np.abs(up[:, 2]) + 0.2
+    up /= np.linalg.norm(up, axis=1, keepdims=True)
+    montage = Montage(Points(RADII4[-1] * up, Frame.TEMPLATE, "m", tuple(f"E{i}" for i in range(16))), name="cap")
+    pos = unit_vectors(rng, 5) * RADII4[0] * 0.7
+    sources = SourceSpace(pos, unit_vectors(rng, 5), np.zeros(5), np.full(5, -1), Frame.TEMPLATE, "five")
+    head = BemHead(model.surfaces, SIGMA4[::-1])
+    slf = make_leadfield(sources, montage, head, use_cache=False)
+    expected, _ = eeg_bem_leadfield(solve_bem(model, use_cache=False), montage.electrodes.positions_m, pos)
+    np.testing.assert_allclose(slf.leadfield.gain, expected, rtol=1e-10, atol=0)
+    assert slf.leadfield.model["approach"] == "isolated_problem"
+    in_csf = SourceSpace(np.array([[0, 0, 0.082]]), np.array([[0, 0, 1.0]]), np.zeros(1), np.full(1, -1), Frame.TEMPLATE, "csf")
+    with pytest.raises(ForwardError, match="outside the innermost BEM surface 'brain'"):
+        make_leadfield(in_csf, montage, head, use_cache=False)
