@@ -167,3 +167,23 @@ def test_four_layer_head_goes_through_make_leadfield():
     in_csf = SourceSpace(np.array([[0, 0, 0.082]]), np.array([[0, 0, 1.0]]), np.zeros(1), np.full(1, -1), Frame.TEMPLATE, "csf")
     with pytest.raises(ForwardError, match="outside the innermost BEM surface 'brain'"):
         make_leadfield(in_csf, montage, head, use_cache=False)
+
+
+def test_a_layer_thinner_than_the_triangles_is_refined_by_default():
+    """4 x 2562 with a 1.8 mm CSF shell under 6 mm triangles: refined (MAG 0.95 -> 0.99 in
+    tools/validate_forward.py); the 3-shell spheres and the template head at 2562 are not."""
+    from rtsource.anatomy.template import load_template
+    from rtsource.geometry import Mesh
+    from rtsource.geometry.icosphere import icosphere
+
+    v, t = icosphere(4)
+
+    def spheres(radii, sigma):  # the intersection checks are not the point here
+        meshes = tuple(Mesh(r * v, t, "head", "m", f"s{k}") for k, r in enumerate(radii))
+        return BemModel(meshes[::-1], sigma[::-1], check_intersections=False)
+
+    assert solve._choose_refine(spheres(RADII4, SIGMA4), "auto") == 1
+    assert solve._choose_refine(spheres(RADII4, SIGMA4), 0) == 0
+    assert solve._choose_refine(spheres(RADII3, SIGMA3), "auto") == 0
+    template = BemModel(load_template(4).surfaces.as_tuple(), (0.33, 0.0042, 0.33), check_intersections=False)
+    assert solve._choose_refine(template, "auto") == 0
