@@ -5,7 +5,7 @@ innermost first) against the exact series: the isolated problem approach has to 
 at the inner skull (CSF -> skull), not at the innermost surface (brain -> CSF, where the
 conductivity rises). Before that fix the 642-vertex model gave median RDM 0.17-0.20 and MAG
 1.14 at eccentricities 0.8-0.9. The 2562-vertex acceptance numbers come from
-tools/validate_forward.py (about 20 s for our BEM, an hour for OpenMEEG).
+tools/validate_forward.py (about a minute of CPU for our BEM, an hour and a half for OpenMEEG).
 """
 
 from __future__ import annotations
