@@ -8,8 +8,8 @@ head model     EEG                                         MEG
 SphereHead     exact concentric-sphere series over         Sarvas (1987): needs only the
                ``shells`` (Zhang 1995;                     origin (default: fitted to the
                :mod:`rtsource.forward.sphere`)             inner skull)
-BemHead        rtsource's BEM (``method="bem"``,           single-layer BEM of the innermost
-               :mod:`rtsource.forward.bem`) or OpenMEEG's  surface (Hamalainen & Sarvas
+BemHead        rtsource's BEM (``method="bem"``,           single-layer BEM of the inner
+               :mod:`rtsource.forward.bem`) or OpenMEEG's  skull (Hamalainen & Sarvas
                symmetric BEM (``method="openmeeg"``)       1989); not with OpenMEEG
 =============  ==========================================  ==================================
 
@@ -198,9 +198,24 @@ class BemHead:
         return self.surfaces[0].frame
 
     @property
+    def skull_index(self) -> int:
+        """Index of the inner skull in ``surfaces``: MEG's single layer.
+
+        The innermost surface at which the conductivity drops more than 10-fold outwards
+        (where the EEG BEM applies the isolated problem approach): with a CSF layer that is
+        the CSF/skull boundary, not the innermost (brain/CSF) surface, because the volume
+        currents flow in the CSF too. Without such a drop, the innermost surface.
+        """
+        from .bem.solve import IPA_RATIO_LIMIT
+
+        sig = self.conductivities
+        drops = [k for k in range(1, len(sig)) if sig[k - 1] <= IPA_RATIO_LIMIT * sig[k]]
+        return drops[-1] if drops else len(sig) - 1
+
+    @property
     def inner_skull(self) -> Mesh:
-        """The innermost surface: sources must lie inside it; MEG's single layer."""
-        return self.surfaces[-1]
+        """The inner skull (:attr:`skull_index`; the innermost surface of a 3-layer head)."""
+        return self.surfaces[self.skull_index]
 
     def _models(self) -> dict:
         return self.__dict__.setdefault("_built", {})  # not a field: frozen-safe memo
@@ -213,10 +228,11 @@ class BemHead:
         return memo["eeg"]
 
     def meg_model(self) -> BemModel:
-        """The innermost surface with its conductivity: MEG's single-layer model (built once)."""
+        """The inner skull with the conductivity inside it: MEG's single-layer model (built once)."""
         memo = self._models()
         if "meg" not in memo:
-            memo["meg"] = BemModel(self.surfaces[-1:], self.conductivities[-1:])
+            k = self.skull_index
+            memo["meg"] = BemModel(self.surfaces[k : k + 1], self.conductivities[k : k + 1])
         return memo["meg"]
 
 

@@ -164,6 +164,12 @@ def test_four_layer_head_goes_through_make_leadfield():
     expected, _ = eeg_bem_leadfield(solve_bem(model, use_cache=False), montage.electrodes.positions_m, pos)
     np.testing.assert_allclose(slf.leadfield.gain, expected, rtol=1e-10, atol=0)
     assert slf.leadfield.model["approach"] == "isolated_problem"
+    # MEG's single layer is the inner skull (the CSF carries volume currents), as with 3 layers
+    assert head.skull_index == 2 and head.inner_skull.name == "inner_skull"
+    assert head.meg_model().n_layers == 1 and head.meg_model().inner.name == "inner_skull"
+    assert float(head.meg_model().conductivities[0]) == 1.0
+    three = BemHead(concentric_sphere_model(RADII3, SIGMA3, order=1).surfaces, SIGMA3[::-1])
+    assert three.skull_index == 2 and three.meg_model().inner.name == "inner_skull"
     in_csf = SourceSpace(np.array([[0, 0, 0.082]]), np.array([[0, 0, 1.0]]), np.zeros(1), np.full(1, -1), Frame.TEMPLATE, "csf")
     with pytest.raises(ForwardError, match="outside the innermost BEM surface 'brain'"):
         make_leadfield(in_csf, montage, head, use_cache=False)
