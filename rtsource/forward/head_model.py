@@ -32,7 +32,7 @@ from ..errors import ForwardError
 from ..geometry import Frame, Mesh
 from ..geometry.sphere_fit import fit_sphere
 from .bem.eeg import MAX_ELECTRODE_DISTANCE_M
-from .bem.model import DEFAULT_CONDUCTIVITIES, BemModel
+from .bem.model import DEFAULT_CONDUCTIVITIES, BemModel, inner_skull_index
 from .sphere import SphereModel, make_sphere_model
 
 if TYPE_CHECKING:
@@ -206,11 +206,7 @@ class BemHead:
         the CSF/skull boundary, not the innermost (brain/CSF) surface, because the volume
         currents flow in the CSF too. Without such a drop, the innermost surface.
         """
-        from .bem.solve import IPA_RATIO_LIMIT
-
-        sig = self.conductivities
-        drops = [k for k in range(1, len(sig)) if sig[k - 1] <= IPA_RATIO_LIMIT * sig[k]]
-        return drops[-1] if drops else len(sig) - 1
+        return inner_skull_index(self.conductivities)
 
     @property
     def inner_skull(self) -> Mesh:

@@ -168,6 +168,9 @@ def test_four_layer_head_goes_through_make_leadfield():
     assert head.skull_index == 2 and head.inner_skull.name == "inner_skull"
     assert head.meg_model().n_layers == 1 and head.meg_model().inner.name == "inner_skull"
     assert float(head.meg_model().conductivities[0]) == 1.0
+    from rtsource.forward.bem import bem_model_from_surfaces
+
+    assert bem_model_from_surfaces(model.surfaces, SIGMA4[::-1], layers=1).inner.name == "inner_skull"
     three = BemHead(concentric_sphere_model(RADII3, SIGMA3, order=1).surfaces, SIGMA3[::-1])
     assert three.skull_index == 2 and three.meg_model().inner.name == "inner_skull"
     in_csf = SourceSpace(np.array([[0, 0, 0.082]]), np.array([[0, 0, 1.0]]), np.zeros(1), np.full(1, -1), Frame.TEMPLATE, "csf")

@@ -32,12 +32,35 @@ from ...geometry.icosphere import icosphere
 from ...geometry.intersect import check_no_crossing, check_self_intersection
 from ..positions import format_mm, list_distances
 
-__all__ = ["DEFAULT_CONDUCTIVITIES", "BemModel", "bem_model_from_surfaces", "check_sources_inside", "concentric_sphere_model"]
+__all__ = ["DEFAULT_CONDUCTIVITIES", "SHARP_DROP_RATIO", "BemModel", "inner_skull_index", "bem_model_from_surfaces", "check_sources_inside", "concentric_sphere_model"]
 
 #: Template conductivities in S/m, outermost compartment first: scalp, skull, brain.
 #: 0.33 for scalp and brain and a brain:skull ratio of about 80 (0.0042), the 3-shell
 #: default of FieldTrip and the classic ratio of Rush & Driscoll (1968, IEEE TBME 15:8).
 DEFAULT_CONDUCTIVITIES = (0.33, 0.0042, 0.33)
+
+
+#: A surface where the conductivity drops at least this much outwards (sigma_out/sigma_in <=
+#: 0.1) is a skull boundary: the EEG BEM applies the isolated problem approach there
+#: (Hamalainen & Sarvas 1989) and MEG's single-layer model uses it.
+SHARP_DROP_RATIO = 0.1
+
+
+def inner_skull_index(conductivities: Sequence[float]) -> int:
+    """Index of the inner skull among surfaces ordered outermost first.
+
+    The innermost surface at which the conductivity drops by ``SHARP_DROP_RATIO`` or more
+    outwards (with a CSF layer: the CSF/skull boundary, not the brain/CSF surface inside
+    it); without such a drop, the innermost surface.
+
+    Parameters
+    ----------
+    conductivities : sequence of float, shape (n_surfaces,)
+        S/m just inside each surface, outermost first.
+    """
+    sig = [float(x) for x in conductivities]
+    drops = [k for k in range(1, len(sig)) if sig[k - 1] <= SHARP_DROP_RATIO * sig[k]]
+    return drops[-1] if drops else len(sig) - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,13 +226,16 @@ def bem_model_from_surfaces(surfaces, conductivities=DEFAULT_CONDUCTIVITIES, *, 
         S/m per compartment, outermost first; with ``layers=1`` a single value (brain) or
         the full sequence (its last value is used).
     layers : {None, 1}
-        1 keeps only the innermost surface (the single-layer model for MEG).
+        1 keeps only the inner skull (:func:`inner_skull_index`; the innermost surface of
+        a 3-layer head) with its conductivity: the single-layer model for MEG.
     """
     meshes = tuple(surfaces.as_tuple()) if hasattr(surfaces, "as_tuple") else tuple(surfaces)
     sig = np.atleast_1d(np.asarray(conductivities, dtype=float))
     if layers == 1:
-        meshes = meshes[-1:]
-        sig = sig[-1:]
+        # with one value per surface the inner skull is known; a single value goes with the innermost
+        k = inner_skull_index(sig) if len(sig) == len(meshes) else len(meshes) - 1
+        meshes = meshes[k : k + 1]
+        sig = sig[k : k + 1] if len(sig) > 1 else sig
     elif layers is not None:
         raise ForwardError(f"layers = {layers!r}: use None (all surfaces) or 1 (inner skull only, for MEG)")
     return BemModel(meshes, sig)

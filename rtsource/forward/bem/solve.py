@@ -66,7 +66,7 @@ import scipy.linalg
 from ...cache import cache_file, json_array, json_from_array, write_npz_atomically
 from ...errors import ForwardError
 from .integrals import Discretisation, assemble_coefficients, discretise
-from .model import BemModel
+from .model import SHARP_DROP_RATIO, BemModel
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ __all__ = ["AUTO_REFINE_MAX_VERTICES", "AUTO_REFINE_THIN_MAX_VERTICES", "FORMAT_
 FORMAT_VERSION = 1
 
 #: Hamalainen & Sarvas (1989) use the isolated problem approach when sigma_out/sigma_in at the
-#: innermost surface is at most this.
-IPA_RATIO_LIMIT = 0.1
+#: inner skull is at most this (one constant with MEG's choice of the inner skull).
+IPA_RATIO_LIMIT = SHARP_DROP_RATIO
 
 #: Models with at most this many vertices in all are refined once by default (3 x 642 is;
 #: 3 x 2562 is not: there the refinement would quadruple a 3-6 s integration).
