@@ -152,12 +152,12 @@ class SourceSpaceSettings:
 class ForwardSettings:
     """[forward]: the forward model."""
 
-    method: str = _opt(_one_of("sphere", "bem", "openmeeg"), "concentric spheres (exact series), our 3-layer BEM, or OpenMEEG's symmetric BEM", "sphere")
+    method: str = _opt(_one_of("sphere", "bem", "openmeeg"), "concentric spheres (exact series), our BEM (any number of layers), or OpenMEEG's symmetric BEM", "sphere")
     relative_radii: tuple[float, ...] = _opt(None, "shell radii relative to the fitted scalp sphere, inner to outer", factory=lambda: (0.90, 0.92, 0.97, 1.0))
     conductivities: tuple[float, ...] = _opt(None, "S/m per shell, inner to outer", factory=lambda: (0.33, 1.0, 0.004, 0.33))
     rtol: float = _opt(_between(1e-12, 0.1), "relative convergence of the sphere series", 1e-6)
     bem_conductivities: tuple[float, ...] = _opt(
-        None, "BEM: scalp, skull, brain (S/m, outermost first; brain:skull 80 as FieldTrip)", factory=lambda: (0.33, 0.0042, 0.33)
+        None, "BEM: S/m per layer, outermost first like the head's surfaces (template: scalp, skull, brain; brain:skull 80 as FieldTrip)", factory=lambda: (0.33, 0.0042, 0.33)
     )
 
 
@@ -573,6 +573,25 @@ def _check_head(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [source_space] surface = 'mid' is the template's; a subject's sources sit on 'white' or 'pial'")
 
 
+def _check_bem_conductivities(s: Settings, where: str) -> None:
+    """One positive S/m value per BEM compartment, outermost first, neighbours different."""
+    bc = s.forward.bem_conductivities
+    key = f"{where} [forward] bem_conductivities = {list(bc)}"
+    if not 1 <= len(bc) <= 8:
+        raise ConfigError(f"{key}: give one S/m value per BEM layer, outermost first (1 to 8 layers)")
+    for k, c in enumerate(bc):
+        if not (c > 0 and math.isfinite(c)):
+            raise ConfigError(f"{key}: value {k} ({c!r}) must be a positive conductivity in S/m, e.g. 0.33 (scalp, brain), 0.0042 (skull)")
+    for k in range(1, len(bc)):
+        if bc[k] == bc[k - 1]:
+            raise ConfigError(f"{key}: layers {k - 1} and {k} have the same conductivity, so the surface between them adds nothing")
+    if s.head.model == "template" and len(bc) != 3:
+        raise ConfigError(
+            f"{key}: the template head has 3 BEM surfaces (scalp, outer skull, inner skull), so give 3 values, "
+            "outermost first: scalp, skull, brain"
+        )
+
+
 def _cross_checks(s: Settings, where: str) -> None:
     f = s.forward
     if len(f.relative_radii) != len(f.conductivities) or not 1 <= len(f.relative_radii) <= 6:
@@ -587,7 +606,10 @@ def _cross_checks(s: Settings, where: str) -> None:
                 "give the same number of each, 1 to 6 shells"
             )
         if any(b <= a for a, b in zip(radii, radii[1:])) or radii[-1] != 1.0 or radii[0] <= 0:
-            raise ConfigError(f"{where} [{sec}] relative_radii = {list(radii)}: must increase and end at 1.0")
+            raise ConfigError(
+                f"{where} [{sec}] relative_radii = {list(radii)}: must increase (innermost first, conductivities in the "
+                "same order) and end at 1.0 (the scalp)"
+            )
         if any(c <= 0 for c in cond):
             raise ConfigError(f"{where} [{sec}] conductivities = {list(cond)}: must all be > 0 S/m")
     if "eeg" in s.sensors.modality and len(s.sensors.channels) < 3:
@@ -623,12 +645,7 @@ def _cross_checks(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [source_space] kind = 'discrete' needs points = 'file.csv'")
     if ss.kind == "surfaces" and not (ss.lh or ss.rh):
         raise ConfigError(f"{where} [source_space] kind = 'surfaces' needs lh = '...' and/or rh = '...'")
-    bc = s.forward.bem_conductivities
-    if len(bc) != 3 or any(c <= 0 for c in bc) or bc[0] == bc[1] or bc[1] == bc[2]:
-        raise ConfigError(
-            f"{where} [forward] bem_conductivities = {list(bc)}: give 3 positive values (scalp, skull, brain), "
-            "neighbouring layers different"
-        )
+    _check_bem_conductivities(s, where)
     if s.badchannels.rules:
         from .stream.badchannels import BadChannelRules
 

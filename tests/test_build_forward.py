@@ -54,6 +54,12 @@ def test_openmeeg_refuses_meg():
 def test_bem_conductivities_validated():
     with pytest.raises(ConfigError, match="bem_conductivities"):
         settings_from_dict({"forward": {"bem_conductivities": [0.33, 0.33, 0.33]}})
+    with pytest.raises(ConfigError, match=r"bem_conductivities = \[0.33, 1.0, 0.004, 0.33\]: the template head has 3 BEM surfaces"):
+        settings_from_dict({"forward": {"bem_conductivities": [0.33, 1.0, 0.004, 0.33]}})
+    with pytest.raises(ConfigError, match=r"value 1 \(-0.1\) must be a positive conductivity"):
+        settings_from_dict({"forward": {"bem_conductivities": [0.33, -0.1, 0.33]}})
+    with pytest.raises(ConfigError, match=r"relative_radii = \[1.0, 0.97, 0.92, 0.9\]: must increase \(innermost first"):
+        settings_from_dict({"forward": {"relative_radii": [1.0, 0.97, 0.92, 0.9]}})
 
 
 def test_volume_and_discrete_source_spaces_build_free_orientation(tmp_path):

@@ -8,8 +8,8 @@ head model     EEG                                         MEG
 SphereHead     exact concentric-sphere series over         Sarvas (1987): needs only the
                ``shells`` (Zhang 1995;                     origin (default: fitted to the
                :mod:`rtsource.forward.sphere`)             inner skull)
-BemHead        rtsource's BEM (``method="bem"``,           single-layer BEM of the innermost
-               :mod:`rtsource.forward.bem`) or OpenMEEG's  surface (Hamalainen & Sarvas
+BemHead        rtsource's BEM (``method="bem"``,           single-layer BEM of the inner
+               :mod:`rtsource.forward.bem`) or OpenMEEG's  skull (Hamalainen & Sarvas
                symmetric BEM (``method="openmeeg"``)       1989); not with OpenMEEG
 =============  ==========================================  ==================================
 
@@ -32,7 +32,7 @@ from ..errors import ForwardError
 from ..geometry import Frame, Mesh
 from ..geometry.sphere_fit import fit_sphere
 from .bem.eeg import MAX_ELECTRODE_DISTANCE_M
-from .bem.model import DEFAULT_CONDUCTIVITIES, BemModel
+from .bem.model import DEFAULT_CONDUCTIVITIES, BemModel, inner_skull_index
 from .sphere import SphereModel, make_sphere_model
 
 if TYPE_CHECKING:
@@ -129,8 +129,9 @@ class BemHead:
     Parameters
     ----------
     surfaces : sequence of Mesh, or HeadModelSurfaces
-        Outermost first (scalp, outer skull, inner skull; anything with ``as_tuple()``,
-        e.g. ``load_template(4).surfaces``), all in one frame.
+        Any number of nested surfaces, outermost first (scalp, outer skull, inner skull
+        [, a CSF/brain boundary]; anything with ``as_tuple()``, e.g.
+        ``load_template(4).surfaces``), all in one frame. The reverse order is refused.
     conductivities : sequence of float
         S/m of the compartment just inside each surface, outermost first (default
         :data:`rtsource.forward.bem.DEFAULT_CONDUCTIVITIES`: scalp, skull, brain). MEG uses
@@ -197,9 +198,20 @@ class BemHead:
         return self.surfaces[0].frame
 
     @property
+    def skull_index(self) -> int:
+        """Index of the inner skull in ``surfaces``: MEG's single layer.
+
+        The innermost surface at which the conductivity drops more than 10-fold outwards
+        (where the EEG BEM applies the isolated problem approach): with a CSF layer that is
+        the CSF/skull boundary, not the innermost (brain/CSF) surface, because the volume
+        currents flow in the CSF too. Without such a drop, the innermost surface.
+        """
+        return inner_skull_index(self.conductivities)
+
+    @property
     def inner_skull(self) -> Mesh:
-        """The innermost surface: sources must lie inside it; MEG's single layer."""
-        return self.surfaces[-1]
+        """The inner skull (:attr:`skull_index`; the innermost surface of a 3-layer head)."""
+        return self.surfaces[self.skull_index]
 
     def _models(self) -> dict:
         return self.__dict__.setdefault("_built", {})  # not a field: frozen-safe memo
@@ -212,10 +224,11 @@ class BemHead:
         return memo["eeg"]
 
     def meg_model(self) -> BemModel:
-        """The innermost surface with its conductivity: MEG's single-layer model (built once)."""
+        """The inner skull with the conductivity inside it: MEG's single-layer model (built once)."""
         memo = self._models()
         if "meg" not in memo:
-            memo["meg"] = BemModel(self.surfaces[-1:], self.conductivities[-1:])
+            k = self.skull_index
+            memo["meg"] = BemModel(self.surfaces[k : k + 1], self.conductivities[k : k + 1])
         return memo["meg"]
 
 

@@ -409,7 +409,7 @@ def _meg_part(array: MegArray, sources: SourceSpace, head: HeadModel, use_cache:
     else:
         from .bem.solve import FORMAT_VERSION
 
-        key = leadfield_key("meg-bem", *common, FORMAT_VERSION, *_surfaces_key([head.inner_skull]), head.conductivities[-1])
+        key = leadfield_key("meg-bem", *common, FORMAT_VERSION, *_surfaces_key([head.inner_skull]), head.conductivities[head.skull_index])
     method = _METHODS[("meg", head.method)]
     lf = _cached(key, lambda: method(arr, sources, head, use_cache), arr.ch_names, arr.positions_m, sources, use_cache)
     return SensorLeadField(lf, tuple(arr.whitening_groups), tuple(arr.ch_units))

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["OpenMeegSolution", "openmeeg_available", "openmeeg_eeg_leadfield", "solve_openmeeg"]
 
 #: Version of the cached OpenMEEG solution layout.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the geometry is built for any number of layers
 
 _INSTALL_HINT = 'pip install "rtsource[openmeeg]"'
 _DIPOLE_BLOCK = 1000
@@ -106,16 +106,29 @@ class OpenMeegSolution:
 
 
 def _geometry(om, model: BemModel):
-    if model.n_layers not in (1, 3):
-        raise ForwardError(
-            f"OpenMEEG's nested geometry takes 1 or 3 surfaces, this model has {model.n_layers} "
-            f"({', '.join(s.name for s in model.surfaces)}); use method \"bem\" for other layer counts"
-        )
-    meshes = [
-        (np.asfortranarray(s.vertices_m, dtype=np.float64), np.asfortranarray(s.triangles[:, [1, 0, 2]], dtype=np.int64))
-        for s in model.surfaces[::-1]
-    ]
-    return om.make_nested_geometry(meshes, [float(x) for x in model.conductivities[::-1]])
+    """OpenMEEG geometry of the model's nested surfaces, any number of them.
+
+    OpenMEEG's own ``make_nested_geometry`` takes 1 or 3 meshes; the general
+    ``make_geometry`` takes any set of interfaces and domains, so the nesting is spelled
+    out here: domain k (innermost "Brain", where the sources are) lies inside interface k
+    and outside interface k - 1 (innermost first), "Air" outside the last.
+    """
+    inner_first = model.surfaces[::-1]
+    sigma = [float(x) for x in model.conductivities[::-1]]
+    names = [f"interface{k}" for k in range(len(inner_first))]
+    meshes = {
+        name: (np.asfortranarray(s.vertices_m, dtype=np.float64), np.asfortranarray(s.triangles[:, [1, 0, 2]], dtype=np.int64))
+        for name, s in zip(names, inner_first)
+    }
+    from openmeeg._openmeeg_wrapper import OrientedMesh, SimpleDomain  # what make_geometry expects
+
+    interfaces = {name: [(name, OrientedMesh.Normal)] for name in names}
+    inside, outside = SimpleDomain.Inside, SimpleDomain.Outside
+    domains = {"Brain": ([(names[0], inside)], sigma[0])}
+    for k in range(1, len(names)):
+        domains[f"layer{k}"] = ([(names[k - 1], outside), (names[k], inside)], sigma[k])
+    domains["Air"] = ([(names[-1], outside)], 0.0)
+    return om.make_geometry(meshes, interfaces, domains)
 
 
 def _key(om, model: BemModel) -> str:
@@ -131,15 +144,14 @@ def solve_openmeeg(model: BemModel, *, use_cache: bool = True) -> OpenMeegSoluti
     Parameters
     ----------
     model : BemModel
-        One or three surfaces (OpenMEEG's nested geometries).
+        Any number of nested surfaces (outermost first, as everywhere in rtsource's BEM).
     use_cache : bool
         Read and write ``rtsource.cache.cache_dir() / "bem" / openmeeg-<key>.npz``.
 
     Raises
     ------
     ForwardError
-        OpenMEEG is not installed (the message says how to install it), or the model has
-        a number of surfaces OpenMEEG's nested geometry does not take.
+        OpenMEEG is not installed (the message says how to install it).
     """
     om = _import_openmeeg()
     if not isinstance(model, BemModel):

@@ -185,7 +185,7 @@ def one_triangle_mesh():
 
 @pytest.fixture(scope="module")
 def model642():
-    return concentric_sphere_model(RADII, SIGMA, order=3)
+    return concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=3)
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +363,7 @@ def test_three_spheres_642_meets_acceptance(solution642):
 def test_three_spheres_2562_meets_acceptance():
     """Issue 3: 2562 vertices per surface, median RDM <= 0.03 and |MAG - 1| <= 0.04 everywhere."""
     rng = np.random.default_rng(7)
-    sol = solve_bem(concentric_sphere_model(RADII, SIGMA, order=4), use_cache=False)
+    sol = solve_bem(concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=4), use_cache=False)
     assert sol.refine == 0
     elec = unit_vectors(rng, 64) * RADII[0]
     dip, eccs = acceptance_dipoles(rng)
@@ -382,12 +382,12 @@ def test_refinement_helps_and_approaches_agree():
     ref, _ = eeg_sphere_leadfield(elec, dip, sphere_reference())
     errs = {}
     for refine in (0, 1):
-        sol = solve_bem(concentric_sphere_model(RADII, SIGMA, order=2), use_cache=False, refine=refine)
+        sol = solve_bem(concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=2), use_cache=False, refine=refine)
         errs[refine] = np.median(rdm_mag(eeg_bem_leadfield(sol, elec, dip)[0], ref)[0])
     assert errs[1] < 0.7 * errs[0]
 
     mild = (0.3, 0.1, 0.3)
-    model = concentric_sphere_model(RADII, mild, order=2)
+    model = concentric_sphere_model(RADII[::-1], mild[::-1], order=2)
     ref_mild, _ = eeg_sphere_leadfield(elec, dip, sphere_reference(sigma=mild))
     std = solve_bem(model, use_cache=False, approach="auto", refine=1)
     assert std.approach == "standard" and std.source_surfaces == (0, 1, 2)
@@ -396,14 +396,14 @@ def test_refinement_helps_and_approaches_agree():
     g_ipa = eeg_bem_leadfield(ipa, elec, dip)[0]
     assert np.median(rdm_mag(g_std, ref_mild)[0]) < 0.03 and np.median(rdm_mag(g_ipa, ref_mild)[0]) < 0.03
 
-    single = solve_bem(concentric_sphere_model(RADII, SIGMA, order=2), use_cache=False, refine=1)
-    double = solve_bem(concentric_sphere_model(RADII, SIGMA, order=2), use_cache=False, refine=1, precision="double")
+    single = solve_bem(concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=2), use_cache=False, refine=1)
+    double = solve_bem(concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=2), use_cache=False, refine=1, precision="double")
     np.testing.assert_allclose(single.matrix, double.matrix, rtol=0, atol=1e-4 * np.abs(double.matrix).max())
 
 
 def test_block_elimination_matches_dense_inverse():
     """The (outer, inner) block of A^-1 times P from the block elimination equals the dense one."""
-    model = concentric_sphere_model(RADII, SIGMA, order=1)
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=1)
     order = [1, 0, 2]
     c = integrals.assemble_coefficients(model, order)
     n = model.n_vertices[0]
@@ -451,7 +451,7 @@ def test_meg_single_layer_matches_sarvas(meg_solution):
 
 def test_meg_refuses_bad_input(meg_solution, model642):
     with pytest.raises(ForwardError, match="single-layer"):
-        meg_bem_field(solve_bem(concentric_sphere_model(RADII, SIGMA, order=1), use_cache=False), [[0, 0, 0.12]], [[0, 0, 1]], [[0, 0, 0.03]])
+        meg_bem_field(solve_bem(concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=1), use_cache=False), [[0, 0, 0.12]], [[0, 0, 1]], [[0, 0, 0.03]])
     with pytest.raises(ForwardError, match="inside 'inner_skull' or within"):
         meg_bem_field(meg_solution, [[0, 0, 0.05], [0, 0, 0.12]], [[0, 0, 1], [0, 0, 1]], [[0, 0, 0.03]])
     with pytest.raises(ForwardError, match="unit vectors"):
@@ -581,7 +581,7 @@ def test_model_units_and_hash():
 
 def test_solution_is_cached_and_damage_is_recomputed(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("RTSOURCE_CACHE", str(tmp_path))
-    model = concentric_sphere_model(RADII, SIGMA, order=1)
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=1)
     first = solve_bem(model)
     assert first.info["cached"] is False
     files = list((tmp_path / "bem").glob("*.npz"))
@@ -595,7 +595,7 @@ def test_solution_is_cached_and_damage_is_recomputed(tmp_path, monkeypatch, capl
     np.testing.assert_array_equal(again.matrix, first.matrix)
     assert not again.matrix.flags.writeable
 
-    other = solve_bem(concentric_sphere_model(RADII, (0.3, 0.005, 0.3), order=1))
+    other = solve_bem(concentric_sphere_model(RADII[::-1], (0.3, 0.005, 0.3), order=1))
     assert other.key != first.key
 
     files[0].write_bytes(b"not an npz file")
@@ -657,7 +657,7 @@ def test_linear_collocation_agrees_with_mne_python(tmp_path):
     fwd = mne.make_forward_solution(info, Transform("head", "mri", np.eye(4)), src, solution, meg=False, eeg=True, mindist=0.0)
     theirs = fwd["sol"]["data"]
 
-    ours, _ = eeg_bem_leadfield(solve_bem(concentric_sphere_model(RADII, SIGMA, order=2), use_cache=False, refine=0), elec, dip)
+    ours, _ = eeg_bem_leadfield(solve_bem(concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=2), use_cache=False, refine=0), elec, dip)
     rdm, mag = rdm_mag(ours, theirs)
     assert np.median(rdm) < 0.01 and rdm.max() < 0.03
     assert abs(np.median(mag) - 1) < 0.02

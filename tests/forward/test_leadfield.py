@@ -44,7 +44,7 @@ def unit_vectors(rng, n):
 def small_head():
     """Three concentric 162-vertex spheres, 12 electrodes on the scalp, 6 dipoles, 5 MEG channels."""
     rng = np.random.default_rng(3)
-    model = concentric_sphere_model(RADII, SIGMA, order=2, center_m=CENTER, frame="template")
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=2, center_m=CENTER, frame="template")
     up = unit_vectors(rng, 12)
     up[:, 2] = np.abs(up[:, 2]) + 0.2
     up /= np.linalg.norm(up, axis=1, keepdims=True)

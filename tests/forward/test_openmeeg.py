@@ -42,7 +42,7 @@ def test_missing_openmeeg_says_how_to_install(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "openmeeg", None)  # makes "import openmeeg" fail
     assert openmeeg_backend.openmeeg_available() is False
-    model = concentric_sphere_model(RADII, SIGMA, order=1)
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=1)
     with pytest.raises(ForwardError, match=r'pip install "rtsource\[openmeeg\]"'):
         openmeeg_backend.solve_openmeeg(model)
     with pytest.raises(ForwardError, match=r'pip install "rtsource\[openmeeg\]"'):
@@ -61,7 +61,7 @@ def test_openmeeg_matches_spheres_and_caches():
     from rtsource.forward.sphere import eeg_sphere_leadfield, make_sphere_model
 
     rng = np.random.default_rng(0)
-    model = concentric_sphere_model(RADII, SIGMA, order=2)
+    model = concentric_sphere_model(RADII[::-1], SIGMA[::-1], order=2)
     elec = unit_vectors(rng, 40) * RADII[0]
     dip = unit_vectors(rng, 8) * RADII[-1] * 0.6
     sol = solve_openmeeg(model)

@@ -4,8 +4,14 @@ Surfaces are ordered outermost first (scalp, outer skull, inner skull), as
 :meth:`rtsource.anatomy.template.HeadModelSurfaces.as_tuple` returns them, and
 ``conductivities[k]`` is the conductivity (S/m) of the compartment just inside surface k
 (scalp tissue, skull, brain). Sources must lie inside the innermost surface
-(:func:`check_sources_inside`). A one-surface model (the inner skull) is the homogeneous
-conductor MEG needs (Hamalainen & Sarvas 1989, IEEE TBME 36:165).
+(:func:`check_sources_inside`). Any number of layers is allowed (e.g. a CSF layer between
+brain and skull); :func:`rtsource.forward.bem.solve_bem` chooses where the isolated problem
+approach applies. Radii, wherever rtsource takes them (:func:`concentric_sphere_model`,
+:class:`rtsource.forward.sphere.SphereModel`, the config's ``relative_radii``), go innermost
+first and descending radii are refused; meshes and their conductivities go outermost first,
+as the anatomy returns them, and a wrong mesh order fails the nesting check. A one-surface
+model (the inner skull) is the homogeneous conductor MEG needs (Hamalainen & Sarvas 1989,
+IEEE TBME 36:165).
 """
 
 from __future__ import annotations
@@ -26,12 +32,35 @@ from ...geometry.icosphere import icosphere
 from ...geometry.intersect import check_no_crossing, check_self_intersection
 from ..positions import format_mm, list_distances
 
-__all__ = ["DEFAULT_CONDUCTIVITIES", "BemModel", "bem_model_from_surfaces", "check_sources_inside", "concentric_sphere_model"]
+__all__ = ["DEFAULT_CONDUCTIVITIES", "SHARP_DROP_RATIO", "BemModel", "inner_skull_index", "bem_model_from_surfaces", "check_sources_inside", "concentric_sphere_model"]
 
 #: Template conductivities in S/m, outermost compartment first: scalp, skull, brain.
 #: 0.33 for scalp and brain and a brain:skull ratio of about 80 (0.0042), the 3-shell
 #: default of FieldTrip and the classic ratio of Rush & Driscoll (1968, IEEE TBME 15:8).
 DEFAULT_CONDUCTIVITIES = (0.33, 0.0042, 0.33)
+
+
+#: A surface where the conductivity drops at least this much outwards (sigma_out/sigma_in <=
+#: 0.1) is a skull boundary: the EEG BEM applies the isolated problem approach there
+#: (Hamalainen & Sarvas 1989) and MEG's single-layer model uses it.
+SHARP_DROP_RATIO = 0.1
+
+
+def inner_skull_index(conductivities: Sequence[float]) -> int:
+    """Index of the inner skull among surfaces ordered outermost first.
+
+    The innermost surface at which the conductivity drops by ``SHARP_DROP_RATIO`` or more
+    outwards (with a CSF layer: the CSF/skull boundary, not the brain/CSF surface inside
+    it); without such a drop, the innermost surface.
+
+    Parameters
+    ----------
+    conductivities : sequence of float, shape (n_surfaces,)
+        S/m just inside each surface, outermost first.
+    """
+    sig = [float(x) for x in conductivities]
+    drops = [k for k in range(1, len(sig)) if sig[k - 1] <= SHARP_DROP_RATIO * sig[k]]
+    return drops[-1] if drops else len(sig) - 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,8 +144,12 @@ class BemModel:
                 )
             if self.check_intersections:
                 check_self_intersection(s)
-        for outer, inner in itertools.pairwise(surfaces):
-            check_nested(inner, outer)
+        for k, (outer, inner) in enumerate(itertools.pairwise(surfaces)):
+            try:
+                check_nested(inner, outer)
+            except GeometryError:
+                _refuse_inner_first(k, outer, inner)
+                raise
             if self.check_intersections:
                 check_no_crossing(inner, outer)
         object.__setattr__(self, "surfaces", surfaces)
@@ -167,6 +200,20 @@ class BemModel:
         }
 
 
+def _refuse_inner_first(k: int, outer: Mesh, inner: Mesh) -> None:
+    """Raise a clear error if surfaces k, k + 1 are nested the other way round."""
+    try:
+        check_nested(outer, inner)
+    except GeometryError:
+        return
+    raise GeometryError(
+        f"surfaces are not nested in the expected order: BEM surfaces go outermost first (scalp, "
+        f"outer skull, inner skull), but surface {k} "
+        f"{outer.name!r} lies inside surface {k + 1} {inner.name!r}; reverse the surfaces and the "
+        f"conductivities (rtsource never reverses them silently)"
+    )
+
+
 def bem_model_from_surfaces(surfaces, conductivities=DEFAULT_CONDUCTIVITIES, *, layers: int | None = None) -> BemModel:
     """A BEM model from head surfaces (e.g. ``load_template(4).surfaces``).
 
@@ -179,20 +226,23 @@ def bem_model_from_surfaces(surfaces, conductivities=DEFAULT_CONDUCTIVITIES, *, 
         S/m per compartment, outermost first; with ``layers=1`` a single value (brain) or
         the full sequence (its last value is used).
     layers : {None, 1}
-        1 keeps only the innermost surface (the single-layer model for MEG).
+        1 keeps only the inner skull (:func:`inner_skull_index`; the innermost surface of
+        a 3-layer head) with its conductivity: the single-layer model for MEG.
     """
     meshes = tuple(surfaces.as_tuple()) if hasattr(surfaces, "as_tuple") else tuple(surfaces)
     sig = np.atleast_1d(np.asarray(conductivities, dtype=float))
     if layers == 1:
-        meshes = meshes[-1:]
-        sig = sig[-1:]
+        # with one value per surface the inner skull is known; a single value goes with the innermost
+        k = inner_skull_index(sig) if len(sig) == len(meshes) else len(meshes) - 1
+        meshes = meshes[k : k + 1]
+        sig = sig[k : k + 1] if len(sig) > 1 else sig
     elif layers is not None:
         raise ForwardError(f"layers = {layers!r}: use None (all surfaces) or 1 (inner skull only, for MEG)")
     return BemModel(meshes, sig)
 
 
 def concentric_sphere_model(
-    radii_m: Sequence[float] = (0.090, 0.085, 0.081),
+    radii_m: Sequence[float] = (0.081, 0.085, 0.090),
     conductivities: Sequence[float] = (0.3, 0.006, 0.3),
     *,
     order: int = 4,
@@ -202,27 +252,64 @@ def concentric_sphere_model(
 ) -> BemModel:
     """Concentric icosphere surfaces (for validation against the analytic series).
 
+    Radii and conductivities are given innermost first, as
+    :class:`rtsource.forward.sphere.SphereModel` takes them, so one pair of tuples describes
+    both the analytic model and its BEM; the returned :class:`BemModel` holds them
+    outermost first, as it holds every head's surfaces.
+
     Parameters
     ----------
-    radii_m : sequence of float
-        Radii, outermost first, metres (default 90/85/81 mm: scalp, outer, inner skull).
-    conductivities : sequence of float
-        S/m inside each surface, outermost first.
+    radii_m : sequence of float, shape (n_layers,)
+        Radii, innermost first (strictly ascending), metres (default 81/85/90 mm: inner
+        skull, outer skull, scalp). Descending radii are refused, not reversed.
+    conductivities : sequence of float, shape (n_layers,)
+        S/m of each shell, innermost first: ``conductivities[k]`` fills the region between
+        ``radii_m[k - 1]`` and ``radii_m[k]`` (brain, [CSF], skull, scalp).
     order : int
         Icosphere order: 3 gives 642 vertices per surface, 4 gives 2562.
     center_m : array-like, shape (3,)
     frame : Frame or str
     names : sequence of str, optional
-        Surface names (default scalp / outer_skull / inner_skull for three radii).
+        Surface names, innermost first (default: inner_skull, outer_skull, scalp for three
+        radii; brain, inner_skull, outer_skull, scalp for four; surface0, surface1, ...
+        otherwise).
+
+    Raises
+    ------
+    ForwardError
+        Radii not strictly ascending (the message gives them in the expected order), or
+        a conductivity count that differs from the radii's.
     """
-    radii = [float(r) for r in radii_m]
+    try:
+        radii = [float(r) for r in np.atleast_1d(np.asarray(radii_m, dtype=float))]
+        sig = [float(x) for x in np.atleast_1d(np.asarray(conductivities, dtype=float))]
+    except (TypeError, ValueError):
+        raise ForwardError(f"radii_m and conductivities must be numbers (m, S/m), got {radii_m!r} and {conductivities!r}") from None
+    if len(sig) != len(radii):
+        raise ForwardError(
+            f"concentric_sphere_model: {len(radii)} radii_m but {len(sig)} conductivities; give one S/m value per "
+            f"shell, innermost first like the radii"
+        )
+    if any(b <= a for a, b in itertools.pairwise(radii)):
+        raise ForwardError(
+            f"concentric_sphere_model radii_m = {tuple(radii)} must be strictly ascending (innermost first, as "
+            f"SphereModel and the [forward] relative_radii); for these shells pass radii_m = {tuple(sorted(radii))} "
+            f"with the conductivities in the same innermost-first order"
+        )
     if names is None:
-        default = {1: ("inner_skull",), 2: ("outer", "inner_skull"), 3: ("scalp", "outer_skull", "inner_skull")}
+        default = {
+            1: ("inner_skull",),
+            2: ("inner_skull", "outer"),
+            3: ("inner_skull", "outer_skull", "scalp"),
+            4: ("brain", "inner_skull", "outer_skull", "scalp"),
+        }
         names = default.get(len(radii), tuple(f"surface{k}" for k in range(len(radii))))
+    if len(names) != len(radii):
+        raise ForwardError(f"concentric_sphere_model: {len(names)} names for {len(radii)} radii; give one name per surface, innermost first")
     v, t = icosphere(order)
     c = np.asarray(center_m, dtype=float)
     meshes = tuple(Mesh(c + r * v, t, frame, "m", str(n)) for r, n in zip(radii, names))
-    return BemModel(meshes, conductivities)
+    return BemModel(meshes[::-1], sig[::-1])
 
 
 def check_sources_inside(dipoles: np.ndarray, model: BemModel, memo: dict | None = None) -> np.ndarray:
