@@ -156,6 +156,12 @@ def cmd_simulate(args) -> int:
     )
     for j, d in enumerate(sim.generator.dipoles):
         print(f"  source {j}: {d.frequency_hz:g} Hz, {d.amplitude_am * 1e9:g} nAm at {(d.position_m * 1e3).round(1).tolist()} mm", flush=True)
+    for e in s.evoked:
+        print(f"  evoked source: {e.amplitude_nam:g} nAm at {list(e.position_mm)} mm, {e.latency_s * 1e3:g} ms after each {e.event!r} marker", flush=True)
+    for c in s.coupled:
+        print(f"  coupled pair: {list(c.position_a_mm)} -> {list(c.position_b_mm)} mm, {c.frequency_hz:g} Hz, lag {c.lag_deg:g} deg, coupling {c.coupling:g}", flush=True)
+    if sim.markers is not None:
+        print(f"  markers on {s.stream_name + '-markers'!r} every {s.event_interval_s:g} s (+ up to {s.event_jitter_s:g} s)", flush=True)
     _stop_on_signals(sim.stop)
     try:
         n = sim.run(duration=args.duration)
