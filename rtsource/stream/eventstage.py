@@ -264,6 +264,7 @@ class EventStage:
                         f"the limit is {MAX_EPOCH_VALUES:,}: use space = 'roi', a shorter window, or data = false"
                     )
             self._event_code = {name: float(i + 1) for i, name in enumerate(self.layout.events)}
+            self._avg = {e: [np.zeros((st.n_times, len(channels))), np.zeros((st.n_times, len(channels))), 0.0] for e in self.layout.events}
             self._epoch_vec = np.zeros(self.layout.n_epoch_channels, np.float32)
             self._evoked_vec = np.zeros(self.layout.n_evoked_channels, np.float32)
             self.epoch_outlet = open_event_outlet("epochs", self.layout, identity)
@@ -366,11 +367,21 @@ class EventStage:
             v[i:] = ep.features.reshape(-1)
         self.epoch_outlet.push_sample(v, ep.marker_time)
         self.counts["epochs_published"] += 1
-        ev = self.engine.evoked(ep.event)
+        # the averages as of this epoch (the engine's may already hold later epochs of the same chunk)
+        acc = self._avg[ep.event]
+        acc_sum, acc_ew, w_ew = acc
+        acc_sum += ep.data
+        alpha = self.options.epochs.spec.ewma_alpha
+        acc_ew *= 1.0 - alpha
+        acc_ew += alpha * ep.data
+        acc[2] = w_ew = (1.0 - alpha) * w_ew + alpha
         w = self._evoked_vec
         w[0] = self._event_code[ep.event]
-        w[1] = ev.count
-        w[2:] = (ev.average if self.options.epochs.average == "running" else ev.ewma).reshape(-1)
+        w[1] = ep.index + 1
+        if self.options.epochs.average == "running":
+            np.divide(acc_sum.reshape(-1), ep.index + 1, out=w[2:], casting="unsafe")
+        else:
+            np.divide(acc_ew.reshape(-1), w_ew, out=w[2:], casting="unsafe")
         self.evoked_outlet.push_sample(w, ep.marker_time)
         self.counts["evoked_published"] += 1
 
