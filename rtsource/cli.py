@@ -296,6 +296,10 @@ def cmd_mark(args) -> int:
 
 
 def cmd_view(args) -> int:
+    if args.events:
+        from .display.event_views import run_events_view
+
+        return run_events_view(args.name, screenshot=args.screenshot, seconds=args.duration or 0.0)
     from .display import run_view
 
     return run_view(
@@ -410,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("view", help="live display: 3D cortex, ROI / band-power traces, loop health (needs rtsource[gui])")
     _add_view_arguments(v)
+    v.add_argument("--events", action="store_true", help="show NAME-evoked (running average) and NAME-connectivity (matrix) instead")
     v.set_defaults(func=cmd_view)
 
     y = sub.add_parser("replay", help="play a recording (XDF, EDF/BDF, BrainVision, FIF) as an LSL stream")
