@@ -64,6 +64,14 @@ def check_event_settings(settings) -> None:
         raise ConfigError("[connectivity] measures need ROIs: add [[roi]] entries, [rois] file or [rois] atlas")
     if co.measures and not co.bands:
         raise ConfigError("[connectivity] bands is empty; give at least one, e.g. bands = {alpha = [8, 12]}")
+    if co.measures:
+        ratio = co.window_s / co.step_s
+        if abs(ratio - round(ratio)) > 1e-6 * ratio:
+            raise ConfigError(f"[connectivity] window_s = {co.window_s:g} s must be a multiple of step_s = {co.step_s:g} s")
+        if co.segment_s > co.window_s:
+            raise ConfigError(f"[connectivity] segment_s = {co.segment_s:g} s must not exceed window_s = {co.window_s:g} s")
+    if ev.markers and not ep.tmin < ep.tmax:
+        raise ConfigError(f"[epochs] tmin = {ep.tmin:g} s must be below tmax = {ep.tmax:g} s")
     try:
         options = event_options(settings)
         if options is not None and options.connectivity is not None and settings.stream.sfreq:

@@ -403,7 +403,7 @@ class EventStage:
 
     def _collect_baseline(self, vals: np.ndarray) -> None:
         """z-scoring without a calibration: the first complete rows are the baseline (published NaN)."""
-        for row in vals:
+        for i, row in enumerate(vals):
             if np.isfinite(row).all():
                 r = row.astype(np.float64)
                 self._b_sum += r
@@ -415,6 +415,10 @@ class EventStage:
                 std = np.sqrt(np.maximum(self._b_sq / self._b_n - mean * mean, 0.0))
                 self.connectivity.set_baseline(mean, np.maximum(std, 1e-12 * np.maximum(np.abs(mean), 1.0)))
                 self._baseline_rows = 0
+                # rows of this chunk after the baseline were computed raw: z-score them here
+                rest = vals[i + 1 :]
+                rest -= self.connectivity._mean.astype(np.float32)
+                rest *= self.connectivity._inv_std.astype(np.float32)
                 logger.info("connectivity: z-score baseline from the first %d rows", self._b_n)
                 break
 
