@@ -389,4 +389,10 @@ def open_event_outlet(kind: str, layout, identity: OutputIdentity, **extra):
 
     make = {"epochs": event_layout.make_epochs_info, "evoked": event_layout.make_evoked_info, "connectivity": event_layout.make_connectivity_info}[kind]
     info = make(layout, output_name=identity.output_name, source_id=identity.source_id, bundle_path=identity.bundle_path, input_stream=identity.input_stream, **extra)
-    return _open(info, data=True, max_buffered_s=identity.max_buffered_s)
+    if kind == "connectivity":
+        return _open(info, data=True, max_buffered_s=identity.max_buffered_s)
+    import pylsl
+
+    # irregular rate: LSL counts max_buffered in hundreds of samples; an epoch of 68 ROIs x 1 s
+    # at 1 kHz is 272 kB, so a stalled consumer may hold at most 100 of them (27 MB)
+    return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=1)
