@@ -131,6 +131,9 @@ def cmd_run(args) -> int:
     finally:
         loop.close()
     _print_table("loop", stats.summary())
+    stage = getattr(loop.features, "event_stage", None)
+    if stage is not None:  # markers in, epochs out, drops by reason, connectivity rows
+        _print_table("events", stage.summary())
     if loop.error is not None:
         raise loop.error if isinstance(loop.error, RtsourceError) else RtsourceError(str(loop.error))
     notable = [e for e in loop.events.recent if e["event"] not in ("started", "stopped")]
