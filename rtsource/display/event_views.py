@@ -24,8 +24,13 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: Channels drawn in the average plot (the largest peaks), so that 68 ROIs stay readable.
+#: Channels drawn in the average plot (the largest post-marker peaks over the baseline noise),
+#: so that 68 ROIs stay readable.
 MAX_CURVES = 8
+#: Weight of the newest connectivity row in the matrix shown (an exponential mean over ~5 s at 10 Hz).
+SMOOTHING = 0.02
+#: Edges listed under the matrix (largest absolute values).
+EDGES_LISTED = 3
 
 
 def _meta(info) -> dict:
@@ -43,7 +48,7 @@ class EventStreams:
         self.names = {"evoked": output_name + EVOKED_SUFFIX, "connectivity": output_name + CONNECTIVITY_SUFFIX}
         self.meta: dict[str, dict] = {}
         self.evoked: dict[int, np.ndarray] = {}  # event code -> newest [event, count, average...]
-        self.connectivity: np.ndarray | None = None
+        self.connectivity: np.ndarray | None = None  # exponential mean of the rows (SMOOTHING)
         self.received = {"evoked": 0, "connectivity": 0}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -91,12 +96,20 @@ class EventStreams:
                         for row in rows:
                             self.evoked[int(row[0])] = row
                     else:
-                        self.connectivity = rows[-1]
+                        # single 1 s windows are noisy estimates: show an exponential mean of the rows
+                        for row in rows:
+                            if not np.isfinite(row).all():
+                                continue
+                            if self.connectivity is None or self.connectivity.shape != row.shape:
+                                self.connectivity = row.astype(np.float64)
+                            else:
+                                self.connectivity += SMOOTHING * (row - self.connectivity)
             self._stop.wait(0.05)
 
     def snapshot(self):
         with self._lock:
-            return dict(self.meta), dict(self.evoked), self.connectivity, dict(self.received)
+            conn = None if self.connectivity is None else self.connectivity.copy()
+            return dict(self.meta), dict(self.evoked), conn, dict(self.received)
 
 
 def connectivity_matrix(row: np.ndarray, meta: dict, measure: str, band: str) -> np.ndarray:
@@ -158,6 +171,10 @@ def _panel_class():
             self.colour_bar.setImageItem(self.image, insert_in=self.matrix_plot.getPlotItem())
             self.matrix_plot.setTitle("waiting for the connectivity stream")
             right.addWidget(self.matrix_plot)
+            self.edges = QtWidgets.QLabel("")
+            self.edges.setStyleSheet("font-family: monospace;")
+            self.edges.setWordWrap(True)
+            right.addWidget(self.edges)
             lay.addLayout(left, 1)
             lay.addLayout(right, 1)
             self.curves: list = []
@@ -186,7 +203,11 @@ def _panel_class():
                 return
             avg = row[2:].reshape(n_t, len(channels))
             times = float(meta.get("tmin_s", "0")) + np.arange(n_t) / float(meta.get("sfreq", "1"))
-            order = np.argsort(-np.nanmax(np.abs(avg), axis=0))[:MAX_CURVES]
+            # the channels that respond most: post-marker peak over the baseline's noise
+            pre, post = times < 0, times >= 0
+            noise = np.nanstd(avg[pre], axis=0) if pre.sum() > 2 else np.ones(avg.shape[1])
+            score = np.nanmax(np.abs(avg[post]), axis=0) / np.maximum(noise, 1e-30) if post.any() else np.zeros(avg.shape[1])
+            order = np.argsort(-np.nan_to_num(score, nan=-1.0))[:MAX_CURVES]
             if len(self.curves) != len(order):
                 self.evoked_plot.clear()
                 self.evoked_plot.addLegend(offset=(5, 5))
@@ -226,7 +247,12 @@ def _panel_class():
             self.colour_bar.setLevels((lo, hi))
             rois = meta.get("rois", "").split(",")
             what = f"strongest {meta.get('strongest_k')} edges" if meta.get("output") == "strongest" else f"{len(rois)} ROIs"
-            self.matrix_plot.setTitle(f"{measure} {band}: {what}, {meta.get('window_s', '?')} s windows")
+            self.matrix_plot.setTitle(f"{measure} {band}: {what}, {meta.get('window_s', '?')} s windows, mean of ~{1 / SMOOTHING:.0f} rows")
+            iu = np.triu_indices(len(rois), 1)
+            upper = mat[iu]
+            ok = np.flatnonzero(np.isfinite(upper))
+            best = ok[np.argsort(-np.abs(upper[ok]))[:EDGES_LISTED]]
+            self.edges.setText("strongest: " + "   ".join(f"{rois[iu[0][p]]}~{rois[iu[1][p]]} {upper[p]:+.2f}" for p in best))
             if len(rois) <= 12:
                 ticks = [(i + 0.5, r) for i, r in enumerate(rois)]
                 self.matrix_plot.getAxis("left").setTicks([ticks])
@@ -237,7 +263,7 @@ def _panel_class():
 
 
 def run_events_view(output_name: str, *, screenshot: str | None = None, seconds: float = 0.0, size: tuple[int, int] = (1200, 520)) -> int:
-    """Open the events window; with ``screenshot`` save a PNG after ``seconds`` (or once both views drew) and exit."""
+    """Open the events window; with ``screenshot`` save a PNG after ``seconds`` (0: once both views drew) and exit."""
     from .app import make_app
 
     app = make_app()
@@ -252,7 +278,9 @@ def run_events_view(output_name: str, *, screenshot: str | None = None, seconds:
 
     def check():
         done = seconds and time.monotonic() - started >= seconds
-        if screenshot and (done or (panel.updates >= 4 and streams.connectivity is not None and streams.evoked)):
+        # with a duration the screenshot is taken at its end (more epochs averaged), else once both views drew
+        ready = not seconds and panel.updates >= 4 and streams.connectivity is not None and streams.evoked
+        if screenshot and (done or ready):
             panel.refresh()
             panel.grab().save(screenshot)
             app.quit()

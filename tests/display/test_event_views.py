@@ -72,7 +72,7 @@ def test_events_window_draws_average_and_matrix(tmp_path):
     png = tmp_path / "events.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     try:
-        r = subprocess.run([sys.executable, "-m", "rtsource.cli", "view", name, "--events", "--screenshot", str(png), "--duration", "40"],
+        r = subprocess.run([sys.executable, "-m", "rtsource.cli", "view", name, "--events", "--screenshot", str(png)],
                            env=env, capture_output=True, text=True, timeout=90)  # fmt: skip
     finally:
         stop.set()
