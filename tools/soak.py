@@ -26,7 +26,7 @@ feature window and connectivity (5 measures x alpha, beta; 1 s windows every 100
 22,780 channels), and the consumer also checks NAME-epochs, NAME-evoked and
 NAME-connectivity: one epoch per marker (none lost, none twice, indices 0, 1, 2, ...) and one
 connectivity row per step, stamped with the step's last sample. Its memory growth is measured
-from the first report after 2 minutes: LSL's sample pools for the large samples (an epoch of
+from the first report after 3 minutes: LSL's sample pools for the large samples (an epoch of
 68 ROIs x 1 s at 1 kHz is 272 kB) fill up to the outlets' buffer bounds before that.
 
 Every interval (default 60 s) it prints a report row. The summary's ``failures`` lists
@@ -114,7 +114,7 @@ def marker_schedule(total: int, sfreq: float, seed: int = 3) -> list[tuple[int, 
 
 
 EARLY_S, LATE_S = 0.1, 0.3  # markers sent this long before / after their sample
-EVENTS_WARMUP_S = 120.0  # --events: memory growth is measured from the first report after this
+EVENTS_WARMUP_S = 180.0  # --events: memory growth is measured from the first report after this
 EPOCH = (-0.2, 0.8)  # [epochs] window of the events soak
 
 
@@ -130,7 +130,8 @@ def events_config(in_name: str, n_src: int, n_roi: int = 68) -> str:
     )
 
 
-def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, chunk: int, block_path: str, with_markers: bool = False) -> int:
+def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, chunk: int, block_path: str, with_markers: bool = False,
+             go_file: str = "") -> int:  # fmt: skip
     """Push the block (recycled) at the real pace; sample k has timestamp t0 + k / sfreq.
 
     Prints ``t0 <value>`` before the first sample; returns the number of samples pushed.
@@ -155,6 +156,10 @@ def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, ch
     outlet.wait_for_consumers(120)
     if markers is not None:
         markers.wait_for_consumers(120)
+    if go_file:  # the consumer opened every output stream (LSL gives late consumers only newer samples)
+        end = time.monotonic() + 120
+        while not os.path.exists(go_file) and time.monotonic() < end:
+            time.sleep(0.05)
     block = np.load(block_path)
     t0 = pylsl.local_clock() + 0.1
     print(f"t0 {t0!r}", flush=True)
@@ -354,7 +359,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     total = int(seconds * sfreq)
     prod = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--produce", in_name, "--channels", str(n_chan), "--sfreq", str(sfreq),
-         "--minutes", str(minutes), "--chunk", str(chunk), "--block", str(tmp / "block.npy"), *(["--markers"] if events else [])],
+         "--minutes", str(minutes), "--chunk", str(chunk), "--block", str(tmp / "block.npy"), *(["--markers", "--go", str(tmp / "go")] if events else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     loop = subprocess.Popen(
@@ -373,6 +378,8 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         tel.open_stream(timeout=30)
         labels = [c for c, _ in TELEMETRY_CHANNELS]
         ev = EventsChecker(out_name, sfreq) if events else None
+        if events:
+            (tmp / "go").write_text("")
         buf = np.zeros((4096, n_src), np.float32)
         offset = inlet.time_correction(timeout=5)
         line = prod.stdout.readline()  # "t0 <value>" once the producer starts
@@ -455,7 +462,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             prod.kill()
     pushed = _pushed(prod, total)
     # with --events LSL's sample pools for the large epoch, evoked and connectivity samples fill
-    # up to the outlets' buffer bounds during the first two minutes: growth is counted after that
+    # up to the outlets' buffer bounds during the first minutes: growth is counted after that
     warm = [r for r in rows if r["t_s"] >= EVENTS_WARMUP_S] if events else []
     first, last = (warm[0] if len(warm) > 1 else rows[0]), rows[-1]
     growth = round(last["loop_rss_mb"] - first["loop_rss_mb"], 1)
@@ -513,12 +520,13 @@ def main(argv=None):
     ap.add_argument("--max-growth-mb", type=float, default=5.0, help="fail when the loop's memory grows more than this")
     ap.add_argument("--events", action="store_true", help="markers, 68 ROIs, epochs and connectivity on (NAME-epochs/-evoked/-connectivity checked)")
     ap.add_argument("--markers", action="store_true", help=argparse.SUPPRESS)  # internal: the producer sends markers
+    ap.add_argument("--go", default="", help=argparse.SUPPRESS)  # internal: the producer starts when this file exists
     ap.add_argument("--produce", metavar="NAME", help=argparse.SUPPRESS)  # internal: run the producer
     ap.add_argument("--chunk", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the producer's data
     args = ap.parse_args(argv)
     if args.produce:
-        n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk, args.block, with_markers=args.markers)
+        n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk, args.block, with_markers=args.markers, go_file=args.go)
         print(f"pushed {n}", flush=True)
         return
     report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval, max_growth_mb=args.max_growth_mb, events=args.events)
