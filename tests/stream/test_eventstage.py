@@ -130,3 +130,48 @@ def test_per_source_epochs_beyond_the_size_limit_are_refused():
     name = unique("evbig")
     with pytest.raises(ConfigError, match="use space = 'roi'"):
         EventStage(opts, (), [f"s{i}" for i in range(20000)], 500.0, 64, OutputIdentity(name, name), EventPublisher(name, name, publish=False))
+
+
+def test_markers_are_moved_onto_the_data_clock_and_flagged_epochs_are_rejected():
+    """Data from a host whose LSL clock runs 5 s ahead (the loop's time correction says -5 s):
+    markers sent on this host's clock are cut at marker + 5 s of the data's timestamps; an
+    epoch holding a sample the artifact stage flagged is rejected and counted."""
+    import time
+
+    import pylsl
+
+    from rtsource.stream.epochs import EpochSpec, EpochWindow
+    from rtsource.stream.eventstage import EpochOptions, MarkerOptions
+    from rtsource.stream.inlet import StreamSelector
+    from rtsource.stream.markers import MarkerMap
+
+    mk = unique("evclock")
+    marks = pylsl.StreamOutlet(pylsl.StreamInfo(mk, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, mk))
+    opts = EventOptions(
+        markers=MarkerOptions(StreamSelector(mk), MarkerMap.from_mapping({"t": "T"}), retry_s=0.2),
+        epochs=EpochOptions(EpochSpec((EpochWindow("t", -0.1, 0.2),), baseline=None, buffer_s=5.0)),
+    )
+    name = unique("evclock-out")
+    stage = EventStage(opts, ("a", "b"), (), SFREQ, 40, OutputIdentity(name, name), EventPublisher(name, name, publish=False), time_correction=lambda: -5.0)
+    try:
+        end = time.monotonic() + 20
+        while stage.markers.state != "connected" and time.monotonic() < end:
+            time.sleep(0.05)
+        assert marks.wait_for_consumers(10)
+        now = pylsl.local_clock()
+        n = 800
+        ts = now + 5.0 + np.arange(n) / SFREQ  # the data host's clock
+        x = np.arange(n, dtype=float)[:, None] * np.array([1.0, -1.0])
+        flags = np.zeros(n, np.uint8)
+        flags[500] = 1
+        marks.push_sample(["T"], now + 1.0)  # this host's clock: data sample 200
+        marks.push_sample(["T"], now + 2.5)  # sample 500: flagged
+        time.sleep(0.3)
+        for i in range(0, n, 40):
+            stage.process(x[i : i + 40], None, ts[i : i + 40], 40, flags[i : i + 40])
+        c = stage.engine.counts
+        assert c["accepted"] == 1 and c["rejected_flag"] == 1 and stage.counts["epochs_published"] == 1
+        ev = stage.engine.evoked("t")
+        np.testing.assert_allclose(ev.average[:, 0], np.arange(200 - 20, 200 + 41))  # cut around data sample 200
+    finally:
+        stage.close()
