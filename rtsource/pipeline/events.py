@@ -72,6 +72,8 @@ def check_event_settings(settings) -> None:
             raise ConfigError(f"[connectivity] segment_s = {co.segment_s:g} s must not exceed window_s = {co.window_s:g} s")
     if ev.markers and not ep.tmin < ep.tmax:
         raise ConfigError(f"[epochs] tmin = {ep.tmin:g} s must be below tmax = {ep.tmax:g} s")
+    if not (ev.markers or co.measures):
+        return
     try:
         options = event_options(settings)
         if options is not None and options.connectivity is not None and settings.stream.sfreq:
