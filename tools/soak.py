@@ -26,7 +26,7 @@ feature window and connectivity (5 measures x alpha, beta; 1 s windows every 100
 22,780 channels), and the consumer also checks NAME-epochs, NAME-evoked and
 NAME-connectivity: one epoch per marker (none lost, none twice, indices 0, 1, 2, ...) and one
 connectivity row per step, stamped with the step's last sample. Its memory growth is measured
-from the first report after 3 minutes: LSL's sample pools for the large samples (an epoch of
+from the first report after 2 minutes: LSL's sample pools for the large samples (an epoch of
 68 ROIs x 1 s at 1 kHz is 272 kB) fill up to the outlets' buffer bounds before that.
 
 Every interval (default 60 s) it prints a report row. The summary's ``failures`` lists
@@ -114,7 +114,7 @@ def marker_schedule(total: int, sfreq: float, seed: int = 3) -> list[tuple[int, 
 
 
 EARLY_S, LATE_S = 0.1, 0.3  # markers sent this long before / after their sample
-EVENTS_WARMUP_S = 180.0  # --events: memory growth is measured from the first report after this
+EVENTS_WARMUP_S = 120.0  # --events: memory growth is measured from the first report after this
 EPOCH = (-0.2, 0.8)  # [epochs] window of the events soak
 
 
