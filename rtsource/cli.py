@@ -137,6 +137,9 @@ def cmd_run(args) -> int:
     finally:
         loop.close()
     _print_table("loop", stats.summary())
+    stage = getattr(loop.features, "event_stage", None)
+    if stage is not None:  # markers in, epochs out, drops by reason, connectivity rows
+        _print_table("events", stage.summary())
     if loop.error is not None:
         raise loop.error if isinstance(loop.error, RtsourceError) else RtsourceError(str(loop.error))
     notable = [e for e in loop.events.recent if e["event"] not in ("started", "stopped")]
@@ -162,6 +165,12 @@ def cmd_simulate(args) -> int:
     )
     for j, d in enumerate(sim.generator.dipoles):
         print(f"  source {j}: {d.frequency_hz:g} Hz, {d.amplitude_am * 1e9:g} nAm at {(d.position_m * 1e3).round(1).tolist()} mm", flush=True)
+    for e in s.evoked:
+        print(f"  evoked source: {e.amplitude_nam:g} nAm at {list(e.position_mm)} mm, {e.latency_s * 1e3:g} ms after each {e.event!r} marker", flush=True)
+    for c in s.coupled:
+        print(f"  coupled pair: {list(c.position_a_mm)} -> {list(c.position_b_mm)} mm, {c.frequency_hz:g} Hz, lag {c.lag_deg:g} deg, coupling {c.coupling:g}", flush=True)
+    if sim.markers is not None:
+        print(f"  markers on {s.stream_name + '-markers'!r} every {s.event_interval_s:g} s (+ up to {s.event_jitter_s:g} s)", flush=True)
     _stop_on_signals(sim.stop)
     try:
         n = sim.run(duration=args.duration)
@@ -304,6 +313,10 @@ def cmd_mark(args) -> int:
 
 
 def cmd_view(args) -> int:
+    if args.events:
+        from .display.event_views import run_events_view
+
+        return run_events_view(args.name, screenshot=args.screenshot, seconds=args.duration or 0.0)
     from .display import run_view
 
     return run_view(
@@ -422,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("view", help="live display: 3D cortex, ROI / band-power traces, loop health (needs rtsource[gui])")
     _add_view_arguments(v)
+    v.add_argument("--events", action="store_true", help="show NAME-evoked (running average) and NAME-connectivity (matrix) instead")
     v.set_defaults(func=cmd_view)
 
     y = sub.add_parser("replay", help="play a recording (XDF, EDF/BDF, BrainVision, FIF) as an LSL stream")

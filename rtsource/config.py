@@ -365,7 +365,92 @@ class BundleSettings:
     path: str = _opt(None, "bundle file (.npz); relative to the config file", "rtsource_bundle.npz")
 
 
+def _check_markers(v: dict) -> str | None:
+    for name, raws in v.items():
+        items = raws if isinstance(raws, list) else [raws]
+        if not items or not all((isinstance(x, str) and x.strip()) or (isinstance(x, (int, float)) and not isinstance(x, bool)) for x in items):
+            return f"event {name!r} = {raws!r} must be a marker value (string or number) or a list of them"
+    return None
+
+
+def _check_windows(v: dict) -> str | None:
+    for name, edges in v.items():
+        if not (isinstance(edges, list) and len(edges) == 2 and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in edges) and edges[0] < edges[1]):
+            return f"window {name!r} = {edges!r} must be [start_s, stop_s] with start < stop"
+    return None
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """[events]: the LSL marker stream the loop reads (no markers: no marker input, no epochs)."""
+
+    stream: str = _opt(None, "name of the marker stream (empty: any name; give stream, type or source_id)", "")
+    type: str = _opt(None, "type of the marker stream", "Markers")
+    source_id: str = _opt(None, "source_id of the marker stream (empty: any)", "")
+    markers: dict = _opt(_check_markers, "event name = marker value(s), strings or numbers, e.g. {target = [\"S  1\", 11], standard = \"S  2\"}", factory=dict)
+    retry_s: float = _opt(_between(0.1, 3600.0, "s"), "look for the marker stream again this often while it is missing (it may start late or vanish)", 2.0)
+
+
+@dataclass(frozen=True)
+class EpochsSettings:
+    """[epochs]: marker-locked epochs, averages and per-epoch features on NAME-epochs / NAME-evoked (needs [events] markers)."""
+
+    tmin: float = _opt(_between(-60.0, 60.0, "s"), "epoch start relative to the marker", -0.2)
+    tmax: float = _opt(_between(-60.0, 60.0, "s"), "epoch end relative to the marker (inclusive)", 0.8)
+    baseline: tuple[float, ...] = _opt(lambda v: None if len(v) in (0, 2) else "needs [start_s, stop_s] or [] (none)", "interval whose mean is subtracted ([] : none)", factory=lambda: (-0.2, 0.0))
+    reject_flagged: bool = _opt(None, "drop epochs with a sample the artifact stage flagged (when one runs)", True)
+    average: str = _opt(_one_of("running", "ewma"), "NAME-evoked: running mean of all epochs or exponentially weighted", "running")
+    ewma_alpha: float = _opt(lambda v: None if 0 < v <= 1 else "must be in (0, 1]", "weight of the newest epoch in the exponentially weighted average", 0.1)
+    features: dict = _opt(_check_windows, "per-epoch BCI features: name = [start_s, stop_s], mean amplitude per channel", factory=dict)
+    space: str = _opt(_one_of("roi", "sources"), "epoch the ROI time courses or the per-source output", "roi")
+    data: bool = _opt(None, "publish the epoch's samples on NAME-epochs (false: only the features)", True)
+    buffer_s: float = _opt(_between(1.0, 600.0, "s"), "data kept for markers that arrive late (the oldest a marker can refer to)", 10.0)
+
+
+@dataclass(frozen=True)
+class ConnectivitySettings:
+    """[connectivity]: ROI coupling on sliding windows on NAME-connectivity (needs ROIs; no measures: off)."""
+
+    measures: tuple[str, ...] = _opt(
+        lambda v: None if set(v) <= {"coh", "imcoh", "plv", "wpli", "aec"} else "must be among coh, imcoh, plv, wpli, aec",
+        "any of coh, imcoh, plv, wpli, aec (empty: off)", factory=tuple,
+    )
+    bands: dict = _opt(_check_bands, "name = [low_hz, high_hz]", factory=lambda: {"alpha": [8.0, 12.0], "beta": [13.0, 30.0]})
+    window_s: float = _opt(_between(0.01, 600.0, "s"), "window length (a multiple of step_s)", 1.0)
+    step_s: float = _opt(_between(0.001, 600.0, "s"), "output interval (the stream's rate is 1 / step_s)", 0.1)
+    segment_s: float = _opt(_between(0.01, 600.0, "s"), "spectral segment length (resolution 1 / segment_s)", 0.5)
+    rois: tuple[str, ...] = _opt(None, "the ROIs whose pairs are measured (empty: all)", factory=tuple)
+    zscore: bool = _opt(None, "z-score against the calibration (or the first baseline_s seconds of the stream)", False)
+    baseline_s: float = _opt(_between(1.0, 3600.0, "s"), "baseline length when no calibration is available", 30.0)
+    output: str = _opt(_one_of("all", "strongest"), "every pair, or the strongest_k edges per measure and band", "all")
+    strongest_k: int = _opt(_between(1, 10000), "output = 'strongest': edges per measure and band (pair index and value)", 20)
+
+
 SIM_ARTIFACTS = ("blinks", "saccades", "ecg", "emg", "pops", "drifts")
+
+
+@dataclass(frozen=True)
+class SimulatedEvoked:
+    """One entry of [[simulate.evoked]]: a response after each marker of its event."""
+
+    position_mm: tuple[float, ...] = _opt(lambda v: None if len(v) == 3 else "needs 3 numbers", "template-frame position in mm", factory=lambda: (-55.0, -20.0, 8.0))
+    amplitude_nam: float = _opt(_between(-1e6, 1e6, "nA*m"), "peak moment along the cortical normal", 30.0)
+    latency_s: float = _opt(_between(0.0, 10.0, "s"), "peak latency after the marker", 0.1)
+    width_s: float = _opt(_between(0.001, 10.0, "s"), "Gaussian width (standard deviation)", 0.02)
+    event: str = _opt(lambda v: None if v.strip() else "must be an event name", "the marker it responds to", "stim")
+
+
+@dataclass(frozen=True)
+class SimulatedCoupled:
+    """One entry of [[simulate.coupled]]: two sources sharing a narrowband rhythm, b lagging a."""
+
+    position_a_mm: tuple[float, ...] = _opt(lambda v: None if len(v) == 3 else "needs 3 numbers", "source a, template frame, mm", factory=lambda: (-40.0, -60.0, 40.0))
+    position_b_mm: tuple[float, ...] = _opt(lambda v: None if len(v) == 3 else "needs 3 numbers", "source b, template frame, mm", factory=lambda: (40.0, -60.0, 40.0))
+    frequency_hz: float = _opt(_between(0.1, 10000.0, "Hz"), "centre of the shared rhythm", 10.0)
+    bandwidth_hz: float = _opt(_between(0.01, 1000.0, "Hz"), "its bandwidth", 2.0)
+    amplitude_nam: float = _opt(_between(0.0, 1e6, "nA*m"), "rms moment of each source", 50.0)
+    lag_deg: float = _opt(_between(-360.0, 360.0, "deg"), "phase lag of b behind a", 90.0)
+    coupling: float = _opt(_unit_interval, "|coherency| between a and b", 0.8)
 
 
 @dataclass(frozen=True)
@@ -420,6 +505,10 @@ class SimulateSettings:
     emg_uv: float = _opt(_nonneg, "muscle burst rms at the channel nearest the temporal muscle, uV", 30.0)
     pop_uv: float = _opt(_nonneg, "electrode pop step, uV", 300.0)
     drift_uv: float = _opt(_nonneg, "slow electrode drift rms, uV", 30.0)
+    evoked: tuple[SimulatedEvoked, ...] = _opt(None, "event-locked sources (their markers on NAME-markers)", factory=tuple)
+    coupled: tuple[SimulatedCoupled, ...] = _opt(None, "coupled source pairs with a known phase lag", factory=tuple)
+    event_interval_s: float = _opt(_between(0.01, 3600.0, "s"), "evoked: seconds between markers (plus jitter)", 1.0)
+    event_jitter_s: float = _opt(_between(0.0, 3600.0, "s"), "evoked: uniform jitter added to each interval", 0.2)
 
 
 @dataclass(frozen=True)
@@ -445,6 +534,9 @@ class Settings:
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
+    epochs: EpochsSettings = field(default_factory=EpochsSettings)
+    connectivity: ConnectivitySettings = field(default_factory=ConnectivitySettings)
     bundle: BundleSettings = field(default_factory=BundleSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
     base_dir: str = "."  # directory relative paths are resolved against (the config's folder)
@@ -657,6 +749,7 @@ def _cross_checks(s: Settings, where: str) -> None:
             BandPowerSpec.from_mapping(s.bandpower.bands, rate_hz=s.bandpower.rate_hz, envelope=s.bandpower.envelope)
         except ConfigError as exc:
             raise ConfigError(f"{where} {exc}") from None
+    _check_event_settings(s, where)
     if s.stream.assume_unit:
         from .geometry.units import parse_signal_unit
 
@@ -664,6 +757,16 @@ def _cross_checks(s: Settings, where: str) -> None:
             parse_signal_unit(s.stream.assume_unit)
         except Exception as exc:
             raise ConfigError(f"{where} [stream] assume_unit: {exc}") from None
+
+
+def _check_event_settings(s: Settings, where: str) -> None:
+    """[events], [epochs] and [connectivity] against each other (the stages check the rest)."""
+    from .pipeline.events import check_event_settings
+
+    try:
+        check_event_settings(s)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {exc}") from None
 
 
 def settings_from_dict(data: dict, *, where: str = "config", base_dir: str = ".") -> Settings:

@@ -110,7 +110,8 @@ def rois_from_settings(settings: Settings, bundle: OperatorBundle) -> list:
 
 
 def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: np.ndarray | None = None) -> FeatureOptions:
-    """FeatureOptions from ``[[roi]]``/``[rois]``, ``[bandpower]``, ``[badchannels]``, ``[adaptive]``.
+    """FeatureOptions from ``[[roi]]``/``[rois]``, ``[bandpower]``, ``[badchannels]``, ``[adaptive]``,
+    ``[events]``/``[epochs]``/``[connectivity]``.
 
     ``calibration``: (n_samples, n_channels) data in V on the bundle's channels (pca_flip
     and band-power z-scoring use it).
@@ -124,6 +125,8 @@ def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: 
         bandpower = BandPowerSpec.from_mapping(
             bp.bands, rate_hz=bp.rate_hz, envelope=bp.envelope, smoothing_s=bp.smoothing_s, quantity=bp.quantity, zscore=bp.zscore, baseline_s=bp.baseline_s
         )
+    from .pipeline.events import event_options
+
     rules = None
     bc = settings.badchannels
     if bc.rules:
@@ -145,6 +148,7 @@ def feature_options(settings: Settings, bundle: OperatorBundle, *, calibration: 
         adaptive_interval_s=settings.adaptive.interval_s,
         sources_output=settings.rois.sources_output,
         min_channels=bc.min_channels,
+        events=event_options(settings),
     )
 
 

@@ -365,9 +365,13 @@ class Simulator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Simulator":
-        """The simulator ``[simulate]`` and ``[sensors]`` describe (EEG, MEG or both)."""
+        """The simulator ``[simulate]`` and ``[sensors]`` describe (EEG, MEG or both), with the
+        event-locked sources and coupled pairs of ``[[simulate.evoked]]`` / ``[[simulate.coupled]]``
+        (their markers on ``NAME-markers``)."""
+        from .pipeline.events import evented_sources
+
         names, array = simulated_channels(settings)
-        return cls(settings.simulate, names, array)
+        return cls(settings.simulate, names, array, extra=evented_sources(settings))
 
     def stop(self) -> None:
         self._stop.set()

@@ -209,3 +209,36 @@ def test_acceptance_evoked_source_through_bundle_roi_and_epochs(capsys):
     assert abs(latency[20] - 0.1) <= 0.010 + 1e-9
     for n in (16, 64):
         assert 0.6 < noise[n] * np.sqrt(n) / noise[1] < 1.6
+
+
+def test_simulate_config_publishes_event_locked_sources_and_their_markers():
+    """[[simulate.evoked]] / [[simulate.coupled]] reach the simulator (rtsource simulate): its own
+    marker outlet sends one marker per event, stamped with the LSL time of the sample it refers to."""
+    import pylsl
+
+    from rtsource.config import settings_from_dict
+    from rtsource.simulator import Simulator
+
+    from .stream.lsl_helpers import unique
+
+    name = unique("sim-ev")
+    s = settings_from_dict({"simulate": {
+        "spacing": "ico4", "n_noise_sources": 0, "sources": [], "stream_name": name, "source_id": name, "truth_stream": False, "chunk_size": 25,
+        "evoked": [{"position_mm": [-38.0, -22.0, 58.0], "event": "tone"}], "coupled": [{}], "event_interval_s": 0.3, "event_jitter_s": 0.0,
+    }})  # fmt: skip
+    sim = Simulator.from_settings(s)
+    assert sim.generator.extra.n_sources == 3 and sim.markers is not None
+    found = pylsl.resolve_byprop("name", name + "-markers", minimum=1, timeout=10)
+    inlet = pylsl.StreamInlet(found[0])
+    inlet.open_stream(timeout=10)
+    assert sim.markers.wait_for_consumers(10)
+    sim.run(duration=2.0)
+    got = []
+    while True:
+        sample, t = inlet.pull_sample(timeout=1.0)
+        if sample is None:
+            break
+        got.append((sample[0], t))
+    # first marker at 1 s, then every 0.3 s: 1.0, 1.3, 1.6, 1.9
+    assert [g[0] for g in got] == ["tone"] * 4
+    np.testing.assert_allclose([g[1] - sim.t0 for g in got], [1.0, 1.3, 1.6, 1.9], atol=1e-6)

@@ -20,6 +20,15 @@ consumer and checks every sample:
   NaN, no bad channel;
 - the loop process's resident memory: growth from the first report to the last.
 
+With ``--events`` the producer also sends a marker stream (a marker every 0.5-0.7 s, half of
+them 100 ms before their data, half 300 ms after it), the loop runs 68 ROIs, epochs with a
+feature window and connectivity (5 measures x alpha, beta; 1 s windows every 100 ms:
+22,780 channels), and the consumer also checks NAME-epochs, NAME-evoked and
+NAME-connectivity: one epoch per marker (none lost, none twice, indices 0, 1, 2, ...) and one
+connectivity row per step, stamped with the step's last sample. Its memory growth is measured
+from the first report after 2 minutes: LSL's sample pools for the large samples (an epoch of
+68 ROIs x 1 s at 1 kHz is 272 kB) fill up to the outlets' buffer bounds before that.
+
 Every interval (default 60 s) it prints a report row. The summary's ``failures`` lists
 every check that failed (empty: the soak passed); ``--max-growth-mb`` (default 5) bounds the
 memory growth.
@@ -94,7 +103,35 @@ def eeg_block(names: tuple[str, ...], sfreq: float, seconds: float = 10.0, seed:
     return (x * 1e6).astype(np.float32)
 
 
-def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, chunk: int, block_path: str) -> int:
+def marker_schedule(total: int, sfreq: float, seed: int = 3) -> list[tuple[int, bool]]:
+    """(sample index, sent early) of the producer's markers: every 0.5-0.7 s from 1 s on."""
+    rng = np.random.default_rng(seed)
+    out, k = [], int(sfreq)
+    while k < total:
+        out.append((k, len(out) % 2 == 0))
+        k += int(round((0.5 + 0.2 * rng.random()) * sfreq))
+    return out
+
+
+EARLY_S, LATE_S = 0.1, 0.3  # markers sent this long before / after their sample
+EVENTS_WARMUP_S = 120.0  # --events: memory growth is measured from the first report after this
+EPOCH = (-0.2, 0.8)  # [epochs] window of the events soak
+
+
+def events_config(in_name: str, n_src: int, n_roi: int = 68) -> str:
+    """The loop's configuration for ``--events``: n_roi ROIs of consecutive sources, epochs, connectivity."""
+    per = max(1, n_src // n_roi)
+    rois = "".join(f'[[roi]]\nname = "r{i:02d}"\nvertices = {list(range(i * per, (i + 1) * per))}\n' for i in range(n_roi))
+    return (
+        f'[events]\nstream = "{in_name}-markers"\nmarkers = {{stim = "stim"}}\n'
+        f"[epochs]\ntmin = {EPOCH[0]}\ntmax = {EPOCH[1]}\nfeatures = {{p300 = [0.25, 0.45]}}\n"
+        '[connectivity]\nmeasures = ["coh", "imcoh", "plv", "wpli", "aec"]\nwindow_s = 1.0\nstep_s = 0.1\n'
+        '[rois]\nsources_output = true\n' + rois
+    )
+
+
+def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, chunk: int, block_path: str, with_markers: bool = False,
+             go_file: str = "") -> int:  # fmt: skip
     """Push the block (recycled) at the real pace; sample k has timestamp t0 + k / sfreq.
 
     Prints ``t0 <value>`` before the first sample; returns the number of samples pushed.
@@ -112,11 +149,23 @@ def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, ch
         c.append_child_value("type", "EEG")
         c.append_child_value("unit", "microvolts")
     outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360)
+    markers = None
+    if with_markers:
+        minfo = pylsl.StreamInfo(name + "-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, name + "-markers")
+        markers = pylsl.StreamOutlet(minfo)
     outlet.wait_for_consumers(120)
+    if markers is not None:
+        markers.wait_for_consumers(120)
+    if go_file:  # the consumer opened every output stream (LSL gives late consumers only newer samples)
+        end = time.monotonic() + 120
+        while not os.path.exists(go_file) and time.monotonic() < end:
+            time.sleep(0.05)
     block = np.load(block_path)
     t0 = pylsl.local_clock() + 0.1
     print(f"t0 {t0!r}", flush=True)
     total = int(seconds * sfreq)
+    # each marker is sent when the data reach its send sample (before or after its own sample)
+    plan = sorted((mk + int(round((-EARLY_S if early else LATE_S) * sfreq)), mk) for mk, early in (marker_schedule(total, sfreq) if markers else []))
     k = 0
     while k < total:
         n = min(chunk, total - k)
@@ -126,6 +175,8 @@ def producer(name: str, names: tuple[str, ...], sfreq: float, seconds: float, ch
             time.sleep(wait)
         outlet.push_chunk(block[(k + np.arange(n)) % len(block)], ts.tolist())
         k += n
+        while plan and plan[0][0] < k:
+            markers.push_sample(["stim"], t0 + plan.pop(0)[1] / sfreq)
     time.sleep(2.0)  # let the consumers drain before the outlet disappears
     return k
 
@@ -204,6 +255,79 @@ class OutputChecker:
         self.values_checked += got.size
 
 
+class EventsChecker:
+    """The consumer of NAME-epochs, NAME-evoked and NAME-connectivity in an ``--events`` soak."""
+
+    def __init__(self, out_name: str, sfreq: float):
+        import pylsl
+
+        from rtsource.stream.outputs import CONNECTIVITY_SUFFIX, EPOCHS_SUFFIX, EVOKED_SUFFIX
+
+        self.sfreq = sfreq
+        self.inlets = {}
+        for key, suffix in (("epochs", EPOCHS_SUFFIX), ("evoked", EVOKED_SUFFIX), ("connectivity", CONNECTIVITY_SUFFIX)):
+            found = pylsl.resolve_byprop("name", out_name + suffix, minimum=1, timeout=60)
+            if not found:
+                raise RuntimeError(f"the loop never published {out_name + suffix!r}")
+            inlet = pylsl.StreamInlet(found[0], max_buflen=360)
+            inlet.open_stream(timeout=30)
+            self.inlets[key] = inlet
+        self.n_conn = self.inlets["connectivity"].info().channel_count()
+        self.epoch_times: list[float] = []
+        self.epoch_index: list[int] = []
+        self.evoked_counts: list[int] = []
+        self.conn_stamps: list[np.ndarray] = []
+        self.conn_nan_rows = 0
+        self.conn_rows = 0
+
+    def pull(self) -> None:
+        for key, inlet in self.inlets.items():
+            while True:
+                data, ts = inlet.pull_chunk(timeout=0.0, max_samples=256, as_numpy=True)
+                if not len(ts):
+                    break
+                data = np.asarray(data)
+                if key == "epochs":
+                    self.epoch_times += np.asarray(ts).tolist()
+                    self.epoch_index += data[:, 1].astype(int).tolist()
+                elif key == "evoked":
+                    self.evoked_counts += data[:, 1].astype(int).tolist()
+                else:
+                    self.conn_stamps.append(np.asarray(ts))
+                    self.conn_rows += len(ts)
+                    self.conn_nan_rows += int(np.isnan(data).any(axis=1).sum())
+
+    def row(self) -> dict:
+        return {"epochs": len(self.epoch_times), "connectivity_rows": self.conn_rows}
+
+    def report(self, pushed: int) -> dict:
+        total_s = pushed / self.sfreq
+        sched = marker_schedule(pushed, self.sfreq)
+        # an epoch exists when its window closed within the data and its marker was sent
+        expected = [k for k, early in sched if k + EPOCH[1] * self.sfreq < pushed and k + (-EARLY_S if early else LATE_S) * self.sfreq < pushed]
+        stamps = np.concatenate(self.conn_stamps) if self.conn_stamps else np.zeros(0)
+        step = int(round(0.1 * self.sfreq))
+        checks = {
+            "one epoch per marker": len(self.epoch_times) == len(expected) and len(set(np.round(self.epoch_times, 6))) == len(self.epoch_times),
+            "epoch indices 0, 1, 2, ...": sorted(self.epoch_index) == list(range(len(self.epoch_index))),
+            "evoked count per epoch": sorted(self.evoked_counts) == list(range(1, len(self.evoked_counts) + 1)),
+            "one connectivity row per step": self.conn_rows == pushed // step and (len(stamps) < 2 or np.allclose(np.diff(stamps), step / self.sfreq)),
+            "connectivity finite after the first window": self.conn_nan_rows <= int(round(1.0 * self.sfreq)) // step - 1,
+        }
+        return {
+            "markers_sent": len([1 for k, early in sched if k + (-EARLY_S if early else LATE_S) * self.sfreq < pushed]),
+            "epochs_expected": len(expected),
+            "epochs_received": len(self.epoch_times),
+            "evoked_received": len(self.evoked_counts),
+            "connectivity_channels": self.n_conn,
+            "connectivity_rows": self.conn_rows,
+            "connectivity_rows_expected": pushed // step,
+            "connectivity_nan_rows": self.conn_nan_rows,
+            "seconds_streamed": round(total_s, 1),
+            "checks": checks,
+        }
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -214,7 +338,8 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float = 60.0, chunk: int = 10, progress=print, max_growth_mb: float = 5.0) -> dict:
+def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float = 60.0, chunk: int = 10, progress=print, max_growth_mb: float = 5.0,
+         events: bool = False) -> dict:  # fmt: skip
     import pylsl
 
     from rtsource.bundle import save_bundle
@@ -230,11 +355,11 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     np.save(tmp / "block.npy", block)
     # the loop's default settings: the bad-channel detector runs on the simulated EEG
     config = tmp / "soak.toml"
-    config.write_text("")
+    config.write_text(events_config(in_name, n_src) if events else "")
     total = int(seconds * sfreq)
     prod = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--produce", in_name, "--channels", str(n_chan), "--sfreq", str(sfreq),
-         "--minutes", str(minutes), "--chunk", str(chunk), "--block", str(tmp / "block.npy")],
+         "--minutes", str(minutes), "--chunk", str(chunk), "--block", str(tmp / "block.npy"), *(["--markers", "--go", str(tmp / "go")] if events else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     loop = subprocess.Popen(
@@ -252,6 +377,9 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         tel = pylsl.StreamInlet(tel_found[0])
         tel.open_stream(timeout=30)
         labels = [c for c, _ in TELEMETRY_CHANNELS]
+        ev = EventsChecker(out_name, sfreq) if events else None
+        if events:
+            (tmp / "go").write_text("")
         buf = np.zeros((4096, n_src), np.float32)
         offset = inlet.time_correction(timeout=5)
         line = prod.stdout.readline()  # "t0 <value>" once the producer starts
@@ -279,6 +407,8 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             tdata, _ = tel.pull_chunk(timeout=0.0, as_numpy=True)
             if len(tdata):
                 telemetry = dict(zip(labels, tdata[-1]))
+            if ev is not None:
+                ev.pull()
             t = time.monotonic()
             done = received >= total or (prod.poll() is not None and received >= _pushed(prod, total))
             if t >= next_report or done or (loop.poll() is not None):
@@ -298,6 +428,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
                     "latency_ms_p50": round(float(np.percentile(la, 50)) * 1e3, 3),
                     "latency_ms_p99": round(float(np.percentile(la, 99)) * 1e3, 3),
                     "loop_process_ms_p99": round(float(telemetry["process_ms_p99"]), 3) if telemetry else None,
+                    **(ev.row() if ev is not None else {}),
                 }
                 rows.append(row)
                 progress(json.dumps(row))
@@ -316,6 +447,8 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             tdata, _ = tel.pull_chunk(timeout=0.2, as_numpy=True)
             if len(tdata):
                 telemetry = dict(zip(labels, tdata[-1]))
+            if ev is not None:
+                ev.pull()
     finally:
         loop.terminate()
         try:
@@ -328,7 +461,10 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         except subprocess.TimeoutExpired:
             prod.kill()
     pushed = _pushed(prod, total)
-    first, last = rows[0], rows[-1]
+    # with --events LSL's sample pools for the large epoch, evoked and connectivity samples fill
+    # up to the outlets' buffer bounds during the first minutes: growth is counted after that
+    warm = [r for r in rows if r["t_s"] >= EVENTS_WARMUP_S] if events else []
+    first, last = (warm[0] if len(warm) > 1 else rows[0]), rows[-1]
     growth = round(last["loop_rss_mb"] - first["loop_rss_mb"], 1)
     tel = {k: (int(v) if float(v).is_integer() else float(v)) for k, v in (telemetry or {}).items()}
     counters = {k: tel.get(k) for k in ("samples_in", "samples_out", "lost", "skipped", "push_failures", "gaps", "nan_samples", "bad_channels", "rss_mb")}
@@ -343,7 +479,12 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         "no gap, no NaN, no bad channel": counters["gaps"] == 0 and counters["nan_samples"] == 0 and counters["bad_channels"] == 0,
         f"memory growth below {max_growth_mb:g} MB": growth < max_growth_mb,
     }
+    ev_report = {}
+    if events:
+        ev_report = ev.report(pushed)
+        checks.update(ev_report.pop("checks"))
     return {
+        **ev_report,
         "channels": n_chan,
         "sources": n_src,
         "sfreq": sfreq,
@@ -360,6 +501,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         "out_of_order_chunks": out_of_order,
         "loop_counters": counters,
         "memory_growth_mb": growth,
+        "memory_growth_from_s": first["t_s"],
         "p99_last_vs_first": round(last["latency_ms_p99"] / first["latency_ms_p99"], 3) if first["latency_ms_p99"] else None,
         "failures": [name for name, ok in checks.items() if not ok],
         "intervals": rows,
@@ -376,15 +518,18 @@ def main(argv=None):
     ap.add_argument("--interval", type=float, default=60.0, help="seconds per report row")
     ap.add_argument("--json", help="write the report here")
     ap.add_argument("--max-growth-mb", type=float, default=5.0, help="fail when the loop's memory grows more than this")
+    ap.add_argument("--events", action="store_true", help="markers, 68 ROIs, epochs and connectivity on (NAME-epochs/-evoked/-connectivity checked)")
+    ap.add_argument("--markers", action="store_true", help=argparse.SUPPRESS)  # internal: the producer sends markers
+    ap.add_argument("--go", default="", help=argparse.SUPPRESS)  # internal: the producer starts when this file exists
     ap.add_argument("--produce", metavar="NAME", help=argparse.SUPPRESS)  # internal: run the producer
     ap.add_argument("--chunk", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the producer's data
     args = ap.parse_args(argv)
     if args.produce:
-        n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk, args.block)
+        n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk, args.block, with_markers=args.markers, go_file=args.go)
         print(f"pushed {n}", flush=True)
         return
-    report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval, max_growth_mb=args.max_growth_mb)
+    report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval, max_growth_mb=args.max_growth_mb, events=args.events)
     summary = {k: v for k, v in report.items() if k not in ("intervals", "loop_stdout_tail")}
     print(json.dumps(summary, indent=1))
     if args.json:

@@ -64,6 +64,8 @@ class FeatureOptions:
     min_channels : int
         The operator keeps at least this many channels: marking more bad (by hand or by
         the detector) is refused with an event. 0: :func:`channel_floor`'s default.
+    events : rtsource.stream.eventstage.EventOptions or None
+        Marker input, epochs / evoked averages and ROI connectivity (None: off).
     """
 
     rois: Sequence = ()
@@ -80,10 +82,11 @@ class FeatureOptions:
     adaptive_interval_s: float = 10.0
     sources_output: bool = True
     min_channels: int = 0
+    events: object | None = None
 
     @property
     def any(self) -> bool:
-        return bool(self.rois) or self.detect_bad_channels or self.adaptive or self.auto_swap
+        return bool(self.rois) or self.detect_bad_channels or self.adaptive or self.auto_swap or self.events is not None
 
 
 #: Trial rebuilds when the loop starts (the third in a process is as fast as any later one).
@@ -163,6 +166,14 @@ class Features:
                 if options.roi_calibration is not None and options.bandpower.zscore:
                     self.bandpower.calibrate(self.roi_operator.apply(options.roi_calibration))
                 self.bandpower_outlet = open_bandpower_outlet(self.bandpower, identity, method=bundle.method, roi_mode=options.roi_mode)
+        self.event_stage = None
+        if options.events is not None:
+            from .eventstage import EventStage
+
+            ro = self.roi_operator
+            cal = ro.apply(options.roi_calibration) if ro is not None and options.roi_calibration is not None else None
+            self.event_stage = EventStage(options.events, ro.names if ro is not None else (), bundle.source_labels(), sfreq, max_chunk, identity, services.events,
+                                          time_correction=services.time_correction, unit=(ro.unit if ro is not None else bundle.output_unit) or "", roi_calibration=cal)  # fmt: skip
         self.detector = None
         if options.detect_bad_channels:
             from .badchannels import BadChannelDetector, BadChannelRules
@@ -200,7 +211,7 @@ class Features:
         self.excluded: frozenset[str] = frozenset()
 
     # ---- per chunk --------------------------------------------------------------------
-    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None, prepared: np.ndarray) -> None:
+    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None, prepared: np.ndarray, flags: np.ndarray | None = None) -> None:
         """Run the stages on a chunk the loop has just processed.
 
         Parameters
@@ -215,9 +226,13 @@ class Features:
             The per-source output.
         prepared : ndarray, shape (n, n_channels)
             The operator's channels, gathered and filtered (``StreamOperator.prepared``).
+        flags : ndarray of uint8, shape (>= n,), optional
+            The artifact stage's per-sample flags (non-zero: artifact); epochs containing one
+            are rejected and connectivity leaves them out.
         """
         import pylsl
 
+        roi = None
         if self.roi_stage is not None:
             roi_in = prepared if self.roi_stage.input_kind == "channels" else sources
             roi = self.roi_stage.process(roi_in, n)
@@ -227,6 +242,8 @@ class Features:
                 values, t = self.bandpower.process(roi, ts, n)
                 if len(t):
                     self.bandpower_outlet.push_chunk(values, t.tolist())
+        if self.event_stage is not None:
+            self.event_stage.process(roi, sources, ts, n, flags)
         if self.adaptive is not None:
             self.adaptive.update(prepared, n, float(ts[-1]))
             self.services.stats.covariance_age_s = self.adaptive.covariance_age_s
@@ -335,6 +352,8 @@ class Features:
             self.detector.restart()
         if self.bandpower is not None:
             self.bandpower.reset()
+        if self.event_stage is not None:
+            self.event_stage.on_gap()
 
     def install(self, roi_stage) -> None:
         """Called by the loop when a swap it installs carries a new ROI stage."""
@@ -342,6 +361,8 @@ class Features:
             self.roi_stage = roi_stage
 
     def close(self) -> None:
+        if self.event_stage is not None:
+            self.event_stage.close()
         for worker in (self.hot_swap, self.adaptive):
             if worker is not None:
                 worker.close()

@@ -194,7 +194,8 @@ class StreamLoop:
         return OutputIdentity(opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s)
 
     def _make_features(self, options: FeatureOptions) -> Features:
-        services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
+        services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder,
+                                time_correction=lambda: self._time_correction)  # fmt: skip
         return Features(self.bundle, self.channel_map, options, services, self._identity(), max_chunk=self.options.max_chunk)
 
     def _check_rate(self, desc) -> None:

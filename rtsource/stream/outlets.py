@@ -16,6 +16,9 @@ stream                 header                          outlet
 ``NAME-bandpower``     :func:`make_bandpower_info`     :func:`open_bandpower_outlet`
 ``NAME-telemetry``     :func:`make_telemetry_info`     :func:`open_telemetry_outlet`
 ``NAME-events``        :func:`make_events_info`        :func:`open_events_outlet`
+``NAME-epochs``        ``event_layout.make_*_info``    :func:`open_event_outlet`
+``NAME-evoked``        (same)                          (same)
+``NAME-connectivity``  (same)                          (same)
 =====================  ==============================  =================================
 
 Data outlets keep up to 360 s for a consumer that falls behind and send each chunk as
@@ -370,3 +373,26 @@ def open_command_outlet(output_name: str):
         output_name + CONTROL_SUFFIX, CONTROL_TYPE, 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, f"{output_name}-control-{time.time_ns()}"
     )
     return _open(info, data=False)
+
+
+# ---- epochs, evoked, connectivity (headers: rtsource.stream.event_layout) -----------------
+
+
+def open_event_outlet(kind: str, layout, identity: OutputIdentity, **extra):
+    """Open ``NAME-epochs`` (``kind='epochs'``), ``NAME-evoked`` or ``NAME-connectivity``.
+
+    ``layout`` is an :class:`~rtsource.stream.event_layout.EpochLayout` (epochs, evoked) or a
+    :class:`~rtsource.stream.event_layout.ConnectivityLayout`; ``extra`` goes to the header
+    (``average=`` for evoked).
+    """
+    from . import event_layout
+
+    make = {"epochs": event_layout.make_epochs_info, "evoked": event_layout.make_evoked_info, "connectivity": event_layout.make_connectivity_info}[kind]
+    info = make(layout, output_name=identity.output_name, source_id=identity.source_id, bundle_path=identity.bundle_path, input_stream=identity.input_stream, **extra)
+    if kind == "connectivity":
+        return _open(info, data=True, max_buffered_s=identity.max_buffered_s)
+    import pylsl
+
+    # irregular rate: LSL counts max_buffered in hundreds of samples; an epoch of 68 ROIs x 1 s
+    # at 1 kHz is 272 kB, so a stalled consumer may hold at most 100 of them (27 MB)
+    return pylsl.StreamOutlet(info, chunk_size=0, max_buffered=1)

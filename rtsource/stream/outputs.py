@@ -12,7 +12,13 @@ stream name                   type                   content
 ``NAME-bandpower``            ``BandPower``          one channel per ROI x band, reduced rate
 ``NAME-telemetry``            ``rtsource.Telemetry`` :data:`TELEMETRY_CHANNELS`, 2 Hz
 ``NAME-events``               ``Markers``            string channel, one JSON object per event
+``NAME-epochs``               ``Epochs``             one sample per accepted epoch (``[events]``)
+``NAME-evoked``               ``Evoked``             running / EW average per accepted epoch
+``NAME-connectivity``         ``Connectivity``       ROI pair x measure x band, at 1 / step_s
 ============================  =====================  =========================================
+
+The layouts of the last three are in :mod:`rtsource.stream.event_layout`; the loop reads an
+LSL marker stream for them (``[events]``, :mod:`rtsource.stream.eventstage`).
 
 The loop also *reads* ``NAME-control`` (type ``rtsource.Control``) when some process
 publishes it (``rtsource mark-bad``): one signed command per sample, ``rtsource-control/1
@@ -34,6 +40,9 @@ BANDPOWER_SUFFIX, BANDPOWER_TYPE = "-bandpower", "BandPower"
 TELEMETRY_SUFFIX, TELEMETRY_TYPE = "-telemetry", "rtsource.Telemetry"
 EVENTS_SUFFIX, EVENTS_TYPE = "-events", "Markers"
 CONTROL_SUFFIX, CONTROL_TYPE = "-control", "rtsource.Control"
+EPOCHS_SUFFIX, EPOCHS_TYPE = "-epochs", "Epochs"
+EVOKED_SUFFIX, EVOKED_TYPE = "-evoked", "Evoked"
+CONNECTIVITY_SUFFIX, CONNECTIVITY_TYPE = "-connectivity", "Connectivity"
 
 #: Commands the loop accepts on its control stream.
 COMMANDS = ("mark_bad", "mark_good")
@@ -94,6 +103,8 @@ EVENT_KINDS = (
     "rebuild_failed",  # keys: request, error, bad_channels (the operator in use stays)
     "swap_refused",  # keys: bad_channels, error (the detector's set would go below min_channels)
     "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
+    "marker_stream",  # keys: state ('found', 'lost', 'back'), name, source_id ([events] marker input)
+    "marker_dropped",  # keys: reason, count (since the last such event), example; at most one per reason and second
     "stopped",
 )
 

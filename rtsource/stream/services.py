@@ -80,6 +80,9 @@ class LoopServices:
         ``current_operator() -> StreamOperator``: the operator in use (it changes with swaps).
     rebuilder : OperatorRebuilder or None
         None: the operator cannot be rebuilt (no channel can be dropped while streaming).
+    time_correction : callable
+        ``time_correction() -> float``: the input stream's LSL clock offset (s) as the loop
+        last measured it (marker times are moved onto the input's clock with it).
     """
 
     stats: LoopStats
@@ -88,6 +91,7 @@ class LoopServices:
     prepare_operator: Callable[[OperatorBundle], StreamOperator]
     current_operator: Callable[[], StreamOperator]
     rebuilder: OperatorRebuilder | None = None
+    time_correction: Callable[[], float] = lambda: 0.0
 
 
 @dataclass(frozen=True)
