@@ -215,6 +215,10 @@ class StreamSettings:
     rate_tolerance: float = _opt(lambda v: None if 0 < v < 1 else "must be in (0, 1)", "effective sampling rate off the declared one by more than this fraction: an event", 0.02)
     rate_window_s: float = _opt(_between(1.0, 3600.0, "s"), "timestamp span over which the effective rate is measured", 10.0)
     rate_startup_s: float = _opt(_between(0.0, 60.0, "s"), "a rate clearly off (10 %) over the first seconds refuses the stream (0: no check)", 2.0)
+    output_rate_hz: float = _opt(
+        lambda v: None if v == 0 or 1.0 <= v <= 100000.0 else "must be 0 or between 1 and 100000 Hz",
+        "decimate to this rate before the operator (input rate / whole number; causal anti-aliasing low-pass, >= 60 dB above the new Nyquist; 0: off)", 0.0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
         rate_tolerance=st.rate_tolerance,
         rate_window_s=st.rate_window_s,
         rate_startup_s=st.rate_startup_s,
+        output_rate_hz=st.output_rate_hz,
     )
     return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 

@@ -83,6 +83,7 @@ class LoopOptions:
     control_key_file: str = ""  # the commands' shared secret (empty: control_auth.default_key_path)
     threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
+    output_rate_hz: float = 0.0  # decimate before the operator (0: off; see stream.decimation)
     # Before the first chunk, wait up to this long for a consumer of the first output (the
     # sources, else the ROIs), so that a display or recorder started with the loop misses
     # nothing: LSL gives a late consumer only what is pushed after it connects. The input
@@ -189,7 +190,10 @@ class StreamLoop:
 
     def _identity(self) -> OutputIdentity:
         opts = self.options
-        return OutputIdentity(opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s)
+        return OutputIdentity(
+            opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s,
+            sfreq=self.operator.output_rate_hz, metadata=self.operator.describe(),
+        )  # fmt: skip
 
     def _make_features(self, options: FeatureOptions) -> Features:
         services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
@@ -209,7 +213,7 @@ class StreamLoop:
         cmap = map_stream_channels(
             self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit, ch_types=bundle.ch_types
         )
-        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, output_rate_hz=opts.output_rate_hz)
         op.warm_up()
         return op
 
@@ -378,18 +382,21 @@ class StreamLoop:
                     self.rate.restart()
             t0 = time.perf_counter()
             out = self.operator.process(inlet.buffer, n)
-            pushed = self._push(out, ts, n) if self.outlet is not None else True
+            m, ts_out = self.operator.output_stamps(ts, n)  # m < n when decimating
+            stats.decimated += n - m  # counted where the decimation dropped them
+            pushed = self._push(out, ts_out, m) if self.outlet is not None and m else True
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(n))
+                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(m), n_out=m, ts_out=ts_out)
             t1 = time.perf_counter()
             if pushed:
-                stats.samples_out += n  # counted once the outlet took them
+                stats.samples_out += m  # counted once the outlet took them
             stats.chunks += 1
             stats.max_chunk_seen = max(stats.max_chunk_seen, n)
             stats.process_time.add(t1 - t0)
-            stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction))
+            # the decimation filter's group delay is latency too: the content lags the stamps
+            stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction) + self.operator.delay_s)
             if self.operator.last_bad:
-                self._nan_rows(ts, n)
+                self._nan_rows(ts_out, m)
             elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(ts[-1])):
                 self._end_nan_episode()
             change = self.nonfinite.observe(inlet.buffer, n, self.operator.last_bad > 0)
@@ -408,8 +415,8 @@ class StreamLoop:
             if not checked_units and (n >= 10 or stats.chunks >= 20):
                 checked_units = True
                 report_implausible_amplitudes(self.inlet.buffer, n, self.channel_map, self.operator.bundle.ch_types, stats, self.events)
-            if on_chunk is not None:
-                on_chunk(ts, out)
+            if on_chunk is not None and m:
+                on_chunk(ts_out, out)
             if t1 >= next_correction:
                 self._refresh_time_correction()
                 next_correction = t1 + 5.0

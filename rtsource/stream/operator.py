@@ -81,6 +81,10 @@ class StreamOperator:
     low_rank : {"auto", "on", "off"}
         Apply K as A (B x) when K has low numerical rank: "auto" does so when it saves at
         least a quarter of the multiply-adds.
+    output_rate_hz : float
+        Decimate to this rate before the operator (0: off; see :mod:`.decimation`): the
+        anti-aliasing low-pass joins the filter cascade and the operator sees only every
+        D-th sample, so :meth:`process` returns fewer rows than it is given.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class StreamOperator:
         max_chunk: int,
         filter_spec: FilterSpec | None = None,
         low_rank: str = "auto",
+        output_rate_hz: float = 0.0,
     ):
         from . import _kernels
 
@@ -133,10 +138,23 @@ class StreamOperator:
         self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
         self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
         self.filter_spec = filter_spec or FilterSpec()
-        if self.filter_spec.active:
+        #: the decimation stage (None: every input sample gives an output sample)
+        self.decimation = None
+        sections = [self.filter_spec.design(bundle.sfreq)] if self.filter_spec.active else []
+        if output_rate_hz:
+            from ._decimation_kernels import keep_every
+            from .decimation import design_antialias
+
+            self._keep_every = keep_every
+            self.decimation = design_antialias(bundle.sfreq, output_rate_hz)
+            sections.append(self.decimation.sos)  # after [preprocess]: one cascade, one state
+        self._factor = self.decimation.factor if self.decimation is not None else 1
+        self._skip = 0  # input samples to drop before the next kept one (the phase)
+        self._kept = np.zeros(self.max_chunk, dtype=np.int64)
+        if sections:
             from .filter_design import sosfilt_zi
 
-            self._sos = np.ascontiguousarray(self.filter_spec.design(bundle.sfreq), dtype=np.float64)
+            self._sos = np.ascontiguousarray(np.concatenate(sections), dtype=np.float64)
             self._zi_unit = np.ascontiguousarray(sosfilt_zi(self._sos), dtype=np.float64)
         else:
             self._sos = np.zeros((0, 6))
@@ -145,6 +163,35 @@ class StreamOperator:
         self._filter_primed = False
         #: number of NaN output rows of the last :meth:`process` call
         self.last_bad = 0
+        #: output rows of the last :meth:`process` call (its input rows without decimation)
+        self.last_out = 0
+
+    @property
+    def output_rate_hz(self) -> float:
+        """Rate of the output samples (the input rate without decimation)."""
+        return self.bundle.sfreq / self._factor
+
+    @property
+    def delay_s(self) -> float:
+        """Group delay the decimation filter adds to the output's content (0 without)."""
+        return self.decimation.group_delay_s if self.decimation is not None else 0.0
+
+    def describe(self) -> tuple[tuple[str, str], ...]:
+        """Fields for the output streams' metadata: the decimation stage (if any)."""
+        fields = {"output_rate_hz": f"{self.output_rate_hz:g}"}
+        if self.decimation is not None:
+            fields.update(self.decimation.describe())
+        return tuple(fields.items())
+
+    def output_stamps(self, ts: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+        """(rows, timestamps) of the last :meth:`process` call's output, given its input's.
+
+        Each output sample carries the timestamp of the input sample it was computed at.
+        """
+        if self.decimation is None:
+            return n, ts
+        m = self.last_out
+        return m, ts[self._kept[:m]]
 
     @property
     def n_outputs(self) -> int:
@@ -172,6 +219,8 @@ class StreamOperator:
             if name in theirs:
                 self._state[:, j, :] = other._state[:, theirs[name], :]
         self._filter_primed = other._filter_primed
+        if other._factor == self._factor:  # the phase runs on: no sample kept twice or skipped
+            self._skip = other._skip
 
     def restart_filter_at(self, chunk: np.ndarray, n: int) -> None:
         """Restart the filter as if the signal had always been at its first finite sample.
@@ -200,9 +249,10 @@ class StreamOperator:
 
         Returns
         -------
-        ndarray of float32, shape (n, n_sources)
-            A view into the operator's output buffer, valid until the next call. Rows of
-            samples with non-finite input are NaN; their count is in :attr:`last_bad`.
+        ndarray of float32, shape (m, n_sources)
+            A view into the operator's output buffer, valid until the next call; m = n
+            without decimation, else the kept samples (:meth:`output_stamps`, possibly 0).
+            Rows of samples with non-finite input are NaN; their count is in :attr:`last_bad`.
         """
         k = self._kernels
         check_chunk("operator", chunk, n, self.max_chunk, int(self._index.max()) + 1 if len(self._index) else 0)
@@ -211,6 +261,13 @@ class StreamOperator:
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         if len(self._sos):
             k.sos_filter(self._picked, n, self._sos, self._state, self._bad_rows)
+        if self.decimation is not None:
+            n, self._skip = self._keep_every(self._picked, n, self._factor, self._skip, self._bad_rows, self._kept)
+            n_bad = int(self._bad_rows[:n].sum()) if n_bad else 0
+        self.last_out = n
+        if n == 0:
+            self.last_bad = 0
+            return self._out[:0]
         if self._project is None:
             self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
         else:  # low rank: z = B x (r values per sample), then the source rows A z
@@ -225,10 +282,13 @@ class StreamOperator:
         """Compile (or load from numba's cache) the kernels before the first real chunk."""
         dummy = np.zeros((1, int(self._index.max()) + 1 if len(self._index) else 1), dtype=np.float32)
         state = self._state.copy()
-        primed = self._filter_primed
+        primed, skip = self._filter_primed, self._skip
+        self._skip = 0
         self.process(dummy, 1)
+        self._skip = skip
         if len(self._sos):
             self._kernels.set_filter_steady_state(np.zeros(self._state.shape[1]), self._sos, self._state, self._zi_unit)
         self._state[:] = state
         self._filter_primed = primed
         self.last_bad = 0
+        self.last_out = 0
