@@ -35,7 +35,6 @@ stream, and, where it is an event, on the events stream):
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -145,6 +144,7 @@ class StreamLoop:
         self.nonfinite: NonFiniteGuard | None = None
         self.rate: RateMonitor | None = None
         self._push_failing = False
+        self._blas_limit = None  # OpenBLAS's thread count while running (restored by close)
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -213,7 +213,7 @@ class StreamLoop:
         cmap = map_stream_channels(
             self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit, ch_types=bundle.ch_types
         )
-        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, output_rate_hz=opts.output_rate_hz)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, output_rate_hz=opts.output_rate_hz, threads=opts.threads)
         op.warm_up()
         return op
 
@@ -296,12 +296,10 @@ class StreamLoop:
         inlet, stats, opts = self.inlet, self.stats, self.options
         import numba
 
-        # A parallel region is as slow as its slowest thread: on a machine whose cores are
-        # also busy with LSL's network threads, the amplifier software and the consumers,
-        # one descheduled worker turns a 1 ms chunk into a scheduler tick (4 ms) or more.
-        # Leaving a core free keeps the per-chunk time steady.
-        threads = opts.threads or max(1, (os.cpu_count() or 2) - 1)
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        from .dispatch import kernel_threads, limit_blas_threads
+
+        numba.set_num_threads(kernel_threads(opts.threads))  # all cores but one: see kernel_threads
+        self._blas_limit = limit_blas_threads(kernel_threads(opts.threads))  # the BLAS path alike (dispatch)
         if not inlet.is_open:
             inlet.open()
         first_outlet = self.outlet or (self.features.roi_outlet if self.features is not None else None)
@@ -604,3 +602,6 @@ class StreamLoop:
             self.inlet.close()
         self.outlet = None
         self.telemetry = None
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None

@@ -85,6 +85,12 @@ class StreamOperator:
         Decimate to this rate before the operator (0: off; see :mod:`.decimation`): the
         anti-aliasing low-pass joins the filter cascade and the operator sees only every
         D-th sample, so :meth:`process` returns fewer rows than it is given.
+    dispatch : {"auto", "kernel", "blas"}
+        Which path applies the operator (see :mod:`.dispatch`): "auto" measures both per
+        chunk-size class in :meth:`warm_up`; "kernel" / "blas" force one (benchmarks).
+    threads : int
+        numba threads the loop runs the kernels with (0: all cores but one); the dispatch
+        measurement uses as many.
     """
 
     def __init__(
@@ -95,6 +101,8 @@ class StreamOperator:
         filter_spec: FilterSpec | None = None,
         low_rank: str = "auto",
         output_rate_hz: float = 0.0,
+        dispatch: str = "auto",
+        threads: int = 0,
     ):
         from . import _kernels
 
@@ -126,6 +134,13 @@ class StreamOperator:
                 self._projected = np.zeros((self.max_chunk, r), dtype=np.float32)
                 self._ones = np.ones(r, dtype=np.float32)
                 k = a
+        if dispatch not in ("auto", "kernel", "blas"):
+            raise ValueError(f"dispatch must be 'auto', 'kernel' or 'blas', got {dispatch!r}")
+        self.dispatch_mode, self._threads = dispatch, threads
+        self._rows, self._rows_scale = k, scale  # for the BLAS path (dispatch.BlasPath)
+        self._blas = None
+        self._use_blas = None  # (max_chunk + 1,) bool per chunk size, set by warm_up
+        self.dispatch = None
         if bundle.n_orient == 3:
             self._kernel = _kernels.pack_pooled3(k, scale)
             self._apply = _kernels.apply_pooled3
@@ -179,6 +194,8 @@ class StreamOperator:
     def describe(self) -> tuple[tuple[str, str], ...]:
         """Fields for the output streams' metadata: the decimation stage (if any)."""
         fields = {"output_rate_hz": f"{self.output_rate_hz:g}"}
+        if self.dispatch is not None:
+            fields["operator_path"] = self.dispatch.describe()
         if self.decimation is not None:
             fields.update(self.decimation.describe())
         return tuple(fields.items())
@@ -269,7 +286,10 @@ class StreamOperator:
             self.last_bad = 0
             return self._out[:0]
         if self._project is None:
-            self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
+            if self._use_blas is not None and self._use_blas[n]:
+                self._blas.apply(self._picked, n, self._out)
+            else:
+                self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
         else:  # low rank: z = B x (r values per sample), then the source rows A z
             k.apply_fixed(self._picked, n, self._project, self._ones, self._projected)
             self._apply(self._projected, n, self._kernel, self._inv_norm, self._out)
@@ -292,3 +312,37 @@ class StreamOperator:
         self._filter_primed = primed
         self.last_bad = 0
         self.last_out = 0
+        if self.dispatch is None:
+            self._choose_dispatch()
+
+    def _choose_dispatch(self) -> None:
+        """Own kernel or BLAS per chunk-size class (measured, or cached for the shape class)."""
+        from . import dispatch as dp
+
+        rows, scale = self._rows, self._rows_scale
+        if self.dispatch_mode == "kernel" or self._project is not None:
+            self.dispatch = dp.KERNEL_ONLY
+        else:
+            blas = dp.BlasPath(rows, scale, self._inv_norm, self.bundle.n_orient, self.max_chunk)
+            if self.dispatch_mode == "blas":
+                self.dispatch = dp.BLAS_ONLY
+            else:
+                import numba
+
+                x = np.random.default_rng(0).normal(size=(min(self.max_chunk, dp.CLASS_BOUNDS[-1]), self._picked.shape[1])).astype(np.float32)
+                threads = dp.kernel_threads(self._threads)
+                key = dp.shape_key(self.bundle.n_orient, self.bundle.n_channels, self.bundle.n_sources, False, threads)
+                before = numba.get_num_threads()
+                numba.set_num_threads(threads)  # as the loop will run them (StreamLoop.run)
+                limiter = dp.limit_blas_threads(threads)
+                try:
+                    self.dispatch = dp.choose(
+                        key, lambda n: self._apply(x, n, self._kernel, self._inv_norm, self._out), lambda n: blas.apply(x, n, self._out), self.max_chunk
+                    )
+                finally:
+                    numba.set_num_threads(before)
+                    limiter.restore_original_limits()
+            if self.dispatch.any_blas:
+                self._blas = blas
+                self._use_blas = self.dispatch.table(self.max_chunk)
+        self._rows = self._rows_scale = None  # the bundle keeps the operator; no second reference needed
