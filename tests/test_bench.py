@@ -53,3 +53,17 @@ def test_run_bench_dispatches_and_writes_json(tmp_path):
     assert set(res) == {"machine", "numba_threads", "connectivity"} and res["connectivity"]["steps"] == 100
     assert json.loads((tmp_path / "bench.json").read_text()) == res
     assert len(lines) == 1 and lines[0].startswith("connectivity 68 ROIs")
+
+
+@pytest.mark.slow
+def test_bench_peers_runs_every_loop_over_lsl():
+    """Producer, X and consumer in their own processes for each loop; every sample arrives."""
+    pytest.importorskip("mne")
+    pytest.importorskip("mne_lsl")
+    from rtsource.bench import bench_peers
+
+    res = bench_peers(n_chan=16, n_src=200, seconds=4.0, progress=lambda s: None)
+    for kind in ("relay", "rtsource", "mne_lsl", "window"):
+        assert res[kind]["samples"] == res[kind]["samples_expected"], kind
+        assert res[kind]["cpu_s_per_s"] > 0
+    assert {"added_p50", "added_p99", "cpu"} <= set(res["mne_lsl_over_rtsource"])

@@ -18,6 +18,10 @@
                              500 Hz) against NumPy recomputing one window's coherence
     rtsource bench artifacts per-chunk cost of ASR (64 ch, 500 Hz, 10-sample chunks) against
                              a no-op stage (the measurement: rtsource.artifacts.bench)
+    rtsource bench peers     the same stream through rtsource, mne-lsl StreamLSL + MNE-Python's
+                             prepared apply_inverse_raw per chunk, and a 1 s window loop
+                             (mne-realtime style): per-sample latency added over a bare
+                             relay, CPU seconds per second of data
     rtsource bench all       everything; --json FILE writes the results
 
 One module per benchmark (:mod:`.kernels`, :mod:`.lowrank`, :mod:`.latency`, :mod:`.startup`,
@@ -39,13 +43,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import artifacts, connectivity, hotswap, kernels, latency, lowrank, startup
+from . import artifacts, connectivity, hotswap, kernels, latency, lowrank, peers, startup
 from .common import numba_threads
 from .connectivity import bench_connectivity
 from .hotswap import bench_hotswap
 from .kernels import bench_kernels
 from .latency import bench_latency
 from .lowrank import bench_lowrank
+from .peers import bench_peers
 from .startup import bench_startup
 
 
@@ -74,6 +79,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hotswap", hotswap.run),
     Benchmark("connectivity", connectivity.run),
     Benchmark("artifacts", artifacts.run),
+    Benchmark("peers", peers.run),
 )
 
 
@@ -115,6 +121,7 @@ __all__ = [
     "bench_kernels",
     "bench_latency",
     "bench_lowrank",
+    "bench_peers",
     "bench_startup",
     "run_bench",
 ]

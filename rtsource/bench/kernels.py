@@ -16,8 +16,9 @@ import numpy as np
 from .common import random_bundle, time_blocks
 
 
-def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
-    """MNE-Python's prepared inverse of the same size, and a function applying it to n samples."""
+def mne_inverse(n_chan: int, n_src: int, loose: float, fixed: bool, names=None):
+    """MNE-Python's prepared dSPM inverse for ``n_chan`` cap electrodes and ``n_src`` random
+    volume sources in a sphere: ``(info, prepared)`` (``names``: channel labels, default the cap's)."""
     import warnings
 
     import mne
@@ -25,9 +26,10 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
     from ..sensors.montage import CAP_64, standard_montage
 
     mne.set_log_level("ERROR")
-    names = list(CAP_64[:n_chan])
+    cap = list(CAP_64[:n_chan])
+    names = list(names) if names is not None else cap
     info = mne.create_info(names, 500.0, "eeg")
-    pos = standard_montage("standard_1005").pick(names).electrodes.positions_m
+    pos = standard_montage("standard_1005").pick(cap).electrodes.positions_m
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info.set_montage(mne.channels.make_dig_montage(dict(zip(names, pos)), coord_frame="head"))
@@ -44,6 +46,15 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
     raw.set_eeg_reference(projection=True)
     inv = mne.minimum_norm.make_inverse_operator(raw.info, fwd, cov, loose="auto" if fixed else loose, depth=0.8, fixed=fixed)
     prepared = mne.minimum_norm.prepare_inverse_operator(inv, nave=1, lambda2=1 / 9, method="dSPM")
+    return raw.info, prepared
+
+
+def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
+    """MNE-Python's prepared inverse of the same size, and a function applying it to n samples."""
+    import mne
+
+    info, prepared = mne_inverse(n_chan, n_src, loose, fixed)
+    raw = mne.io.RawArray(np.random.default_rng(0).normal(size=(n_chan, 64)) * 1e-5, info)
 
     def apply(n):
         return lambda: mne.minimum_norm.apply_inverse_raw(raw, prepared, 1 / 9, "dSPM", start=0, stop=n, prepared=True)
