@@ -246,6 +246,10 @@ def build_bundle(
         "noise_cov": {"method": cov.method, "n_samples": cov.n_samples, "shrinkage": cov.shrinkage, "source": settings.noise_cov.source},
         "settings": settings_to_dict(settings),
     }
+    if settings.performance.operator_dtype == "int16":  # the loop will store it so: measure what that costs
+        from .stream.quantize import storage_record
+
+        provenance["operator_storage"] = storage_record(op.kernel, op.noise_norm, op.n_orient, cov.data)
     return OperatorBundle(
         kernel=op.kernel,
         noise_norm=op.noise_norm,

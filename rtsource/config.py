@@ -236,6 +236,10 @@ class PerformanceSettings:
 
     threads: int = _opt(lambda v: None if 0 <= v <= 256 else "must be in 0..256", "kernel threads (0: all cores but one, leaving one for LSL's I/O and the consumers)", 0)
     low_rank: str = _opt(_one_of("auto", "on", "off"), "apply K as A(Bx) when K has low rank (auto: when cheaper)", "auto")
+    operator_dtype: str = _opt(
+        _one_of("float32", "int16"),
+        "operator storage in the loop: int16 = per-row scaled, half the bytes per chunk; its error is measured at setup and published", "float32",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -158,8 +158,49 @@ def _fmt_kernel_row(r) -> str:
     )
 
 
+def bench_int16(n_chan=306, n_src=20000, n_orient=3, chunks=(1, 4, 10), reps=200, progress=print) -> list[dict]:
+    """int16 operator storage against float32 (both the own kernel), loop thread counts."""
+    import numba
+
+    from ..stream.channels import ChannelMap
+    from ..stream.dispatch import kernel_threads
+    from ..stream.operator import StreamOperator
+
+    b = random_bundle(n_chan, n_src, n_orient)
+    cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
+    threads = kernel_threads()
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    rows = []
+    try:
+        f32 = StreamOperator(b, cmap, max(chunks), low_rank="off", dispatch="kernel", threads=threads)
+        i16 = StreamOperator(b, cmap, max(chunks), low_rank="off", operator_dtype="int16", threads=threads)
+        f32.warm_up()
+        i16.warm_up()
+        x = np.random.default_rng(1).normal(size=(max(chunks), n_chan)).astype(np.float32)
+        for n in chunks:
+            t = time_blocks({"float32": lambda n=n: f32.process(x, n), "int16": lambda n=n: i16.process(x, n)}, reps=reps)
+            a, c = f32.process(x, n).copy(), i16.process(x, n).copy()
+            row = {
+                "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
+                "float32_ms": round(t["float32"][0], 4), "int16_ms": round(t["int16"][0], 4),
+                "float32_p99_ms": round(t["float32"][1], 4), "int16_p99_ms": round(t["int16"][1], 4),
+                "speedup": round(t["float32"][0] / t["int16"][0], 2),
+                "relative_error": float(np.linalg.norm(c - a) / np.linalg.norm(a)), "error_measured_at_prepare": i16.storage_error,
+            }  # fmt: skip
+            rows.append(row)
+            progress(
+                f"int16 {n_chan} ch {n_src} src {row['orient']} chunk {n:3d}: float32 {row['float32_ms']:.3f} ms, int16 {row['int16_ms']:.3f} ms "
+                f"(x{row['speedup']:.2f}); relative error {row['relative_error']:.2e}"
+            )
+    finally:
+        numba.set_num_threads(before)
+    return rows
+
+
 def run(*, quick: bool, method: str, progress) -> list[dict]:
     """``rtsource bench kernels`` (``--quick``: one size, two chunk lengths)."""
     if quick:
-        return bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
-    return bench_kernels(progress=progress)
+        rows = bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
+        return rows + bench_int16(n_chan=64, n_src=8000, chunks=(1,), reps=50, progress=progress)
+    return bench_kernels(progress=progress) + bench_int16(progress=progress)

@@ -83,6 +83,7 @@ class LoopOptions:
     threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
     output_rate_hz: float = 0.0  # decimate before the operator (0: off; see stream.decimation)
+    operator_dtype: str = "float32"  # "int16": per-row scaled int16 operator (see stream.quantize)
     # Before the first chunk, wait up to this long for a consumer of the first output (the
     # sources, else the ROIs), so that a display or recorder started with the loop misses
     # nothing: LSL gives a late consumer only what is pushed after it connects. The input
@@ -213,7 +214,8 @@ class StreamLoop:
         cmap = map_stream_channels(
             self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit, ch_types=bundle.ch_types
         )
-        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, output_rate_hz=opts.output_rate_hz, threads=opts.threads)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, output_rate_hz=opts.output_rate_hz, threads=opts.threads,
+                            operator_dtype=opts.operator_dtype)  # fmt: skip
         op.warm_up()
         return op
 

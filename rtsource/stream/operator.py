@@ -91,6 +91,10 @@ class StreamOperator:
     threads : int
         numba threads the loop runs the kernels with (0: all cores but one); the dispatch
         measurement uses as many.
+    operator_dtype : {"float32", "int16"}
+        Storage of the operator's tiles: "int16" keeps per-row scaled int16 values (half
+        the bytes read per chunk; see :mod:`.quantize`), always applied by the own kernel;
+        its relative output error is :attr:`storage_error`.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class StreamOperator:
         output_rate_hz: float = 0.0,
         dispatch: str = "auto",
         threads: int = 0,
+        operator_dtype: str = "float32",
     ):
         from . import _kernels
 
@@ -148,6 +153,11 @@ class StreamOperator:
             self._kernel = _kernels.pack_fixed(k, scale)
             self._apply = _kernels.apply_fixed
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
+        #: relative output error of the operator's storage against float32 (0 for float32)
+        self.storage_error = 0.0
+        self.operator_dtype = operator_dtype
+        if operator_dtype != "float32":
+            self._to_int16(k, scale, operator_dtype)
         self._index = np.ascontiguousarray(channel_map.index, dtype=np.int64)
         self._picked = np.zeros((self.max_chunk, n_chan), dtype=np.float32)
         self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
@@ -196,6 +206,9 @@ class StreamOperator:
         fields = {"output_rate_hz": f"{self.output_rate_hz:g}"}
         if self.dispatch is not None:
             fields["operator_path"] = self.dispatch.describe()
+        fields["operator_dtype"] = self.operator_dtype
+        if self.operator_dtype != "float32":
+            fields["operator_relative_error"] = f"{self.storage_error:.3g}"
         if self.decimation is not None:
             fields.update(self.decimation.describe())
         return tuple(fields.items())
@@ -209,6 +222,24 @@ class StreamOperator:
             return n, ts
         m = self.last_out
         return m, ts[self._kept[:m]]
+
+    def _to_int16(self, rows: np.ndarray, scale, dtype: str) -> None:
+        """Replace the float32 tiles by int16 ones and their row factors (see :mod:`.quantize`)."""
+        from . import _int16_kernels, quantize
+
+        quantize.check_dtype(dtype)
+        q, factors = quantize.quantize_tiles(self._kernel)
+        fn = _int16_kernels.apply_pooled3_i16 if self.bundle.n_orient == 3 else _int16_kernels.apply_fixed_i16
+        self._kernel = q
+        self._apply = lambda x, n, _tiles, inv_norm, out: fn(x, n, q, factors, inv_norm, out)
+        record = dict(self.bundle.provenance).get("operator_storage") if self._project is None else None
+        if isinstance(record, dict) and record.get("dtype") == dtype and "relative_error" in record:
+            self.storage_error = float(record["relative_error"])  # measured at build time, on noise-like data
+        else:  # measured now, on a few white samples in the stream's units
+            k = rows if scale is None else rows * np.asarray(scale)[None, :]
+            n_rows = k.shape[0] // self.bundle.n_orient
+            x = np.random.default_rng(0).standard_normal((32, k.shape[1]))
+            self.storage_error = quantize.output_error(k, np.ones(n_rows) if self._project is not None else self.bundle.noise_norm, self.bundle.n_orient, x)
 
     @property
     def n_outputs(self) -> int:
@@ -320,7 +351,7 @@ class StreamOperator:
         from . import dispatch as dp
 
         rows, scale = self._rows, self._rows_scale
-        if self.dispatch_mode == "kernel" or self._project is not None:
+        if self.dispatch_mode == "kernel" or self._project is not None or self.operator_dtype != "float32":
             self.dispatch = dp.KERNEL_ONLY
         else:
             blas = dp.BlasPath(rows, scale, self._inv_norm, self.bundle.n_orient, self.max_chunk)
