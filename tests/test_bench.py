@@ -67,3 +67,24 @@ def test_bench_peers_runs_every_loop_over_lsl():
         assert res[kind]["samples"] == res[kind]["samples_expected"], kind
         assert res[kind]["cpu_s_per_s"] > 0
     assert {"added_p50", "added_p99", "cpu"} <= set(res["mne_lsl_over_rtsource"])
+
+
+def test_bench_decimation_and_int16_run():
+    from rtsource.bench import bench_decimation
+    from rtsource.bench.kernels import bench_int16
+
+    res = bench_decimation(n_chan=8, n_src=100, input_hz=2000.0, output_hz=500.0, reps=5, progress=lambda s: None)
+    assert res["factor"] == 4 and res["attenuation_db"] >= 60 and res["cost_ratio"] > 0
+    rows = bench_int16(n_chan=8, n_src=100, chunks=(1,), reps=5, progress=lambda s: None)
+    assert rows[0]["relative_error"] < 1e-4 and rows[0]["speedup"] > 0
+
+
+@pytest.mark.slow
+def test_bench_capacity_runs_one_configuration_over_lsl():
+    """Producer, the loop (sources + 68 ROIs + band power, decimating) and the consumer in three processes."""
+    from rtsource.bench.capacity import CapacityConfig, configurations, run_configuration
+
+    row = run_configuration(CapacityConfig("eeg", 16, 300, "free", 1000.0, 250.0), 4.0)
+    assert row["lost"] == 0 and row["received"] == row["samples_out"] == 1000 and row["decimated"] == 3000
+    assert row["bottleneck"] in ("kernel", "output", "python") and row["kernel_s_per_s"] > 0
+    assert len(configurations(quick=False)) == 32 and all(len(c) >= 1 for c in configurations(quick=False))

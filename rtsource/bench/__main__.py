@@ -16,3 +16,7 @@ elif sys.argv[1] in ("--mne-lsl", "--window"):
     from .peers import mne_lsl_loop, window_loop
 
     (mne_lsl_loop if sys.argv[1] == "--mne-lsl" else window_loop)(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+elif sys.argv[1] == "--capacity-loop":
+    from .capacity import capacity_loop
+
+    capacity_loop(sys.argv[2])
