@@ -58,14 +58,14 @@ def test_choose_picks_the_faster_path_per_class_and_keeps_it():
 
     def kernel(n):
         calls.append(n)
-        time.sleep(n * 2e-4)
+        time.sleep(n * 5e-4)
 
     def blas(n):
-        time.sleep(4e-3)
+        time.sleep(6e-3)
 
     key = ("test", time.time_ns())
     d = dp.choose(key, kernel, blas, max_chunk=64)
-    assert d.blas == (False, False, False, False, False, True, True, True)  # 8: 1.6 ms, 16: 3.2 ms, 32: 6.4 ms
+    assert d.blas == (False, False, False, False, True, True, True, True)  # 8: 4 ms, 16: 8 ms, 32: 16 ms against 6 ms
     assert min(calls) == 8  # memory-bound classes are never timed
     calls.clear()
     assert dp.choose(key, kernel, blas, max_chunk=64) is d and not calls  # cached for the shape class
