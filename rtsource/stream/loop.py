@@ -315,7 +315,7 @@ class StreamLoop:
         gap_tolerance = max(3.0 * period, 0.02)
         jitter_back = max(10.0 * period, 0.05)
         stats.started_at = time.perf_counter()
-        self.events.publish("started", pylsl.local_clock(), stream=inlet.description.name, bundle=opts.bundle_path)
+        self.events.publish("started", pylsl.local_clock(), stream=inlet.description.name, bundle=opts.bundle_path, **dict(self.operator.describe()))
         deadline = None if duration is None else stats.started_at + duration
         last_data = stats.started_at
         last_ts = None

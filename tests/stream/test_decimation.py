@@ -156,3 +156,5 @@ def test_loop_decimates_over_lsl():
     s = loop.stats
     assert (s.samples_in, s.samples_out, s.decimated, s.lost) == (n, len(ts), n - len(ts), 0)
     assert s.latency.percentiles()[0] >= loop.operator.delay_s > 0
+    started = next(e for e in loop.events.recent if e["event"] == "started")
+    assert started["output_rate_hz"] == "250" and started["decimation_factor"] == "4" and "kernel" in started["operator_path"]
