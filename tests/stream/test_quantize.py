@@ -66,3 +66,16 @@ def test_pooled_tiles_quantise_per_orientation_row():
     k = np.random.default_rng(5).normal(size=(3 * 20, 8))
     q, f = quantize.quantize_tiles(pack_pooled3(k))
     assert f.shape == (2, 48) and (f[0] > 0).all()
+
+
+def test_error_record_survives_the_bundle_file(tmp_path):
+    import dataclasses
+
+    from rtsource.bundle import load_bundle, save_bundle
+
+    b = random_bundle(16, 60, 3, seed=6)
+    rec = quantize.storage_record(b.kernel, b.noise_norm, 3, None)
+    back = load_bundle(save_bundle(dataclasses.replace(b, provenance={"operator_storage": rec}), tmp_path / "b.npz"))
+    assert back.provenance["operator_storage"] == rec
+    cmap = ChannelMap(np.arange(16), np.ones(16), ("V",) * 16, (), False)
+    assert StreamOperator(back, cmap, 4, low_rank="off", operator_dtype="int16").storage_error == rec["relative_error"]
