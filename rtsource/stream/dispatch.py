@@ -176,6 +176,11 @@ def _best_ms(fn, reps: int) -> float:
     return best * 1e3
 
 
+def cached(key: tuple) -> "Dispatch | None":
+    """The choice already made for shape class ``key`` in this process, if any."""
+    return _CHOICES.get(key)
+
+
 def choose(key: tuple, run_kernel, run_blas, max_chunk: int) -> Dispatch:
     """Measure the two paths per chunk class (or reuse the choice made for ``key``).
 

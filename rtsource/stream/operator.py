@@ -351,8 +351,13 @@ class StreamOperator:
         from . import dispatch as dp
 
         rows, scale = self._rows, self._rows_scale
+        threads = dp.kernel_threads(self._threads)
+        key = dp.shape_key(self.bundle.n_orient, self.bundle.n_channels, self.bundle.n_sources, False, threads)
+        known = dp.cached(key) if self.dispatch_mode == "auto" else None
         if self.dispatch_mode == "kernel" or self._project is not None or self.operator_dtype != "float32":
             self.dispatch = dp.KERNEL_ONLY
+        elif known is not None and not known.any_blas:  # a hot swap in the same shape class: no BLAS copy
+            self.dispatch = known
         else:
             blas = dp.BlasPath(rows, scale, self._inv_norm, self.bundle.n_orient, self.max_chunk)
             if self.dispatch_mode == "blas":
@@ -361,8 +366,6 @@ class StreamOperator:
                 import numba
 
                 x = np.random.default_rng(0).normal(size=(min(self.max_chunk, dp.CLASS_BOUNDS[-1]), self._picked.shape[1])).astype(np.float32)
-                threads = dp.kernel_threads(self._threads)
-                key = dp.shape_key(self.bundle.n_orient, self.bundle.n_channels, self.bundle.n_sources, False, threads)
                 before = numba.get_num_threads()
                 numba.set_num_threads(threads)  # as the loop will run them (StreamLoop.run)
                 limiter = dp.limit_blas_threads(threads)

@@ -69,6 +69,7 @@ def test_choose_picks_the_faster_path_per_class_and_keeps_it():
     assert min(calls) == 8  # memory-bound classes are never timed
     calls.clear()
     assert dp.choose(key, kernel, blas, max_chunk=64) is d and not calls  # cached for the shape class
+    assert dp.cached(key) is d and dp.cached(("test", "other")) is None
 
 
 def test_auto_dispatch_serves_each_class_from_its_table():
@@ -80,3 +81,13 @@ def test_auto_dispatch_serves_each_class_from_its_table():
     x = np.random.default_rng(3).normal(size=(40, b.n_channels)).astype(np.float32)
     for n in (1, 10, 40):
         assert np.allclose(auto.process(x, n), ops["kernel"].process(x, n), rtol=1e-5, atol=1e-6)
+
+
+def test_swapped_operator_reuses_the_choice_without_measuring():
+    b, ops = _ops(1, n_chan=33, n_src=170)
+    first = StreamOperator(b, ops["kernel"].channel_map, 40, None, low_rank="off")
+    first.warm_up()
+    again = StreamOperator(b, ops["kernel"].channel_map, 40, None, low_rank="off")
+    again.warm_up()
+    assert again.dispatch is first.dispatch  # the same shape class: no second measurement
+    assert (again._blas is None) == (not first.dispatch.any_blas)
