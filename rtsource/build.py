@@ -291,6 +291,10 @@ def build_bundle(
         from .inverse.ssp import projectors_provenance
 
         provenance["projectors"] = projectors_provenance(projectors)
+    if settings.performance.operator_dtype == "int16":  # the loop will store it so: measure what that costs
+        from .stream.quantize import storage_record
+
+        provenance["operator_storage"] = storage_record(op.kernel, op.noise_norm, op.n_orient, cov.data)
     return OperatorBundle(
         kernel=op.kernel,
         noise_norm=op.noise_norm,

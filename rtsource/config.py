@@ -233,6 +233,10 @@ class StreamSettings:
     rate_window_s: float = _opt(_between(1.0, 3600.0, "s"), "timestamp span over which the effective rate is measured", 10.0)
     rate_startup_s: float = _opt(_between(0.0, 60.0, "s"), "a rate clearly off (10 %) over the first seconds refuses the stream (0: no check)", 2.0)
     compensation_grade: int = _opt(lambda v: None if -1 <= v <= 3 else "must be -1, 0, 1, 2 or 3", "CTF gradient compensation grade of the stream's data (-1: as the stream declares, else the bundle's; 0: uncompensated, compensated in the operator)", -1)
+    output_rate_hz: float = _opt(
+        lambda v: None if v == 0 or 1.0 <= v <= 100000.0 else "must be 0 or between 1 and 100000 Hz",
+        "decimate to this rate before the operator (input rate / whole number; causal anti-aliasing low-pass, >= 60 dB above the new Nyquist; 0: off)", 0.0,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,10 @@ class PerformanceSettings:
 
     threads: int = _opt(lambda v: None if 0 <= v <= 256 else "must be in 0..256", "kernel threads (0: all cores but one, leaving one for LSL's I/O and the consumers)", 0)
     low_rank: str = _opt(_one_of("auto", "on", "off"), "apply K as A(Bx) when K has low rank (auto: when cheaper)", "auto")
+    operator_dtype: str = _opt(
+        _one_of("float32", "int16"),
+        "operator storage in the loop: int16 = per-row scaled, half the bytes per chunk; its error is measured at setup and published", "float32",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

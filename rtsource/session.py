@@ -61,6 +61,8 @@ def loop_options(settings: Settings, bundle_path: str, **overrides) -> LoopOptio
         rate_window_s=st.rate_window_s,
         rate_startup_s=st.rate_startup_s,
         compensation_grade=st.compensation_grade,
+        output_rate_hz=st.output_rate_hz,
+        operator_dtype=perf.operator_dtype,
     )
     return dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 

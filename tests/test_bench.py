@@ -10,7 +10,7 @@ from rtsource.bench import bench_connectivity, bench_hotswap, bench_kernels, ben
 def test_bench_kernels_and_lowrank_run():
     rows = bench_kernels(channels=(16,), sources=(100,), chunks=(1, 5), orients=(3, 1), reps=5, mne_peer=False, progress=lambda s: None)
     assert len(rows) == 4
-    assert {"rtsource_ms", "numpy_ms", "gemv_ms", "speedup_vs_numpy", "vs_gemv"} <= set(rows[0])
+    assert {"rtsource_ms", "kernel_ms", "blas_pool_ms", "numpy_ms", "gemv_ms", "speedup_vs_numpy", "vs_best", "vs_gemv", "path"} <= set(rows[0])
     low = bench_lowrank(n_chan=60, n_src=100, rank=10, chunks=(4,), reps=5, progress=lambda s: None)
     assert low[0]["rank"] == 10
 
@@ -53,3 +53,38 @@ def test_run_bench_dispatches_and_writes_json(tmp_path):
     assert set(res) == {"machine", "numba_threads", "connectivity"} and res["connectivity"]["steps"] == 100
     assert json.loads((tmp_path / "bench.json").read_text()) == res
     assert len(lines) == 1 and lines[0].startswith("connectivity 68 ROIs")
+
+
+@pytest.mark.slow
+def test_bench_peers_runs_every_loop_over_lsl():
+    """Producer, X and consumer in their own processes for each loop; every sample arrives."""
+    pytest.importorskip("mne")
+    pytest.importorskip("mne_lsl")
+    from rtsource.bench import bench_peers
+
+    res = bench_peers(n_chan=16, n_src=200, seconds=4.0, progress=lambda s: None)
+    for kind in ("relay", "rtsource", "mne_lsl", "window"):
+        assert res[kind]["samples"] == res[kind]["samples_expected"], kind
+        assert res[kind]["cpu_s_per_s"] > 0
+    assert {"added_p50", "added_p99", "cpu"} <= set(res["mne_lsl_over_rtsource"])
+
+
+def test_bench_decimation_and_int16_run():
+    from rtsource.bench import bench_decimation
+    from rtsource.bench.kernels import bench_int16
+
+    res = bench_decimation(n_chan=8, n_src=100, input_hz=2000.0, output_hz=500.0, reps=5, progress=lambda s: None)
+    assert res["factor"] == 4 and res["attenuation_db"] >= 60 and res["cost_ratio"] > 0
+    rows = bench_int16(n_chan=8, n_src=100, chunks=(1,), reps=5, progress=lambda s: None)
+    assert rows[0]["relative_error"] < 1e-4 and rows[0]["speedup"] > 0
+
+
+@pytest.mark.slow
+def test_bench_capacity_runs_one_configuration_over_lsl():
+    """Producer, the loop (sources + 68 ROIs + band power, decimating) and the consumer in three processes."""
+    from rtsource.bench.capacity import CapacityConfig, configurations, run_configuration
+
+    row = run_configuration(CapacityConfig("eeg", 16, 300, "free", 1000.0, 250.0), 4.0)
+    assert row["lost"] == 0 and row["received"] == row["samples_out"] == 1000 and row["decimated"] == 3000
+    assert row["bottleneck"] in ("kernel", "output", "python") and row["kernel_s_per_s"] > 0
+    assert len(configurations(quick=False)) == 32 and all(len(c) >= 1 for c in configurations(quick=False))

@@ -18,6 +18,15 @@
                              500 Hz) against NumPy recomputing one window's coherence
     rtsource bench artifacts per-chunk cost of ASR (64 ch, 500 Hz, 10-sample chunks) against
                              a no-op stage (the measurement: rtsource.artifacts.bench)
+    rtsource bench peers     the same stream through rtsource, mne-lsl StreamLSL + MNE-Python's
+                             prepared apply_inverse_raw per chunk, and a 1 s window loop
+                             (mne-realtime style): per-sample latency added over a bare
+                             relay, CPU seconds per second of data
+    rtsource bench decimation  operator cost per second of data, 5 kHz in, with and without
+                             decimation to 500 Hz (anti-aliasing filter included)
+    rtsource bench capacity  the largest configurations (channels x sources x rate, with and
+                             without decimation; sources + 68 ROIs + band power) that run
+                             with 0 lost and e2e p99 < 50 ms over LSL, and what limits them
     rtsource bench all       everything; --json FILE writes the results
 
 One module per benchmark (:mod:`.kernels`, :mod:`.lowrank`, :mod:`.latency`, :mod:`.startup`,
@@ -39,13 +48,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import artifacts, connectivity, hotswap, kernels, latency, lowrank, startup
+from . import artifacts, capacity, connectivity, decimation, hotswap, kernels, latency, lowrank, peers, startup
 from .common import numba_threads
+from .capacity import bench_capacity
 from .connectivity import bench_connectivity
+from .decimation import bench_decimation
 from .hotswap import bench_hotswap
 from .kernels import bench_kernels
 from .latency import bench_latency
 from .lowrank import bench_lowrank
+from .peers import bench_peers
 from .startup import bench_startup
 
 
@@ -74,6 +86,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hotswap", hotswap.run),
     Benchmark("connectivity", connectivity.run),
     Benchmark("artifacts", artifacts.run),
+    Benchmark("decimation", decimation.run),
+    Benchmark("peers", peers.run),
+    Benchmark("capacity", capacity.run),
 )
 
 
@@ -110,11 +125,14 @@ def run_bench(what: str, json_path: str | None = None, quick: bool = False, meth
 __all__ = [
     "BENCHMARKS",
     "Benchmark",
+    "bench_capacity",
     "bench_connectivity",
+    "bench_decimation",
     "bench_hotswap",
     "bench_kernels",
     "bench_latency",
     "bench_lowrank",
+    "bench_peers",
     "bench_startup",
     "run_bench",
 ]

@@ -12,3 +12,11 @@ elif sys.argv[1] == "--consume":
     consume_quietly(sys.argv[2], float(sys.argv[3]))
 elif sys.argv[1] == "--relay":
     relay(sys.argv[2], sys.argv[3], float(sys.argv[4]), *[int(a) for a in sys.argv[5:6]])
+elif sys.argv[1] in ("--mne-lsl", "--window"):
+    from .peers import mne_lsl_loop, window_loop
+
+    (mne_lsl_loop if sys.argv[1] == "--mne-lsl" else window_loop)(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+elif sys.argv[1] == "--capacity-loop":
+    from .capacity import capacity_loop
+
+    capacity_loop(sys.argv[2])

@@ -1,7 +1,12 @@
 """``rtsource bench kernels``: per-chunk time of rtsource's kernels against baselines in the same run.
 
-Baselines: NumPy matmul + pooling, one plain GEMV pass over the operator (the memory floor)
-and MNE-Python's prepared ``apply_inverse_raw`` (when installed).
+Columns: ``rtsource`` is the loop's dispatched path (:mod:`rtsource.stream.dispatch`),
+``kernel`` the own kernel alone, ``blas_pool`` the BLAS path alone (sgemm into a buffer and
+the fused pooling pass), ``numpy`` plain NumPy matmul + pooling, ``gemv`` one plain GEMV
+pass over the operator (the memory floor), and MNE-Python's prepared ``apply_inverse_raw``
+(when installed). Everything runs with the loop's thread counts (numba and OpenBLAS alike:
+all cores but one). ``vs_best`` = best of (kernel, blas_pool, numpy) / rtsource: >= 1.0
+means the dispatch picked the fastest path.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import numpy as np
 from .common import random_bundle, time_blocks
 
 
-def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
-    """MNE-Python's prepared inverse of the same size, and a function applying it to n samples."""
+def mne_inverse(n_chan: int, n_src: int, loose: float, fixed: bool, names=None):
+    """MNE-Python's prepared dSPM inverse for ``n_chan`` cap electrodes and ``n_src`` random
+    volume sources in a sphere: ``(info, prepared)`` (``names``: channel labels, default the cap's)."""
     import warnings
 
     import mne
@@ -20,9 +26,10 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
     from ..sensors.montage import CAP_64, standard_montage
 
     mne.set_log_level("ERROR")
-    names = list(CAP_64[:n_chan])
+    cap = list(CAP_64[:n_chan])
+    names = list(names) if names is not None else cap
     info = mne.create_info(names, 500.0, "eeg")
-    pos = standard_montage("standard_1005").pick(names).electrodes.positions_m
+    pos = standard_montage("standard_1005").pick(cap).electrodes.positions_m
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info.set_montage(mne.channels.make_dig_montage(dict(zip(names, pos)), coord_frame="head"))
@@ -39,6 +46,15 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
     raw.set_eeg_reference(projection=True)
     inv = mne.minimum_norm.make_inverse_operator(raw.info, fwd, cov, loose="auto" if fixed else loose, depth=0.8, fixed=fixed)
     prepared = mne.minimum_norm.prepare_inverse_operator(inv, nave=1, lambda2=1 / 9, method="dSPM")
+    return raw.info, prepared
+
+
+def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
+    """MNE-Python's prepared inverse of the same size, and a function applying it to n samples."""
+    import mne
+
+    info, prepared = mne_inverse(n_chan, n_src, loose, fixed)
+    raw = mne.io.RawArray(np.random.default_rng(0).normal(size=(n_chan, 64)) * 1e-5, info)
 
     def apply(n):
         return lambda: mne.minimum_norm.apply_inverse_raw(raw, prepared, 1 / 9, "dSPM", start=0, stop=n, prepared=True)
@@ -47,7 +63,10 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
 
 
 def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 32, 64), orients=(3, 1), reps=200, mne_peer=True, progress=print):
+    import numba
+
     from ..stream.channels import ChannelMap
+    from ..stream.dispatch import kernel_threads, limit_blas_threads
     from ..stream.operator import StreamOperator
 
     rows = []
@@ -57,71 +76,131 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
         have_mne = mne_peer
     except ImportError:
         have_mne = False
-    for n_chan in channels:
-        for n_src in sources:
-            for n_orient in orients:
-                b = random_bundle(n_chan, n_src, n_orient)
-                cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
-                op = StreamOperator(b, cmap, max_chunk=max(chunks), low_rank="off")
-                op.warm_up()
-                k32 = b.kernel.astype(np.float32)
-                inv_norm = (1.0 / b.noise_norm).astype(np.float32)
-                mne_apply = None
-                if have_mne and n_chan == 64 and n_src == 8000:
-                    mne_apply = _mne_prepared(n_chan, n_src, loose=0.2 if n_orient == 3 else 0.0, fixed=n_orient == 1)
-                rng = np.random.default_rng(1)
-                x = rng.normal(size=(max(chunks), n_chan)).astype(np.float32)
-                for n in chunks:
-                    def numpy_way(n=n):
-                        y = x[:n] @ k32.T
-                        if n_orient == 3:
-                            y = np.sqrt((y.reshape(n, -1, 3) ** 2).sum(axis=2))
-                        return y * inv_norm
-
-                    fns = {
-                        "rtsource": lambda n=n: op.process(x, n),
-                        "numpy": numpy_way,
-                        "gemv": lambda: k32 @ x[0],
-                    }
-                    if mne_apply is not None:
-                        fns["mne"] = mne_apply(n)
-                    big = n_chan * n_src * n_orient * n > 5e7
-                    t = time_blocks(fns, reps=max(20, reps // (5 if big else 1)))
-                    import numba
-
-                    all_threads = numba.get_num_threads()
-                    if all_threads > 1:  # the loop's default leaves a core free: report one thread too
-                        numba.set_num_threads(1)
-                        t.update(time_blocks({"rtsource_1t": lambda n=n: op.process(x, n)}, reps=max(20, reps // (5 if big else 1))))
-                        numba.set_num_threads(all_threads)
-                    row = {
-                        "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
-                        **{f"{k}_ms": round(v[0], 4) for k, v in t.items()},
-                        **{f"{k}_p99_ms": round(v[1], 4) for k, v in t.items()},
-                        "speedup_vs_numpy": round(t["numpy"][0] / t["rtsource"][0], 2),
-                        "vs_gemv": round(t["rtsource"][0] / t["gemv"][0], 2),
-                    }  # fmt: skip
-                    if "mne" in t:
-                        row["speedup_vs_mne"] = round(t["mne"][0] / t["rtsource"][0], 1)
-                    if "rtsource_1t" in t:
-                        row["speedup_1t_vs_numpy"] = round(t["numpy"][0] / t["rtsource_1t"][0], 2)
-                    rows.append(row)
-                    progress(_fmt_kernel_row(row))
+    threads = kernel_threads()
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    limiter = limit_blas_threads(threads)
+    try:
+        for n_chan in channels:
+            for n_src in sources:
+                for n_orient in orients:
+                    b = random_bundle(n_chan, n_src, n_orient)
+                    cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
+                    ops = {}
+                    for mode in ("auto", "kernel", "blas"):
+                        ops[mode] = StreamOperator(b, cmap, max_chunk=max(chunks), low_rank="off", dispatch=mode, threads=threads)
+                        ops[mode].warm_up()
+                    k32 = b.kernel.astype(np.float32)
+                    inv_norm = (1.0 / b.noise_norm).astype(np.float32)
+                    mne_apply = None
+                    if have_mne and n_chan == 64 and n_src == 8000:
+                        mne_apply = _mne_prepared(n_chan, n_src, loose=0.2 if n_orient == 3 else 0.0, fixed=n_orient == 1)
+                    rng = np.random.default_rng(1)
+                    x = rng.normal(size=(max(chunks), n_chan)).astype(np.float32)
+                    for n in chunks:
+                        rows.append(_cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, reps, n_chan, n_src))
+                        progress(_fmt_kernel_row(rows[-1]))
+                    del ops
+    finally:
+        limiter.restore_original_limits()
+        numba.set_num_threads(before)
     return rows
+
+
+def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, reps, n_chan, n_src) -> dict:
+    """One cell: every path on chunks of n samples."""
+
+    def numpy_way():
+        y = x[:n] @ k32.T
+        if n_orient == 3:
+            y = np.sqrt((y.reshape(n, -1, 3) ** 2).sum(axis=2))
+        return y * inv_norm
+
+    fns = {
+        "rtsource": lambda: ops["auto"].process(x, n),
+        "kernel": lambda: ops["kernel"].process(x, n),
+        "blas_pool": lambda: ops["blas"].process(x, n),
+        "numpy": numpy_way,
+        "gemv": lambda: k32 @ x[0],
+    }
+    if mne_apply is not None:
+        fns["mne"] = mne_apply(n)
+    big = n_chan * n_src * n_orient * n > 5e7
+    t = time_blocks(fns, reps=max(20, reps // (5 if big else 1)))
+    best = min(t["kernel"][0], t["blas_pool"][0], t["numpy"][0])
+    row = {
+        "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
+        "path": "blas" if ops["auto"].dispatch.blas[_chunk_class(n)] else "kernel",
+        **{f"{k}_ms": round(v[0], 4) for k, v in t.items()},
+        **{f"{k}_p99_ms": round(v[1], 4) for k, v in t.items()},
+        "speedup_vs_numpy": round(t["numpy"][0] / t["rtsource"][0], 2),
+        "vs_best": round(best / t["rtsource"][0], 2),
+        "vs_gemv": round(t["rtsource"][0] / t["gemv"][0], 2),
+    }  # fmt: skip
+    if "mne" in t:
+        row["speedup_vs_mne"] = round(t["mne"][0] / t["rtsource"][0], 1)
+    return row
+
+
+def _chunk_class(n: int) -> int:
+    from ..stream.dispatch import chunk_class
+
+    return chunk_class(n)
 
 
 def _fmt_kernel_row(r) -> str:
     mne_part = f"  mne {r['mne_ms']:8.3f} ms (x{r['speedup_vs_mne']:.0f})" if "mne_ms" in r else ""
-    one = f" [1 thread {r['rtsource_1t_ms']:.3f}, p99 {r['rtsource_1t_p99_ms']:.3f}]" if "rtsource_1t_ms" in r else ""
     return (
         f"{r['channels']:4d} ch {r['sources']:6d} src {r['orient']:5s} chunk {r['chunk']:3d}: "
-        f"rtsource {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f}){one}  numpy {r['numpy_ms']:7.3f} ms "
-        f"(x{r['speedup_vs_numpy']:.1f})  gemv {r['gemv_ms']:6.3f} ms (kernel/gemv {r['vs_gemv']:.2f}){mne_part}"
+        f"rtsource[{r['path']:6s}] {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f})  kernel {r['kernel_ms']:7.3f}  "
+        f"blas+pool {r['blas_pool_ms']:7.3f}  numpy {r['numpy_ms']:7.3f}  best/rtsource {r['vs_best']:.2f}  "
+        f"gemv {r['gemv_ms']:6.3f} ms (rtsource/gemv {r['vs_gemv']:.2f}){mne_part}"
     )
+
+
+def bench_int16(n_chan=306, n_src=20000, n_orient=3, chunks=(1, 4, 10), reps=200, progress=print) -> list[dict]:
+    """int16 operator storage against float32 (both the own kernel), loop thread counts."""
+    import numba
+
+    from ..stream.channels import ChannelMap
+    from ..stream.dispatch import kernel_threads
+    from ..stream.operator import StreamOperator
+
+    b = random_bundle(n_chan, n_src, n_orient)
+    cmap = ChannelMap(np.arange(n_chan), np.ones(n_chan), ("V",) * n_chan, (), False)
+    threads = kernel_threads()
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    rows = []
+    try:
+        f32 = StreamOperator(b, cmap, max(chunks), low_rank="off", dispatch="kernel", threads=threads)
+        i16 = StreamOperator(b, cmap, max(chunks), low_rank="off", operator_dtype="int16", threads=threads)
+        f32.warm_up()
+        i16.warm_up()
+        x = np.random.default_rng(1).normal(size=(max(chunks), n_chan)).astype(np.float32)
+        for n in chunks:
+            t = time_blocks({"float32": lambda n=n: f32.process(x, n), "int16": lambda n=n: i16.process(x, n)}, reps=reps)
+            a, c = f32.process(x, n).copy(), i16.process(x, n).copy()
+            row = {
+                "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
+                "float32_ms": round(t["float32"][0], 4), "int16_ms": round(t["int16"][0], 4),
+                "float32_p99_ms": round(t["float32"][1], 4), "int16_p99_ms": round(t["int16"][1], 4),
+                "speedup": round(t["float32"][0] / t["int16"][0], 2),
+                "relative_error": float(np.linalg.norm(c - a) / np.linalg.norm(a)), "error_measured_at_prepare": i16.storage_error,
+            }  # fmt: skip
+            rows.append(row)
+            progress(
+                f"int16 {n_chan} ch {n_src} src {row['orient']} chunk {n:3d}: float32 {row['float32_ms']:.3f} ms, int16 {row['int16_ms']:.3f} ms "
+                f"(x{row['speedup']:.2f}); relative error {row['relative_error']:.2e}"
+            )
+    finally:
+        numba.set_num_threads(before)
+    return rows
 
 
 def run(*, quick: bool, method: str, progress) -> list[dict]:
     """``rtsource bench kernels`` (``--quick``: one size, two chunk lengths)."""
     if quick:
-        return bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
-    return bench_kernels(progress=progress)
+        rows = bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
+        return rows + bench_int16(n_chan=64, n_src=8000, chunks=(1,), reps=50, progress=progress)
+    return bench_kernels(progress=progress) + bench_int16(progress=progress)

@@ -144,7 +144,7 @@ class Features:
         self.bundle = bundle
         self.options = options
         self.services = services
-        sfreq = bundle.sfreq
+        sfreq = identity.sfreq or bundle.sfreq  # the rate of the sources and of the operator's channels
         self.roi_operator = None
         self.roi_stage = None
         self.roi_outlet = None
@@ -182,7 +182,7 @@ class Features:
             if bundle.reference in bundle.ch_names:  # a named reference channel is all zeros
                 ignore.add(bundle.reference)
             self.detector = BadChannelDetector(
-                bundle.ch_names, sfreq, index=channel_map.index, scale=channel_map.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore),
+                bundle.ch_names, bundle.sfreq, index=channel_map.index, scale=channel_map.scale, rules=options.bad_channel_rules or BadChannelRules(), ignore=tuple(ignore),
                 ch_types=bundle.ch_types,
             )
             self.detector.warm_up()
@@ -211,7 +211,8 @@ class Features:
         self.excluded: frozenset[str] = frozenset()
 
     # ---- per chunk --------------------------------------------------------------------
-    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None, prepared: np.ndarray, flags: np.ndarray | None = None) -> None:
+    def after_chunk(self, raw: np.ndarray, n: int, ts: np.ndarray, sources: np.ndarray | None, prepared: np.ndarray, flags: np.ndarray | None = None, *,
+                    n_out: int | None = None, ts_out: np.ndarray | None = None) -> None:  # fmt: skip
         """Run the stages on a chunk the loop has just processed.
 
         Parameters
@@ -224,28 +225,33 @@ class Features:
             Their timestamps (producer clock, s).
         sources : ndarray, shape (n, n_sources), or None
             The per-source output.
-        prepared : ndarray, shape (n, n_channels)
+        prepared : ndarray, shape (n_out, n_channels)
             The operator's channels, gathered and filtered (``StreamOperator.prepared``).
         flags : ndarray of uint8, shape (>= n,), optional
             The artifact stage's per-sample flags (non-zero: artifact); epochs containing one
             are rejected and connectivity leaves them out.
+        n_out, ts_out : int and ndarray, optional
+            Rows and timestamps of ``sources`` and ``prepared`` when the operator decimates
+            (default: ``n`` and ``ts``).
         """
         import pylsl
 
+        m, t_out = (n, ts) if n_out is None else (n_out, ts_out)
         roi = None
-        if self.roi_stage is not None:
+        if self.roi_stage is not None and m:
             roi_in = prepared if self.roi_stage.input_kind == "channels" else sources
-            roi = self.roi_stage.process(roi_in, n)
-            stamps = ts.tolist()
+            roi = self.roi_stage.process(roi_in, m)
+            stamps = t_out.tolist()
             self.roi_outlet.push_chunk(roi, stamps)
             if self.bandpower is not None:
-                values, t = self.bandpower.process(roi, ts, n)
+                values, t = self.bandpower.process(roi, t_out, m)
                 if len(t):
                     self.bandpower_outlet.push_chunk(values, t.tolist())
-        if self.event_stage is not None:
-            self.event_stage.process(roi, sources, ts, n, flags)
-        if self.adaptive is not None:
-            self.adaptive.update(prepared, n, float(ts[-1]))
+        if self.event_stage is not None and m:
+            # per-input-sample flags describe the output rows only without decimation
+            self.event_stage.process(roi, sources, t_out, m, flags if n_out is None else None)
+        if self.adaptive is not None and m:
+            self.adaptive.update(prepared, m, float(t_out[-1]))
             self.services.stats.covariance_age_s = self.adaptive.covariance_age_s
         if self.detector is not None and self.detector.update(raw, n, ts):
             for ev in self.detector.events():

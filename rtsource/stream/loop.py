@@ -11,7 +11,8 @@ Guarantees and policies (each is counted in :class:`LoopStats`, published on the
 stream, and, where it is an event, on the events stream):
 
 - Every input sample yields exactly one output sample, published with the input sample's
-  own timestamp (the producer's clock). The default never skips; ``latest_only`` mode skips
+  own timestamp (the producer's clock); with decimation (``output_rate_hz``) every D-th
+  input sample does, with its own timestamp, and the others are counted ``decimated``. The default never skips; ``latest_only`` mode skips
   the backlog explicitly when processing falls behind and publishes what it skipped.
 - Counters are counted where things happen: ``samples_in`` where samples are pulled,
   ``samples_out`` after the outlet accepted them, ``skipped`` where the backlog is dropped;
@@ -35,7 +36,6 @@ stream, and, where it is an event, on the events stream):
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,6 +84,8 @@ class LoopOptions:
     control_key_file: str = ""  # the commands' shared secret (empty: control_auth.default_key_path)
     threads: int = 0  # kernel threads (0: all cores but one, which LSL's I/O and consumers need)
     low_rank: str = "auto"  # see StreamOperator
+    output_rate_hz: float = 0.0  # decimate before the operator (0: off; see stream.decimation)
+    operator_dtype: str = "float32"  # "int16": per-row scaled int16 operator (see stream.quantize)
     # Before the first chunk, wait up to this long for a consumer of the first output (the
     # sources, else the ROIs), so that a display or recorder started with the loop misses
     # nothing: LSL gives a late consumer only what is pushed after it connects. The input
@@ -146,6 +148,7 @@ class StreamLoop:
         self.nonfinite: NonFiniteGuard | None = None
         self.rate: RateMonitor | None = None
         self._push_failing = False
+        self._blas_limit = None  # OpenBLAS's thread count while running (restored by close)
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -191,7 +194,10 @@ class StreamLoop:
 
     def _identity(self) -> OutputIdentity:
         opts = self.options
-        return OutputIdentity(opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s)
+        return OutputIdentity(
+            opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s,
+            sfreq=self.operator.output_rate_hz, metadata=self.operator.describe(),
+        )  # fmt: skip
 
     def _make_features(self, options: FeatureOptions) -> Features:
         services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder,
@@ -213,7 +219,8 @@ class StreamLoop:
             self.inlet.description, bundle.ch_names, bundle.ch_units, aliases=opts.aliases, assume_unit=opts.assume_unit, ch_types=bundle.ch_types
         )
         comp = stream_compensation(bundle, self.inlet.description, opts.compensation_grade, aliases=opts.aliases, assume_unit=opts.assume_unit)
-        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, compensation=comp)
+        op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank, compensation=comp, output_rate_hz=opts.output_rate_hz,
+                            threads=opts.threads, operator_dtype=opts.operator_dtype)  # fmt: skip
         if comp is not None:
             logger.info("%s", comp.describe())
         op.warm_up()
@@ -298,12 +305,10 @@ class StreamLoop:
         inlet, stats, opts = self.inlet, self.stats, self.options
         import numba
 
-        # A parallel region is as slow as its slowest thread: on a machine whose cores are
-        # also busy with LSL's network threads, the amplifier software and the consumers,
-        # one descheduled worker turns a 1 ms chunk into a scheduler tick (4 ms) or more.
-        # Leaving a core free keeps the per-chunk time steady.
-        threads = opts.threads or max(1, (os.cpu_count() or 2) - 1)
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        from .dispatch import kernel_threads, limit_blas_threads
+
+        numba.set_num_threads(kernel_threads(opts.threads))  # all cores but one: see kernel_threads
+        self._blas_limit = limit_blas_threads(kernel_threads(opts.threads))  # the BLAS path alike (dispatch)
         if not inlet.is_open:
             inlet.open()
         first_outlet = self.outlet or (self.features.roi_outlet if self.features is not None else None)
@@ -316,7 +321,7 @@ class StreamLoop:
         gap_tolerance = max(3.0 * period, 0.02)
         jitter_back = max(10.0 * period, 0.05)
         stats.started_at = time.perf_counter()
-        self.events.publish("started", pylsl.local_clock(), stream=inlet.description.name, bundle=opts.bundle_path)
+        self.events.publish("started", pylsl.local_clock(), stream=inlet.description.name, bundle=opts.bundle_path, **dict(self.operator.describe()))
         deadline = None if duration is None else stats.started_at + duration
         last_data = stats.started_at
         last_ts = None
@@ -384,18 +389,21 @@ class StreamLoop:
                     self.rate.restart()
             t0 = time.perf_counter()
             out = self.operator.process(inlet.buffer, n)
-            pushed = self._push(out, ts, n) if self.outlet is not None else True
+            m, ts_out = self.operator.output_stamps(ts, n)  # m < n when decimating
+            stats.decimated += n - m  # counted where the decimation dropped them
+            pushed = self._push(out, ts_out, m) if self.outlet is not None and m else True
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(n))
+                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(m), n_out=m, ts_out=ts_out)
             t1 = time.perf_counter()
             if pushed:
-                stats.samples_out += n  # counted once the outlet took them
+                stats.samples_out += m  # counted once the outlet took them
             stats.chunks += 1
             stats.max_chunk_seen = max(stats.max_chunk_seen, n)
             stats.process_time.add(t1 - t0)
-            stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction))
+            # the decimation filter's group delay is latency too: the content lags the stamps
+            stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction) + self.operator.delay_s)
             if self.operator.last_bad:
-                self._nan_rows(ts, n)
+                self._nan_rows(ts_out, m)
             elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(ts[-1])):
                 self._end_nan_episode()
             change = self.nonfinite.observe(inlet.buffer, n, self.operator.last_bad > 0)
@@ -414,8 +422,8 @@ class StreamLoop:
             if not checked_units and (n >= 10 or stats.chunks >= 20):
                 checked_units = True
                 report_implausible_amplitudes(self.inlet.buffer, n, self.channel_map, self.operator.bundle.ch_types, stats, self.events)
-            if on_chunk is not None:
-                on_chunk(ts, out)
+            if on_chunk is not None and m:
+                on_chunk(ts_out, out)
             if t1 >= next_correction:
                 self._refresh_time_correction()
                 next_correction = t1 + 5.0
@@ -603,3 +611,6 @@ class StreamLoop:
             self.inlet.close()
         self.outlet = None
         self.telemetry = None
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None

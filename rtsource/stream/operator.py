@@ -85,6 +85,20 @@ class StreamOperator:
     compensation : StreamCompensation, optional
         Gradient compensation to fold in (:mod:`.compensation`): the reference channels
         become extra inputs with the columns ``K D``, so the per-chunk cost stays one product.
+    output_rate_hz : float
+        Decimate to this rate before the operator (0: off; see :mod:`.decimation`): the
+        anti-aliasing low-pass joins the filter cascade and the operator sees only every
+        D-th sample, so :meth:`process` returns fewer rows than it is given.
+    dispatch : {"auto", "kernel", "blas"}
+        Which path applies the operator (see :mod:`.dispatch`): "auto" measures both per
+        chunk-size class in :meth:`warm_up`; "kernel" / "blas" force one (benchmarks).
+    threads : int
+        numba threads the loop runs the kernels with (0: all cores but one); the dispatch
+        measurement uses as many.
+    operator_dtype : {"float32", "int16"}
+        Storage of the operator's tiles: "int16" keeps per-row scaled int16 values (half
+        the bytes read per chunk; see :mod:`.quantize`), always applied by the own kernel;
+        its relative output error is :attr:`storage_error`.
     """
 
     def __init__(
@@ -95,6 +109,10 @@ class StreamOperator:
         filter_spec: FilterSpec | None = None,
         low_rank: str = "auto",
         compensation: StreamCompensation | None = None,
+        output_rate_hz: float = 0.0,
+        dispatch: str = "auto",
+        threads: int = 0,
+        operator_dtype: str = "float32",
     ):
         from . import _kernels
 
@@ -137,6 +155,13 @@ class StreamOperator:
                 self._projected = np.zeros((self.max_chunk, r), dtype=np.float32)
                 self._ones = np.ones(r, dtype=np.float32)
                 k = a
+        if dispatch not in ("auto", "kernel", "blas"):
+            raise ValueError(f"dispatch must be 'auto', 'kernel' or 'blas', got {dispatch!r}")
+        self.dispatch_mode, self._threads = dispatch, threads
+        self._rows, self._rows_scale = k, scale  # for the BLAS path (dispatch.BlasPath)
+        self._blas = None
+        self._use_blas = None  # (max_chunk + 1,) bool per chunk size, set by warm_up
+        self.dispatch = None
         if bundle.n_orient == 3:
             self._kernel = _kernels.pack_pooled3(k, scale)
             self._apply = _kernels.apply_pooled3
@@ -144,6 +169,11 @@ class StreamOperator:
             self._kernel = _kernels.pack_fixed(k, scale)
             self._apply = _kernels.apply_fixed
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
+        #: relative output error of the operator's storage against float32 (0 for float32)
+        self.storage_error = 0.0
+        self.operator_dtype = operator_dtype
+        if operator_dtype != "float32":
+            self._to_int16(k, scale, operator_dtype)
         self._index = np.ascontiguousarray(index, dtype=np.int64)
         self._n_chan = n_chan
         if compensation is not None:  # D in stream units, transposed: compensated = x + r @ D_s^T
@@ -154,10 +184,23 @@ class StreamOperator:
         self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
         self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
         self.filter_spec = filter_spec or FilterSpec()
-        if self.filter_spec.active:
+        #: the decimation stage (None: every input sample gives an output sample)
+        self.decimation = None
+        sections = [self.filter_spec.design(bundle.sfreq)] if self.filter_spec.active else []
+        if output_rate_hz:
+            from ._decimation_kernels import keep_every
+            from .decimation import design_antialias
+
+            self._keep_every = keep_every
+            self.decimation = design_antialias(bundle.sfreq, output_rate_hz)
+            sections.append(self.decimation.sos)  # after [preprocess]: one cascade, one state
+        self._factor = self.decimation.factor if self.decimation is not None else 1
+        self._skip = 0  # input samples to drop before the next kept one (the phase)
+        self._kept = np.zeros(self.max_chunk, dtype=np.int64)
+        if sections:
             from .filter_design import sosfilt_zi
 
-            self._sos = np.ascontiguousarray(self.filter_spec.design(bundle.sfreq), dtype=np.float64)
+            self._sos = np.ascontiguousarray(np.concatenate(sections), dtype=np.float64)
             self._zi_unit = np.ascontiguousarray(sosfilt_zi(self._sos), dtype=np.float64)
         else:
             self._sos = np.zeros((0, 6))
@@ -166,6 +209,58 @@ class StreamOperator:
         self._filter_primed = False
         #: number of NaN output rows of the last :meth:`process` call
         self.last_bad = 0
+        #: output rows of the last :meth:`process` call (its input rows without decimation)
+        self.last_out = 0
+
+    @property
+    def output_rate_hz(self) -> float:
+        """Rate of the output samples (the input rate without decimation)."""
+        return self.bundle.sfreq / self._factor
+
+    @property
+    def delay_s(self) -> float:
+        """Group delay the decimation filter adds to the output's content (0 without)."""
+        return self.decimation.group_delay_s if self.decimation is not None else 0.0
+
+    def describe(self) -> tuple[tuple[str, str], ...]:
+        """Fields for the output streams' metadata: the decimation stage (if any)."""
+        fields = {"output_rate_hz": f"{self.output_rate_hz:g}"}
+        if self.dispatch is not None:
+            fields["operator_path"] = self.dispatch.describe()
+        fields["operator_dtype"] = self.operator_dtype
+        if self.operator_dtype != "float32":
+            fields["operator_relative_error"] = f"{self.storage_error:.3g}"
+        if self.decimation is not None:
+            fields.update(self.decimation.describe())
+        return tuple(fields.items())
+
+    def output_stamps(self, ts: np.ndarray, n: int) -> tuple[int, np.ndarray]:
+        """(rows, timestamps) of the last :meth:`process` call's output, given its input's.
+
+        Each output sample carries the timestamp of the input sample it was computed at.
+        """
+        if self.decimation is None:
+            return n, ts
+        m = self.last_out
+        return m, ts[self._kept[:m]]
+
+    def _to_int16(self, rows: np.ndarray, scale, dtype: str) -> None:
+        """Replace the float32 tiles by int16 ones and their row factors (see :mod:`.quantize`)."""
+        from . import _int16_kernels, quantize
+
+        quantize.check_dtype(dtype)
+        q, factors = quantize.quantize_tiles(self._kernel)
+        fn = _int16_kernels.apply_pooled3_i16 if self.bundle.n_orient == 3 else _int16_kernels.apply_fixed_i16
+        self._kernel = q
+        self._apply = lambda x, n, _tiles, inv_norm, out: fn(x, n, q, factors, inv_norm, out)
+        record = dict(self.bundle.provenance).get("operator_storage") if self._project is None else None
+        if isinstance(record, dict) and record.get("dtype") == dtype and "relative_error" in record:
+            self.storage_error = float(record["relative_error"])  # measured at build time, on noise-like data
+        else:  # measured now, on a few white samples in the stream's units
+            k = rows if scale is None else rows * np.asarray(scale)[None, :]
+            n_rows = k.shape[0] // self.bundle.n_orient
+            x = np.random.default_rng(0).standard_normal((32, k.shape[1]))
+            self.storage_error = quantize.output_error(k, np.ones(n_rows) if self._project is not None else self.bundle.noise_norm, self.bundle.n_orient, x)
 
     @property
     def n_outputs(self) -> int:
@@ -203,6 +298,8 @@ class StreamOperator:
             if name in theirs:
                 self._state[:, j, :] = other._state[:, theirs[name], :]
         self._filter_primed = other._filter_primed
+        if other._factor == self._factor:  # the phase runs on: no sample kept twice or skipped
+            self._skip = other._skip
 
     def restart_filter_at(self, chunk: np.ndarray, n: int) -> None:
         """Restart the filter as if the signal had always been at its first finite sample.
@@ -231,9 +328,10 @@ class StreamOperator:
 
         Returns
         -------
-        ndarray of float32, shape (n, n_sources)
-            A view into the operator's output buffer, valid until the next call. Rows of
-            samples with non-finite input are NaN; their count is in :attr:`last_bad`.
+        ndarray of float32, shape (m, n_sources)
+            A view into the operator's output buffer, valid until the next call; m = n
+            without decimation, else the kept samples (:meth:`output_stamps`, possibly 0).
+            Rows of samples with non-finite input are NaN; their count is in :attr:`last_bad`.
         """
         k = self._kernels
         check_chunk("operator", chunk, n, self.max_chunk, int(self._index.max()) + 1 if len(self._index) else 0)
@@ -242,8 +340,18 @@ class StreamOperator:
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         if len(self._sos):
             k.sos_filter(self._picked, n, self._sos, self._state, self._bad_rows)
+        if self.decimation is not None:
+            n, self._skip = self._keep_every(self._picked, n, self._factor, self._skip, self._bad_rows, self._kept)
+            n_bad = int(self._bad_rows[:n].sum()) if n_bad else 0
+        self.last_out = n
+        if n == 0:
+            self.last_bad = 0
+            return self._out[:0]
         if self._project is None:
-            self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
+            if self._use_blas is not None and self._use_blas[n]:
+                self._blas.apply(self._picked, n, self._out)
+            else:
+                self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
         else:  # low rank: z = B x (r values per sample), then the source rows A z
             k.apply_fixed(self._picked, n, self._project, self._ones, self._projected)
             self._apply(self._projected, n, self._kernel, self._inv_norm, self._out)
@@ -256,10 +364,50 @@ class StreamOperator:
         """Compile (or load from numba's cache) the kernels before the first real chunk."""
         dummy = np.zeros((1, int(self._index.max()) + 1 if len(self._index) else 1), dtype=np.float32)
         state = self._state.copy()
-        primed = self._filter_primed
+        primed, skip = self._filter_primed, self._skip
+        self._skip = 0
         self.process(dummy, 1)
+        self._skip = skip
         if len(self._sos):
             self._kernels.set_filter_steady_state(np.zeros(self._state.shape[1]), self._sos, self._state, self._zi_unit)
         self._state[:] = state
         self._filter_primed = primed
         self.last_bad = 0
+        self.last_out = 0
+        if self.dispatch is None:
+            self._choose_dispatch()
+
+    def _choose_dispatch(self) -> None:
+        """Own kernel or BLAS per chunk-size class (measured, or cached for the shape class)."""
+        from . import dispatch as dp
+
+        rows, scale = self._rows, self._rows_scale
+        threads = dp.kernel_threads(self._threads)
+        key = dp.shape_key(self.bundle.n_orient, self.bundle.n_channels, self.bundle.n_sources, False, threads)
+        known = dp.cached(key) if self.dispatch_mode == "auto" else None
+        if self.dispatch_mode == "kernel" or self._project is not None or self.operator_dtype != "float32":
+            self.dispatch = dp.KERNEL_ONLY
+        elif known is not None and not known.any_blas:  # a hot swap in the same shape class: no BLAS copy
+            self.dispatch = known
+        else:
+            blas = dp.BlasPath(rows, scale, self._inv_norm, self.bundle.n_orient, self.max_chunk)
+            if self.dispatch_mode == "blas":
+                self.dispatch = dp.BLAS_ONLY
+            else:
+                import numba
+
+                x = np.random.default_rng(0).normal(size=(min(self.max_chunk, dp.CLASS_BOUNDS[-1]), self._picked.shape[1])).astype(np.float32)
+                before = numba.get_num_threads()
+                numba.set_num_threads(threads)  # as the loop will run them (StreamLoop.run)
+                limiter = dp.limit_blas_threads(threads)
+                try:
+                    self.dispatch = dp.choose(
+                        key, lambda n: self._apply(x, n, self._kernel, self._inv_norm, self._out), lambda n: blas.apply(x, n, self._out), self.max_chunk
+                    )
+                finally:
+                    numba.set_num_threads(before)
+                    limiter.restore_original_limits()
+            if self.dispatch.any_blas:
+                self._blas = blas
+                self._use_blas = self.dispatch.table(self.max_chunk)
+        self._rows = self._rows_scale = None  # the bundle keeps the operator; no second reference needed

@@ -79,6 +79,11 @@ class OutputIdentity:
     max_buffered_s : float
         The most output (s) a data outlet keeps per consumer: a consumer that stalls (alive,
         not reading) cannot grow this process's memory beyond it (``[output] max_buffered_s``).
+    sfreq : float
+        Rate of the source and ROI outputs (Hz); 0: the bundle's (no decimation).
+    metadata : tuple of (str, str)
+        More ``desc/rtsource`` fields of the source stream: the decimation stage, the
+        operator's storage and its error (:meth:`StreamOperator.describe`).
     """
 
     output_name: str
@@ -86,6 +91,8 @@ class OutputIdentity:
     bundle_path: str = ""
     input_stream: str = ""
     max_buffered_s: float = MAX_BUFFERED_S
+    sfreq: float = 0.0
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 def _open(info, *, data: bool = True, max_buffered_s: float = MAX_BUFFERED_S):
@@ -108,12 +115,14 @@ def output_source_id(bundle: OperatorBundle, input_stream: StreamDescription) ->
     return f"rtsource-{h.hexdigest()[:12]}"
 
 
-def make_source_info(bundle: OperatorBundle, input_stream: StreamDescription, *, name: str, type_: str, source_id: str, bundle_path: str = ""):
-    """Build the pylsl ``StreamInfo`` of the source outlet."""
+def make_source_info(bundle: OperatorBundle, input_stream: StreamDescription, *, name: str, type_: str, source_id: str, bundle_path: str = "",
+                     sfreq: float = 0.0, metadata: tuple[tuple[str, str], ...] = ()):  # fmt: skip
+    """Build the pylsl ``StreamInfo`` of the source outlet (``sfreq``: output rate, 0: the bundle's)."""
     import pylsl
 
     labels = bundle.source_labels()
-    info = pylsl.StreamInfo(name, type_, len(labels), bundle.sfreq, pylsl.cf_float32, source_id)
+    decimated = bool(sfreq) and abs(sfreq - bundle.sfreq) > 1e-9 * bundle.sfreq
+    info = pylsl.StreamInfo(name, type_, len(labels), sfreq or bundle.sfreq, pylsl.cf_float32, source_id)
     desc = info.desc()
     unit = bundle.output_unit or "dimensionless"
     kind = "source_pooled" if bundle.n_orient == 3 else "source"
@@ -144,7 +153,9 @@ def make_source_info(bundle: OperatorBundle, input_stream: StreamDescription, *,
         ("input_source_id", input_stream.source_id),
         ("bundle", bundle_path),
         ("bundle_created", bundle.created_utc),
-        ("timestamps", "input samples' own timestamps (producer clock)"),
+        ("timestamps", "input samples' own timestamps (producer clock)"
+         + (": each output sample carries the timestamp of the input sample it was computed at" if decimated else "")),
+        *metadata,
     ):
         meta.append_child_value(key, value)
     params = meta.append_child("params")
@@ -326,15 +337,19 @@ def make_events_info(output_name: str, source_id: str, bundle_path: str = ""):
 
 
 def open_source_outlet(bundle: OperatorBundle, input_stream: StreamDescription, identity: OutputIdentity, *, type_: str):
-    """The ``NAME`` outlet: one float32 channel per source at the input rate."""
-    info = make_source_info(bundle, input_stream, name=identity.output_name, type_=type_, source_id=identity.source_id, bundle_path=identity.bundle_path)
+    """The ``NAME`` outlet: one float32 channel per source at the output rate (the input rate
+    without decimation)."""
+    info = make_source_info(
+        bundle, input_stream, name=identity.output_name, type_=type_, source_id=identity.source_id, bundle_path=identity.bundle_path,
+        sfreq=identity.sfreq, metadata=identity.metadata,
+    )  # fmt: skip
     return _open(info, max_buffered_s=identity.max_buffered_s)
 
 
 def open_roi_outlet(roi_operator: RoiOperator, identity: OutputIdentity, bundle: OperatorBundle):
     """The ``NAME-roi`` outlet of ``roi_operator`` applied to ``bundle``'s operator."""
     info = make_roi_info(
-        roi_operator, output_name=identity.output_name, sfreq=bundle.sfreq, source_id=identity.source_id + ROI_SUFFIX, bundle_path=identity.bundle_path,
+        roi_operator, output_name=identity.output_name, sfreq=identity.sfreq or bundle.sfreq, source_id=identity.source_id + ROI_SUFFIX, bundle_path=identity.bundle_path,
         method=bundle.method, bundle_created=bundle.created_utc, input_stream=identity.input_stream,
     )  # fmt: skip
     return _open(info, max_buffered_s=identity.max_buffered_s)

@@ -83,6 +83,7 @@ class LoopStats:
     samples_in: int = 0
     samples_out: int = 0
     skipped: int = 0
+    decimated: int = 0  # input samples the decimation stage kept no output sample of
     chunks: int = 0
     gaps: int = 0
     gap_seconds: float = 0.0
@@ -117,10 +118,11 @@ class LoopStats:
         """Input samples that produced no output and were not deliberately skipped (should be 0).
 
         ``samples_in`` is counted where samples are pulled, ``samples_out`` where the
-        outlet accepted them and ``skipped`` where latest-only mode drops the backlog, so
-        this difference measures a loss (e.g. a push that failed) instead of restating it.
+        outlet accepted them, ``skipped`` where latest-only mode drops the backlog and
+        ``decimated`` where the decimation stage keeps no output of them, so this
+        difference measures a loss (e.g. a push that failed) instead of restating it.
         """
-        return self.samples_in - self.samples_out - self.skipped
+        return self.samples_in - self.samples_out - self.skipped - self.decimated
 
     def summary(self) -> dict:
         p50, p99 = self.process_time.percentiles()
@@ -130,6 +132,7 @@ class LoopStats:
             "samples_out": self.samples_out,
             "lost": self.lost,
             "skipped": self.skipped,
+            "decimated": self.decimated,
             "nan_samples": self.nan_samples,
             "nan_episodes": self.nan_episodes,
             "push_failures": self.push_failures,
