@@ -18,6 +18,9 @@
                              500 Hz) against NumPy recomputing one window's coherence
     rtsource bench artifacts per-chunk cost of ASR (64 ch, 500 Hz, 10-sample chunks) against
                              a no-op stage (the measurement: rtsource.artifacts.bench)
+    rtsource bench headmotion    cHPI head jumps on a live 306-channel stream (8k sources,
+                             sphere, dSPM): pose change -> new operator live, no sample
+                             lost or repeated (:mod:`.headmotion`)
     rtsource bench all       everything; --json FILE writes the results
 
 One module per benchmark (:mod:`.kernels`, :mod:`.lowrank`, :mod:`.latency`, :mod:`.startup`,
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import artifacts, connectivity, hotswap, kernels, latency, lowrank, startup
+from . import artifacts, connectivity, headmotion, hotswap, kernels, latency, lowrank, startup
 from .common import numba_threads
 from .connectivity import bench_connectivity
 from .hotswap import bench_hotswap
@@ -74,6 +77,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hotswap", hotswap.run),
     Benchmark("connectivity", connectivity.run),
     Benchmark("artifacts", artifacts.run),
+    Benchmark("headmotion", headmotion.run),
 )
 
 

@@ -117,10 +117,13 @@ class StreamLoop:
         Rebuilds the operator without some channels (a bad channel, adaptive weights); the
         pipeline passes the offline side's (:func:`rtsource.session.operator_rebuilder`).
         Without it no channel can be dropped while streaming.
+    headmotion : HeadMotionOptions, optional
+        cHPI head tracking (lines removed before the operator, ``NAME-headpos``, the
+        forward that follows the head; :mod:`.headmotion`).
     """
 
     def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None,
-                 rebuilder: OperatorRebuilder | None = None):  # fmt: skip
+                 rebuilder: OperatorRebuilder | None = None, headmotion=None):  # fmt: skip
         self.bundle = bundle
         self.options = options
         self.feature_options = features or FeatureOptions()
@@ -144,6 +147,8 @@ class StreamLoop:
         self.nonfinite: NonFiniteGuard | None = None
         self.rate: RateMonitor | None = None
         self._push_failing = False
+        self.headmotion_options = headmotion
+        self.headmotion = None  # the stage (connect makes it)
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -174,6 +179,11 @@ class StreamLoop:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
             self.features = self._make_features(self.feature_options)
+        if self.headmotion_options is not None:
+            from .headmotion import HeadMotion
+
+            services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
+            self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases, assume_unit=opts.assume_unit)
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -371,12 +381,16 @@ class StreamLoop:
                     self.operator.restart_filter_at(inlet.buffer, n)
                     if self.features is not None:
                         self.features.on_gap()
+                    if self.headmotion is not None:
+                        self.headmotion.restart()
                 elif step < -jitter_back:
                     stats.clock_jumps += 1
                     self.events.publish("clock_jump", pylsl.local_clock(), jump_s=float(step), cause="timestamps went backwards")
                     self.operator.restart_filter_at(inlet.buffer, n)
                     self.rate.restart()
             t0 = time.perf_counter()
+            if self.headmotion is not None:  # cHPI lines out before the operator's filters
+                self.headmotion.process(inlet.buffer, n, ts)
             out = self.operator.process(inlet.buffer, n)
             pushed = self._push(out, ts, n) if self.outlet is not None else True
             if self.features is not None:
@@ -593,6 +607,8 @@ class StreamLoop:
             self.control.close()
         if self.features is not None:
             self.features.close()
+        if self.headmotion is not None:
+            self.headmotion.close()
         if self.inlet is not None:
             self.inlet.close()
         self.outlet = None

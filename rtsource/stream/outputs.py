@@ -34,6 +34,12 @@ BANDPOWER_SUFFIX, BANDPOWER_TYPE = "-bandpower", "BandPower"
 TELEMETRY_SUFFIX, TELEMETRY_TYPE = "-telemetry", "rtsource.Telemetry"
 EVENTS_SUFFIX, EVENTS_TYPE = "-events", "Markers"
 CONTROL_SUFFIX, CONTROL_TYPE = "-control", "rtsource.Control"
+HEADPOS_SUFFIX, HEADPOS_TYPE = "-headpos", "rtsource.HeadPosition"
+#: ``NAME-headpos`` channels (label, unit): a row of an MNE-Python head-position file
+HEADPOS_CHANNELS = (
+    ("t", "s"), ("q1", ""), ("q2", ""), ("q3", ""), ("x", "m"), ("y", "m"), ("z", "m"),
+    ("gof", ""), ("err", "m"), ("v", "m/s"),
+)  # fmt: skip
 
 #: Commands the loop accepts on its control stream.
 COMMANDS = ("mark_bad", "mark_good")
@@ -71,6 +77,7 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("effective_rate_hz", "Hz"),  # input rate measured from the timestamps (0 until measured)
     ("max_buffered_s", "s"),  # the most output an outlet keeps per consumer ([output] max_buffered_s)
     ("rss_mb", "MB"),  # resident memory of the loop process (a stalled consumer must not grow it)
+    ("head_displacement_mm", "mm"),  # cHPI: head moved from the reference pose (NaN: not tracked)
 )
 
 #: Kinds of event on the events stream.
@@ -94,6 +101,7 @@ EVENT_KINDS = (
     "rebuild_failed",  # keys: request, error, bad_channels (the operator in use stays)
     "swap_refused",  # keys: bad_channels, error (the detector's set would go below min_channels)
     "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
+    "head_moved",  # keys: displacement_mm (from the operator's pose), pose (t, q1-q3, x, y, z) -> a forward update
     "stopped",
 )
 
