@@ -246,7 +246,7 @@ def build_bundle(
         "noise_cov": {"method": cov.method, "n_samples": cov.n_samples, "shrinkage": cov.shrinkage, "source": settings.noise_cov.source},
         "settings": settings_to_dict(settings),
     }
-    return OperatorBundle(
+    bundle = OperatorBundle(
         kernel=op.kernel,
         noise_norm=op.noise_norm,
         n_orient=op.n_orient,
@@ -268,3 +268,8 @@ def build_bundle(
         data_cov=data_cov.data if data_cov is not None else None,
         source_weights=weights_for_bundle(op),
     )
+    if settings.sensors.hfc_order and "meg" in settings.sensors.modality:  # OPM interference (issue 20)
+        from .pipeline.opm import hfc_bundle
+
+        bundle = hfc_bundle(bundle, meg_array_from_settings(settings), settings.sensors.hfc_order)
+    return bundle

@@ -100,6 +100,7 @@ class SensorSettings:
     meg_array: str = _opt(None, "'generic' (306-channel helmet) or a MEG array JSON file", "generic")
     meg_accuracy: str = _opt(_one_of("point", "normal", "accurate"), "integration points per coil", "normal")
     meg_channels: tuple[str, ...] = _opt(None, "MEG channels the operator uses (empty: all of the array)", factory=tuple)
+    hfc_order: int = _opt(_between(0, 2), "OPM magnetometers: homogeneous field correction folded into the operator (0: off, 1: uniform field, 2: + gradients)", 0)
 
 
 @dataclass(frozen=True)

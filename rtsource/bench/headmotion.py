@@ -201,7 +201,7 @@ def _meg_outlet(name: str, array, sfreq: float):
 
 
 def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 1000.0, chunk: int = 20, jump_mm: float = 4.0,
-                     interval_s: float = 3.0, update_mm: float = 3.0, method: str = "dSPM", progress=print) -> dict:  # fmt: skip
+                     interval_s: float = 5.0, update_mm: float = 3.0, method: str = "dSPM", progress=print) -> dict:  # fmt: skip
     """``rtsource bench headmotion`` (see the module doc); returns a JSON-ready dict."""
     import pylsl
     from threadpoolctl import threadpool_limits
