@@ -3,7 +3,8 @@
 Per chunk, before the operator sees it (:meth:`ChpiTracker.process`)::
 
     chunk (stream units) ─> ring of the last ``window_s`` (SI, MEG channels) ─> every hop_s:
-        least-squares fit of  sum_f a_f cos(w_f t) + b_f sin(w_f t) + c + d t  per channel
+        least-squares fit of  sum_f (a_f + a'_f u) cos(w_f t) + (b_f + b'_f u) sin(w_f t) + c + d u
+        per channel (u: time from the window's centre over its length)
     chunk - fitted sinusoids (in place) ─> operator           (the lines, never the drift)
     every step_s: per coil the pattern of its frequency ─> dipole fit ─> rigid fit ─> HeadPose
 
@@ -11,7 +12,9 @@ The fit uses only the window that ends with the newest sample (causal). Its desi
 is that of a fixed window relative to the window's first sample, so its pseudo-inverse is
 computed once; the coefficients are then rotated to the absolute phase of the sample
 counter so they extrapolate to the samples of the chunks that follow until the next refit
-(a stationary sinusoid extrapolates exactly). The constant and linear terms absorb slow
+(a stationary sinusoid extrapolates exactly; the amplitude slopes a', b' follow a moving
+head, so the lines are removed with their amplitude at the newest sample, while the pose
+uses the amplitudes at the window's centre). The constant and linear terms absorb slow
 drifts as in MNE-Python's ``compute_chpi_amplitudes`` (Larson & Taulu 2017, IEEE TBME
 64:2, "The importance of properly compensating for head movements..."); they are fitted, not
 subtracted. The removal is MNE-Python's ``filter_chpi`` made causal: until the first window
@@ -121,13 +124,16 @@ class ChpiWindow:
 
 
 def _design(n: int, omega: np.ndarray) -> np.ndarray:
-    """(n, 2 F + 2): cos and sin per frequency (window-relative), then constant and slope."""
+    """(n, 4 F + 2): per frequency cos and sin (window-relative phase), then per frequency the
+    same times ``u`` (amplitudes that change linearly over the window: a moving head), then
+    constant and ``u``, with ``u = (j - (n - 1) / 2) / n`` zero at the window's centre."""
     j = np.arange(n, dtype=float)
-    cols = []
+    u = (j - (n - 1) / 2.0) / n
+    lines = []
     for w in omega:
-        cols += [np.cos(w * j), np.sin(w * j)]
-    cols += [np.ones(n), (j - (n - 1) / 2.0) / n]
-    return np.column_stack(cols)
+        lines += [np.cos(w * j), np.sin(w * j)]
+    lines = np.column_stack(lines)
+    return np.column_stack([lines, lines * u[:, None], np.ones(n), u])
 
 
 class ChpiTracker:
@@ -159,8 +165,8 @@ class ChpiTracker:
         self.settings = settings
         self.sfreq = float(sfreq)
         self.window = int(round(settings.window_s * sfreq))
-        if self.window < 2 * settings.n_coils + 2:
-            raise StreamError(f"window_s = {settings.window_s:g} s is only {self.window} samples; need at least {2 * settings.n_coils + 2}")
+        if self.window < 4 * settings.n_coils + 2:
+            raise StreamError(f"window_s = {settings.window_s:g} s is only {self.window} samples; need at least {4 * settings.n_coils + 2}")
         self.hop = max(1, int(round(settings.hop_s * sfreq)))
         self.step = max(1, int(round(settings.step_s * sfreq)))
         self.omega = np.asarray(settings.coil_freqs_hz) * _TWO_PI / sfreq
@@ -172,6 +178,7 @@ class ChpiTracker:
         self._coef = np.zeros((len(self._pinv), n_q))
         self._cos = np.zeros((settings.n_coils, n_q))  # absolute phase, SI
         self._sin = np.zeros((settings.n_coils, n_q))
+        self._u_end = (self.window - 1) / 2.0 / self.window  # u of the window's last sample
         self._cos_stream = np.zeros_like(self._cos)
         self._sin_stream = np.zeros_like(self._sin)
         self._write = 0
@@ -255,14 +262,17 @@ class ChpiTracker:
         np.dot(self._pinv, self._win, out=self._coef)
         s0 = self.samples - w  # absolute sample index of the window's first row
         phi = np.mod(self.omega * s0, _TWO_PI)
-        a = self._coef[0 : 2 * len(self.omega) : 2]
-        b = self._coef[1 : 2 * len(self.omega) : 2]
+        nf = len(self.omega)
+        a, b = self._coef[0 : 2 * nf : 2], self._coef[1 : 2 * nf : 2]  # amplitudes at the window's centre
+        da, db = self._coef[2 * nf : 4 * nf : 2], self._coef[2 * nf + 1 : 4 * nf : 2]  # their change over the window
         c, s = np.cos(phi)[:, None], np.sin(phi)[:, None]
         # a cos(w (t - s0)) + b sin(w (t - s0)) in terms of cos(w t), sin(w t)
-        np.subtract(a * c, b * s, out=self._cos)
+        np.subtract(a * c, b * s, out=self._cos)  # the pose uses the centre (the window's mean)
         np.add(a * s, b * c, out=self._sin)
-        np.divide(self._cos, self.scale, out=self._cos_stream)
-        np.divide(self._sin, self.scale, out=self._sin_stream)
+        # the removal extrapolates from the newest sample's amplitudes
+        ae, be = a + da * self._u_end, b + db * self._u_end
+        np.divide(ae * c - be * s, self.scale, out=self._cos_stream)
+        np.divide(ae * s + be * c, self.scale, out=self._sin_stream)
         self._have_fit = True
         self._last_fit = self.samples
 
