@@ -53,7 +53,10 @@ def neuromag_bundle(spacing: str = "ico4", n_sources: int | None = None, sfreq: 
     slf = make_leadfield(sources, array, SphereHead(meg_origin_m=origin, inner_skull=tpl.surfaces.inner_skull), use_cache=False)
     s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
     s = dataclasses.replace(s, inverse=dataclasses.replace(s.inverse, method=method))
-    return build_bundle(s, sfreq=sfreq, leadfield=slf), array, origin
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):  # a 306 x 306 eigh takes seconds with contended BLAS threads
+        return build_bundle(s, sfreq=sfreq, leadfield=slf), array, origin
 
 
 def _visible_source(bundle, origin: np.ndarray) -> int:
@@ -272,7 +275,9 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
     if loop.headmotion._follow is not None:
         loop.headmotion._follow.wait_idle(120)
     thread = loop.run_in_thread()
-    time.sleep(1.0)
+    while not loop.stats.started_at:  # the inlet is open: LSL gives it what is pushed from now on
+        time.sleep(0.01)
+    time.sleep(0.5)
     t0 = pylsl.local_clock()
     stamps = t0 + np.arange(total) / sfreq
     start = time.perf_counter()
