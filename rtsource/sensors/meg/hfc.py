@@ -75,8 +75,9 @@ def hfc_projector(array: MegArray, order: int = 1) -> np.ndarray:
     n = hfc_basis(array, order)
     if n.shape[0] <= n.shape[1]:
         raise ChannelError(f"HFC order {order} needs more than {n.shape[1]} channels; MEG array {array.name!r} has {n.shape[0]}")
-    u, s, _ = np.linalg.svd(n / np.linalg.norm(n, axis=0), full_matrices=False)
-    if s[-1] < 1e-6 * s[0]:
+    norms = np.linalg.norm(n, axis=0)
+    u, s, _ = np.linalg.svd(n / np.where(norms > 0, norms, 1.0), full_matrices=False)
+    if not norms.min() > 0 or s[-1] < 1e-6 * s[0]:
         raise ChannelError(
             f"the orientations of MEG array {array.name!r} do not span the HFC order-{order} field model (condition {s[0] / max(s[-1], 1e-300):.3g}); "
             f"use order 1, or sensors with more varied orientations (tri-axial or tangential)"
