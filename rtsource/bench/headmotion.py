@@ -233,8 +233,17 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
             n = nb.n_channels
             StreamOperator(nb, ChannelMap(np.arange(n), np.ones(n), ("T",) * n, (), False), max_chunk=64).warm_up()
             idle.append(time.perf_counter() - t)
+        # the machine's pace: one matrix product of the operator's size (a rebuild does ~5)
+        a, g = np.random.default_rng(0).normal(size=(2, n, n))[0], np.random.default_rng(1).normal(size=(n, 3 * bundle.n_sources))
+        gemm = []
+        for _ in range(3):
+            t = time.perf_counter()
+            a @ g
+            gemm.append(time.perf_counter() - t)
     idle_ms = np.array(idle[1:]) * 1e3
-    progress(f"idle pose rebuild + stream operator, {n} ch x {bundle.n_sources} sources {method}: median {np.median(idle_ms):.0f} ms, max {idle_ms.max():.0f} ms")
+    gemm_ms = float(np.median(gemm) * 1e3)
+    progress(f"idle pose rebuild + stream operator, {n} ch x {bundle.n_sources} sources {method}: median {np.median(idle_ms):.0f} ms, max {idle_ms.max():.0f} ms "
+             f"(= {np.median(idle_ms) / gemm_ms:.1f} x one {n} x {n} x {3 * bundle.n_sources} matrix product, {gemm_ms:.0f} ms here)")
 
     k = _visible_source(bundle, origin)
     sim = HeadMotionSimulation(neuromag_array("accurate"), sfreq, motion, bundle.sources.positions_m[k][None], bundle.sources.normals[k][None], origin)
@@ -308,6 +317,7 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
         "setup": {"channels": bundle.n_channels, "sources": bundle.n_sources, "method": method, "sfreq": sfreq, "chunk": chunk, "jumps": n_jumps,
                   "jump_mm": jump_mm, "update_mm": update_mm},  # fmt: skip
         "idle_rebuild_ms_median": round(float(np.median(idle_ms)), 1),
+        "gemm_ms": round(gemm_ms, 1),
         "swaps": rows,
         "swap_ms_median": round(float(np.median(live)), 1),
         "swap_ms_max": round(float(np.max(live)), 1),

@@ -171,6 +171,11 @@ class HeadMotion:
         t0 = time.perf_counter()
         with _single_blas_thread():  # beside the loop's numba threads, one BLAS thread is faster
             bundle = self.options.rebuilder.for_pose(pose.matrix)
+            # channels the operator in use has dropped (bad, dead) stay dropped
+            live = set(self.services.current_operator().bundle.ch_names)
+            dropped = [c for c in bundle.ch_names if c not in live]
+            if dropped and self.services.rebuilder is not None:
+                bundle = self.services.rebuilder.without_channels(bundle, dropped)
             operator = self.services.prepare_operator(bundle)
         return operator, pose, moved_mm, (time.perf_counter() - t0) * 1e3
 
