@@ -193,3 +193,75 @@ def test_tracker_restarts_and_refuses_rates_below_the_coils(moving_head):
     assert not tracker._have_fit and tracker.samples == 0
     with pytest.raises(StreamError, match="Nyquist"):
         ChpiTracker(geometry, ChpiSettings(sim.coil_freqs_hz, sim.coil_head_m, sim.d0), 600.0)
+
+
+def _chpi_fif(path, sim, data):
+    """A Vectorview FIF with cHPI metadata as MNE-Python writes it (frequencies, digitised coils, initial fit)."""
+    import mne
+    from mne._fiff._digitization import DigPoint
+    from mne.io.constants import FIFF
+
+    info = mne.channels.read_meg_canonical_info("neuromag")
+    info = mne.pick_info(info, [info["ch_names"].index(n) for n in sim.array.ch_names])
+    dig = [DigPoint(kind=FIFF.FIFFV_POINT_HPI, ident=i + 1, r=p.astype(float), coord_frame=FIFF.FIFFV_COORD_HEAD) for i, p in enumerate(sim.coil_head_m)]
+    trans = mne.transforms.Transform("meg", "head", sim.d0)
+    fitted = [DigPoint(kind=FIFF.FIFFV_POINT_HPI, ident=i + 1, r=p, coord_frame=FIFF.FIFFV_COORD_DEVICE) for i, p in enumerate(sim.true_coils_device(0.0))]
+    bits = np.array([256, 0, 256, 256], np.int32)
+    with info._unlock():
+        info["dev_head_t"] = trans
+        info["dig"] = dig
+        info["hpi_meas"] = [dict(hpi_coils=[dict(number=i + 1, coil_freq=f, event_bits=bits) for i, f in enumerate(sim.coil_freqs_hz)], nchan=306,
+                                 sfreq=1000.0, creator="rtsource-test", ncoil=4, ndata=1)]  # fmt: skip
+        info["hpi_subsystem"] = dict(ncoil=4, event_channel="STI201", hpi_coils=[dict(event_bits=bits) for _ in range(4)])
+        info["hpi_results"] = [dict(dig_points=fitted, order=np.arange(1, 5), used=np.arange(1, 5), moments=np.ones((4, 3)), goodness=np.ones(4),
+                                    good_limit=0.98, dist_limit=0.005, accept=1, coord_trans=trans)]  # fmt: skip
+    mne.io.RawArray(data.T, info, verbose="error").save(path, overwrite=True, verbose="error")
+    return path
+
+
+@pytest.mark.peers
+def test_coil_fits_agree_with_mne_and_the_recording_configures_the_tracker(tmp_path):
+    """MNE-Python's compute_chpi_amplitudes / compute_chpi_locs on the same FIF, and [headpos] from it."""
+    mne = pytest.importorskip("mne")
+    from threadpoolctl import threadpool_limits
+
+    from rtsource.anatomy.template import load_template
+    from rtsource.config import settings_from_dict
+    from rtsource.forward.meg_sphere import meg_sphere_origin
+    from rtsource.pipeline.headmotion import chpi_from_info, chpi_geometry, headmotion_options, neuromag_array
+    from rtsource.pipeline.headmotion_sim import HeadMotionSimulation
+    from rtsource.sensors.meg import write_meg_array
+
+    origin, _ = meg_sphere_origin(load_template().surfaces.inner_skull)
+    accurate = neuromag_array("accurate")
+    sim = HeadMotionSimulation(accurate, 1000.0, None, np.zeros((0, 3)), np.zeros((0, 3)), origin, seed=1)
+    data, times = sim.next(400)
+    path = _chpi_fif(tmp_path / "chpi_raw.fif", sim, data)
+    freqs, coils, dev_head = chpi_from_info(mne.io.read_info(path, verbose="error"))
+    assert freqs == sim.coil_freqs_hz
+    np.testing.assert_allclose(coils, sim.coil_head_m, atol=1e-6)  # (FIF stores float32)
+    np.testing.assert_allclose(dev_head, sim.d0, atol=1e-6)
+    # ours, with the same (accurate) coil model as MNE-Python
+    tracker = _tracker(sim, accurate, chpi_geometry(accurate))
+    scale = np.where(np.array(accurate.ch_units) == "T/m", 1e13, 1.0)  # the stream's fT/cm
+    window = tracker.process((data * scale).astype(np.float32), 400, times)
+    assert tracker.fit_pose(window) is not None
+    with threadpool_limits(1):  # MNE-Python's fits with contended BLAS threads take ten times longer
+        raw = mne.io.read_raw_fif(path, verbose="error")
+        amps = mne.chpi.compute_chpi_amplitudes(raw, t_step_min=0.2, t_window=0.2, verbose="error")
+        locs = mne.chpi.compute_chpi_locs(raw.info, amps, verbose="error")
+    theirs = locs["rrs"][-1]
+    truth = sim.true_coils_device(0.3)
+    assert np.linalg.norm(theirs - truth, axis=1).max() < 5e-5
+    assert np.linalg.norm(tracker.coil_positions_m - truth, axis=1).max() < 5e-5
+    assert np.linalg.norm(tracker.coil_positions_m - theirs, axis=1).max() < 5e-5  # within 50 um of each other
+    # [headpos] reads coil frequencies, digitised coils and the start pose from the recording
+    write_meg_array(neuromag_array("normal"), tmp_path / "vectorview.json")
+    settings = settings_from_dict(
+        {"sensors": {"modality": "meg", "meg_array": "vectorview.json"}, "headpos": {"enabled": True, "recording": "chpi_raw.fif", "update_mm": 0.0}},
+        base_dir=str(tmp_path),
+    )
+    opts = headmotion_options(settings, bundle=None)
+    assert opts.rebuilder is None and opts.settings.coil_freqs_hz == sim.coil_freqs_hz
+    np.testing.assert_allclose(opts.settings.coil_head_m, sim.coil_head_m, atol=1e-6)
+    assert headmotion_options(settings_from_dict({}), bundle=None) is None  # off by default
