@@ -20,13 +20,12 @@ The ground truth of head tracking and of the forward that follows the head
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..geometry import Frame
 from ..sensors.meg import AD_HOC_NOISE_STD, MegArray
-from ..stream.headpose import quat_to_rot
 
 __all__ = ["HeadMotionSimulation", "MotionSpec", "StepMotion", "scalp_coils"]
 
@@ -143,8 +142,8 @@ class HeadMotionSimulation:
     block_s: float = 0.02
     seed: int = 0
     with_chpi: bool = True
-    coil_head_m: np.ndarray = field(default=None)
-    coil_normals: np.ndarray = field(default=None)
+    coil_head_m: np.ndarray | None = None  # default: scalp_coils()
+    coil_normals: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.array.frame != Frame.DEVICE or self.array.dev_head_t is None:
@@ -156,10 +155,7 @@ class HeadMotionSimulation:
         self.head_centre_m = np.asarray(self.origin_m, float)
         self._rng = np.random.default_rng(self.seed)
         self._sample = 0
-        a = self.array
-        self._w = a.weight_matrix() if callable(getattr(a, "weight_matrix", None)) else None
-        self._noise_std = np.array([AD_HOC_NOISE_STD[g] for g in a.whitening_groups])
-        self._normals_dev = np.array([r[:, 2] for r in a.rotations])
+        self._noise_std = np.array([AD_HOC_NOISE_STD[g] for g in self.array.whitening_groups])
 
     @property
     def n_channels(self) -> int:
@@ -177,9 +173,6 @@ class HeadMotionSimulation:
         m[:3, :3] = rot
         m[:3, 3] = c_dev - rot @ c_dev + trans
         return self.d0 @ np.linalg.inv(m)
-
-    def _channel_gain(self, field_per_point: np.ndarray) -> np.ndarray:
-        return self.array.channel_signals(field_per_point)
 
     def _gains(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(coil gains (n_ch, n_coils) per unit drive, source gains (n_ch, n_src) along normals) at pose ``d``."""
@@ -200,7 +193,7 @@ class HeadMotionSimulation:
         src = np.zeros((a.n_channels, len(self.sources_m)))
         if len(self.sources_m):
             f = meg_sphere_field(pts_h, nrm_h, self.sources_m, self.origin_m)  # (k, 3 n)
-            lf = self._channel_gain(f)
+            lf = self.array.channel_signals(f)
             src = np.einsum("cnj,nj->cn", lf.reshape(a.n_channels, -1, 3), self.source_normals)
         return coil, src
 
@@ -222,16 +215,15 @@ class HeadMotionSimulation:
             if self.with_chpi:
                 drive = np.column_stack([np.cos(2 * np.pi * f * tt) for f in self.coil_freqs_hz])
                 block += drive @ coil.T
-            if len(self.sources_m):
-                wave = np.column_stack([np.sin(2 * np.pi * f * tt) for f in self.source_freqs_hz[: len(self.sources_m)]] * 1)
-                if wave.shape[1] < len(self.sources_m):
-                    wave = np.tile(wave[:, :1], (1, len(self.sources_m)))
+            if len(self.sources_m):  # source i oscillates at source_freqs_hz[i] (the last one repeats)
+                freqs = [self.source_freqs_hz[min(i, len(self.source_freqs_hz) - 1)] for i in range(len(self.sources_m))]
+                wave = np.column_stack([np.sin(2 * np.pi * f * tt) for f in freqs])
                 block += (wave * self.source_amplitude) @ src.T
             if np.any(unif):
                 # a uniform field B(t) in DEVICE: each channel sees n . B (gradiometers nothing)
                 b = np.outer(np.sin(2 * np.pi * self.uniform_freq_hz * tt) + 0.3 + 0.1 * tt, unif)
                 field_pts = b @ a.point_normals.T  # (m, k)
-                block += self._channel_gain(field_pts.T).T
+                block += self.array.channel_signals(field_pts.T).T
             out[j : j + m] = block
             j += m
         if self.noise_scale:
@@ -251,4 +243,4 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.rad2deg(np.arccos(np.clip((np.trace(r) - 1) / 2, -1.0, 1.0))))
 
 
-__all__ += ["rotation_angle_deg", "DEFAULT_COIL_FREQS_HZ", "quat_to_rot"]
+__all__ += ["rotation_angle_deg", "DEFAULT_COIL_FREQS_HZ"]
