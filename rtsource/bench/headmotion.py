@@ -281,8 +281,7 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
     # wait for the follow thread's warm-up (a first rebuild) before streaming
-    if loop.headmotion._follow is not None:
-        loop.headmotion._follow.wait_idle(120)
+    loop.headmotion.wait_warm(120)
     thread = loop.run_in_thread()
     while not loop.stats.started_at:  # the inlet is open: LSL gives it what is pushed from now on
         time.sleep(0.01)

@@ -191,6 +191,10 @@ class HeadMotion:
         self.services.stats.rebuild_failures += 1
         self.services.events.publish("rebuild_failed", payload[0].time, request=reason, error=error[:300])
 
+    def wait_warm(self, timeout: float) -> bool:
+        """Block until the follow thread's warm-up (a first rebuild) is done; True if it is (or none runs)."""
+        return self._follow is None or self._follow.wait_idle(timeout)
+
     def restart(self) -> None:
         """After a gap in the input: the window starts again."""
         self.tracker.restart()

@@ -53,7 +53,7 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
         sources = Collector(name)
         headpos = Collector(name + HEADPOS_SUFFIX)
         assert [headpos.info.desc().child("channels").child("channel").child_value("label")] == [HEADPOS_CHANNELS[0][0]]
-        assert loop.headmotion._follow.wait_idle(60)  # the warm-up rebuild
+        assert loop.headmotion.wait_warm(60)  # the warm-up rebuild
         thread = loop.run_in_thread()
         while not loop.stats.started_at:  # the inlet is open: LSL gives it what is pushed from now on
             time.sleep(0.01)
