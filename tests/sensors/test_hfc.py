@@ -81,7 +81,7 @@ def test_hfc_refuses_gradiometers_and_arrays_that_cannot_span_the_field():
         hfc_projector(flat, 1)
 
 
-def test_hfc_folded_into_an_operator_makes_it_blind_to_uniform_fields():
+def test_hfc_folded_into_an_operator_makes_it_blind_to_uniform_fields(tmp_path):
     from rtsource.anatomy.template import load_template
     from rtsource.build import build_bundle
     from rtsource.config import NoiseCovSettings, Settings
@@ -90,6 +90,7 @@ def test_hfc_folded_into_an_operator_makes_it_blind_to_uniform_fields():
     from rtsource.forward.meg_sphere import meg_sphere_origin
     from rtsource.pipeline.opm import hfc_bundle
     from rtsource.anatomy.source_space import SourceSpace
+    from rtsource.sensors.meg import write_meg_array
 
     tpl = load_template()
     origin, _ = meg_sphere_origin(tpl.surfaces.inner_skull)
@@ -105,6 +106,11 @@ def test_hfc_folded_into_an_operator_makes_it_blind_to_uniform_fields():
     s = dataclasses.replace(Settings(), noise_cov=NoiseCovSettings(source="ad_hoc"))
     plain = build_bundle(s, sfreq=1000.0, leadfield=slf)
     hfc = hfc_bundle(plain, arr, 1)
+    # [sensors] hfc_order = 1 makes build_bundle fold the same projector in at setup
+    write_meg_array(arr, tmp_path / "opm.json")
+    sensors = dataclasses.replace(s.sensors, modality="meg", meg_array=str(tmp_path / "opm.json"), hfc_order=1)
+    from_setup = build_bundle(dataclasses.replace(s, sensors=sensors), sfreq=1000.0, leadfield=slf)
+    np.testing.assert_allclose(from_setup.kernel, hfc.kernel, rtol=1e-9, atol=1e-12 * np.abs(hfc.kernel).max())
     uniform = hfc_basis(arr, 1) @ np.array([1e-9, -2e-9, 0.5e-9])  # in the bundle's channel order (same names)
     assert tuple(hfc.ch_names) == tuple(arr.ch_names)
     out_plain, out_hfc = plain.kernel @ uniform, hfc.kernel @ uniform
