@@ -97,8 +97,11 @@ class HeadMotion:
     """The stage (see the module doc). Made by the loop in ``connect``; ``process`` per chunk."""
 
     def __init__(self, options: HeadMotionOptions, bundle: OperatorBundle, stream: StreamDescription, services: LoopServices,
-                 identity: OutputIdentity, *, aliases=None, assume_unit: str = ""):  # fmt: skip
+                 identity: OutputIdentity, *, aliases=None, assume_unit: str = "", rebase=None):  # fmt: skip
         self.options = options
+        # rebase(bundle) -> (operator, ROI stage): the loop makes the new pose's bundle the base
+        # of later rebuilds (bad channels, ROIs); without it only the operator is prepared
+        self._rebase = rebase
         self.bundle = bundle
         self.services = services
         st = options.settings
@@ -171,20 +174,19 @@ class HeadMotion:
         t0 = time.perf_counter()
         with _single_blas_thread():  # beside the loop's numba threads, one BLAS thread is faster
             bundle = self.options.rebuilder.for_pose(pose.matrix)
-            # channels the operator in use has dropped (bad, dead) stay dropped
-            live = set(self.services.current_operator().bundle.ch_names)
-            dropped = [c for c in bundle.ch_names if c not in live]
-            if dropped and self.services.rebuilder is not None:
-                bundle = self.services.rebuilder.without_channels(bundle, dropped)
-            operator = self.services.prepare_operator(bundle)
-        return operator, pose, moved_mm, (time.perf_counter() - t0) * 1e3
+            if self._rebase is not None:  # bad channels stay dropped, ROIs are refolded
+                operator, stage = self._rebase(bundle)
+            else:
+                operator, stage = self.services.prepare_operator(bundle), None
+        return operator, stage, pose, moved_mm, (time.perf_counter() - t0) * 1e3
 
     def _built(self, swap) -> None:
-        operator, pose, moved_mm, build_ms = swap.value
+        operator, stage, pose, moved_mm, build_ms = swap.value
         self.operator_pose = pose.matrix
         self.follows += 1
         self.services.request_swap(
-            operator, "head_motion", swap.requested_at, pose=[round(x, 6) for x in pose.row()], displacement_mm=round(moved_mm, 3), build_ms=round(build_ms, 3),
+            operator, "head_motion", swap.requested_at, roi_stage=stage, pose=[round(x, 6) for x in pose.row()], displacement_mm=round(moved_mm, 3),
+            build_ms=round(build_ms, 3),
         )  # fmt: skip
 
     def _failed(self, payload, reason: str, error: str) -> None:

@@ -183,7 +183,8 @@ class StreamLoop:
             from .headmotion import HeadMotion
 
             services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
-            self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases, assume_unit=opts.assume_unit)
+            self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases,
+                                         assume_unit=opts.assume_unit, rebase=self._rebase)  # fmt: skip
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -234,6 +235,14 @@ class StreamLoop:
             raise StreamError(f"new operator has {operator.n_outputs} outputs, the running one {self.operator.n_outputs}")
         with self._swap_lock:
             self._pending = PendingSwap(operator, reason, requested_at, roi_stage, details)
+
+    def _rebase(self, bundle: OperatorBundle):
+        """The head moved (:mod:`.headmotion`, a background thread): later rebuilds start from
+        ``bundle``; returns its (operator, ROI stage) without the channels dropped so far."""
+        self.bundle = bundle
+        if self.features is None:
+            return self.prepare_operator(bundle), None
+        return self.features.rebase(bundle)
 
     def mark_bad(self, channel: str) -> None:
         """Mark an operator channel bad while running: the operator is rebuilt without it

@@ -25,7 +25,7 @@ def setup():
     bundle, array, origin = neuromag_bundle(n_sources=300)
     motion = StepMotion(jump_m=0.004, first_s=1.2, interval_s=100.0)
     sim = HeadMotionSimulation(neuromag_array("normal"), 1000.0, motion, bundle.sources.positions_m[:1], bundle.sources.normals[:1], origin, seed=2, block_s=0.05)
-    data, _ = sim.next(5000)
+    data, _ = sim.next(8000)
     return bundle, array, origin, sim, data.astype(np.float32)
 
 
@@ -34,6 +34,7 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
 
     from rtsource.bench.headmotion import _meg_outlet
     from rtsource.pipeline.headmotion import PoseRebuilder, chpi_geometry
+    from rtsource.session import operator_rebuilder
     from rtsource.stream.chpi import ChpiSettings
     from rtsource.stream.headmotion import HeadMotionOptions
     from rtsource.stream.headpose import pose_displacement_m, quat_to_rot
@@ -47,7 +48,7 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
     rebuilder = PoseRebuilder(bundle, array, origin)
     options = HeadMotionOptions(chpi_geometry(array), ChpiSettings(sim.coil_freqs_hz, sim.coil_head_m, sim.d0), update_mm=3.0, rebuilder=rebuilder)
     loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, wait_for_consumer_s=10.0),
-                      headmotion=options)  # fmt: skip
+                      rebuilder=operator_rebuilder(), headmotion=options)  # fmt: skip
     loop.connect()
     try:
         sources = Collector(name)
@@ -61,13 +62,18 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
         stamps = t0 + np.arange(len(data)) / 1000.0
         start = time.perf_counter()
         sent = 0
-        while sent < len(data):  # real time; stop early once the swap happened and 2.5 s went out
+        bad = array.ch_names[5]
+        marked = False
+        while sent < len(data):  # real time; stop early once both swaps happened and 2.5 s went out
             wait = start + sent / 1000.0 - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
             outlet.push_chunk(data[sent : sent + 20], stamps[sent : sent + 20].tolist())
             sent += 20
-            if sent >= 2500 and loop.stats.operator_swaps:
+            if sent >= 400 and not marked:  # a channel goes bad before the head moves: it must stay out
+                loop.mark_bad(bad)
+                marked = True
+            if sent >= 2500 and loop.stats.operator_swaps >= 2 and loop.headmotion.follows:
                 break
         deadline = time.monotonic() + 10
         while loop.stats.samples_out < sent and time.monotonic() < deadline:
@@ -100,10 +106,13 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
     moved = [e for e in loop.events.recent if e["event"] == "head_moved"]
     assert len(swaps) == 1 and len(moved) == 1, json.dumps(list(loop.events.recent)[-8:])
     assert 3.0 < swaps[0]["displacement_mm"] < 5.0 and swaps[0]["build_ms"] > 0 and len(swaps[0]["pose"]) == 10
+    # the operator in use: the new pose's, without the bad channel
     live = loop.operator.bundle
-    assert live.provenance["head_pose"]["dev_head_t"] != bundle.provenance.get("head_pose")
+    assert loop.stats.operator_swaps == 2 and bad not in live.ch_names and live.n_channels == bundle.n_channels - 1
     want = rebuilder.leadfield(np.array(live.provenance["head_pose"]["dev_head_t"]))  # (the pose is stored rounded to 1 nm)
+    want = want[[i for i, c in enumerate(bundle.ch_names) if c != bad]]
     scale = np.abs(want).max()
     np.testing.assert_allclose(np.asarray(live.gain), want, rtol=0, atol=1e-4 * scale)
-    assert np.abs(np.asarray(live.gain) - np.asarray(bundle.gain)).max() > 1e-2 * scale  # a 4 mm move changes it
+    start_pose = np.asarray(bundle.gain)[[i for i, c in enumerate(bundle.ch_names) if c != bad]]
+    assert np.abs(np.asarray(live.gain) - start_pose).max() > 1e-2 * scale  # a 4 mm move changes it
     assert 3.0 < loop.stats.head_displacement_mm < 5.0
