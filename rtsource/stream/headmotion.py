@@ -12,7 +12,9 @@ subtracts them. A pose that is due while the previous one is still being fitted 
 skipped (counted in :attr:`HeadMotion.skipped_poses`). The swap goes through the loop's
 own ``request_swap``, so, as every other swap, it happens between two chunks and no sample
 is lost or processed twice; its ``operator_swap`` event carries ``reason = "head_motion"``,
-the pose, the displacement and the build time.
+the pose, the displacement and the build time. Through the loop's ``rebase`` the new pose's
+bundle becomes the base of later rebuilds: channels marked bad stay out, and the ROI stage
+is refolded with the new operator (:meth:`rtsource.stream.features.Features.rebase`).
 
 The offline side is injected (:class:`PoseRebuilder`, implemented by
 :class:`rtsource.pipeline.headmotion.PoseRebuilder`).
