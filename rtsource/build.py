@@ -295,7 +295,7 @@ def build_bundle(
         from .stream.quantize import storage_record
 
         provenance["operator_storage"] = storage_record(op.kernel, op.noise_norm, op.n_orient, cov.data)
-    return OperatorBundle(
+    bundle = OperatorBundle(
         kernel=op.kernel,
         noise_norm=op.noise_norm,
         n_orient=op.n_orient,
@@ -317,3 +317,8 @@ def build_bundle(
         data_cov=data_cov.data if data_cov is not None else None,
         source_weights=weights_for_bundle(op),
     )
+    if settings.sensors.hfc_order and "meg" in settings.sensors.modality:  # OPM interference (issue 20)
+        from .pipeline.opm import hfc_bundle
+
+        bundle = hfc_bundle(bundle, meg_array_from_settings(settings), settings.sensors.hfc_order)
+    return bundle

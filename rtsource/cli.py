@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="measure speed against baselines in the same run")
-    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "connectivity", "artifacts", "decimation", "peers", "capacity", "all"],
+    b.add_argument("what", nargs="?", default="all", choices=["kernels", "lowrank", "latency", "startup", "hotswap", "connectivity", "artifacts", "decimation", "peers", "capacity", "headmotion", "all"],
                    help="which benchmark (default: all)")
     b.add_argument("--json", help="write the results to this file")
     b.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")

@@ -105,6 +105,7 @@ class SensorSettings:
     meg_array: str = _opt(None, "'generic' (306-channel helmet) or a MEG array JSON file", "generic")
     meg_accuracy: str = _opt(_one_of("point", "normal", "accurate"), "integration points per coil", "normal")
     meg_channels: tuple[str, ...] = _opt(None, "MEG channels the operator uses (empty: all of the array)", factory=tuple)
+    hfc_order: int = _opt(_between(0, 2), "OPM magnetometers: homogeneous field correction folded into the operator (0: off, 1: uniform field, 2: + gradients)", 0)
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,21 @@ class AdaptiveSettings:
 
 
 @dataclass(frozen=True)
+class HeadposSettings:
+    """[headpos]: MEG head tracking from cHPI coils, and a forward that follows the head."""
+
+    enabled: bool = _opt(None, "track the head (MEG with cHPI coils); the lines are removed before the operator", False)
+    recording: str = _opt(None, "FIF file whose info gives coil frequencies, digitised coils and dev->head (relative to the config)", "")
+    coil_freqs_hz: tuple[float, ...] = _opt(None, "one frequency per coil (empty: from the recording)", factory=tuple)
+    coil_positions_mm: tuple[float, ...] = _opt(None, "digitised coils, HEAD frame, x y z per coil in mm (empty: from the recording)", factory=tuple)
+    window_s: float = _opt(_between(0.02, 10.0, "s"), "least-squares window of the coil fit", 0.2)
+    step_s: float = _opt(_between(0.01, 60.0, "s"), "a head pose every this long (NAME-headpos)", 0.1)
+    gof_limit: float = _opt(_unit_interval, "coils fitted worse are not used", 0.98)
+    dist_limit_mm: float = _opt(_positive, "coils further from their digitised position after the fit are dropped", 5.0)
+    update_mm: float = _opt(_nonneg, "recompute lead field and operator when the head moved this far from the operator's pose (0: never)", 3.0)
+
+
+@dataclass(frozen=True)
 class OutputSettings:
     """[output]: the LSL outlet of source time courses."""
 
@@ -540,6 +556,7 @@ class Settings:
     bandpower: BandPowerSettings = field(default_factory=BandPowerSettings)
     badchannels: BadChannelSettings = field(default_factory=BadChannelSettings)
     adaptive: AdaptiveSettings = field(default_factory=AdaptiveSettings)
+    headpos: HeadposSettings = field(default_factory=HeadposSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
     events: EventsSettings = field(default_factory=EventsSettings)

@@ -27,6 +27,9 @@
     rtsource bench capacity  the largest configurations (channels x sources x rate, with and
                              without decimation; sources + 68 ROIs + band power) that run
                              with 0 lost and e2e p99 < 50 ms over LSL, and what limits them
+    rtsource bench headmotion    cHPI head jumps on a live 306-channel stream (8k sources,
+                             sphere, dSPM): pose change -> new operator live, no sample
+                             lost or repeated (:mod:`.headmotion`)
     rtsource bench all       everything; --json FILE writes the results
 
 One module per benchmark (:mod:`.kernels`, :mod:`.lowrank`, :mod:`.latency`, :mod:`.startup`,
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import artifacts, capacity, connectivity, decimation, hotswap, kernels, latency, lowrank, peers, startup
+from . import artifacts, capacity, connectivity, decimation, headmotion, hotswap, kernels, latency, lowrank, peers, startup
 from .common import numba_threads
 from .capacity import bench_capacity
 from .connectivity import bench_connectivity
@@ -89,6 +92,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("decimation", decimation.run),
     Benchmark("peers", peers.run),
     Benchmark("capacity", capacity.run),
+    Benchmark("headmotion", headmotion.run),
 )
 
 

@@ -130,6 +130,9 @@ def health_rows(sources: ReaderStatus, telemetry: ReaderStatus, events: ReaderSt
         if swaps:
             text += f"; {_count(swaps)} swap(s), last live {_fmt(get('last_swap_ms'), 'ms')} after the request"
         rows.append(HealthRow("hot swap", text, "ok" if ready >= 0.5 else "info"))
+    head = get("head_displacement_mm")
+    if head is not None and np.isfinite(head):  # cHPI head tracking runs (MEG)
+        rows.append(HealthRow("head position", f"{head:.1f} mm from the reference pose", "ok" if head < 5.0 else "warn"))
     if events.events is not None:
         recent = events.events.recent(1)
         if recent:

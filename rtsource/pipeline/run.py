@@ -57,4 +57,7 @@ def open_loop(
 
         if parse_source_url(source)[0] == "ftbuffer":
             inlet = open_ftbuffer(source, options.max_chunk, open_timeout=options.resolve_timeout, assume_unit=options.assume_unit or None)
-    return StreamLoop(loaded, options, source=inlet, features=feature_options(settings, loaded), rebuilder=operator_rebuilder())
+    from .headmotion import headmotion_options
+
+    return StreamLoop(loaded, options, source=inlet, features=feature_options(settings, loaded), rebuilder=operator_rebuilder(),
+                      headmotion=headmotion_options(settings, loaded))  # fmt: skip

@@ -361,6 +361,13 @@ class Features:
         if self.event_stage is not None:
             self.event_stage.on_gap()
 
+    def rebase(self, bundle: OperatorBundle):
+        """The head moved (MEG, :mod:`.headmotion`): ``bundle`` (same channels, the lead field
+        of the new pose) is the base of every later rebuild. Returns (operator, ROI stage) of
+        it without the channels now marked bad or excluded, for the loop's swap."""
+        self.bundle = bundle
+        return self._with_roi_stage(self._rebuild(frozenset(self.bad_channels) | self.excluded))
+
     def install(self, roi_stage) -> None:
         """Called by the loop when a swap it installs carries a new ROI stage."""
         if roi_stage is not None:

@@ -121,10 +121,13 @@ class StreamLoop:
         Rebuilds the operator without some channels (a bad channel, adaptive weights); the
         pipeline passes the offline side's (:func:`rtsource.session.operator_rebuilder`).
         Without it no channel can be dropped while streaming.
+    headmotion : HeadMotionOptions, optional
+        cHPI head tracking (lines removed before the operator, ``NAME-headpos``, the
+        forward that follows the head; :mod:`.headmotion`).
     """
 
     def __init__(self, bundle: OperatorBundle, options: LoopOptions, source: InputSource | None = None, features: FeatureOptions | None = None,
-                 rebuilder: OperatorRebuilder | None = None):  # fmt: skip
+                 rebuilder: OperatorRebuilder | None = None, headmotion=None):  # fmt: skip
         self.bundle = bundle
         self.options = options
         self.feature_options = features or FeatureOptions()
@@ -149,6 +152,8 @@ class StreamLoop:
         self.rate: RateMonitor | None = None
         self._push_failing = False
         self._blas_limit = None  # OpenBLAS's thread count while running (restored by close)
+        self.headmotion_options = headmotion
+        self.headmotion = None  # the stage (connect makes it)
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -179,6 +184,12 @@ class StreamLoop:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
             self.features = self._make_features(self.feature_options)
+        if self.headmotion_options is not None:
+            from .headmotion import HeadMotion
+
+            services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
+            self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases,
+                                         assume_unit=opts.assume_unit, rebase=self._rebase)  # fmt: skip
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -237,6 +248,14 @@ class StreamLoop:
             raise StreamError(f"new operator has {operator.n_outputs} outputs, the running one {self.operator.n_outputs}")
         with self._swap_lock:
             self._pending = PendingSwap(operator, reason, requested_at, roi_stage, details)
+
+    def _rebase(self, bundle: OperatorBundle):
+        """The head moved (:mod:`.headmotion`, a background thread): later rebuilds start from
+        ``bundle``; returns its (operator, ROI stage) without the channels dropped so far."""
+        self.bundle = bundle
+        if self.features is None:
+            return self.prepare_operator(bundle), None
+        return self.features.rebase(bundle)
 
     def mark_bad(self, channel: str) -> None:
         """Mark an operator channel bad while running: the operator is rebuilt without it
@@ -382,12 +401,16 @@ class StreamLoop:
                     self.operator.restart_filter_at(inlet.buffer, n)
                     if self.features is not None:
                         self.features.on_gap()
+                    if self.headmotion is not None:
+                        self.headmotion.restart()
                 elif step < -jitter_back:
                     stats.clock_jumps += 1
                     self.events.publish("clock_jump", pylsl.local_clock(), jump_s=float(step), cause="timestamps went backwards")
                     self.operator.restart_filter_at(inlet.buffer, n)
                     self.rate.restart()
             t0 = time.perf_counter()
+            if self.headmotion is not None:  # cHPI lines out before the operator's filters
+                self.headmotion.process(inlet.buffer, n, ts)
             out = self.operator.process(inlet.buffer, n)
             m, ts_out = self.operator.output_stamps(ts, n)  # m < n when decimating
             stats.decimated += n - m  # counted where the decimation dropped them
@@ -607,6 +630,8 @@ class StreamLoop:
             self.control.close()
         if self.features is not None:
             self.features.close()
+        if self.headmotion is not None:
+            self.headmotion.close()
         if self.inlet is not None:
             self.inlet.close()
         self.outlet = None

@@ -19,6 +19,7 @@ stream                 header                          outlet
 ``NAME-epochs``        ``event_layout.make_*_info``    :func:`open_event_outlet`
 ``NAME-evoked``        (same)                          (same)
 ``NAME-connectivity``  (same)                          (same)
+``NAME-headpos``       :func:`make_headpos_info`       :func:`open_headpos_outlet`
 =====================  ==============================  =================================
 
 Data outlets keep up to 360 s for a consumer that falls behind and send each chunk as
@@ -45,6 +46,9 @@ from .outputs import (
     CONTROL_TYPE,
     EVENTS_SUFFIX,
     EVENTS_TYPE,
+    HEADPOS_CHANNELS,
+    HEADPOS_SUFFIX,
+    HEADPOS_TYPE,
     ROI_SUFFIX,
     ROI_TYPE,
     TELEMETRY_CHANNELS,
@@ -333,6 +337,28 @@ def make_events_info(output_name: str, source_id: str, bundle_path: str = ""):
     return info
 
 
+def make_headpos_info(output_name: str, source_id: str, bundle_path: str = "", *, step_s: float = 0.1):
+    """The pylsl ``StreamInfo`` of ``NAME-headpos``: :data:`~.outputs.HEADPOS_CHANNELS` as
+    float64 channels, one sample per fitted pose (nominal rate ``1 / step_s``), stamped with
+    the window's last input sample time. Quaternion and translation are the DEVICE -> HEAD
+    transform, as in MNE-Python's head-position files."""
+    import pylsl
+
+    info = pylsl.StreamInfo(
+        output_name + HEADPOS_SUFFIX, HEADPOS_TYPE, len(HEADPOS_CHANNELS), 1.0 / step_s, pylsl.cf_double64, source_id + HEADPOS_SUFFIX
+    )
+    chans = info.desc().append_child("channels")
+    for label, unit in HEADPOS_CHANNELS:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+    meta = info.desc().append_child("rtsource")
+    meta.append_child_value("output_name", output_name)
+    meta.append_child_value("bundle", bundle_path)
+    meta.append_child_value("format", "MNE-Python head position: t, q1, q2, q3 (device->head rotation), x, y, z (m), gof, err (m), v (m/s)")
+    return info
+
+
 # ---- the outlets --------------------------------------------------------------------------
 
 
@@ -372,6 +398,11 @@ def open_telemetry_outlet(identity: OutputIdentity):
 def open_events_outlet(identity: OutputIdentity):
     """The ``NAME-events`` outlet."""
     return _open(make_events_info(identity.output_name, identity.source_id, identity.bundle_path), data=False)
+
+
+def open_headpos_outlet(identity: OutputIdentity, *, step_s: float = 0.1):
+    """The ``NAME-headpos`` outlet (one sample per fitted head pose)."""
+    return _open(make_headpos_info(identity.output_name, identity.source_id, identity.bundle_path, step_s=step_s), max_buffered_s=identity.max_buffered_s)
 
 
 def open_command_outlet(output_name: str):

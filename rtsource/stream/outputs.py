@@ -43,6 +43,12 @@ CONTROL_SUFFIX, CONTROL_TYPE = "-control", "rtsource.Control"
 EPOCHS_SUFFIX, EPOCHS_TYPE = "-epochs", "Epochs"
 EVOKED_SUFFIX, EVOKED_TYPE = "-evoked", "Evoked"
 CONNECTIVITY_SUFFIX, CONNECTIVITY_TYPE = "-connectivity", "Connectivity"
+HEADPOS_SUFFIX, HEADPOS_TYPE = "-headpos", "rtsource.HeadPosition"
+#: ``NAME-headpos`` channels (label, unit): a row of an MNE-Python head-position file
+HEADPOS_CHANNELS = (
+    ("t", "s"), ("q1", ""), ("q2", ""), ("q3", ""), ("x", "m"), ("y", "m"), ("z", "m"),
+    ("gof", ""), ("err", "m"), ("v", "m/s"),
+)  # fmt: skip
 
 #: Commands the loop accepts on its control stream.
 COMMANDS = ("mark_bad", "mark_good")
@@ -80,6 +86,7 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("effective_rate_hz", "Hz"),  # input rate measured from the timestamps (0 until measured)
     ("max_buffered_s", "s"),  # the most output an outlet keeps per consumer ([output] max_buffered_s)
     ("rss_mb", "MB"),  # resident memory of the loop process (a stalled consumer must not grow it)
+    ("head_displacement_mm", "mm"),  # cHPI: head moved from the reference pose (NaN: not tracked)
 )
 
 #: Kinds of event on the events stream.
@@ -105,6 +112,7 @@ EVENT_KINDS = (
     "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
     "marker_stream",  # keys: state ('found', 'lost', 'back'), name, source_id ([events] marker input)
     "marker_dropped",  # keys: reason, count (since the last such event), example; at most one per reason and second
+    "head_moved",  # keys: displacement_mm (from the operator's pose), pose (t, q1-q3, x, y, z) -> a forward update
     "stopped",
 )
 

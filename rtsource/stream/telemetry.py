@@ -108,6 +108,7 @@ class LoopStats:
     effective_rate_hz: float = 0.0
     rate_mismatches: int = 0
     max_buffered_s: float = 0.0
+    head_displacement_mm: float = float("nan")  # cHPI tracking: from the reference pose
     started_at: float = 0.0
     first_output_at: float = 0.0
     process_time: RecentValues = field(default_factory=RecentValues)
@@ -207,6 +208,7 @@ class TelemetryPublisher:
             "effective_rate_hz": stats.effective_rate_hz,
             "max_buffered_s": stats.max_buffered_s,
             "rss_mb": resident_memory_mb(),
+            "head_displacement_mm": stats.head_displacement_mm,
         }
         for i, (label, _) in enumerate(TELEMETRY_CHANNELS):
             self._row[i] = values[label]

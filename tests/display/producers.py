@@ -199,7 +199,7 @@ class OutputProducer:
             "process_ms_p50": 2.1, "process_ms_p99": 6.4, "latency_ms_p50": 4.6, "latency_ms_p99": 17.9, "bad_channels": 1,
             "operator_swaps": 1, "last_swap_ms": 38.0, "covariance_age_s": 0.0, "waiting": 0, "clock_jumps": 0,
             "hot_swap_ready": 1, "rebuild_failures": 0, "commands_refused": 0, "push_failures": 0, "excluded_channels": 0,
-            "effective_rate_hz": self.sfreq, "max_buffered_s": 5.0, "rss_mb": 300.0,
+            "effective_rate_hz": self.sfreq, "max_buffered_s": 5.0, "rss_mb": 300.0, "head_displacement_mm": 2.5,
         }
         return [float(v[lab]) for lab, _ in outputs.TELEMETRY_CHANNELS]
 

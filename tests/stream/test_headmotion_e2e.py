@@ -1,0 +1,118 @@
+"""The head-motion stage in a real StreamLoop over LSL loopback (issue 20): a Vectorview stream
+whose head jumps 4 mm; the loop publishes NAME-headpos, removes the cHPI lines, recomputes the
+forward for the new pose in the background and swaps the operator between chunks, with no
+sample lost or repeated."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from .lsl_helpers import Collector, unique
+
+pytest.importorskip("mne")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from rtsource.bench.headmotion import neuromag_bundle
+    from rtsource.pipeline.headmotion import neuromag_array
+    from rtsource.pipeline.headmotion_sim import HeadMotionSimulation, StepMotion
+
+    bundle, array, origin = neuromag_bundle(n_sources=300)
+    motion = StepMotion(jump_m=0.004, first_s=1.2, interval_s=100.0)
+    sim = HeadMotionSimulation(neuromag_array("normal"), 1000.0, motion, bundle.sources.positions_m[:1], bundle.sources.normals[:1], origin, seed=2, block_s=0.05)
+    data, _ = sim.next(8000)
+    return bundle, array, origin, sim, data.astype(np.float32)
+
+
+def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
+    import pylsl
+
+    from rtsource.bench.headmotion import _meg_outlet
+    from rtsource.pipeline.headmotion import PoseRebuilder, chpi_geometry
+    from rtsource.session import operator_rebuilder
+    from rtsource.stream.chpi import ChpiSettings
+    from rtsource.stream.headmotion import HeadMotionOptions
+    from rtsource.stream.headpose import pose_displacement_m, quat_to_rot
+    from rtsource.stream.inlet import StreamSelector
+    from rtsource.stream.loop import LoopOptions, StreamLoop
+    from rtsource.stream.outputs import HEADPOS_CHANNELS, HEADPOS_SUFFIX
+
+    bundle, array, origin, sim, data = setup
+    name = unique("headmotion")
+    outlet = _meg_outlet(name + "-in", array, 1000.0)
+    rebuilder = PoseRebuilder(bundle, array, origin)
+    options = HeadMotionOptions(chpi_geometry(array), ChpiSettings(sim.coil_freqs_hz, sim.coil_head_m, sim.d0), update_mm=3.0, rebuilder=rebuilder)
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, wait_for_consumer_s=10.0),
+                      rebuilder=operator_rebuilder(), headmotion=options)  # fmt: skip
+    loop.connect()
+    try:
+        sources = Collector(name)
+        headpos = Collector(name + HEADPOS_SUFFIX)
+        assert [headpos.info.desc().child("channels").child("channel").child_value("label")] == [HEADPOS_CHANNELS[0][0]]
+        assert loop.headmotion.wait_warm(60)  # the warm-up rebuild
+        thread = loop.run_in_thread()
+        while not loop.stats.started_at:  # the inlet is open: LSL gives it what is pushed from now on
+            time.sleep(0.01)
+        t0 = pylsl.local_clock()
+        stamps = t0 + np.arange(len(data)) / 1000.0
+        start = time.perf_counter()
+        sent = 0
+        bad = array.ch_names[5]
+        marked = False
+        while sent < len(data):  # real time; stop early once both swaps happened and 2.5 s went out
+            wait = start + sent / 1000.0 - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            outlet.push_chunk(data[sent : sent + 20], stamps[sent : sent + 20].tolist())
+            sent += 20
+            if sent >= 400 and not marked:  # a channel goes bad before the head moves: it must stay out
+                loop.mark_bad(bad)
+                marked = True
+            if sent >= 2500 and loop.stats.operator_swaps >= 2 and loop.headmotion.follows:
+                break
+        deadline = time.monotonic() + 10
+        while loop.stats.samples_out < sent and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        loop.stop()
+        thread.join(10)
+        sources.stop()
+        headpos.stop()
+    finally:
+        loop.close()
+    # every input sample came out exactly once, in order
+    _, got = sources.data()
+    np.testing.assert_array_equal(got, stamps[:sent])
+    assert loop.stats.lost == 0 and loop.stats.samples_in == sent
+    # the head positions follow the jump (within 1 mm, against the window's centre)
+    rows, _ = headpos.data()
+    assert len(rows) >= 8  # 10 per s; a pose due while the previous is still being fitted is skipped
+    for t, q1, q2, q3, x, y, z, gof, err, v in rows:
+        m = np.eye(4)
+        m[:3, :3] = quat_to_rot([q1, q2, q3])
+        m[:3, 3] = [x, y, z]
+        t_mid = t - t0 - 0.0995
+        if abs(t_mid - 1.2) < 0.15:  # the window straddles the jump
+            continue
+        assert pose_displacement_m(m, sim.dev_head_t(t_mid), sim.coil_head_m) < 1e-3
+        assert gof > 0.98 and err < 1e-3
+    # the operator was recomputed for the new pose and swapped in between two chunks
+    swaps = [e for e in loop.events.recent if e["event"] == "operator_swap" and e["reason"] == "head_motion"]
+    moved = [e for e in loop.events.recent if e["event"] == "head_moved"]
+    assert len(swaps) == 1 and len(moved) == 1, json.dumps(list(loop.events.recent)[-8:])
+    assert 3.0 < swaps[0]["displacement_mm"] < 5.0 and swaps[0]["build_ms"] > 0 and len(swaps[0]["pose"]) == 10
+    # the operator in use: the new pose's, without the bad channel
+    live = loop.operator.bundle
+    assert loop.stats.operator_swaps == 2 and bad not in live.ch_names and live.n_channels == bundle.n_channels - 1
+    want = rebuilder.leadfield(np.array(live.provenance["head_pose"]["dev_head_t"]))  # (the pose is stored rounded to 1 nm)
+    want = want[[i for i, c in enumerate(bundle.ch_names) if c != bad]]
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(np.asarray(live.gain), want, rtol=0, atol=1e-4 * scale)
+    start_pose = np.asarray(bundle.gain)[[i for i, c in enumerate(bundle.ch_names) if c != bad]]
+    assert np.abs(np.asarray(live.gain) - start_pose).max() > 1e-2 * scale  # a 4 mm move changes it
+    assert 3.0 < loop.stats.head_displacement_mm < 5.0
