@@ -198,6 +198,7 @@ def build_bundle(
     noise_cov: NoiseCovariance | None = None,
     data_cov: DataCovariance | None = None,
     leadfield: SensorLeadField | None = None,
+    artifacts=None,
 ) -> OperatorBundle:
     """Build the operator bundle the settings describe.
 
@@ -212,6 +213,9 @@ def build_bundle(
         Captured data covariance for LCMV (else ``[data_cov] path`` is read).
     leadfield : SensorLeadField, optional
         Reuse a lead field computed before (else computed or read from the cache).
+    artifacts : rtsource.artifacts.ArtifactCalibration, optional
+        Artifact calibration (``rtsource.pipeline.artifacts``) stored in the bundle; its
+        projection, if on, is folded into the operator (``make_operator(projector=)``).
     """
     if not (np.isfinite(sfreq) and sfreq > 0):
         raise ConfigError(f"sampling rate {sfreq!r} must be a positive number of Hz")
@@ -236,7 +240,10 @@ def build_bundle(
     params = settings.inverse.params()
     if orientation_is_free(lf.sources) and isinstance(params, MinimumNormParams):
         params = dataclasses.replace(params, loose=1.0)  # volume and discrete sources have no surface normal
-    op = make_operator(params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov)
+    projector = artifacts.projector(ch_names) if artifacts is not None else None
+    op = make_operator(
+        params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov, projector=projector
+    )
     record = operator_record(op, params, reference=reference, data_cov=data_cov)
     provenance = {
         "head": {"model": settings.head.model, "frame": "template"},
@@ -267,4 +274,5 @@ def build_bundle(
         source_rotation=op.source_rotation,
         data_cov=data_cov.data if data_cov is not None else None,
         source_weights=weights_for_bundle(op),
+        artifacts=artifacts,
     )

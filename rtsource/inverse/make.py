@@ -34,6 +34,7 @@ def make_operator(
     ch_types: Sequence[str] | None = None,
     data_cov: DataCovariance | None = None,
     eloreta_init: np.ndarray | None = None,
+    projector: np.ndarray | None = None,
 ) -> LinearInverse:
     """Build the operator of any method.
 
@@ -60,6 +61,11 @@ def make_operator(
     eloreta_init : ndarray, optional
         eLORETA warm start (``LinearInverse.source_weights`` of an operator for nearly the
         same channels).
+    projector : ndarray, shape (n_chan, n_chan), optional
+        A signal-space projector ``P = I - U U^T`` (artifact patterns; Uusitalo & Ilmoniemi
+        1997) applied after the re-referencing: the operator is built from ``P M G`` and
+        ``P M C M^T P`` and applied as ``K P M``, as MNE-Python applies SSP projectors, so
+        the whitener's rank drops by the projected dimensions.
 
     Returns
     -------
@@ -74,6 +80,11 @@ def make_operator(
         )
     names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
     m = reference_matrix(names, reference, ch_types)
+    if projector is not None:
+        p = np.asarray(projector, dtype=np.float64)
+        if p.shape != m.shape or not np.all(np.isfinite(p)):
+            raise InverseError(f"projector has shape {p.shape}; pass a finite ({len(names)}, {len(names)}) matrix on the operator's channels")
+        m = p @ m
     if isinstance(params, LcmvParams):
         if data_cov is None:
             raise InverseError(

@@ -3,7 +3,9 @@
     settings ─> lead field (cached on disk)
              ─> noise calibration: captured from the stream, read from a recording file,
                 or given as data ([noise_cov] source = 'stream'); or a covariance file / ad hoc
-             ─> [LCMV: data calibration, the same ways] ─> inverse operator ─> OperatorBundle
+             ─> [LCMV: data calibration, the same ways]
+             ─> [artifacts: ASR / regression / projection calibrated on the rest data]
+             ─> inverse operator (with the artifact projection folded in) ─> OperatorBundle
 
 ``rtsource setup CONFIG`` is this function plus a print of the result. A calibration given
 by the caller (a :class:`~rtsource.recordings.Recording` read from a file, or a
@@ -167,9 +169,9 @@ def setup(
     slf = leadfield if leadfield is not None else compute_leadfield(settings)
     gain = slf.leadfield.gain
     say(f"lead field {gain.shape[0]} x {gain.shape[1]} ({slf.leadfield.sources.name}, {settings.sensors.modality}) in {time.perf_counter() - t0:.1f} s")
-    noise_cov = data_cov = None
+    noise_cov = data_cov = rest = None
     if settings.noise_cov.source == "stream":
-        cal = _calibration(settings, calibration, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
+        cal = rest = _calibration(settings, calibration, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
         noise_cov = estimate_covariance(settings, cal, data=False)
         sfreq = _check_sfreq(sfreq, cal)
     elif calibration is not None:
@@ -180,12 +182,20 @@ def setup(
         sfreq = _check_sfreq(sfreq, cal)
     elif data_calibration is not None:
         logger.warning("data_calibration ignored: it is used by [inverse] method = 'LCMV' with [data_cov] source = 'stream'")
+    from .artifacts import calibrate_artifacts
+
+    artifacts = calibrate_artifacts(settings, rest=rest, given=calibration, stream=stream, progress=say)
+    if artifacts is not None and artifacts.per_chunk:  # calibrated at the stream's rate
+        rate = (artifacts.asr or artifacts.regression).sfreq
+        if sfreq and abs(rate - sfreq) > 1e-6 * sfreq:
+            raise ConfigError(f"the artifact calibration runs at {rate:g} Hz but the operator is for {sfreq:g} Hz; record it at {sfreq:g} Hz")
+        sfreq = rate
     if not sfreq:
         raise ConfigError(
             "the sampling rate is unknown: set [stream] sfreq in the config or pass sfreq (--sfreq) "
             "(or use [noise_cov] source = 'stream', which reads it from the calibration)"
         )
-    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf)
+    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf, artifacts=artifacts)
     if out is not None:
         save_bundle(bundle, out)
         say(f"bundle written to {out}")

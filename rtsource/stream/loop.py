@@ -45,6 +45,7 @@ import numpy as np
 
 from ..bundle import OperatorBundle
 from ..errors import StreamError
+from .artifacts import LoopArtifacts
 from .channels import ChannelMap, map_stream_channels
 from .events import EventPublisher
 from .features import FeatureOptions, Features
@@ -144,6 +145,7 @@ class StreamLoop:
         self.nonfinite: NonFiniteGuard | None = None
         self.rate: RateMonitor | None = None
         self._push_failing = False
+        self.artifacts: LoopArtifacts | None = None  # the bundle's artifact correction
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -157,6 +159,7 @@ class StreamLoop:
         # the operator and the outlets are prepared.
         offset = threading.Thread(target=self._initial_time_correction, name="rtsource-time-correction", daemon=True)
         offset.start()
+        self.artifacts = LoopArtifacts(self.bundle, self.stats, None, aliases=opts.aliases, assume_unit=opts.assume_unit)
         try:
             self._check_rate(desc)
             operator = self.prepare_operator(self.bundle)
@@ -170,6 +173,7 @@ class StreamLoop:
         if self.feature_options.sources_output:
             self.outlet = open_source_outlet(self.bundle, desc, self._identity(), type_=opts.output_type)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
+        self.artifacts.events = self.events
         if self.feature_options.any or opts.control:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
@@ -211,6 +215,8 @@ class StreamLoop:
         )
         op = StreamOperator(bundle, cmap, opts.max_chunk, opts.filter, low_rank=opts.low_rank)
         op.warm_up()
+        if self.artifacts is not None:
+            self.artifacts.attach(op, self.inlet.description)
         return op
 
     # ---- operator swaps (adaptive weights, bad-channel hot swap) --------------------
@@ -249,7 +255,10 @@ class StreamLoop:
                 continue
             answer = {"id": item.id, "command": item.command, "channel": item.channel}
             try:
-                (self.mark_bad if item.command == "mark_bad" else self.mark_good)(item.channel)
+                if item.command == "recalibrate_artifacts":
+                    self.artifacts.recalibrate(item.channel, now_lsl)
+                else:
+                    (self.mark_bad if item.command == "mark_bad" else self.mark_good)(item.channel)
                 self.events.publish("command", now_lsl, **answer, ok=True)
             except Exception as exc:  # a wrong channel name or the floor must not stop the loop
                 self.stats.commands_refused += 1
@@ -261,6 +270,7 @@ class StreamLoop:
         operator = pending.operator
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
+        self.artifacts.installed(operator)
         if self.features is not None:
             self.features.install(pending.roi_stage)
         stats = self.stats
@@ -325,6 +335,7 @@ class StreamLoop:
             if self.control is not None and not self.control.commands.empty():
                 self._execute_commands(pylsl.local_clock())
             if self.telemetry is not None and now >= self.telemetry.next_due:
+                self.artifacts.refresh_stats()
                 self.telemetry.publish(stats, now)
             wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - now))
             ts = inlet.pull(timeout=wait)
@@ -378,19 +389,23 @@ class StreamLoop:
                     self.rate.restart()
             t0 = time.perf_counter()
             out = self.operator.process(inlet.buffer, n)
-            pushed = self._push(out, ts, n) if self.outlet is not None else True
+            # the output's own stamps: the input's, earlier by the artifact stage's look-ahead
+            stamps = self.artifacts.stamps(ts)
+            pushed = self._push(out, stamps, n) if self.outlet is not None else True
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(n))
+                self.features.after_chunk(inlet.buffer, n, stamps, out, self.operator.prepared(n))
             t1 = time.perf_counter()
             if pushed:
                 stats.samples_out += n  # counted once the outlet took them
             stats.chunks += 1
             stats.max_chunk_seen = max(stats.max_chunk_seen, n)
             stats.process_time.add(t1 - t0)
-            stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction))
+            stats.latency.add(pylsl.local_clock() - (stamps[-1] + self._time_correction))
+            if self.artifacts.stage is not None:
+                self.artifacts.after_chunk(pylsl.local_clock(), stamps)
             if self.operator.last_bad:
-                self._nan_rows(ts, n)
-            elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(ts[-1])):
+                self._nan_rows(stamps, n)
+            elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(stamps[-1])):
                 self._end_nan_episode()
             change = self.nonfinite.observe(inlet.buffer, n, self.operator.last_bad > 0)
             if change:
@@ -409,13 +424,14 @@ class StreamLoop:
                 checked_units = True
                 report_implausible_amplitudes(self.inlet.buffer, n, self.channel_map, self.operator.bundle.ch_types, stats, self.events)
             if on_chunk is not None:
-                on_chunk(ts, out)
+                on_chunk(stamps, out)
             if t1 >= next_correction:
                 self._refresh_time_correction()
                 next_correction = t1 + 5.0
         if self.nonfinite is not None and self.nonfinite.episode_start is not None:
             self._end_nan_episode()
         if self.telemetry is not None:
+            self.artifacts.refresh_stats()
             self.telemetry.publish(stats, time.perf_counter())
         self.events.publish("stopped", pylsl.local_clock(), **{k: v for k, v in stats.summary().items() if isinstance(v, int)})
         return stats
@@ -445,6 +461,7 @@ class StreamLoop:
             return False
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
+        self.artifacts.installed(operator)
         self._follow_layout()
         self.events.publish("operator_swap", pylsl.local_clock(), reason="stream came back with another channel layout", swap_ms=0.0)
         logger.warning("stream %r came back with another channel layout; channels re-mapped by name", new.name)

@@ -145,6 +145,9 @@ class StreamOperator:
         self._filter_primed = False
         #: number of NaN output rows of the last :meth:`process` call
         self.last_bad = 0
+        #: artifact stage run in place between the filter and the kernel (set by the loop;
+        #: see rtsource.stream.artifacts): ``process(chunk, picked, n, bad_rows, n_bad) -> n_bad``
+        self.cleaner = None
 
     @property
     def n_outputs(self) -> int:
@@ -163,8 +166,10 @@ class StreamOperator:
         """Continue ``other``'s filter memory for the channels both operators use.
 
         Used when a new operator replaces a running one (hot swap): the filters of the
-        channels that remain carry on as if nothing happened.
+        channels that remain carry on as if nothing happened (and so does the artifact stage).
         """
+        if self.cleaner is not None and other.cleaner is not None:
+            self.cleaner.adopt(other.cleaner)
         if not len(self._sos) or len(other._sos) != len(self._sos):
             return
         theirs = {name: j for j, name in enumerate(other.bundle.ch_names)}
@@ -211,6 +216,8 @@ class StreamOperator:
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         if len(self._sos):
             k.sos_filter(self._picked, n, self._sos, self._state, self._bad_rows)
+        if self.cleaner is not None:
+            n_bad = self.cleaner.process(chunk, self._picked, n, self._bad_rows, n_bad)
         if self._project is None:
             self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
         else:  # low rank: z = B x (r values per sample), then the source rows A z

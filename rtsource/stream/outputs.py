@@ -36,7 +36,7 @@ EVENTS_SUFFIX, EVENTS_TYPE = "-events", "Markers"
 CONTROL_SUFFIX, CONTROL_TYPE = "-control", "rtsource.Control"
 
 #: Commands the loop accepts on its control stream.
-COMMANDS = ("mark_bad", "mark_good")
+COMMANDS = ("mark_bad", "mark_good", "recalibrate_artifacts")  # recalibrate: "channel" carries the seconds
 
 #: Telemetry is published at this nominal rate (samples per second).
 TELEMETRY_RATE_HZ = 2.0
@@ -71,6 +71,12 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("effective_rate_hz", "Hz"),  # input rate measured from the timestamps (0 until measured)
     ("max_buffered_s", "s"),  # the most output an outlet keeps per consumer ([output] max_buffered_s)
     ("rss_mb", "MB"),  # resident memory of the loop process (a stalled consumer must not grow it)
+    ("artifact_delay_ms", "ms"),  # artifact correction's look-ahead (ASR), part of the latency
+    ("artifact_repaired", "fraction"),  # output samples repaired by ASR (since start)
+    ("artifact_channels", "fraction"),  # channels changed in the repaired samples (mean)
+    ("artifact_ms_p50", "ms"),  # per-chunk cost of the artifact stage
+    ("artifact_ms_p99", "ms"),
+    ("artifact_episodes", "count"),  # repair episodes (events: artifact)
 )
 
 #: Kinds of event on the events stream.
@@ -94,6 +100,8 @@ EVENT_KINDS = (
     "rebuild_failed",  # keys: request, error, bad_channels (the operator in use stays)
     "swap_refused",  # keys: bad_channels, error (the detector's set would go below min_channels)
     "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
+    "artifact",  # keys: start, duration_s, artifact ('ocular', 'muscle', 'other'), method (a repair episode)
+    "artifact_calibration",  # keys: state ('recording', 'ready', 'live', 'failed'), windows_used, error
     "stopped",
 )
 
