@@ -63,9 +63,10 @@ def make_operator(
         same channels).
     projector : ndarray, shape (n_chan, n_chan), optional
         A signal-space projector ``P = I - U U^T`` (artifact patterns; Uusitalo & Ilmoniemi
-        1997) applied after the re-referencing: the operator is built from ``P M G`` and
-        ``P M C M^T P`` and applied as ``K P M``, as MNE-Python applies SSP projectors, so
-        the whitener's rank drops by the projected dimensions.
+        1997) applied after the re-referencing (the patterns re-referenced too, ``U ->
+        orth(M U)``): the operator is built from ``P M G`` and ``P M C M^T P`` and applied
+        as ``K P M``, as MNE-Python applies SSP projectors, so the whitener's rank drops by
+        the projected dimensions.
 
     Returns
     -------
@@ -84,7 +85,13 @@ def make_operator(
         p = np.asarray(projector, dtype=np.float64)
         if p.shape != m.shape or not np.all(np.isfinite(p)):
             raise InverseError(f"projector has shape {p.shape}; pass a finite ({len(names)}, {len(names)}) matrix on the operator's channels")
-        m = p @ m
+        # the patterns as the re-referenced data carry them (an average reference recomputed
+        # over fewer channels shifts them), orthonormalised: P' = I - Q Q^T, Q = orth(M U)
+        evals, evecs = np.linalg.eigh(np.eye(len(p)) - 0.5 * (p + p.T))
+        u = m @ evecs[:, evals > 0.5]
+        q, sv, _ = np.linalg.svd(u, full_matrices=False)
+        q = q[:, sv > 1e-6]
+        m = (np.eye(len(p)) - q @ q.T) @ m
     if isinstance(params, LcmvParams):
         if data_cov is None:
             raise InverseError(
