@@ -362,6 +362,7 @@ class ArtifactSettings:
     )
     n_ocular: int = _opt(_between(0, 10, "components"), "ocular components projected out (MNE's compute_proj_eog uses 1-2 for EEG)", 2)
     n_cardiac: int = _opt(_between(0, 10, "components"), "cardiac components projected out (needs ECG channels)", 1)
+    n_muscle: int = _opt(_between(0, 20, "components"), "muscle components projected out (from high-frequency bursts in the calibration; 0: off, leave muscle to ASR)", 0)
 
 
 @dataclass(frozen=True)

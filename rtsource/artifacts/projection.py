@@ -7,7 +7,12 @@ are the patterns to project out. The reference signal is
 
 - for blinks: an EOG channel when the stream has one, else the mean of the frontal
   channels (``Fp*`` / ``AF*``, or the ones named): a "frontal blink template";
-- for heartbeats: an ECG channel (no ECG channel: no cardiac component).
+- for heartbeats: an ECG channel (no ECG channel: no cardiac component);
+- for muscle (optional, ``n_muscle``): the data's own high-frequency power (45 Hz up to
+  0.45 fs, summed over channels, 0.1 s smoothing): bursts are where it exceeds five times
+  its median, and the components are those of the 20 Hz+ data in the bursts. Muscle
+  activity of a few muscles (the temporalis, the frontalis) has stable scalp patterns;
+  widespread muscle activity is for ASR.
 
 Each component is then checked as MNE's ICA ``find_bads_eog`` checks components: its time
 course over the whole calibration must correlate with the reference signal (|r| >= 0.1 in
@@ -49,7 +54,7 @@ class ArtifactProjection:
     vectors : ndarray, shape (n_ch, k)
         Orthonormal columns (in the referenced data space the operator sees).
     kinds : tuple of str
-        "ocular" or "cardiac" per column.
+        "ocular", "cardiac" or "muscle" per column.
     explained : ndarray, shape (k,)
         Fraction of the event epochs' variance each column carries.
     provenance : str
@@ -157,8 +162,32 @@ def default_frontal(ch_names) -> tuple[str, ...]:
     return tuple(c for c in ch_names if c.lower().startswith(("fp", "af")))
 
 
+def _muscle(x: np.ndarray, sfreq: float, n: int, exclude: np.ndarray, report: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Leading components of the high-frequency bursts (see the module docstring)."""
+    from scipy.ndimage import uniform_filter1d
+
+    hi = min(100.0, 0.45 * sfreq)
+    env = uniform_filter1d(np.sum(_bandpass(x, sfreq, 45.0, hi) ** 2, axis=1), max(1, int(0.1 * sfreq)))
+    burst = env > 5.0 * np.median(env)
+    entry = {"reference": "high-frequency power (45 Hz up)", "burst_seconds": round(float(burst.sum() / sfreq), 2)}
+    report["muscle"] = entry
+    if burst.sum() < sfreq:  # less than a second of bursts: nothing to learn from
+        entry.update(kept=0, why="less than 1 s of muscle bursts in the calibration")
+        return np.zeros((x.shape[1], 0)), np.zeros(0)
+    xb = _bandpass(x, sfreq, 20.0, hi)[burst]
+    if exclude.shape[1]:
+        xb = xb - (xb @ exclude) @ exclude.T
+    _, s, vt = np.linalg.svd(xb, full_matrices=False)
+    var = s**2 / max(np.sum(s**2), 1e-300)
+    comps = vt[:n].T
+    r = [float(abs(np.corrcoef(uniform_filter1d(_bandpass(x @ comps[:, j], sfreq, 45.0, hi) ** 2, max(1, int(0.1 * sfreq))), env)[0, 1])) for j in range(comps.shape[1])]
+    keep = [j for j in range(comps.shape[1]) if r[j] >= MIN_CORRELATION]
+    entry.update(correlation=[round(v, 3) for v in r], explained=[round(float(v), 4) for v in var[:n]], kept=len(keep))
+    return comps[:, keep], var[keep]
+
+
 def fit_projection(
-    data, sfreq: float, ch_names, *, eog=None, ecg=None, frontal=(), n_ocular: int = 2, n_cardiac: int = 1, source: str = "",
+    data, sfreq: float, ch_names, *, eog=None, ecg=None, frontal=(), n_ocular: int = 2, n_cardiac: int = 1, n_muscle: int = 0, source: str = "",
 ) -> ArtifactProjection:  # fmt: skip
     """Ocular (and cardiac) patterns of calibration data.
 
@@ -176,8 +205,8 @@ def fit_projection(
         ECG channels; without them no cardiac component is fitted.
     frontal : sequence of str
         Without EOG: blinks are detected on the mean of these channels (default: Fp*/AF*).
-    n_ocular, n_cardiac : int
-        Components of each kind kept at most.
+    n_ocular, n_cardiac, n_muscle : int
+        Components of each kind kept at most (muscle: 0, off, by default).
     source : str
         Provenance.
 
@@ -233,6 +262,11 @@ def fit_projection(
         vectors = np.hstack([vectors, comps[:, keep]])
         kinds += [kind] * len(keep)
         explained += [float(var[j]) for j in keep]
+    if n_muscle:
+        comps, var = _muscle(x, sfreq, n_muscle, vectors, report)
+        vectors = np.hstack([vectors, comps])
+        kinds += ["muscle"] * comps.shape[1]
+        explained += [float(v) for v in var]
     if vectors.shape[1]:
         q, _ = np.linalg.qr(vectors)
         vectors = q * np.sign(np.sum(q * vectors, axis=0))  # keep each vector's sign

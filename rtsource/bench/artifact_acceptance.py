@@ -180,22 +180,28 @@ def run(*, quick: bool = False, method: str = "dSPM", progress=print, variants=N
         progress(f"{label}: " + ", ".join(f"{k} {v}" for k, v in res.items() if ": r" in k and "uncorrected" not in k))
         return res
 
-    wanted = variants or ("none", "asr cutoff 20", "asr cutoff 10", "projection", "projection + asr cutoff 20", "projection + asr cutoff 10")
+    wanted = variants or (
+        "none", "asr cutoff 20", "asr cutoff 10", "projection", "projection + asr cutoff 20", "projection + asr cutoff 10",
+        "projection with 6 muscle", "projection with 6 muscle + asr cutoff 20",
+    )  # fmt: skip
     results: dict = {"seconds": {"calibration": calib_s, "test": test_s}, "sfreq": fs, "method": method}
     for label in wanted:
         methods = tuple(p.strip() for p in label.split("+"))
-        cutoff = 20.0
+        cutoff, n_muscle = 20.0, 0
         meth = []
         for part in methods:
             if part.startswith("asr"):
                 meth.append("asr")
                 cutoff = float(part.split()[-1])
+            elif part.startswith("projection"):  # "projection" or "projection with 6 muscle"
+                meth.append("projection")
+                n_muscle = int(part.split()[2]) if "muscle" in part else 0
             elif part != "none":
                 meth.append(part)
         if not meth:
             results[label] = measure(plain, None, label)
             continue
-        a = dataclasses.replace(s.artifacts, method=tuple(meth), asr_cutoff=cutoff)
+        a = dataclasses.replace(s.artifacts, method=tuple(meth), asr_cutoff=cutoff, n_muscle=n_muscle)
         cal = calibrate_artifacts(dataclasses.replace(s, artifacts=a), rest=rest, progress=lambda msg: None)
         bundle = build_bundle(s, sfreq=fs, noise_cov=noise, leadfield=slf, artifacts=cal) if "projection" in meth else dataclasses.replace(plain, artifacts=cal)
         results[label] = measure(bundle, cal, label)

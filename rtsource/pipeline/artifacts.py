@@ -144,7 +144,7 @@ def calibrate_artifacts(
         xr = (x @ m.T)[:, cols]
         sub = fit_projection(
             xr, sfreq, [names[i] for i in cols], eog=eog, ecg=ecg if ecg is not None and ecg.shape[1] else None,
-            frontal=a.frontal_channels, n_ocular=a.n_ocular, n_cardiac=a.n_cardiac, source=where,
+            frontal=a.frontal_channels, n_ocular=a.n_ocular, n_cardiac=a.n_cardiac, n_muscle=a.n_muscle, source=where,
         )  # fmt: skip
         projection = sub
         say(f"artifact projection: {sub.n_vectors} component(s) ({', '.join(sub.kinds) or 'none found'})")
