@@ -280,10 +280,11 @@ class OperatorBundle:
         else:
             orient = "free" if isinstance(inv, LcmvParams) else f"loose {inv.loose:g}"
         ref = "no EEG reference" if self.eeg_reference == "none" else f"ref {self.eeg_reference}"
+        artifacts = f", artifacts: {'+'.join(self.artifacts.methods)}" if self.artifacts is not None else ""
         return (
             f"{self.method} ({orient}) "
             f"{self.n_channels} ch -> {self.n_sources} sources [{self.sources.name}], "
-            f"{ref}, {self.sfreq:g} Hz"
+            f"{ref}, {self.sfreq:g} Hz{artifacts}"
         )
 
 

@@ -1,4 +1,4 @@
-"""``rtsource bench artifact-acceptance``: issue 16's acceptance numbers on the simulator.
+"""Issue 16's acceptance numbers on the simulator (``tools/artifact_acceptance.py``; too long for ``rtsource bench all``).
 
 The simulator makes EEG with blinks, saccades, heartbeat and muscle bursts and keeps the
 artifact-free EEG as ground truth. Setup's path calibrates the artifact correction on the

@@ -77,7 +77,7 @@ def _capture_with(settings: Settings, extra: tuple[str, ...], seconds: float, st
 
 
 def calibrate_artifacts(
-    settings: Settings, *, rest=None, given=None, stream=None, progress: Callable[[str], None] | None = None
+    settings: Settings, *, rest=None, given=None, stream=None, progress: Callable[[str], None] | None = None, from_recording=None
 ) -> ArtifactCalibration | None:
     """The artifact calibration ``[artifacts]`` asks for (None when ``method`` is none).
 
@@ -91,6 +91,9 @@ def calibrate_artifacts(
     stream : StreamSelector, optional
         Where to capture from when needed.
     progress : callable, optional
+    from_recording : callable, optional
+        ``(settings, path) -> Calibration`` for ``calibration = "file"``
+        (:func:`rtsource.pipeline.setup.calibration_from_recording`, which setup passes).
     """
     from ..build import sensor_channels
     from ..inverse.reference import reference_matrix
@@ -103,10 +106,10 @@ def calibrate_artifacts(
     extra = tuple(a.eog_channels) + tuple(a.ecg_channels)
     source_file = None
     if a.calibration == "file":
-        from .setup import calibration_from_recording
-
+        if from_recording is None:
+            raise ConfigError("[artifacts] calibration = 'file': pass from_recording (rtsource.pipeline.setup does)")
         source_file = str(settings.resolve_path(a.path))
-        data_cal = calibration_from_recording(settings, source_file)
+        data_cal = from_recording(settings, source_file)
         extras = _extra_channels(settings, source_file, extra, 0, stream)
         where = f"file {a.path}"
     elif a.calibration == "rest" and rest is not None and (not extra or given is not None):
@@ -147,7 +150,8 @@ def calibrate_artifacts(
             frontal=a.frontal_channels, n_ocular=a.n_ocular, n_cardiac=a.n_cardiac, n_muscle=a.n_muscle, source=where,
         )  # fmt: skip
         projection = sub
-        say(f"artifact projection: {sub.n_vectors} component(s) ({', '.join(sub.kinds) or 'none found'})")
+        whys = [v["why"] for v in json.loads(sub.provenance).values() if isinstance(v, dict) and "why" in v]
+        say(f"artifact projection: {sub.n_vectors} component(s) ({', '.join(sub.kinds) or 'none found'})" + (f"; {'; '.join(whys)}" if whys else ""))
     return ArtifactCalibration(methods, asr, regression, projection, a.asr_lookahead_s, a.asr_update_every, a.seconds, prov)
 
 

@@ -184,7 +184,7 @@ def setup(
         logger.warning("data_calibration ignored: it is used by [inverse] method = 'LCMV' with [data_cov] source = 'stream'")
     from .artifacts import calibrate_artifacts
 
-    artifacts = calibrate_artifacts(settings, rest=rest, given=calibration, stream=stream, progress=say)
+    artifacts = calibrate_artifacts(settings, rest=rest, given=calibration, stream=stream, progress=say, from_recording=calibration_from_recording)
     if artifacts is not None and artifacts.per_chunk:  # calibrated at the stream's rate
         rate = (artifacts.asr or artifacts.regression).sfreq
         if sfreq and abs(rate - sfreq) > 1e-6 * sfreq:
