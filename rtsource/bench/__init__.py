@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import artifact_acceptance, artifacts, connectivity, hotswap, kernels, latency, lowrank, startup
+from . import artifacts, connectivity, hotswap, kernels, latency, lowrank, startup
 from .common import numba_threads
 from .connectivity import bench_connectivity
 from .hotswap import bench_hotswap
@@ -74,7 +74,6 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("hotswap", hotswap.run),
     Benchmark("connectivity", connectivity.run),
     Benchmark("artifacts", artifacts.run),
-    Benchmark("artifact-acceptance", artifact_acceptance.run),
 )
 
 

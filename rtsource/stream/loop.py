@@ -11,7 +11,8 @@ Guarantees and policies (each is counted in :class:`LoopStats`, published on the
 stream, and, where it is an event, on the events stream):
 
 - Every input sample yields exactly one output sample, published with the input sample's
-  own timestamp (the producer's clock). The default never skips; ``latest_only`` mode skips
+  own timestamp (the producer's clock). With ASR's look-ahead (:mod:`.artifacts`) the output
+  sample is the input sample that much earlier, and carries that sample's timestamp. The default never skips; ``latest_only`` mode skips
   the backlog explicitly when processing falls behind and publishes what it skipped.
 - Counters are counted where things happen: ``samples_in`` where samples are pulled,
   ``samples_out`` after the outlet accepted them, ``skipped`` where the backlog is dropped;
