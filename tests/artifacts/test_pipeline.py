@@ -238,3 +238,35 @@ def test_acceptance_bench_code_aligns_the_delay_and_measures_band_power(data, ca
     src = np.sin(2 * np.pi * 10 * t)[:, None] * np.ones((1, 3))
     starts = _windows(len(t), FS)
     assert band_power(src, FS, [0, 1], (8, 12), starts).min() > 1e3 * band_power(src, FS, [0, 1], (15, 25), starts).max()
+
+
+def test_loop_attaches_regression_with_the_streams_eog_channel(data, calibration):
+    """The loop's glue finds the EOG channel by name in the stream (type "EOG" welcome), the
+    operator runs regression then ASR on its channels, and the delay is what the loop stamps."""
+    import dataclasses
+
+    from rtsource.stream.artifacts import LoopArtifacts
+    from rtsource.stream.channels import StreamDescription, map_stream_channels
+    from rtsource.stream.operator import FilterSpec, StreamOperator
+    from rtsource.stream.telemetry import LoopStats
+
+    raw, clean, eog = data
+    names = ("HEOG",) + NAMES  # the EOG column first: found by name, not position
+    desc = StreamDescription("amp", "EEG", "amp-1", FS, len(names), "float32", names, ("EOG",) + ("EEG",) * len(NAMES), ("uV",) * len(names))
+    reg_only = dataclasses.replace(calibration, methods=("regression",), regression=dataclasses.replace(calibration.regression, eog_names=("HEOG",)))
+    b = make_bundle(n_chan=len(NAMES), ch_names=NAMES, sfreq=FS, n_orient=1, artifacts=reg_only)
+    cmap = map_stream_channels(desc, b.ch_names, b.ch_units, ch_types=b.ch_types)
+    op = StreamOperator(b, cmap, 25, FilterSpec(0.0, 0.0, 2))
+    glue = LoopArtifacts(b, LoopStats(), None)
+    glue.attach(op, desc)
+    assert op.cleaner is glue.stage and glue.delay_s == 0.0
+    stream = np.hstack([eog, raw]).astype(np.float32)
+    got = np.zeros_like(raw)
+    for s in range(0, len(raw), 25):
+        op.process(stream[s : s + 25], 25)
+        got[s : s + 25] = op.prepared(25)
+    blink = np.abs(eog[:, 0]) > 20
+    assert np.mean((got[blink] - clean[blink]) ** 2) < 0.05 * np.mean((raw[blink] - clean[blink]) ** 2)
+    no_eog = dataclasses.replace(desc, ch_names=("X",) + NAMES)
+    with pytest.raises(Exception, match="HEOG"):
+        glue.attach(StreamOperator(b, cmap, 25), no_eog)
