@@ -270,3 +270,36 @@ def test_loop_attaches_regression_with_the_streams_eog_channel(data, calibration
     no_eog = dataclasses.replace(desc, ch_names=("X",) + NAMES)
     with pytest.raises(Exception, match="HEOG"):
         glue.attach(StreamOperator(b, cmap, 25), no_eog)
+
+
+def test_setup_calibrates_on_the_rest_recording():
+    """Setup's step: [artifacts] + the rest recording (SI, operator order) -> the calibration,
+    filtered like the stream, the projection on the average-referenced EEG, with provenance."""
+    import dataclasses
+
+    from rtsource.pipeline.artifacts import calibrate_artifacts
+    from rtsource.stream.calibration import Calibration
+    from rtsource.stream.channels import StreamDescription
+
+    rng = np.random.default_rng(5)
+    n = int(60 * FS)
+    names = CAP_64
+    x = rng.normal(size=(n, len(names))) @ (np.eye(len(names)) + 0.2 * rng.normal(size=(len(names), len(names)))).T * 5e-6 + 2e-3  # V, with a DC offset
+    w = int(0.3 * FS)
+    blink = np.zeros(n)
+    for at in range(int(2 * FS), n - w, int(4.7 * FS)):
+        blink[at : at + w] = np.hanning(w)
+    x += np.outer(blink, _blink_pattern(names)) * 40e-6
+    desc = StreamDescription("amp", "EEG", "", FS, len(names), "float32", names, ("EEG",) * len(names), ("V",) * len(names))
+    rest = Calibration(x, np.arange(n) / FS, names, desc, 0)
+    s = settings_from_dict({"artifacts": {"method": ["asr", "projection"], "n_ocular": 1}, "preprocess": {"highpass_hz": 0.5}})
+    said = []
+    cal = calibrate_artifacts(s, rest=rest, progress=said.append)
+    assert cal.methods == ("asr", "projection") and cal.asr.ch_names == names and cal.lookahead_s == 0.25
+    assert np.sqrt(np.diag(cal.asr.covariance)).max() < 1e-4  # calibrated on the high-passed data (the 2 mV offset gone)
+    assert cal.projection.kinds == ("ocular",) and abs(cal.projection.vectors[:, 0] @ _blink_pattern(names)) > 0.97 * np.linalg.norm(_blink_pattern(names))
+    assert abs(cal.projection.vectors[:, 0].sum()) < 1e-9  # in the average-referenced space
+    assert json.loads(cal.provenance)["source"] == "the rest recording of setup" and any("ASR calibrated" in m for m in said)
+    assert calibrate_artifacts(dataclasses.replace(s, artifacts=dataclasses.replace(s.artifacts, method=("none",))), rest=rest) is None
+    with pytest.raises(ConfigError, match="from_recording"):
+        calibrate_artifacts(dataclasses.replace(s, artifacts=dataclasses.replace(s.artifacts, calibration="file", path="rest.edf")), rest=rest)
