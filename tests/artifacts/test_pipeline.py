@@ -303,3 +303,20 @@ def test_setup_calibrates_on_the_rest_recording():
     assert calibrate_artifacts(dataclasses.replace(s, artifacts=dataclasses.replace(s.artifacts, method=("none",))), rest=rest) is None
     with pytest.raises(ConfigError, match="from_recording"):
         calibrate_artifacts(dataclasses.replace(s, artifacts=dataclasses.replace(s.artifacts, calibration="file", path="rest.edf")), rest=rest)
+
+
+def test_the_estimator_runs_the_bundles_artifact_stage(data, calibration):
+    """The in-process Estimator applies ASR as the loop does (same glue), with its delay."""
+    import dataclasses
+
+    from rtsource.pipeline.estimator import Estimator
+    from rtsource.stream.operator import FilterSpec
+
+    b = make_bundle(n_chan=len(NAMES), ch_names=NAMES, sfreq=FS, n_orient=1, artifacts=dataclasses.replace(calibration, methods=("asr",)))
+    est = Estimator(b, NAMES, "uV", filter=FilterSpec(0.5, 0.0, 2), max_chunk=25)
+    assert est.operator.cleaner is not None and est.delay_s == pytest.approx(round(0.2 * FS) / FS)
+    raw = data[0][: int(20 * FS)]
+    for s in range(0, len(raw), 25):
+        est.process(raw[s : s + 25])
+    assert est.operator.cleaner.asr.samples_repaired > 0
+    assert Estimator(make_bundle(n_chan=len(NAMES), ch_names=NAMES, sfreq=FS), NAMES, "uV").delay_s == 0.0
