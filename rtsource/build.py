@@ -230,6 +230,7 @@ def build_bundle(
     data_cov: DataCovariance | None = None,
     leadfield: SensorLeadField | None = None,
     projectors: tuple = (),
+    artifacts=None,
 ) -> OperatorBundle:
     """Build the operator bundle the settings describe.
 
@@ -247,6 +248,9 @@ def build_bundle(
     projectors : tuple of SspProjector, optional
         SSP projectors of the recording and the covariance: the covariance is projected,
         the operator applies them (:mod:`rtsource.inverse.ssp`), the provenance lists them.
+    artifacts : rtsource.artifacts.ArtifactCalibration, optional
+        Artifact calibration (``rtsource.pipeline.artifacts``) stored in the bundle; its
+        projection, if on, is folded into the operator (``make_operator(projector=)``).
     """
     if not (np.isfinite(sfreq) and sfreq > 0):
         raise ConfigError(f"sampling rate {sfreq!r} must be a positive number of Hz")
@@ -277,7 +281,11 @@ def build_bundle(
     params = settings.inverse.params()
     if orientation_is_free(lf.sources) and isinstance(params, MinimumNormParams):
         params = dataclasses.replace(params, loose=1.0)  # volume and discrete sources have no surface normal
-    op = make_operator(params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov, projectors=projectors)
+    projector = artifacts.projector(ch_names) if artifacts is not None else None
+    op = make_operator(
+        params, lf.gain, lf.sources.normals, cov, reference=reference, ch_names=ch_names, ch_types=slf.ch_types, data_cov=data_cov,
+        projectors=projectors, projector=projector,
+    )
     record = operator_record(op, params, reference=reference, data_cov=data_cov)
     provenance = {
         "head": _head_provenance(settings),
@@ -316,6 +324,7 @@ def build_bundle(
         source_rotation=op.source_rotation,
         data_cov=data_cov.data if data_cov is not None else None,
         source_weights=weights_for_bundle(op),
+        artifacts=artifacts,
     )
     if settings.sensors.hfc_order and "meg" in settings.sensors.modality:  # OPM interference (issue 20)
         from .pipeline.opm import hfc_bundle

@@ -73,7 +73,16 @@ _OPTIONAL_ARRAYS = {
     "source_rotation": ("f", 3),
     "data_cov": ("f", 2),
     "source_weights": ("f", 2),
+    # the artifact calibration (rtsource.artifacts.calibration.BUNDLE_ARRAYS; header key "artifacts")
+    "artifact_asr_mixing": ("f", 2),
+    "artifact_asr_thresholds": ("f", 2),
+    "artifact_asr_filter_b": ("f", 1),
+    "artifact_asr_filter_a": ("f", 1),
+    "artifact_regression_coefficients": ("f", 2),
+    "artifact_projection_vectors": ("f", 2),
+    "artifact_projection_explained": ("f", 1),
 }
+_ARTIFACT_ARRAYS = tuple(n for n in _OPTIONAL_ARRAYS if n.startswith("artifact_"))
 _REQUIRED_HEADER = {
     "schema": str,
     "schema_version": int,
@@ -144,6 +153,9 @@ class OperatorBundle:
         LCMV: the data covariance (n_channels, n_channels) the weights were computed from.
     source_weights : ndarray or None
         eLORETA: the converged source weights, to warm-start a rebuild.
+    artifacts : rtsource.artifacts.ArtifactCalibration or None
+        Artifact correction calibrated at setup (ASR, EOG regression, projection): data and
+        provenance; a projection in it is already folded into ``kernel``.
     rtsource_version, created_utc : str
         Who wrote the file and when.
     """
@@ -168,6 +180,7 @@ class OperatorBundle:
     source_rotation: np.ndarray | None = None
     data_cov: np.ndarray | None = None
     source_weights: np.ndarray | None = None
+    artifacts: Any = None
     rtsource_version: str = __version__
     created_utc: str = ""
 
@@ -183,6 +196,11 @@ class OperatorBundle:
             if getattr(self, name) is not None:
                 set_(self, name, _frozen(getattr(self, name), np.float64))
         set_(self, "params", self._record(self.params))
+        if self.artifacts is not None:
+            from .artifacts.calibration import ArtifactCalibration
+
+            if not isinstance(self.artifacts, ArtifactCalibration):
+                raise BundleError(f"bundle artifacts is a {type(self.artifacts).__name__}; pass an ArtifactCalibration (rtsource.artifacts) or None")
         set_(self, "provenance", types.MappingProxyType(dict(self.provenance)))
         if not self.created_utc:
             set_(self, "created_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -262,10 +280,11 @@ class OperatorBundle:
         else:
             orient = "free" if isinstance(inv, LcmvParams) else f"loose {inv.loose:g}"
         ref = "no EEG reference" if self.eeg_reference == "none" else f"ref {self.eeg_reference}"
+        artifacts = f", artifacts: {'+'.join(self.artifacts.methods)}" if self.artifacts is not None else ""
         return (
             f"{self.method} ({orient}) "
             f"{self.n_channels} ch -> {self.n_sources} sources [{self.sources.name}], "
-            f"{ref}, {self.sfreq:g} Hz"
+            f"{ref}, {self.sfreq:g} Hz{artifacts}"
         )
 
 
@@ -283,13 +302,17 @@ def _arrays_of(b: OperatorBundle) -> dict[str, np.ndarray]:
         "channel_positions_m": b.channel_positions_m,
     }
     for name in _OPTIONAL_ARRAYS:
-        if getattr(b, name) is not None:
+        if name not in _ARTIFACT_ARRAYS and getattr(b, name) is not None:
             arrays[name] = getattr(b, name)
+    if b.artifacts is not None:
+        from .artifacts.calibration import to_bundle
+
+        arrays.update(to_bundle(b.artifacts)[0])
     return arrays
 
 
 def _header_of(b: OperatorBundle) -> dict[str, Any]:
-    return {
+    header = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "rtsource_version": b.rtsource_version,
@@ -310,6 +333,11 @@ def _header_of(b: OperatorBundle) -> dict[str, Any]:
         "provenance": dict(b.provenance),
         "checksum": "",
     }
+    if b.artifacts is not None:  # optional: bundles without it read (and checksum) as before
+        from .artifacts.calibration import to_bundle
+
+        header["artifacts"] = to_bundle(b.artifacts)[1]
+    return header
 
 
 def _checksum(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> str:
@@ -434,6 +462,7 @@ def load_bundle(path: str | Path) -> OperatorBundle:
     problem = _check_meaning(header, arrays) or _record_problem(header) or _check_params(header["params"], header["method"])
     if problem:
         raise _fail(path, problem)
+    artifacts = _artifacts_of(path, header, arrays)
 
     try:
         sources = SourceSpace(
@@ -468,6 +497,7 @@ def load_bundle(path: str | Path) -> OperatorBundle:
             source_rotation=arrays.get("source_rotation"),
             data_cov=arrays.get("data_cov"),
             source_weights=arrays.get("source_weights"),
+            artifacts=artifacts,
             rtsource_version=header["rtsource_version"],
             created_utc=header["created_utc"],
         )
@@ -475,6 +505,21 @@ def load_bundle(path: str | Path) -> OperatorBundle:
         raise _fail(path, str(exc)) from None
     except RtsourceError as exc:
         raise _fail(path, f"invalid content: {exc}") from None
+
+
+def _artifacts_of(path: Path, header: dict, arrays: dict):
+    """The artifact calibration of a loaded bundle (None if it has none), checked."""
+    entry = header.get("artifacts")
+    if entry is None:
+        if any(n in arrays for n in _ARTIFACT_ARRAYS):
+            raise _fail(path, "artifact arrays without an 'artifacts' header entry")
+        return None
+    from .artifacts.calibration import from_bundle
+
+    try:
+        return from_bundle(entry, {n: arrays[n] for n in _ARTIFACT_ARRAYS if n in arrays})
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _fail(path, f"invalid artifact calibration: {str(exc)[:300]}") from None
 
 
 # ---- reading an untrusted archive ---------------------------------------------------------
@@ -586,6 +631,14 @@ def _expected_shapes(header: dict, n_src: int) -> dict:
         "data_cov": lambda s: s == (n_chan, n_chan),
         "source_rotation": lambda s: s == (n_src, 3, 3),
         "source_weights": lambda s: s[0] in (n_src, n_orient * n_src, 3 * n_src) and s[1] in (1, 3, 9),
+        # the calibration's channels: the bundle's at setup (a rebuild without bad channels keeps them)
+        "artifact_asr_mixing": lambda s: s[0] == s[1] <= 100_000,
+        "artifact_asr_thresholds": lambda s: s[0] == s[1] <= 100_000,
+        "artifact_asr_filter_b": lambda s: 1 <= s[0] <= 64,
+        "artifact_asr_filter_a": lambda s: 1 <= s[0] <= 64,
+        "artifact_regression_coefficients": lambda s: s[0] <= 64 and s[1] <= 100_000,
+        "artifact_projection_vectors": lambda s: s[0] <= 100_000 and s[1] <= 64,
+        "artifact_projection_explained": lambda s: s[0] <= 64,
     }
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``rtsource setup | run | simulate | demo | coreg | replay | view | mark-bad | bench``.
+"""Command line: ``rtsource setup | run | simulate | demo | coreg | replay | view | mark-bad | recalibrate | bench``.
 
     rtsource setup CONFIG.toml            build the operator bundle the config describes
     rtsource run CONFIG.toml|BUNDLE.npz   stream: LSL in -> sources out, until stopped
@@ -10,6 +10,7 @@
     rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
     rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels;
                                           exit 1 if the loop refuses (see its answer), 2 if none answers
+    rtsource recalibrate [--seconds 60]   recalibrate a running loop's ASR on the next seconds of rest
 
 Each command is a thin layer over the public API (``import rtsource``, docs/api.md):
 argparse lives only here, and the library takes plain typed parameters. Errors that
@@ -312,6 +313,19 @@ def cmd_mark(args) -> int:
     return 0 if all(a.ok for a in answers) else 1
 
 
+def cmd_recalibrate(args) -> int:
+    from .stream.control import send_commands
+    from .stream.control_auth import default_key_path, read_key
+
+    key = read_key(args.key_file or default_key_path(args.output))
+    (a,) = send_commands(args.output, [("recalibrate_artifacts", f"{args.seconds:g}")], key=key, wait_s=args.wait, answer_timeout_s=30.0, confirm_swap=False)
+    if not a.ok:
+        print(f"rtsource recalibrate: {a.reason}: {a.message}", file=sys.stderr)
+        return 1
+    print(f"recording {args.seconds:g} s of the stream; ASR is recalibrated on them and swapped in (events: artifact_calibration)")
+    return 0
+
+
 def cmd_view(args) -> int:
     if args.events:
         from .display.event_views import run_events_view
@@ -432,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--timeout", type=_seconds, default=30.0, help="seconds to wait for the answers and the operator swaps")
     k.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")
     k.set_defaults(func=cmd_mark)
+
+    r = sub.add_parser("recalibrate", help="recalibrate a running loop's ASR on the next seconds of its stream (the subject at rest)")
+    r.add_argument("--seconds", type=_seconds, default=60.0, help="seconds of rest to record (15-600)")
+    r.add_argument("--output", default="rtsource-sources", help="the loop's [output] name")
+    r.add_argument("--wait", type=_seconds, default=10.0, help="seconds to wait for the loop to listen")
+    r.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")
+    r.set_defaults(func=cmd_recalibrate)
 
     v = sub.add_parser("view", help="live display: 3D cortex, ROI / band-power traces, loop health (needs rtsource[gui])")
     _add_view_arguments(v)

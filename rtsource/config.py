@@ -344,6 +344,54 @@ class AdaptiveSettings:
     interval_s: float = _opt(_between(0.01, 86400.0, "s"), "seconds between weight updates", 10.0)
 
 
+ARTIFACT_METHODS = ("none", "regression", "asr", "projection")
+
+
+def _check_artifact_methods(v: tuple) -> str | None:
+    unknown = [m for m in v if m not in ARTIFACT_METHODS]
+    if unknown:
+        return f"has {unknown}; choose among {', '.join(repr(m) for m in ARTIFACT_METHODS)}"
+    if len(set(v)) != len(v):
+        return "names a method twice"
+    if "none" in v and len(v) > 1:
+        return "'none' cannot be combined with other methods"
+    return None
+
+
+@dataclass(frozen=True)
+class ArtifactSettings:
+    """[artifacts]: artifact correction, calibrated at setup and applied in the stream.
+
+    ``method`` is a list; whatever its order, the methods run as regression -> ASR (per
+    chunk, in place, before the operator) -> projection (folded into the operator at setup).
+    """
+
+    method: tuple[str, ...] = _opt(
+        _check_artifact_methods,
+        "any of 'regression' (EOG channels regressed out), 'asr' (artifact subspace reconstruction), 'projection' "
+        "(ocular/cardiac components projected out of the operator, as SSP); 'none' or [] for off. Order of use: "
+        "regression, asr, projection",
+        factory=lambda: ("none",),
+    )
+    calibration: str = _opt(_one_of("rest", "stream", "file"), "data to calibrate on: 'rest' (the noise calibration setup captures), 'stream' (capture seconds), 'file' (path)", "rest")
+    path: str = _opt(None, "recording file (XDF, EDF/BDF, BrainVision, FIF) when calibration = 'file'; relative to the config", "")
+    seconds: float = _opt(_between(15.0, 600.0, "s", why="ASR needs at least 15 clean 1 s windows"), "capture length when calibration = 'stream' (or for a live recalibration)", 60.0)
+    asr_cutoff: float = _opt(_between(1.0, 100.0, why="Chang et al. 2020 recommend 20-30"), "ASR threshold in standard deviations of the calibration's component RMS", 20.0)
+    asr_window_s: float = _opt(_between(0.1, 5.0, "s"), "ASR sliding covariance window (0.5 s in Mullen et al. 2015)", 0.5)
+    asr_lookahead_s: float = _opt(_between(0.0, 1.0, "s"), "ASR look-ahead: output this much behind the input, counted in the latency (0: causal, repairs less)", 0.25)
+    asr_update_every: int = _opt(_between(1, 10000, "samples"), "samples between ASR eigen-updates (32 in clean_rawdata)", 32)
+    asr_max_bad_channels: float = _opt(_unit_interval, "calibration: fraction of channels allowed outside the RMS z-range in a clean window", 0.075)
+    asr_max_remove: float = _opt(_unit_interval, "most components ASR removes at once, as a fraction of the channels", 0.66)
+    eog_channels: tuple[str, ...] = _opt(None, "EOG channels in the stream (regression needs them; projection finds ocular components with them)", factory=tuple)
+    ecg_channels: tuple[str, ...] = _opt(None, "ECG channels in the stream (projection finds cardiac components with them)", factory=tuple)
+    frontal_channels: tuple[str, ...] = _opt(
+        None, "projection without EOG: blinks detected on the mean of these channels (empty: the Fp*/AF* channels)", factory=tuple
+    )
+    n_ocular: int = _opt(_between(0, 10, "components"), "ocular components projected out (MNE's compute_proj_eog uses 1-2 for EEG)", 2)
+    n_cardiac: int = _opt(_between(0, 10, "components"), "cardiac components projected out (needs ECG channels)", 1)
+    n_muscle: int = _opt(_between(0, 20, "components"), "muscle components projected out (from high-frequency bursts in the calibration; 0: off, leave muscle to ASR)", 0)
+
+
 @dataclass(frozen=True)
 class HeadposSettings:
     """[headpos]: MEG head tracking from cHPI coils, and a forward that follows the head."""
@@ -562,6 +610,7 @@ class Settings:
     events: EventsSettings = field(default_factory=EventsSettings)
     epochs: EpochsSettings = field(default_factory=EpochsSettings)
     connectivity: ConnectivitySettings = field(default_factory=ConnectivitySettings)
+    artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)
     bundle: BundleSettings = field(default_factory=BundleSettings)
     simulate: SimulateSettings = field(default_factory=SimulateSettings)
     base_dir: str = "."  # directory relative paths are resolved against (the config's folder)
@@ -709,6 +758,23 @@ def _check_bem_conductivities(s: Settings, where: str) -> None:
         )
 
 
+def _check_artifacts(s: Settings, where: str) -> None:
+    a = s.artifacts
+    methods = set(a.method) - {"none"}
+    if a.calibration == "file" and methods and not a.path:
+        raise ConfigError(f"{where} [artifacts]: calibration = 'file' needs path = '...' (a rest recording)")
+    if "regression" in methods and not a.eog_channels:
+        raise ConfigError(f"{where} [artifacts] method has 'regression', which needs eog_channels = ['EOG1', ...] (the stream's EOG channels)")
+    if "asr" in methods and s.preprocess.highpass_hz < 0.1:
+        raise ConfigError(
+            f"{where} [artifacts] method has 'asr', which needs high-passed data: set [preprocess] highpass_hz = 0.5 "
+            f"(it is {s.preprocess.highpass_hz:g})"
+        )
+    clash = set(a.eog_channels + a.ecg_channels) & set(s.sensors.channels)
+    if clash:
+        raise ConfigError(f"{where} [artifacts] eog_channels / ecg_channels {sorted(clash)} are operator channels ([sensors] channels); list them in one place only")
+
+
 def _cross_checks(s: Settings, where: str) -> None:
     f = s.forward
     if len(f.relative_radii) != len(f.conductivities) or not 1 <= len(f.relative_radii) <= 6:
@@ -737,6 +803,7 @@ def _cross_checks(s: Settings, where: str) -> None:
         raise ConfigError(
             f"{where} [sensors] reference = {s.sensors.reference!r}: must be 'average' or one of the channels"
         )
+    _check_artifacts(s, where)
     if s.noise_cov.source == "file" and not s.noise_cov.path:
         raise ConfigError(f"{where} [noise_cov]: source = 'file' needs path = '...'")
     for src in s.simulate.sources:

@@ -29,6 +29,12 @@ connectivity row per step, stamped with the step's last sample. Its memory growt
 from the first report after 2 minutes: LSL's sample pools for the large samples (an epoch of
 68 ROIs x 1 s at 1 kHz is 272 kB) fill up to the outlets' buffer bounds before that.
 
+With ``--artifacts`` the bundle carries an ASR calibration (on the producer's block) and the
+loop high-passes at 0.5 Hz and repairs with ASR: every sample must still come out, with
+its own timestamp moved by the look-ahead; the values are then not checked (ASR updates
+at chunk ends, so its output depends on how LSL happened to chunk the stream), but the
+loop must report the stage running (telemetry).
+
 Every interval (default 60 s) it prints a report row. The summary's ``failures`` lists
 every check that failed (empty: the soak passed); ``--max-growth-mb`` (default 5) bounds the
 memory growth.
@@ -232,7 +238,7 @@ class OutputChecker:
             y = np.sqrt((y.reshape(len(y), -1, 3) ** 2).sum(axis=2))
         return y / norm
 
-    def check(self, data: np.ndarray, ts: np.ndarray) -> None:
+    def check(self, data: np.ndarray, ts: np.ndarray, values: bool = True) -> None:
         ks = np.rint((ts - self.t0) * self.sfreq).astype(np.int64)
         self.bad_timestamps += int(np.sum(np.abs(ts - (self.t0 + ks / self.sfreq)) > 1e-9))
         for k in ks.tolist():
@@ -246,6 +252,8 @@ class OutputChecker:
             else:
                 self.reordered += 1
         self.chunks += 1
+        if not values:
+            return
         full = self.chunks % 100 == 0
         cols = slice(None) if full else self.watch
         want = self._expected(ks, self.kernel if full else self.kernel_watch, self.noise_norm if full else self.noise_norm[self.watch])
@@ -338,8 +346,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def with_asr(bundle, block: np.ndarray, sfreq: float):
+    """``bundle`` with an ASR calibration on the producer's block (uV), high-passed as the loop will."""
+    import dataclasses
+
+    from scipy.signal import butter, sosfilt
+
+    from rtsource.artifacts import ArtifactCalibration, calibrate_asr
+
+    rest = sosfilt(butter(2, 0.5, "hp", fs=sfreq, output="sos"), np.tile(block, (6, 1)), axis=0) * 1e-6  # 60 s
+    asr = calibrate_asr(rest, sfreq, bundle.ch_names, cutoff=20.0, source="soak producer block")
+    return dataclasses.replace(bundle, artifacts=ArtifactCalibration(("asr",), asr=asr))
+
+
 def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float = 60.0, chunk: int = 10, progress=print, max_growth_mb: float = 5.0,
-         events: bool = False) -> dict:  # fmt: skip
+         events: bool = False, artifacts: bool = False) -> dict:  # fmt: skip
     import pylsl
 
     from rtsource.bundle import save_bundle
@@ -350,12 +371,16 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     seconds = minutes * 60.0
     tmp = Path(tempfile.mkdtemp(prefix="rtsource-soak-"))
     bundle = synthetic_bundle(n_chan, n_src, sfreq)
-    bundle_path = save_bundle(bundle, tmp / "soak_bundle.npz")
     block = eeg_block(channel_names(n_chan), sfreq)
+    delay = 0.0
+    if artifacts:
+        bundle = with_asr(bundle, block, sfreq)
+        delay = bundle.artifacts.delay_samples / sfreq
+    bundle_path = save_bundle(bundle, tmp / "soak_bundle.npz")
     np.save(tmp / "block.npy", block)
     # the loop's default settings: the bad-channel detector runs on the simulated EEG
     config = tmp / "soak.toml"
-    config.write_text(events_config(in_name, n_src) if events else "")
+    config.write_text((events_config(in_name, n_src) if events else "") + ("\n[preprocess]\nhighpass_hz = 0.5\n" if artifacts else ""))
     total = int(seconds * sfreq)
     prod = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--produce", in_name, "--channels", str(n_chan), "--sfreq", str(sfreq),
@@ -373,7 +398,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             raise RuntimeError(f"the loop never published {out_name!r}: {loop.stderr.read() if loop.poll() is not None else ''}")
         inlet = pylsl.StreamInlet(found[0], max_buflen=360)
         inlet.open_stream(timeout=30)
-        tel_found = pylsl.resolve_byprop("name", out_name + TELEMETRY_SUFFIX, minimum=1, timeout=30)
+        tel_found = pylsl.resolve_byprop("name", out_name + TELEMETRY_SUFFIX, minimum=1, timeout=120)
         tel = pylsl.StreamInlet(tel_found[0])
         tel.open_stream(timeout=30)
         labels = [c for c, _ in TELEMETRY_CHANNELS]
@@ -385,7 +410,8 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         line = prod.stdout.readline()  # "t0 <value>" once the producer starts
         if not line.startswith("t0 "):
             raise RuntimeError(f"the producer did not start: {line!r} {prod.stderr.read() if prod.poll() is not None else ''}")
-        checker = OutputChecker(bundle, block, float(line.split()[1]), sfreq)
+        # with ASR, output sample k carries input sample k's stamp moved by the look-ahead
+        checker = OutputChecker(bundle, block, float(line.split()[1]) - delay, sfreq)
         received = 0
         last_ts = None
         out_of_order = 0
@@ -400,7 +426,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
                 now = pylsl.local_clock()
                 lat.append(now - (ts[-1] + offset))
                 received += len(ts)
-                checker.check(buf[: len(ts)], ts)
+                checker.check(buf[: len(ts)], ts, values=not artifacts)
                 if last_ts is not None and ts[0] <= last_ts:
                     out_of_order += 1
                 last_ts = ts[-1]
@@ -441,7 +467,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
             received += len(ts)
             if not len(ts):
                 break
-            checker.check(buf[: len(ts)], ts)
+            checker.check(buf[: len(ts)], ts, values=not artifacts)
         end = time.monotonic() + 1.5  # the loop's counters once everything went through
         while time.monotonic() < end and loop.poll() is None:
             tdata, _ = tel.pull_chunk(timeout=0.2, as_numpy=True)
@@ -473,7 +499,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         "no duplicate": checker.duplicates == 0,
         "no reordering": checker.reordered == 0 and out_of_order == 0,
         "timestamps exact": checker.bad_timestamps == 0,
-        "values as computed offline": checker.value_mismatches == 0,
+        "values as computed offline": checker.value_mismatches == 0 and (artifacts or checker.values_checked > 0),
         "loop counted every sample in and out": counters["samples_in"] == pushed and counters["samples_out"] == pushed,
         "loop counted nothing lost, skipped or failed": counters["lost"] == 0 and counters["skipped"] == 0 and counters["push_failures"] == 0,
         "no gap, no NaN, no bad channel": counters["gaps"] == 0 and counters["nan_samples"] == 0 and counters["bad_channels"] == 0,
@@ -483,6 +509,8 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
     if events:
         ev_report = ev.report(pushed)
         checks.update(ev_report.pop("checks"))
+    if artifacts:
+        checks["the loop ran ASR (telemetry: look-ahead and cost per chunk)"] = tel.get("artifact_delay_ms", 0) > 0 and tel.get("artifact_ms_p50", 0) > 0
     return {
         **ev_report,
         "channels": n_chan,
@@ -500,6 +528,7 @@ def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float 
         "values_checked": checker.values_checked,
         "out_of_order_chunks": out_of_order,
         "loop_counters": counters,
+        "artifacts": {k: tel.get(k) for k in ("artifact_delay_ms", "artifact_repaired", "artifact_ms_p50", "artifact_ms_p99", "artifact_episodes")} if artifacts else None,
         "memory_growth_mb": growth,
         "memory_growth_from_s": first["t_s"],
         "p99_last_vs_first": round(last["latency_ms_p99"] / first["latency_ms_p99"], 3) if first["latency_ms_p99"] else None,
@@ -521,6 +550,7 @@ def main(argv=None):
     ap.add_argument("--events", action="store_true", help="markers, 68 ROIs, epochs and connectivity on (NAME-epochs/-evoked/-connectivity checked)")
     ap.add_argument("--markers", action="store_true", help=argparse.SUPPRESS)  # internal: the producer sends markers
     ap.add_argument("--go", default="", help=argparse.SUPPRESS)  # internal: the producer starts when this file exists
+    ap.add_argument("--artifacts", action="store_true", help="the loop repairs with ASR (0.5 Hz high-pass; values then not checked)")
     ap.add_argument("--produce", metavar="NAME", help=argparse.SUPPRESS)  # internal: run the producer
     ap.add_argument("--chunk", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the producer's data
@@ -529,7 +559,7 @@ def main(argv=None):
         n = producer(args.produce, channel_names(args.channels), args.sfreq, args.minutes * 60.0, args.chunk, args.block, with_markers=args.markers, go_file=args.go)
         print(f"pushed {n}", flush=True)
         return
-    report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval, max_growth_mb=args.max_growth_mb, events=args.events)
+    report = soak(args.minutes, args.channels, args.sources, args.sfreq, args.interval, max_growth_mb=args.max_growth_mb, events=args.events, artifacts=args.artifacts)
     summary = {k: v for k, v in report.items() if k not in ("intervals", "loop_stdout_tail")}
     print(json.dumps(summary, indent=1))
     if args.json:

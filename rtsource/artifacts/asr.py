@@ -190,6 +190,44 @@ class AsrCalibration:
         )  # fmt: skip
 
 
+def _sym_sqrt(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(0.5 * (a + a.T))
+    return (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
+
+
+def restrict_calibration(cal: AsrCalibration, ch_names, scale=None) -> AsrCalibration:
+    """The calibration on a subset of its channels, optionally in another unit.
+
+    Exact for what ASR uses: the covariance ``Sigma`` restricted to the channels, and the
+    thresholds as the quadratic form ``Q = T^T T`` (the threshold along a direction ``v``
+    is ``v^T Q v``), restricted likewise; a channel dropped as bad is thus simply absent,
+    as if the calibration had never seen it.
+
+    Parameters
+    ----------
+    cal : AsrCalibration
+    ch_names : sequence of str
+        Channels to keep, in the order wanted (all must be in ``cal.ch_names``).
+    scale : array_like, shape (len(ch_names),), optional
+        Factor from the wanted unit to the calibration's (1e-6 for data in uV against a
+        calibration in V): ``Sigma' = D^-1 Sigma D^-1``, ``Q' = D^-1 Q D^-1``, D = diag(scale).
+    """
+    names = tuple(ch_names)
+    missing = [c for c in names if c not in cal.ch_names]
+    if missing:
+        raise ValueError(f"the ASR calibration has no channel(s) {missing[:8]}; recalibrate on the operator's channels (rtsource setup)")
+    idx = np.array([cal.ch_names.index(c) for c in names], dtype=int)
+    d = np.ones(len(idx)) if scale is None else 1.0 / np.asarray(scale, dtype=float)
+    if d.shape != (len(idx),) or not np.all(np.isfinite(d)):
+        raise ValueError(f"restrict_calibration scale has shape {np.shape(scale)}; pass one finite factor per channel ({len(idx)})")
+    sigma = cal.covariance[np.ix_(idx, idx)] * np.outer(d, d)
+    q = (cal.thresholds.T @ cal.thresholds)[np.ix_(idx, idx)] * np.outer(d, d)
+    return AsrCalibration(
+        names, cal.sfreq, _sym_sqrt(sigma), _sym_sqrt(q), cal.filter_b, cal.filter_a, cal.cutoff, cal.window_s, cal.max_remove_fraction,
+        cal.n_windows_used, cal.n_windows_total, cal.provenance,
+    )  # fmt: skip
+
+
 def _windows(n_times: int, length: int, step: int) -> np.ndarray:
     return np.arange(0, n_times - length + 1, step)
 
@@ -466,6 +504,29 @@ class AsrProcessor:
         elif self._episode_start >= 0:
             self._episodes.append(AsrEpisode(self._episode_start, first - self._episode_start))
             self._episode_start = -1
+
+    def adopt(self, other: "AsrProcessor") -> None:
+        """Carry on ``other``'s stream state (filter, window, look-ahead, counters) on the
+        channels both have, so a swap (a bad channel dropped, a recalibration) neither
+        steps the output nor restarts the look-ahead. The reconstruction restarts at the
+        identity and is recomputed at the next update."""
+        if other.delay_samples != self.delay_samples or other._win.shape[0] != self._win.shape[0]:
+            raise ValueError("AsrProcessor.adopt: the processors differ in look-ahead or window; use the same [artifacts] settings")
+        theirs = {c: j for j, c in enumerate(other.calibration.ch_names)}
+        mine = [i for i, c in enumerate(self.calibration.ch_names) if c in theirs]
+        src = [theirs[self.calibration.ch_names[i]] for i in mine]
+        if len(self._zi) == len(other._zi):
+            self._zi[:, mine] = other._zi[:, src]
+        self._win[:, mine] = other._win[:, src]
+        self._delay[:, mine] = other._delay[:, src]
+        full = np.triu(other._cov_sum) + np.triu(other._cov_sum, 1).T  # the kernels keep the upper triangle
+        self._cov_sum[np.ix_(mine, mine)] = full[np.ix_(src, src)]
+        self._state[:] = other._state
+        self._since_update = other._since_update
+        for name in ("samples_in", "samples_out", "samples_repaired", "channel_samples_repaired", "updates"):
+            setattr(self, name, getattr(other, name))
+        self._episodes = other._episodes
+        self._episode_start = other._episode_start
 
     def stats(self) -> AsrStats:
         """Counters since the start; an open episode is reported up to now."""

@@ -115,6 +115,9 @@ def health_rows(sources: ReaderStatus, telemetry: ReaderStatus, events: ReaderSt
     if skipped:
         rows.append(HealthRow("skipped (latest-only)", _count(skipped), "warn"))
 
+    repair = artifact_row(tele)
+    if repair is not None:
+        rows.append(repair)
     bad = events.events.bad_channels() if events.events is not None else {}
     n_bad = get("bad_channels")
     if bad:
@@ -140,6 +143,20 @@ def health_rows(sources: ReaderStatus, telemetry: ReaderStatus, events: ReaderSt
             detail = ", ".join(f"{k}={v}" for k, v in ev.items() if k not in ("event", "time"))
             rows.append(HealthRow("last event", ev.get("event", "?") + (f" ({detail})" if detail else "")))
     return rows
+
+
+def artifact_row(tele: dict) -> HealthRow | None:
+    """The artifact correction's line (None when the loop runs none): what ASR repaired,
+    its look-ahead (part of the latency) and its cost per chunk."""
+    delay, p50 = tele.get("artifact_delay_ms"), tele.get("artifact_ms_p50")
+    if not delay and not p50:
+        return None
+    repaired, channels, episodes = tele.get("artifact_repaired", 0.0), tele.get("artifact_channels", 0.0), tele.get("artifact_episodes", 0.0)
+    text = (
+        f"{repaired:.1%} of samples repaired ({channels:.0%} of channels in them), {_count(episodes)} episode(s); "
+        f"look-ahead {_fmt(delay, 'ms')}; {_fmt(p50)} / {_fmt(tele.get('artifact_ms_p99'), 'ms')} per chunk"
+    )
+    return HealthRow("artifact repair", text, "warn" if repaired > 0.3 else "ok")
 
 
 class HealthPanel(QtWidgets.QFrame):

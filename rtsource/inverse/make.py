@@ -36,6 +36,7 @@ def make_operator(
     data_cov: DataCovariance | None = None,
     eloreta_init: np.ndarray | None = None,
     projectors: Sequence = (),
+    projector: np.ndarray | None = None,
 ) -> LinearInverse:
     """Build the operator of any method.
 
@@ -65,6 +66,12 @@ def make_operator(
     projectors : sequence of SspProjector, optional
         SSP projectors applied with the reference, as MNE-Python does (``K P``, whitener on
         ``P C P^T`` with the rank reduced): :func:`.ssp.projector_reference_matrix`.
+    projector : ndarray, shape (n_chan, n_chan), optional
+        A signal-space projector ``P = I - U U^T`` (artifact patterns; Uusitalo & Ilmoniemi
+        1997) applied after the re-referencing (the patterns re-referenced too, ``U ->
+        orth(M U)``): the operator is built from ``P M G`` and ``P M C M^T P`` and applied
+        as ``K P M``, as MNE-Python applies SSP projectors, so the whitener's rank drops by
+        the projected dimensions.
 
     Returns
     -------
@@ -79,6 +86,17 @@ def make_operator(
         )
     names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
     m = projector_reference_matrix(names, reference, ch_types, projectors)[0] if projectors else reference_matrix(names, reference, ch_types)
+    if projector is not None:
+        p = np.asarray(projector, dtype=np.float64)
+        if p.shape != m.shape or not np.all(np.isfinite(p)):
+            raise InverseError(f"projector has shape {p.shape}; pass a finite ({len(names)}, {len(names)}) matrix on the operator's channels")
+        # the patterns as the re-referenced data carry them (an average reference recomputed
+        # over fewer channels shifts them), orthonormalised: P' = I - Q Q^T, Q = orth(M U)
+        evals, evecs = np.linalg.eigh(np.eye(len(p)) - 0.5 * (p + p.T))
+        u = m @ evecs[:, evals > 0.5]
+        q, sv, _ = np.linalg.svd(u, full_matrices=False)
+        q = q[:, sv > 1e-6]
+        m = (np.eye(len(p)) - q @ q.T) @ m
     if isinstance(params, LcmvParams):
         if data_cov is None:
             raise InverseError(

@@ -182,9 +182,12 @@ def rebuild_operator(
                 params = dataclasses.replace(
                     params, eloreta=dataclasses.replace(params.eloreta, max_iter=int(eloreta_max_iter))
                 )
+    # an artifact projection folded into the operator stays folded in, on the remaining channels
+    artifacts = getattr(bundle, "artifacts", None)
+    projector = artifacts.projector(new_names) if artifacts is not None else None
     op = make_operator(
         params, gain, bundle.sources.normals, noise, reference=reference,
-        ch_names=new_names, ch_types=new_types, data_cov=dcov, eloreta_init=init,
+        ch_names=new_names, ch_types=new_types, data_cov=dcov, eloreta_init=init, projector=projector,
         projectors=projectors_from_provenance(getattr(bundle, "provenance", {})),  # SSP on the remaining channels
     )
     return op, keep, gain

@@ -145,6 +145,15 @@ class Estimator:
         comp = stream_compensation(bundle, self.layout, int(compensation_grade), aliases=aliases)
         self.operator = StreamOperator(bundle, cmap, int(max_chunk), filter, low_rank=low_rank, compensation=comp)
         self.operator.warm_up()
+        # the bundle's artifact correction (ASR, EOG regression) as the loop runs it; its
+        # look-ahead delays the output: :attr:`delay_s`, band-power stamps moved by it
+        from ..stream.artifacts import LoopArtifacts
+        from ..stream.telemetry import LoopStats
+
+        self.artifacts = LoopArtifacts(bundle, LoopStats(), None, aliases=aliases)
+        self.artifacts.attach(self.operator, self.layout)
+        #: how far the output lags the input (ASR's look-ahead), s
+        self.delay_s = self.artifacts.delay_s
         self.roi_stage = None
         self.bandpower_stage = None
         if rois:
@@ -248,6 +257,7 @@ class Estimator:
             ts = np.asarray(timestamps, dtype=np.float64)
             if ts.shape != (n_total,):
                 raise ChannelError(f"timestamps has shape {ts.shape}, expected ({n_total},): one per sample of the chunk")
+        ts = self.artifacts.stamps(ts)
         sources = np.empty((n_total, self.bundle.n_sources), dtype=np.float32)
         rois = np.empty((n_total, self.roi_stage.n_roi), dtype=np.float32) if self.roi_stage is not None else None
         bp_values, bp_times = [], []

@@ -3,7 +3,9 @@
     settings ─> lead field (cached on disk)
              ─> noise calibration: captured from the stream, read from a recording file,
                 or given as data ([noise_cov] source = 'stream'); or a covariance file / ad hoc
-             ─> [LCMV: data calibration, the same ways] ─> inverse operator ─> OperatorBundle
+             ─> [LCMV: data calibration, the same ways]
+             ─> [artifacts: ASR / regression / projection calibrated on the rest data]
+             ─> inverse operator (with the artifact projection folded in) ─> OperatorBundle
 
 With ``[recording] file`` the channels, sensor positions (coregistered), MEG sensors, SSP
 projectors, sampling rate and the noise samples come from the lab's recording
@@ -190,7 +192,7 @@ def setup(
 
     for line in coreg_report_lines(slf.leadfield.model):
         say(line)
-    noise_cov = data_cov = None
+    noise_cov = data_cov = rest = None
     if settings.noise_cov.source == "stream":
         from .recording import merge_projectors, read_mne_covariance, recording_noise_input
 
@@ -200,7 +202,7 @@ def setup(
             projectors = merge_projectors(projectors or (), cov_projs)
             say(f"noise covariance from {given} ({noise_cov.n_chan} channels, {len(cov_projs)} projector(s))")
         else:
-            cal = _calibration(settings, given, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
+            cal = rest = _calibration(settings, given, settings.noise_cov.seconds, "noise calibration (rest, or an empty room for MEG)", stream, say)
             noise_cov = estimate_covariance(settings, cal, data=False)
             sfreq = _check_sfreq(sfreq, cal)
     elif calibration is not None:
@@ -219,12 +221,20 @@ def setup(
         sfreq = _check_sfreq(sfreq, cal)
     elif data_calibration is not None:
         logger.warning("data_calibration ignored: it is used by [inverse] method = 'LCMV' with [data_cov] source = 'stream'")
+    from .artifacts import calibrate_artifacts
+
+    artifacts = calibrate_artifacts(settings, rest=rest, given=calibration, stream=stream, progress=say, from_recording=calibration_from_recording)
+    if artifacts is not None and artifacts.per_chunk:  # calibrated at the stream's rate
+        rate = (artifacts.asr or artifacts.regression).sfreq
+        if sfreq and abs(rate - sfreq) > 1e-6 * sfreq:
+            raise ConfigError(f"the artifact calibration runs at {rate:g} Hz but the operator is for {sfreq:g} Hz; record it at {sfreq:g} Hz")
+        sfreq = rate
     if not sfreq:
         raise ConfigError(
             "the sampling rate is unknown: set [stream] sfreq in the config or pass sfreq (--sfreq) "
             "(or use [noise_cov] source = 'stream', which reads it from the calibration)"
         )
-    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf, projectors=projectors or ())
+    bundle = build_bundle(settings, sfreq=sfreq, noise_cov=noise_cov, data_cov=data_cov, leadfield=slf, projectors=projectors or (), artifacts=artifacts)
     if rec is not None:
         bundle = dataclasses.replace(bundle, provenance={**bundle.provenance, "recording": rec.provenance()})
     if out is not None:

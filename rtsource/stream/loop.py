@@ -12,7 +12,9 @@ stream, and, where it is an event, on the events stream):
 
 - Every input sample yields exactly one output sample, published with the input sample's
   own timestamp (the producer's clock); with decimation (``output_rate_hz``) every D-th
-  input sample does, with its own timestamp, and the others are counted ``decimated``. The default never skips; ``latest_only`` mode skips
+  input sample does, with its own timestamp, and the others are counted ``decimated``. With
+  ASR's look-ahead (:mod:`.artifacts`) the output sample is the input sample that much
+  earlier, and carries that sample's timestamp. The default never skips; ``latest_only`` mode skips
   the backlog explicitly when processing falls behind and publishes what it skipped.
 - Counters are counted where things happen: ``samples_in`` where samples are pulled,
   ``samples_out`` after the outlet accepted them, ``skipped`` where the backlog is dropped;
@@ -45,6 +47,7 @@ import numpy as np
 
 from ..bundle import OperatorBundle
 from ..errors import StreamError
+from .artifacts import LoopArtifacts
 from .channels import ChannelMap, map_stream_channels
 from .compensation import stream_compensation
 from .events import EventPublisher
@@ -154,6 +157,7 @@ class StreamLoop:
         self._blas_limit = None  # OpenBLAS's thread count while running (restored by close)
         self.headmotion_options = headmotion
         self.headmotion = None  # the stage (connect makes it)
+        self.artifacts: LoopArtifacts | None = None  # the bundle's artifact correction
 
     # ---- setup ----------------------------------------------------------------------
     def connect(self) -> None:
@@ -167,6 +171,7 @@ class StreamLoop:
         # the operator and the outlets are prepared.
         offset = threading.Thread(target=self._initial_time_correction, name="rtsource-time-correction", daemon=True)
         offset.start()
+        self.artifacts = LoopArtifacts(self.bundle, self.stats, None, aliases=opts.aliases, assume_unit=opts.assume_unit)
         try:
             self._check_rate(desc)
             operator = self.prepare_operator(self.bundle)
@@ -180,6 +185,7 @@ class StreamLoop:
         if self.feature_options.sources_output:
             self.outlet = open_source_outlet(self.bundle, desc, self._identity(), type_=opts.output_type)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
+        self.artifacts.events = self.events
         if self.feature_options.any or opts.control:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
@@ -235,6 +241,8 @@ class StreamLoop:
         if comp is not None:
             logger.info("%s", comp.describe())
         op.warm_up()
+        if self.artifacts is not None:
+            self.artifacts.attach(op, self.inlet.description)
         return op
 
     # ---- operator swaps (adaptive weights, bad-channel hot swap) --------------------
@@ -281,7 +289,10 @@ class StreamLoop:
                 continue
             answer = {"id": item.id, "command": item.command, "channel": item.channel}
             try:
-                (self.mark_bad if item.command == "mark_bad" else self.mark_good)(item.channel)
+                if item.command == "recalibrate_artifacts":
+                    self.artifacts.recalibrate(item.channel, now_lsl)
+                else:
+                    (self.mark_bad if item.command == "mark_bad" else self.mark_good)(item.channel)
                 self.events.publish("command", now_lsl, **answer, ok=True)
             except Exception as exc:  # a wrong channel name or the floor must not stop the loop
                 self.stats.commands_refused += 1
@@ -293,6 +304,7 @@ class StreamLoop:
         operator = pending.operator
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
+        self.artifacts.installed(operator)
         if self.features is not None:
             self.features.install(pending.roi_stage)
         stats = self.stats
@@ -355,6 +367,7 @@ class StreamLoop:
             if self.control is not None and not self.control.commands.empty():
                 self._execute_commands(pylsl.local_clock())
             if self.telemetry is not None and now >= self.telemetry.next_due:
+                self.artifacts.refresh_stats()
                 self.telemetry.publish(stats, now)
             wait = 0.05 if deadline is None else max(0.0, min(0.05, deadline - now))
             ts = inlet.pull(timeout=wait)
@@ -412,11 +425,13 @@ class StreamLoop:
             if self.headmotion is not None:  # cHPI lines out before the operator's filters
                 self.headmotion.process(inlet.buffer, n, ts)
             out = self.operator.process(inlet.buffer, n)
-            m, ts_out = self.operator.output_stamps(ts, n)  # m < n when decimating
+            # the output's own stamps: the input's, earlier by the artifact stage's look-ahead
+            stamps = self.artifacts.stamps(ts)
+            m, ts_out = self.operator.output_stamps(stamps, n)  # m < n when decimating
             stats.decimated += n - m  # counted where the decimation dropped them
             pushed = self._push(out, ts_out, m) if self.outlet is not None and m else True
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, ts, out, self.operator.prepared(m), n_out=m, ts_out=ts_out)
+                self.features.after_chunk(inlet.buffer, n, stamps, out, self.operator.prepared(m), n_out=m, ts_out=ts_out)
             t1 = time.perf_counter()
             if pushed:
                 stats.samples_out += m  # counted once the outlet took them
@@ -424,10 +439,12 @@ class StreamLoop:
             stats.max_chunk_seen = max(stats.max_chunk_seen, n)
             stats.process_time.add(t1 - t0)
             # the decimation filter's group delay is latency too: the content lags the stamps
-            stats.latency.add(pylsl.local_clock() - (ts[-1] + self._time_correction) + self.operator.delay_s)
+            stats.latency.add(pylsl.local_clock() - (stamps[-1] + self._time_correction) + self.operator.delay_s)
+            if self.artifacts.stage is not None:
+                self.artifacts.after_chunk(pylsl.local_clock(), stamps)
             if self.operator.last_bad:
                 self._nan_rows(ts_out, m)
-            elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(ts[-1])):
+            elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(stamps[-1])):
                 self._end_nan_episode()
             change = self.nonfinite.observe(inlet.buffer, n, self.operator.last_bad > 0)
             if change:
@@ -453,6 +470,7 @@ class StreamLoop:
         if self.nonfinite is not None and self.nonfinite.episode_start is not None:
             self._end_nan_episode()
         if self.telemetry is not None:
+            self.artifacts.refresh_stats()
             self.telemetry.publish(stats, time.perf_counter())
         self.events.publish("stopped", pylsl.local_clock(), **{k: v for k, v in stats.summary().items() if isinstance(v, int)})
         return stats
@@ -482,6 +500,7 @@ class StreamLoop:
             return False
         operator.adopt_filter_state(self.operator)
         self.operator, self.channel_map = operator, operator.channel_map
+        self.artifacts.installed(operator)
         self._follow_layout()
         self.events.publish("operator_swap", pylsl.local_clock(), reason="stream came back with another channel layout", swap_ms=0.0)
         logger.warning("stream %r came back with another channel layout; channels re-mapped by name", new.name)

@@ -212,6 +212,10 @@ class StreamOperator:
         #: output rows of the last :meth:`process` call (its input rows without decimation)
         self.last_out = 0
 
+        #: artifact stage run in place between the filter and the kernel (set by the loop;
+        #: see rtsource.stream.artifacts): ``process(chunk, picked, n, bad_rows, n_bad) -> n_bad``
+        self.cleaner = None
+
     @property
     def output_rate_hz(self) -> float:
         """Rate of the output samples (the input rate without decimation)."""
@@ -289,8 +293,10 @@ class StreamOperator:
         """Continue ``other``'s filter memory for the channels both operators use.
 
         Used when a new operator replaces a running one (hot swap): the filters of the
-        channels that remain carry on as if nothing happened.
+        channels that remain carry on as if nothing happened (and so does the artifact stage).
         """
+        if self.cleaner is not None and other.cleaner is not None:
+            self.cleaner.adopt(other.cleaner)
         if not len(self._sos) or len(other._sos) != len(self._sos):
             return
         theirs = {name: j for j, name in enumerate(other.input_names)}
@@ -340,6 +346,8 @@ class StreamOperator:
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         if len(self._sos):
             k.sos_filter(self._picked, n, self._sos, self._state, self._bad_rows)
+        if self.cleaner is not None:
+            n_bad = self.cleaner.process(chunk, self._picked, n, self._bad_rows, n_bad)
         if self.decimation is not None:
             n, self._skip = self._keep_every(self._picked, n, self._factor, self._skip, self._bad_rows, self._kept)
             n_bad = int(self._bad_rows[:n].sum()) if n_bad else 0

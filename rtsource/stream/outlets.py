@@ -29,6 +29,7 @@ pushed (``chunk_size=0``): the consumer sees samples as soon as the loop has the
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -165,6 +166,10 @@ def make_source_info(bundle: OperatorBundle, input_stream: StreamDescription, *,
     params = meta.append_child("params")
     for key, value in bundle.params.items():
         params.append_child_value(str(key), str(value))
+    if bundle.artifacts is not None:  # what artifact correction is applied (rtsource.stream.artifacts)
+        art = meta.append_child("artifacts")
+        for key, value in bundle.artifacts.describe().items():
+            art.append_child_value(str(key), value if isinstance(value, str) else json.dumps(value))
     return info
 
 

@@ -51,7 +51,7 @@ HEADPOS_CHANNELS = (
 )  # fmt: skip
 
 #: Commands the loop accepts on its control stream.
-COMMANDS = ("mark_bad", "mark_good")
+COMMANDS = ("mark_bad", "mark_good", "recalibrate_artifacts")  # recalibrate: "channel" carries the seconds
 
 #: Telemetry is published at this nominal rate (samples per second).
 TELEMETRY_RATE_HZ = 2.0
@@ -87,6 +87,12 @@ TELEMETRY_CHANNELS: tuple[tuple[str, str], ...] = (
     ("max_buffered_s", "s"),  # the most output an outlet keeps per consumer ([output] max_buffered_s)
     ("rss_mb", "MB"),  # resident memory of the loop process (a stalled consumer must not grow it)
     ("head_displacement_mm", "mm"),  # cHPI: head moved from the reference pose (NaN: not tracked)
+    ("artifact_delay_ms", "ms"),  # artifact correction's look-ahead (ASR), part of the latency
+    ("artifact_repaired", "fraction"),  # output samples repaired by ASR (since start)
+    ("artifact_channels", "fraction"),  # channels changed in the repaired samples (mean)
+    ("artifact_ms_p50", "ms"),  # per-chunk cost of the artifact stage
+    ("artifact_ms_p99", "ms"),
+    ("artifact_episodes", "count"),  # repair episodes (events: artifact)
 )
 
 #: Kinds of event on the events stream.
@@ -113,6 +119,8 @@ EVENT_KINDS = (
     "marker_stream",  # keys: state ('found', 'lost', 'back'), name, source_id ([events] marker input)
     "marker_dropped",  # keys: reason, count (since the last such event), example; at most one per reason and second
     "head_moved",  # keys: displacement_mm (from the operator's pose), pose (t, q1-q3, x, y, z) -> a forward update
+    "artifact",  # keys: start, duration_s, artifact ('ocular', 'muscle', 'other'), method (a repair episode)
+    "artifact_calibration",  # keys: state ('recording', 'ready', 'live', 'failed'), windows_used, error
     "stopped",
 )
 

@@ -109,6 +109,12 @@ class LoopStats:
     rate_mismatches: int = 0
     max_buffered_s: float = 0.0
     head_displacement_mm: float = float("nan")  # cHPI tracking: from the reference pose
+    artifact_delay_s: float = 0.0  # artifact correction (rtsource.stream.artifacts)
+    artifact_samples_repaired: float = 0.0
+    artifact_channels_repaired: float = 0.0
+    artifact_ms_p50: float = 0.0
+    artifact_ms_p99: float = 0.0
+    artifact_episodes: int = 0
     started_at: float = 0.0
     first_output_at: float = 0.0
     process_time: RecentValues = field(default_factory=RecentValues)
@@ -151,6 +157,8 @@ class LoopStats:
             "latency_ms_p50": round(l50 * 1e3, 3),
             "latency_ms_p99": round(l99 * 1e3, 3),
             "max_chunk": self.max_chunk_seen,
+            "artifact_episodes": self.artifact_episodes,
+            "artifact_repaired": round(self.artifact_samples_repaired, 4),
         }
 
 
@@ -209,6 +217,12 @@ class TelemetryPublisher:
             "max_buffered_s": stats.max_buffered_s,
             "rss_mb": resident_memory_mb(),
             "head_displacement_mm": stats.head_displacement_mm,
+            "artifact_delay_ms": stats.artifact_delay_s * 1e3,
+            "artifact_repaired": stats.artifact_samples_repaired,
+            "artifact_channels": stats.artifact_channels_repaired,
+            "artifact_ms_p50": stats.artifact_ms_p50,
+            "artifact_ms_p99": stats.artifact_ms_p99,
+            "artifact_episodes": stats.artifact_episodes,
         }
         for i, (label, _) in enumerate(TELEMETRY_CHANNELS):
             self._row[i] = values[label]

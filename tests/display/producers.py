@@ -200,6 +200,8 @@ class OutputProducer:
             "operator_swaps": 1, "last_swap_ms": 38.0, "covariance_age_s": 0.0, "waiting": 0, "clock_jumps": 0,
             "hot_swap_ready": 1, "rebuild_failures": 0, "commands_refused": 0, "push_failures": 0, "excluded_channels": 0,
             "effective_rate_hz": self.sfreq, "max_buffered_s": 5.0, "rss_mb": 300.0, "head_displacement_mm": 2.5,
+            "artifact_delay_ms": 250.0, "artifact_repaired": 0.05, "artifact_channels": 0.2, "artifact_ms_p50": 0.05, "artifact_ms_p99": 0.4,
+            "artifact_episodes": 3,
         }
         return [float(v[lab]) for lab, _ in outputs.TELEMETRY_CHANNELS]
 

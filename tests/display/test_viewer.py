@@ -293,7 +293,8 @@ def test_viewer_draws_traces_and_health_from_real_streams(qapp, tmp_path, slot_e
         assert [c.name() for c in win.traces.roi.curves] == list(ROIS)
         assert win.traces.bandpower.rows == list(ROIS)  # "roi/band" channels share a row per ROI
         for expected in ("method: dSPM", f"bundle: {path.name}", "bad channels: 1: T8", "gaps: 0", "latency p50 / p99: 4.6 / 17.9 ms",
-                         "head position: 2.5 mm from the reference pose"):
+                         "head position: 2.5 mm from the reference pose",
+                         "artifact repair: 5.0% of samples repaired (20% of channels in them), 3 episode(s); look-ahead 250 ms"):
             assert expected in text, text
         assert (tmp_path / "viewer_2d.png").stat().st_size > 10000
     finally:

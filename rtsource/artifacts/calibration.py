@@ -1,0 +1,187 @@
+"""The artifact calibration a bundle carries: which methods, their fitted data, provenance.
+
+:class:`ArtifactCalibration` is data (arrays and JSON), saved in the operator bundle
+(:func:`to_bundle` / :func:`from_bundle` give the bundle's optional ``artifact_*`` arrays and
+its ``artifacts`` header entry) and read back with the same checks as any untrusted input.
+The stream never imports this package: it asks the bundle's calibration for a per-chunk
+stage (:meth:`ArtifactCalibration.stage`).
+
+Order of use, whatever the order in ``[artifacts] method``: EOG regression, then ASR (both
+per chunk, in place, on the operator's filtered channels), then the projection (folded
+into the operator when the bundle is built, so the operator is consistent with it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .asr import AsrCalibration
+from .projection import ArtifactProjection
+from .regression import EogRegression
+
+#: Methods in their order of use.
+METHOD_ORDER = ("regression", "asr", "projection")
+SCHEMA = 1
+#: Bundle array name -> (part, array name in the part's to_arrays()).
+BUNDLE_ARRAYS = {
+    "artifact_asr_mixing": ("asr", "mixing"),
+    "artifact_asr_thresholds": ("asr", "thresholds"),
+    "artifact_asr_filter_b": ("asr", "filter_b"),
+    "artifact_asr_filter_a": ("asr", "filter_a"),
+    "artifact_regression_coefficients": ("regression", "coefficients"),
+    "artifact_projection_vectors": ("projection", "vectors"),
+    "artifact_projection_explained": ("projection", "explained"),
+}
+_PARTS = {"asr": AsrCalibration, "regression": EogRegression, "projection": ArtifactProjection}
+
+
+@dataclass(frozen=True)
+class ArtifactCalibration:
+    """What the artifact stage needs, fitted on calibration data.
+
+    Attributes
+    ----------
+    methods : tuple of str
+        Methods on, in :data:`METHOD_ORDER`.
+    asr : AsrCalibration or None
+        On the operator's channels, SI units.
+    regression : EogRegression or None
+        EOG (stream channels, SI) into the operator's EEG channels.
+    projection : ArtifactProjection or None
+        Ocular/cardiac patterns on the operator's channels (already folded into the kernel).
+    lookahead_s : float
+        ASR look-ahead (the output's delay), s.
+    update_every : int
+        Samples between ASR eigen-updates.
+    recalibrate_s : float
+        Seconds recorded for a live recalibration.
+    provenance : str
+        JSON text: where the calibration data came from.
+    """
+
+    methods: tuple[str, ...]
+    asr: AsrCalibration | None = None
+    regression: EogRegression | None = None
+    projection: ArtifactProjection | None = None
+    lookahead_s: float = 0.25
+    update_every: int = 32
+    recalibrate_s: float = 60.0
+    provenance: str = "{}"
+
+    def __post_init__(self):
+        methods = tuple(m for m in METHOD_ORDER if m in self.methods)
+        unknown = sorted(set(self.methods) - set(METHOD_ORDER))
+        if unknown:
+            raise ValueError(f"ArtifactCalibration methods {unknown} unknown; use {list(METHOD_ORDER)}")
+        object.__setattr__(self, "methods", methods)
+        for m in methods:
+            if getattr(self, m) is None:
+                raise ValueError(f"ArtifactCalibration: method {m!r} is on but has no calibration; calibrate it (rtsource setup)")
+        if not 0.0 <= self.lookahead_s <= 1.0 or int(self.update_every) < 1 or not 1.0 <= self.recalibrate_s <= 600.0:
+            raise ValueError(
+                f"ArtifactCalibration lookahead_s = {self.lookahead_s!r} (0-1 s), update_every = {self.update_every!r} (>= 1), "
+                f"recalibrate_s = {self.recalibrate_s!r} (1-600 s)"
+            )
+
+    @property
+    def per_chunk(self) -> bool:
+        """Whether anything runs per chunk (regression or ASR)."""
+        return "asr" in self.methods or "regression" in self.methods
+
+    @property
+    def delay_samples(self) -> int:
+        return int(round(self.lookahead_s * self.asr.sfreq)) if "asr" in self.methods else 0
+
+    def projector(self, ch_names) -> np.ndarray | None:
+        """The projection on ``ch_names`` (``I - U U^T``), or None without projection."""
+        return self.projection.projector(ch_names) if "projection" in self.methods else None
+
+    def describe(self) -> dict:
+        """What is applied, for the output streams' metadata and the CLI."""
+        out: dict = {"methods": list(self.methods), "delay_s": round(self.delay_samples / self.asr.sfreq, 6) if self.delay_samples else 0.0}
+        if self.asr is not None and "asr" in self.methods:
+            out["asr"] = {"cutoff": self.asr.cutoff, "window_s": self.asr.window_s, "lookahead_s": self.lookahead_s, "n_channels": len(self.asr.ch_names)}
+        if self.regression is not None and "regression" in self.methods:
+            out["regression"] = {"eog": list(self.regression.eog_names)}
+        if self.projection is not None and "projection" in self.methods:
+            out["projection"] = {"kinds": list(self.projection.kinds)}
+        return out
+
+    def with_asr(self, asr: AsrCalibration) -> "ArtifactCalibration":
+        return replace(self, asr=asr)
+
+    def stage(self, ch_names, scale, max_chunk: int, *, eog_index=None, eog_scale=None, sos=None):
+        """A per-chunk :class:`~.stage.ArtifactStage` for an operator's channels.
+
+        Parameters
+        ----------
+        ch_names : sequence of str
+            The operator's channels, in its column order.
+        scale : array_like, shape (n_ch,)
+            Stream unit -> SI factor per channel (``ChannelMap.scale``).
+        max_chunk : int
+        eog_index, eog_scale : array_like, optional
+            Stream columns of the EOG channels and their unit factors (regression).
+        sos : ndarray, shape (n_sections, 6), optional
+            The operator's causal filter, applied to the EOG channels too.
+        """
+        from .stage import ArtifactStage
+
+        return ArtifactStage(self, ch_names, scale, max_chunk, eog_index=eog_index, eog_scale=eog_scale, sos=sos)
+
+
+def to_bundle(cal: ArtifactCalibration) -> tuple[dict[str, np.ndarray], dict]:
+    """``(arrays, header_entry)``: the bundle's ``artifact_*`` arrays and its ``artifacts`` header."""
+    arrays: dict[str, np.ndarray] = {}
+    header = {
+        "schema": SCHEMA, "methods": list(cal.methods), "lookahead_s": cal.lookahead_s, "update_every": int(cal.update_every),
+        "recalibrate_s": cal.recalibrate_s, "provenance": cal.provenance,
+    }  # fmt: skip
+    for part in _PARTS:
+        obj = getattr(cal, part)
+        if obj is None:
+            continue
+        part_arrays, text = obj.to_arrays()
+        header[part] = text
+        for bundle_name, (p, name) in BUNDLE_ARRAYS.items():
+            if p == part:
+                arrays[bundle_name] = part_arrays[name]
+    return arrays, header
+
+
+def from_bundle(header: dict, arrays: dict) -> ArtifactCalibration:
+    """Inverse of :func:`to_bundle`; raises ValueError naming what is wrong."""
+    if not isinstance(header, dict) or header.get("schema") != SCHEMA:
+        raise ValueError(f"artifact calibration schema {header.get('schema') if isinstance(header, dict) else header!r} is not {SCHEMA}; recalibrate (rtsource setup)")
+    parts = {}
+    for part, cls in _PARTS.items():
+        text = header.get(part)
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise ValueError(f"artifact calibration {part!r} is not JSON text")
+        part_arrays = {name: arrays[b] for b, (p, name) in BUNDLE_ARRAYS.items() if p == part and b in arrays}
+        parts[part] = cls.from_arrays(part_arrays, text)
+    stray = [b for b, (p, _) in BUNDLE_ARRAYS.items() if b in arrays and p not in parts]
+    if stray:
+        raise ValueError(f"arrays {stray} belong to no artifact calibration in the header")
+    methods = header.get("methods")
+    if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+        raise ValueError("artifact calibration 'methods' is not a list of names")
+    return ArtifactCalibration(
+        tuple(methods), parts.get("asr"), parts.get("regression"), parts.get("projection"), float(header["lookahead_s"]),
+        int(header["update_every"]), float(header["recalibrate_s"]), str(header.get("provenance", "{}")),
+    )  # fmt: skip
+
+
+def describe_provenance(cal: ArtifactCalibration) -> dict:
+    """The provenance JSON texts of the calibration and its parts, parsed."""
+    out = {"calibration": json.loads(cal.provenance)}
+    for part in _PARTS:
+        obj = getattr(cal, part)
+        if obj is not None:
+            out[part] = json.loads(obj.provenance)
+    return out
