@@ -117,13 +117,14 @@ class PoseRebuilder:
 
     def leadfield(self, matrix: np.ndarray) -> np.ndarray:
         """(n_channels, 3 n_sources) Sarvas lead field with the head at DEVICE -> HEAD ``matrix``."""
-        from ..forward.meg_sphere import meg_sphere_leadfield
+        from ..forward.head_model import SphereHead
+        from ..forward.leadfield import make_leadfield
 
         moved = self.array.transformed(pose_transform(self.head_to_model @ np.asarray(matrix, float), self.frame))
-        gain = meg_sphere_leadfield(moved, self.bundle.sources.positions_m, self.origin_m)
         if moved.compensation is not None:
             raise ConfigError("PoseRebuilder: arrays with gradient compensation (CTF) are not supported yet; use the bundle as built")
-        return gain
+        # the one lead-field entry point (Sarvas for MEG); no disk cache: every pose is new
+        return make_leadfield(self.bundle.sources, moved, SphereHead(meg_origin_m=self.origin_m), use_cache=False).leadfield.gain
 
     def for_pose(self, matrix: np.ndarray) -> OperatorBundle:
         """``bundle`` with lead field and operator recomputed for the DEVICE -> head ``matrix``."""
