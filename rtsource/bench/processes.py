@@ -56,11 +56,14 @@ def relay(in_name: str, out_name: str, seconds: float, out_channels: int = 0) ->
 
     configure_liblsl()
     found = pylsl.resolve_byprop("name", in_name, minimum=1, timeout=60)
-    inlet = pylsl.StreamInlet(found[0], max_buflen=360)
-    info = inlet.info()
+    info = found[0]
     n_in = info.channel_count()
     n_out = out_channels or n_in
     out = pylsl.StreamOutlet(pylsl.StreamInfo(out_name, "Relay", n_out, info.nominal_srate(), pylsl.cf_float32, out_name), chunk_size=0, max_buffered=360)
+    # subscribe to the producer (which waits for us) only once our own consumer listens:
+    # a chunk pushed before then would be dropped and the relay would count as losing it
+    out.wait_for_consumers(120)
+    inlet = pylsl.StreamInlet(info, max_buflen=360)
     buf = np.zeros((1024, n_in), np.float32)
     wide = np.zeros((1024, n_out), np.float32)
     inlet.open_stream(timeout=30)
