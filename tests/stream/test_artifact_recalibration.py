@@ -201,3 +201,7 @@ def test_regression_and_projection_recalibrate_live_from_the_control_stream(bund
     expect = make_operator(params, np.asarray(bundle.gain)[rows], normals, cov, reference="average", ch_names=keep, projector=cal.projector(keep))
     assert np.allclose(loop.operator.bundle.kernel, expect.kernel, rtol=1e-6, atol=1e-9 * np.abs(expect.kernel).max())
     assert loop.features.roi_stage is not roi_before  # the ROI fold follows the new operator
+    # later rebuilds (Fp2 back) start from a base with the new projection folded in on all channels
+    full = NoiseCovariance(np.asarray(bundle.noise_cov), NAMES, 1000, "empirical", 0.0)
+    expect = make_operator(params, np.asarray(bundle.gain), normals, full, reference="average", ch_names=NAMES, projector=cal.projector(NAMES))
+    assert loop.bundle.artifacts is cal and np.allclose(loop.bundle.kernel, expect.kernel, rtol=1e-6, atol=1e-9 * np.abs(expect.kernel).max())
