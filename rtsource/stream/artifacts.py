@@ -164,10 +164,10 @@ class LoopArtifacts:
         self._stream = stream
         version = self._version  # first: a recalibration sets the calibration, then the version
         cal = self.calibration
+        self._stage_version[operator] = version
         if cal is None:
             return
         operator.cleaner = self._stage_for(operator, stream, cal)
-        self._stage_version[operator] = version
         if self.stage is None:
             self.stage = operator.cleaner
 
@@ -182,7 +182,8 @@ class LoopArtifacts:
             self._swap_stage(operator, self._stage_for(operator, self._stream, self.calibration))
         if operator.cleaner is not None:
             self.stage = operator.cleaner
-        if self._awaiting is not None and self._awaiting[0] is operator:
+        if self._awaiting is not None and (self._awaiting[0] is operator or self._stage_version.get(operator) == self._version):
+            # (a newer swap that replaced it before the loop took it was built from the new base too)
             self._live(self._awaiting[1])
             self._awaiting = None
 
@@ -222,11 +223,16 @@ class LoopArtifacts:
     # ---- per chunk (loop thread) -----------------------------------------------------------
     def after_chunk(self, now_lsl: float, stamps: np.ndarray, chunk: np.ndarray | None = None, n: int = 0) -> None:
         """Record for a recalibration, install a refit, publish events (between two chunks)."""
-        try:
+        try:  # a recalibration that goes wrong here is reported and dropped, never retried every chunk
             if self._recording is not None and chunk is not None and n:
                 self._record(chunk, n)
             if self._restage is not None:
                 self._install_restage()
+        except Exception as exc:
+            self._recording = self._restage = None
+            self.messages.append({"state": "failed", "error": f"{type(exc).__name__}: {str(exc)[:280]}"})
+            logger.error("artifact recalibration failed in the loop thread: %s", exc)
+        try:
             self._report(now_lsl, stamps)
         except Exception as exc:  # reporting must never stop the loop
             if not self._report_failed:
@@ -270,6 +276,9 @@ class LoopArtifacts:
         if self._recording is not None:
             rec = self._recording
             raise ValueError(f"a recalibration is already recording ({rec.filled / self.sfreq:.1f} of {rec.seconds:g} s); wait for its artifact_calibration event")
+        if self._awaiting is not None and time.perf_counter() - self._awaiting[1]["_done_at"] > 120.0:
+            self._awaiting = None  # its swap never came (the loop was replaced by a newer one): don't block for ever
+            self.messages.append({"state": "failed", "error": "the previous recalibration's operator was never installed; its projection may not be live"})
         if self._fitting or self._restage is not None or self._awaiting is not None:
             raise ValueError("the previous recalibration is still being fitted or swapped in; wait for its artifact_calibration event (live or failed)")
         operator = operator if operator is not None else self.operator
@@ -337,10 +346,10 @@ class LoopArtifacts:
             if "projection" in rec.methods:
                 self._refold(new, news, rec.done_at)
             else:
+                op = self.operator  # its stage is built here (a failure keeps the calibration in use); the loop installs it
+                stage = self._stage_for(op, self._stream, new) if op is not None and op.cleaner is not None else None
                 self.current = new
                 self._version += 1
-                op = self.operator  # its stage is built here; the loop installs it if op is still in use
-                stage = self._stage_for(op, self._stream, self.calibration) if op is not None and op.cleaner is not None else None
                 self._restage = {**news, "_done_at": rec.done_at, "_for": (op, stage, self._version)}
         except Exception as exc:  # a bad recording must not stop the loop: report it, keep the calibration
             self.messages.append({"state": "failed", "methods": list(rec.methods), "error": str(exc)[:300]})
@@ -356,9 +365,15 @@ class LoopArtifacts:
         t0 = time.perf_counter()
         with _single_blas_thread():
             base = self._services.rebuilder.without_channels(base, [], force=True)
+        old = self.current
         self.current = new  # before the operator is prepared: its stage is of the new calibration
         self._version += 1
-        operator, roi_stage = self._rebase(base)
+        try:
+            operator, roi_stage = self._rebase(base)
+        except Exception:
+            self.current = old  # operators prepared meanwhile are re-staged when installed
+            self._version += 1
+            raise
         news = {**news, "rebuild_ms": round((time.perf_counter() - t0) * 1e3, 1), "_done_at": done_at}
         self._awaiting = (operator, news)
         self._services.request_swap(operator, "artifact_recalibration", done_at, roi_stage=roi_stage, methods=news["methods"])
