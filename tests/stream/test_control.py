@@ -151,8 +151,8 @@ def test_control_stream_survives_fuzzing_and_obeys_only_the_key(bundle_1k, tmp_p
         # grow the loop (without releasing liblsl's arenas it grew by ~60 MB every other round)
         rss = []
         for _ in range(4):
-            fuzz_round(out_name, events)
-            time.sleep(2.0)
+            fuzz_round(out_name, events)  # (which ends with 1 s for the rest of the flood)
+            time.sleep(0.5)  # and the allocators settle
             rss.append(rss_kib(run.pid))
         print(f"loop RSS after each fuzz round: {[round(r / 1024, 1) for r in rss]} MB")
         growth = max(rss[1:]) - rss[0]
