@@ -32,7 +32,7 @@ from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
 from rtsource.stream.markers import MarkerMap
 from rtsource.stream.operator import FilterSpec
-from rtsource.stream.outputs import EVENTS_SUFFIX, TELEMETRY_CHANNELS, TELEMETRY_SUFFIX
+from rtsource.stream.outputs import EPOCHS_SUFFIX, EVENTS_SUFFIX, TELEMETRY_CHANNELS, TELEMETRY_SUFFIX
 
 from ..conftest import make_bundle
 from .lsl_helpers import Collector, eeg_outlet, unique
@@ -100,6 +100,10 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     src, ev, tel = Collector(out_name), Collector(out_name + EVENTS_SUFFIX), Collector(out_name + TELEMETRY_SUFFIX)
     meta = pylsl.StreamInlet(pylsl.resolve_byprop("name", out_name, timeout=10)[0]).info(timeout=10).desc().child("rtsource").child("artifacts")
     assert json.loads(meta.child_value("methods")) == ["asr"] and float(meta.child_value("delay_s")) == DELAY
+    # the epochs went through the same correction, and their header says so (one builder for every output)
+    epochs_meta = pylsl.StreamInlet(pylsl.resolve_byprop("name", out_name + EPOCHS_SUFFIX, timeout=10)[0]).info(timeout=10).desc().child("rtsource")
+    assert epochs_meta.child("artifacts").child_value("methods") == meta.child_value("methods")
+    assert json.loads(epochs_meta.child("artifacts").child_value("asr")) == json.loads(meta.child_value("asr"))
     thread = loop.run_in_thread()
     x = _eeg(60, 7).astype(np.float32)
     t0 = pylsl.local_clock()
