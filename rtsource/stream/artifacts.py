@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a live recalibration may record (ASR wants its 1 s windows, the projection blinks).
 RECALIBRATION_SECONDS = (15.0, 600.0)
+#: Most values (samples x channels) a live recalibration keeps in memory (float32: 256 MB).
+RECALIBRATION_MAX_VALUES = 64_000_000
 
 
 class _Recording:
@@ -58,10 +60,10 @@ class _Recording:
         n = int(round(seconds * sfreq))
         self.seconds, self.methods, self.sos, self.names = seconds, methods, sos, tuple(names)
         self.index, self.scale = np.asarray(index, dtype=np.int64), np.asarray(scale, dtype=float)
-        self.data = np.zeros((n, len(self.names)))
+        self.data = np.zeros((n, len(self.names)), dtype=np.float32)  # SI values: float32 keeps 7 digits, half the memory
         self.eog_index = None if eog_index is None else np.asarray(eog_index, dtype=np.int64)
         self.eog_scale = None if eog_scale is None else np.asarray(eog_scale, dtype=float)
-        self.eog = np.zeros((n, len(self.eog_index))) if self.eog_index is not None else None
+        self.eog = np.zeros((n, len(self.eog_index)), dtype=np.float32) if self.eog_index is not None else None
         self.filled = 0
         self.dropped = 0  # non-finite rows left out
         self.done_at = 0.0
@@ -298,6 +300,13 @@ class LoopArtifacts:
                 if "regression" in methods:
                     raise ValueError(f"recalibrating the EOG regression needs {list(cal.regression.eog_names)} in the stream: {exc}") from None
         cmap = operator.channel_map
+        values = int(round(seconds * self.sfreq)) * (len(cmap.index) + (len(eog_index) if eog_index is not None else 0))
+        if values > RECALIBRATION_MAX_VALUES:
+            most = RECALIBRATION_MAX_VALUES / (values / seconds)
+            raise ValueError(
+                f"recalibrate_artifacts seconds = {seconds:g} would record {values:,} values ({len(cmap.index)} channels at {self.sfreq:g} Hz), "
+                f"more than {RECALIBRATION_MAX_VALUES:,}; pass at most {int(most)} s"
+            )
         self._recording = _Recording(seconds, self.sfreq, operator.bundle.ch_names, cmap.index, cmap.scale, eog_index, eog_scale, methods,
                                      getattr(operator, "_sos", None))  # fmt: skip
         self.events.publish("artifact_calibration", now_lsl, state="recording", seconds=seconds, methods=list(methods))

@@ -22,6 +22,10 @@ stream                 header                          outlet
 ``NAME-headpos``       :func:`make_headpos_info`       :func:`open_headpos_outlet`
 =====================  ==============================  =================================
 
+Every output carrying data derived from the sources (sources, ROIs, band power, epochs,
+evoked, connectivity) has a ``desc/rtsource/artifacts`` block saying what artifact correction
+was applied (:func:`artifact_fields`, as the loop started; live recalibrations are events).
+
 Data outlets keep up to 360 s for a consumer that falls behind and send each chunk as
 pushed (``chunk_size=0``): the consumer sees samples as soon as the loop has them.
 """

@@ -24,6 +24,7 @@ from rtsource.inverse.params import MinimumNormParams
 from rtsource.inverse.reference import reference_matrix
 from rtsource.sensors.montage import CAP_64
 from rtsource.session import operator_rebuilder
+from rtsource.stream import artifacts as loop_artifacts
 from rtsource.stream.bandpower import BandPowerSpec
 from rtsource.stream.control import send_commands
 from rtsource.stream.control_auth import default_key_path, ensure_key
@@ -98,8 +99,9 @@ def _header_artifacts(name: str) -> dict:
             "projection": json.loads(node.child_value("projection") or "{}")}  # fmt: skip
 
 
-def test_regression_and_projection_recalibrate_live_from_the_control_stream(bundle):
+def test_regression_and_projection_recalibrate_live_from_the_control_stream(bundle, monkeypatch):
     bundle, params, normals = bundle
+    monkeypatch.setattr(loop_artifacts, "RECALIBRATION_MAX_VALUES", 1_000_000)  # 600 s of 24 channels is then too much
     in_name, out_name = unique("recal-eeg"), unique("recal-src")
     outlet = eeg_outlet(in_name, NAMES + ("VEOG",), sfreq=FS, types=["EEG"] * len(NAMES) + ["EOG"])
     rois = [Roi("L", np.arange(0, 12)), Roi("R", np.arange(25, 37))]
@@ -144,7 +146,7 @@ def test_regression_and_projection_recalibrate_live_from_the_control_stream(bund
         # malformed, out of range, unknown method, and a second one while the first records:
         # each refused with the value and the fix, nothing changes, the loop runs on; and a
         # channel goes bad while the regression records (it keeps its setup factors)
-        texts = ("nan", "-5", "1e400", "inf", "15:bogus", "sixty", "15:regression", "15")
+        texts = ("nan", "-5", "1e400", "inf", "15:bogus", "sixty", "600", "15:regression", "15")
         answers = send_commands(out_name, [("recalibrate_artifacts", t) for t in texts] + [("mark_bad", "Fp2")], key=key, answer_timeout_s=30, confirm_swap=False)
         refused = {a.channel: a.message for a in answers if not a.ok}
         assert [a.channel for a in answers if a.ok] == ["15:regression", "Fp2"], refused
@@ -152,6 +154,7 @@ def test_regression_and_projection_recalibrate_live_from_the_control_stream(bund
             assert f"seconds = {text!r}" in refused[text] and "15-600 s" in refused[text], refused[text]
         assert "'bogus'" in refused["15:bogus"] and "['regression', 'projection']" in refused["15:bogus"]
         assert "'sixty'" in refused["sixty"] and "e.g. '60'" in refused["sixty"]
+        assert "seconds = 600 would record 3,750,000 values" in refused["600"] and "pass at most 160 s" in refused["600"], refused["600"]
         assert "already recording" in refused["15"] and "wait for its artifact_calibration event" in refused["15"]
         assert wait(lambda: states()[-1:] in (["live"], ["failed"])), states()
         assert states() == ["recording", "ready", "live"], [e for e in _events(ev) if e["event"] == "artifact_calibration"]
