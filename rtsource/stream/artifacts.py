@@ -122,6 +122,7 @@ class LoopArtifacts:
         self._repaired_seen = 0
         self._services = self._rebase = self._base = None
         self._stream = None
+        self._refolding = False
 
     @property
     def calibration(self):
@@ -188,6 +189,27 @@ class LoopArtifacts:
             # (a newer swap that replaced it before the loop took it was built from the new base too)
             self._live(self._awaiting[1])
             self._awaiting = None
+        art, base = getattr(operator.bundle, "artifacts", None), self._base() if self._base is not None else None
+        if art is not None and getattr(base, "artifacts", None) is not None and art.projection is not base.artifacts.projection:
+            self._refold_stale()  # the base (every rebuild's start) has the newer projection
+
+    def _refold_stale(self) -> None:
+        """A rebuild started before a projection recalibration (a bad channel) came in after
+        it, with the old projection in its kernel: rebuild from the current base, in a thread."""
+        if self._refolding:
+            return
+        self._refolding = True
+
+        def run():
+            try:
+                operator, roi_stage = self._rebase(self._base())
+                self._services.request_swap(operator, "artifact_recalibration (stale projection)", time.perf_counter(), roi_stage=roi_stage)
+            except Exception as exc:  # reported; the operator in use stays
+                self.messages.append({"state": "failed", "error": f"refolding the recalibrated projection failed: {str(exc)[:240]}"})
+            finally:
+                self._refolding = False
+
+        threading.Thread(target=run, daemon=True, name="rtsource-artifact-refold").start()
 
     def _same_columns(self, operator) -> bool:
         rec = self._recording

@@ -163,6 +163,10 @@ def test_regression_and_projection_recalibrate_live_from_the_control_stream(bund
         (proj,) = send_commands(out_name, [("recalibrate_artifacts", "15:projection")], key=key, answer_timeout_s=30, confirm_swap=False)
         assert proj.ok, proj
         assert wait(lambda: states()[-1:] in (["live"], ["failed"]) and len(states()) == 6), states()
+        # a rebuild begun before the recalibration and installed after it (a race with a bad
+        # channel's) has the old projection: the loop notices and refolds from the new base
+        loop.request_swap(loop.prepare_operator(bundle), "late rebuild", time.perf_counter())
+        assert wait(lambda: any(e["event"] == "operator_swap" and "stale projection" in e["reason"] for e in _events(ev)))
         stop.set()
         producer.join(10)
         assert wait(lambda: loop.stats.samples_out >= pushed)

