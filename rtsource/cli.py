@@ -10,7 +10,7 @@
     rtsource view [NAME]                  live display of a running loop's outputs (rtsource[gui])
     rtsource mark-bad CH [--good]         rebuild a running loop's operator without (with) channels;
                                           exit 1 if the loop refuses (see its answer), 2 if none answers
-    rtsource recalibrate [--seconds 60]   recalibrate a running loop's ASR on the next seconds of rest
+    rtsource recalibrate [--seconds 60]   recalibrate a running loop's artifact correction live
 
 Each command is a thin layer over the public API (``import rtsource``, docs/api.md):
 argparse lives only here, and the library takes plain typed parameters. Errors that
@@ -318,11 +318,13 @@ def cmd_recalibrate(args) -> int:
     from .stream.control_auth import default_key_path, read_key
 
     key = read_key(args.key_file or default_key_path(args.output))
-    (a,) = send_commands(args.output, [("recalibrate_artifacts", f"{args.seconds:g}")], key=key, wait_s=args.wait, answer_timeout_s=30.0, confirm_swap=False)
+    text = f"{args.seconds:g}" + (f":{args.methods}" if args.methods else "")
+    (a,) = send_commands(args.output, [("recalibrate_artifacts", text)], key=key, wait_s=args.wait, answer_timeout_s=30.0, confirm_swap=False)
     if not a.ok:
         print(f"rtsource recalibrate: {a.reason}: {a.message}", file=sys.stderr)
         return 1
-    print(f"recording {args.seconds:g} s of the stream; ASR is recalibrated on them and swapped in (events: artifact_calibration)")
+    what = args.methods.replace(",", ", ") if args.methods else "every method of the calibration"
+    print(f"recording {args.seconds:g} s of the stream; {what} recalibrated on them and swapped in (events: artifact_calibration)")
     return 0
 
 
@@ -447,8 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")
     k.set_defaults(func=cmd_mark)
 
-    r = sub.add_parser("recalibrate", help="recalibrate a running loop's ASR on the next seconds of its stream (the subject at rest)")
-    r.add_argument("--seconds", type=_seconds, default=60.0, help="seconds of rest to record (15-600)")
+    r = sub.add_parser("recalibrate", help="recalibrate a running loop's artifact correction on the next seconds of its stream")
+    r.add_argument("--seconds", type=_seconds, default=60.0, help="seconds to record (15-600): rest for asr, blinks and eye movements for projection/regression")
+    r.add_argument("--methods", default="", help="comma-separated: asr, regression, projection (default: all the bundle's)")
     r.add_argument("--output", default="rtsource-sources", help="the loop's [output] name")
     r.add_argument("--wait", type=_seconds, default=10.0, help="seconds to wait for the loop to listen")
     r.add_argument("--key-file", help="the loop's control key (default: the one `rtsource run` created for --output)")

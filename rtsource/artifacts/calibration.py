@@ -132,6 +132,13 @@ class ArtifactCalibration:
 
         return ArtifactStage(self, ch_names, scale, max_chunk, eog_index=eog_index, eog_scale=eog_scale, sos=sos)
 
+    def refit(self, data, sfreq: float, ch_names, **kwargs):
+        """``(calibration, changes)`` refitted on samples the loop recorded (live recalibration;
+        :func:`~.refit.refit_calibration` documents the arguments)."""
+        from .refit import refit_calibration
+
+        return refit_calibration(self, data, sfreq, ch_names, **kwargs)
+
 
 def to_bundle(cal: ArtifactCalibration) -> tuple[dict[str, np.ndarray], dict]:
     """``(arrays, header_entry)``: the bundle's ``artifact_*`` arrays and its ``artifacts`` header."""

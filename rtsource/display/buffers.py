@@ -105,6 +105,7 @@ class EventLog:
     def __init__(self, keep: int = 50):
         self._events: deque[dict] = deque(maxlen=keep)
         self._bad: dict[str, str] = {}
+        self._recalibration: dict | None = None
         self._lock = threading.Lock()
         self.count = 0
 
@@ -126,11 +127,18 @@ class EventLog:
                 self._bad = {str(c): self._bad.get(str(c), "") for c in event["bad_channels"]}
             elif kind == "started":
                 self._bad = {}
+            elif kind == "artifact_calibration":
+                self._recalibration = event
 
     def bad_channels(self) -> dict[str, str]:
         """Bad channel -> reason."""
         with self._lock:
             return dict(self._bad)
+
+    def recalibration(self) -> dict | None:
+        """The last ``artifact_calibration`` event (a live recalibration's state), if any."""
+        with self._lock:
+            return self._recalibration
 
     def recent(self, n: int = 5) -> list[dict]:
         with self._lock:

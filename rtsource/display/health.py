@@ -118,6 +118,9 @@ def health_rows(sources: ReaderStatus, telemetry: ReaderStatus, events: ReaderSt
     repair = artifact_row(tele)
     if repair is not None:
         rows.append(repair)
+    recal = recalibration_row(events.events.recalibration() if events.events is not None else None)
+    if recal is not None:
+        rows.append(recal)
     bad = events.events.bad_channels() if events.events is not None else {}
     n_bad = get("bad_channels")
     if bad:
@@ -157,6 +160,23 @@ def artifact_row(tele: dict) -> HealthRow | None:
         f"look-ahead {_fmt(delay, 'ms')}; {_fmt(p50)} / {_fmt(tele.get('artifact_ms_p99'), 'ms')} per chunk"
     )
     return HealthRow("artifact repair", text, "warn" if repaired > 0.3 else "ok")
+
+
+def recalibration_row(event: dict | None) -> HealthRow | None:
+    """The live artifact recalibration's line from its last ``artifact_calibration`` event
+    (None before any): recording, ready, live (what was refitted, how long the swap took),
+    failed or reverted (why; the calibration in use stays)."""
+    if not event:
+        return None
+    state = str(event.get("state", "?"))
+    methods = ", ".join(str(m) for m in event.get("methods", []) if isinstance(m, str)) or "artifact correction"
+    if state == "recording":
+        return HealthRow("artifact recalibration", f"recording {_fmt(event.get('seconds'), 's')} for {methods}", "info")
+    if state == "ready":
+        return HealthRow("artifact recalibration", f"{methods} refitted in {_fmt(event.get('fit_ms'), 'ms')}; swapping in", "info")
+    if state == "live":
+        return HealthRow("artifact recalibration", f"{methods} live {_fmt(event.get('swap_ms'), 'ms')} after the recording", "ok")
+    return HealthRow("artifact recalibration", f"{state}: {str(event.get('error', ''))[:160]}", "warn")
 
 
 class HealthPanel(QtWidgets.QFrame):

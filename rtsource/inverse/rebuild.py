@@ -201,6 +201,7 @@ def rebuild_without_channels(
     eloreta_weights: np.ndarray | None = None,
     eloreta_max_iter: int | None = None,
     forward: LocalForward | None = None,
+    force: bool = False,
 ):
     """The bundle's operator recomputed without the ``bad`` channels.
 
@@ -227,6 +228,9 @@ def rebuild_without_channels(
     forward : LocalForward, optional
         :func:`prepare_bundle_forward` of ``bundle``, shared by its rebuilds (prepared
         here if not given).
+    force : bool
+        Recompute even with no channel to drop: the bundle's folded artifact projection
+        (``bundle.artifacts``) changed (a live recalibration).
 
     Returns
     -------
@@ -247,7 +251,7 @@ def rebuild_without_channels(
     t0 = time.perf_counter()
     names = tuple(bundle.ch_names)
     bad_list = _bad_list(bad, names)
-    if not bad_list and (data_cov is None or bundle.method != "LCMV"):
+    if not bad_list and not force and (data_cov is None or bundle.method != "LCMV"):
         logger.info("rebuild_without_channels: no channel to drop; bundle unchanged")
         return bundle
     # (an LCMV bundle with a new data_cov and no bad channel: the adaptive beamformer's
@@ -319,11 +323,11 @@ class BundleRebuilder:
         """Prepare ``bundle``'s lead field for the rebuilds that follow (slow: call it once)."""
         self._prepared = (bundle, prepare_bundle_forward(bundle))
 
-    def without_channels(self, bundle, channels: Sequence[str], *, data_cov: np.ndarray | None = None, max_iter: int | None = None):
-        """:func:`rebuild_without_channels` of ``bundle`` (``max_iter``: eLORETA's cap)."""
+    def without_channels(self, bundle, channels: Sequence[str], *, data_cov: np.ndarray | None = None, max_iter: int | None = None, force: bool = False):
+        """:func:`rebuild_without_channels` of ``bundle`` (``max_iter``: eLORETA's cap; ``force``: even without channels)."""
         prepared = self._prepared
         forward = prepared[1] if prepared is not None and prepared[0] is bundle else None
         extra: dict[str, Any] = {}
         if max_iter is not None:
             extra["eloreta_max_iter"] = max_iter
-        return rebuild_without_channels(bundle, list(channels), data_cov=data_cov, forward=forward, **extra)
+        return rebuild_without_channels(bundle, list(channels), data_cov=data_cov, forward=forward, force=force, **extra)

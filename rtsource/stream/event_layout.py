@@ -39,7 +39,7 @@ import numpy as np
 
 from .. import __version__
 from .connectivity import pair_labels
-from .outputs import CONNECTIVITY_SUFFIX, CONNECTIVITY_TYPE, EPOCHS_SUFFIX, EPOCHS_TYPE, EVOKED_SUFFIX, EVOKED_TYPE, stream_name
+from .outputs import CONNECTIVITY_SUFFIX, CONNECTIVITY_TYPE, EPOCHS_SUFFIX, EPOCHS_TYPE, EVOKED_SUFFIX, EVOKED_TYPE, append_artifacts, stream_name
 
 #: Headers list each channel only up to this many channels (see the module docstring).
 MAX_LABELLED_CHANNELS = 4096
@@ -135,10 +135,11 @@ def _pylsl():
     return pylsl
 
 
-def _meta(desc, output_name: str, bundle_path: str, input_stream: str, items) -> None:
+def _meta(desc, output_name: str, bundle_path: str, input_stream: str, items, artifacts=()) -> None:
     meta = desc.append_child("rtsource")
     for key, value in (("version", __version__), ("output_name", output_name), ("bundle", bundle_path), ("input_stream", input_stream), *items):
         meta.append_child_value(key, str(value))
+    append_artifacts(meta, artifacts)  # what artifact correction the data went through
 
 
 def _channels(desc, labels, kind: str, unit: str) -> None:
@@ -163,7 +164,7 @@ def _epoch_meta(layout: EpochLayout):
     )
 
 
-def make_epochs_info(layout: EpochLayout, *, output_name: str, source_id: str, bundle_path: str = "", input_stream: str = ""):
+def make_epochs_info(layout: EpochLayout, *, output_name: str, source_id: str, bundle_path: str = "", input_stream: str = "", artifacts=()):
     """``NAME-epochs`` header: ``[event, index, data?, features]`` per sample (module docstring)."""
     pylsl = _pylsl()
     info = pylsl.StreamInfo(stream_name(output_name, EPOCHS_SUFFIX), EPOCHS_TYPE, layout.n_epoch_channels, pylsl.IRREGULAR_RATE, pylsl.cf_float32, source_id + EPOCHS_SUFFIX)
@@ -176,11 +177,11 @@ def make_epochs_info(layout: EpochLayout, *, output_name: str, source_id: str, b
         ("data", "true" if layout.data else "false"),
         ("features", ",".join(layout.features)),
         ("layout", "event (1-based in events), index, then data[time][channel] if data, then features[window][channel]"),
-    ))  # fmt: skip
+    ), artifacts)  # fmt: skip
     return info
 
 
-def make_evoked_info(layout: EpochLayout, *, output_name: str, source_id: str, bundle_path: str = "", input_stream: str = "", average: str = "running"):
+def make_evoked_info(layout: EpochLayout, *, output_name: str, source_id: str, bundle_path: str = "", input_stream: str = "", artifacts=(), average: str = "running"):
     """``NAME-evoked`` header: ``[event, count, average]`` per sample (module docstring)."""
     pylsl = _pylsl()
     info = pylsl.StreamInfo(stream_name(output_name, EVOKED_SUFFIX), EVOKED_TYPE, layout.n_evoked_channels, pylsl.IRREGULAR_RATE, pylsl.cf_float32, source_id + EVOKED_SUFFIX)
@@ -191,11 +192,11 @@ def make_evoked_info(layout: EpochLayout, *, output_name: str, source_id: str, b
         *_epoch_meta(layout),
         ("average", average),
         ("layout", "event (1-based in events), count (epochs averaged), then average[time][channel]"),
-    ))  # fmt: skip
+    ), artifacts)  # fmt: skip
     return info
 
 
-def make_connectivity_info(layout: ConnectivityLayout, *, output_name: str, source_id: str, bundle_path: str = "", input_stream: str = ""):
+def make_connectivity_info(layout: ConnectivityLayout, *, output_name: str, source_id: str, bundle_path: str = "", input_stream: str = "", artifacts=()):
     """``NAME-connectivity`` header (module docstring); per-channel entries up to :data:`MAX_LABELLED_CHANNELS`."""
     pylsl = _pylsl()
     info = pylsl.StreamInfo(stream_name(output_name, CONNECTIVITY_SUFFIX), CONNECTIVITY_TYPE, layout.n_channels, layout.rate_hz, pylsl.cf_float32, source_id + CONNECTIVITY_SUFFIX)
@@ -218,7 +219,7 @@ def make_connectivity_info(layout: ConnectivityLayout, *, output_name: str, sour
         ("zscore", "true" if layout.zscore else "false"),
         ("layout", rule),
         ("timestamps", "each window's last input sample (input stream's clock)"),
-    ))  # fmt: skip
+    ), artifacts)  # fmt: skip
     return info
 
 

@@ -227,9 +227,10 @@ class Features:
             The per-source output.
         prepared : ndarray, shape (n_out, n_channels)
             The operator's channels, gathered and filtered (``StreamOperator.prepared``).
-        flags : ndarray of uint8, shape (>= n,), optional
-            The artifact stage's per-sample flags (non-zero: artifact); epochs containing one
-            are rejected and connectivity leaves them out.
+        flags : ndarray of uint8, shape (>= n_out,), optional
+            Per output row, the artifact stage's flags (non-zero: repaired, see
+            :meth:`.artifacts.LoopArtifacts.flags`); with ``[epochs] reject_flagged`` epochs
+            containing one are rejected (counted) and connectivity leaves them out.
         n_out, ts_out : int and ndarray, optional
             Rows and timestamps of ``sources`` and ``prepared`` when the operator decimates
             (default: ``n`` and ``ts``).
@@ -248,8 +249,7 @@ class Features:
                 if len(t):
                     self.bandpower_outlet.push_chunk(values, t.tolist())
         if self.event_stage is not None and m:
-            # per-input-sample flags describe the output rows only without decimation
-            self.event_stage.process(roi, sources, t_out, m, flags if n_out is None else None)
+            self.event_stage.process(roi, sources, t_out, m, flags)
         if self.adaptive is not None and m:
             self.adaptive.update(prepared, m, float(t_out[-1]))
             self.services.stats.covariance_age_s = self.adaptive.covariance_age_s

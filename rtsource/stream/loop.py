@@ -55,7 +55,7 @@ from .features import FeatureOptions, Features
 from .health import NonFiniteGuard, RateMonitor, report_implausible_amplitudes, report_nonfinite_change, report_rate_change
 from .inlet import Inlet, StreamSelector, modality_of, resolve_stream
 from .operator import FilterSpec, StreamOperator
-from .outlets import OutputIdentity, open_source_outlet, output_source_id
+from .outlets import OutputIdentity, artifact_fields, open_source_outlet, output_source_id
 from .services import LoopServices, OperatorRebuilder, PendingSwap
 from .source import InputSource
 from .telemetry import LoopStats, TelemetryPublisher
@@ -186,6 +186,7 @@ class StreamLoop:
             self.outlet = open_source_outlet(self.bundle, desc, self._identity(), type_=opts.output_type)
         self.events = EventPublisher(opts.output_name, sid, opts.bundle_path, publish=opts.telemetry)
         self.artifacts.events = self.events
+        self.artifacts.installed(operator)
         if self.feature_options.any or opts.control:
             # With the control stream a channel can be marked bad at any time: the features
             # get the hot swap ready in the background now (see Features).
@@ -196,6 +197,8 @@ class StreamLoop:
             services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
             self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases,
                                          assume_unit=opts.assume_unit, rebase=self._rebase)  # fmt: skip
+        self.artifacts.bind(LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder),
+                            self._rebase, lambda: self.bundle)  # fmt: skip
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -213,7 +216,7 @@ class StreamLoop:
         opts = self.options
         return OutputIdentity(
             opts.output_name, self.source_id, opts.bundle_path, self.inlet.description.name, max_buffered_s=opts.max_buffered_s,
-            sfreq=self.operator.output_rate_hz, metadata=self.operator.describe(),
+            sfreq=self.operator.output_rate_hz, metadata=self.operator.describe(), artifacts=artifact_fields(self.bundle),
         )  # fmt: skip
 
     def _make_features(self, options: FeatureOptions) -> Features:
@@ -290,7 +293,7 @@ class StreamLoop:
             answer = {"id": item.id, "command": item.command, "channel": item.channel}
             try:
                 if item.command == "recalibrate_artifacts":
-                    self.artifacts.recalibrate(item.channel, now_lsl)
+                    self.artifacts.recalibrate(item.channel, now_lsl, self.operator)
                 else:
                     (self.mark_bad if item.command == "mark_bad" else self.mark_good)(item.channel)
                 self.events.publish("command", now_lsl, **answer, ok=True)
@@ -430,8 +433,9 @@ class StreamLoop:
             m, ts_out = self.operator.output_stamps(stamps, n)  # m < n when decimating
             stats.decimated += n - m  # counted where the decimation dropped them
             pushed = self._push(out, ts_out, m) if self.outlet is not None and m else True
+            flags = self.artifacts.flags(m)  # output rows ASR repaired (epochs overlapping them are rejected)
             if self.features is not None:
-                self.features.after_chunk(inlet.buffer, n, stamps, out, self.operator.prepared(m), n_out=m, ts_out=ts_out)
+                self.features.after_chunk(inlet.buffer, n, stamps, out, self.operator.prepared(m), flags, n_out=m, ts_out=ts_out)
             t1 = time.perf_counter()
             if pushed:
                 stats.samples_out += m  # counted once the outlet took them
@@ -440,8 +444,8 @@ class StreamLoop:
             stats.process_time.add(t1 - t0)
             # the decimation filter's group delay is latency too: the content lags the stamps
             stats.latency.add(pylsl.local_clock() - (stamps[-1] + self._time_correction) + self.operator.delay_s)
-            if self.artifacts.stage is not None:
-                self.artifacts.after_chunk(pylsl.local_clock(), stamps)
+            if self.artifacts.active:
+                self.artifacts.after_chunk(pylsl.local_clock(), stamps, inlet.buffer, n)
             if self.operator.last_bad:
                 self._nan_rows(ts_out, m)
             elif self.nonfinite.episode_start is not None and self.nonfinite.episode_over(float(stamps[-1])):

@@ -22,6 +22,10 @@ stream                 header                          outlet
 ``NAME-headpos``       :func:`make_headpos_info`       :func:`open_headpos_outlet`
 =====================  ==============================  =================================
 
+Every output carrying data derived from the sources (sources, ROIs, band power, epochs,
+evoked, connectivity) has a ``desc/rtsource/artifacts`` block saying what artifact correction
+was applied (:func:`artifact_fields`, as the loop started; live recalibrations are events).
+
 Data outlets keep up to 360 s for a consumer that falls behind and send each chunk as
 pushed (``chunk_size=0``): the consumer sees samples as soon as the loop has them.
 """
@@ -56,6 +60,7 @@ from .outputs import (
     TELEMETRY_RATE_HZ,
     TELEMETRY_SUFFIX,
     TELEMETRY_TYPE,
+    append_artifacts,
     stream_name,
 )
 
@@ -89,6 +94,10 @@ class OutputIdentity:
     metadata : tuple of (str, str)
         More ``desc/rtsource`` fields of the source stream: the decimation stage, the
         operator's storage and its error (:meth:`StreamOperator.describe`).
+    artifacts : tuple of (str, str)
+        The ``desc/rtsource/artifacts`` block of every output that carries data derived from
+        the sources (ROIs, band power, epochs, evoked, connectivity): :func:`artifact_fields`
+        of the bundle (empty: no artifact correction).
     """
 
     output_name: str
@@ -98,6 +107,33 @@ class OutputIdentity:
     max_buffered_s: float = MAX_BUFFERED_S
     sfreq: float = 0.0
     metadata: tuple[tuple[str, str], ...] = ()
+    artifacts: tuple[tuple[str, str], ...] = ()
+
+
+def artifact_fields(bundle: OperatorBundle) -> tuple[tuple[str, str], ...]:
+    """What artifact correction the bundle applies (``ArtifactCalibration.describe``), as the
+    ``(key, text)`` fields of a header's ``artifacts`` block (values that are not text as JSON)."""
+    cal = getattr(bundle, "artifacts", None)
+    if cal is None:
+        return ()
+    return tuple((str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in cal.describe().items())
+
+
+def _labelled_info(name: str, type_: str, channels, rate: float, fmt, source_id: str, output_name: str, bundle_path: str, extra=()):
+    """A ``StreamInfo`` with a ``channels`` block of (label, unit) and an ``rtsource`` block
+    (``output_name``, ``bundle`` and ``extra`` fields)."""
+    import pylsl
+
+    info = pylsl.StreamInfo(name, type_, len(channels), rate, fmt, source_id)
+    chans = info.desc().append_child("channels")
+    for label, unit in channels:
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", unit)
+    meta = info.desc().append_child("rtsource")
+    for key, value in (("output_name", output_name), ("bundle", bundle_path), *extra):
+        meta.append_child_value(key, value)
+    return info
 
 
 def _open(info, *, data: bool = True, max_buffered_s: float = MAX_BUFFERED_S):
@@ -166,10 +202,7 @@ def make_source_info(bundle: OperatorBundle, input_stream: StreamDescription, *,
     params = meta.append_child("params")
     for key, value in bundle.params.items():
         params.append_child_value(str(key), str(value))
-    if bundle.artifacts is not None:  # what artifact correction is applied (rtsource.stream.artifacts)
-        art = meta.append_child("artifacts")
-        for key, value in bundle.artifacts.describe().items():
-            art.append_child_value(str(key), value if isinstance(value, str) else json.dumps(value))
+    append_artifacts(meta, artifact_fields(bundle))  # what artifact correction is applied (rtsource.stream.artifacts)
     return info
 
 
@@ -186,6 +219,7 @@ def make_roi_info(
     method: str = "",
     bundle_created: str = "",
     input_stream: str = "",
+    artifacts: tuple[tuple[str, str], ...] = (),
 ):
     """The pylsl ``StreamInfo`` of the ROI stream (``NAME-roi``, type ``ROI``).
 
@@ -193,7 +227,8 @@ def make_roi_info(
     ``type`` (``roi``), ``unit``, ``mode``, ``component``, ``n_sources``, ``description``
     and ``location`` (X, Y, Z: the mean position of the ROI's sources, mm, template frame).
     The ``rtsource`` block carries ``output_name`` and ``bundle`` (find the sibling
-    streams and the bundle, :mod:`rtsource.stream.outputs`), the mode and the method.
+    streams and the bundle, :mod:`rtsource.stream.outputs`), the mode and the method, and
+    the ``artifacts`` block (:func:`artifact_fields`) when artifact correction runs.
     """
     import pylsl
 
@@ -236,6 +271,7 @@ def make_roi_info(
         ("timestamps", "input samples' own timestamps (producer clock)"),
     ):
         meta.append_child_value(key, value)
+    append_artifacts(meta, artifacts)
     return info
 
 
@@ -248,6 +284,7 @@ def make_bandpower_info(
     method: str = "",
     roi_mode: str = "",
     input_stream: str = "",
+    artifacts: tuple[tuple[str, str], ...] = (),
 ):
     """The pylsl ``StreamInfo`` of the band-power stream (``NAME-bandpower``, type ``BandPower``).
 
@@ -255,7 +292,7 @@ def make_bandpower_info(
     rate. Per channel: ``label``, ``type`` (``bandpower``), ``unit``, ``roi``, ``band``,
     ``low_hz``, ``high_hz``. The ``rtsource`` block: ``output_name``, ``bundle``, ``rois``,
     ``bands`` (``name:low-high`` list) and a ``band`` child per band, the envelope method,
-    smoothing, z-scoring and the rate.
+    smoothing, z-scoring and the rate; the ``artifacts`` block as the ROI stream's.
     """
     import pylsl
 
@@ -305,6 +342,7 @@ def make_bandpower_info(
         node.append_child_value("name", b.name)
         node.append_child_value("low_hz", repr(float(b.low_hz)))
         node.append_child_value("high_hz", repr(float(b.high_hz)))
+    append_artifacts(meta, artifacts)
     return info
 
 
@@ -316,18 +354,8 @@ def make_telemetry_info(output_name: str, source_id: str, bundle_path: str = "")
     (label, unit) as float64 channels at :data:`~.outputs.TELEMETRY_RATE_HZ`."""
     import pylsl
 
-    info = pylsl.StreamInfo(
-        output_name + TELEMETRY_SUFFIX, TELEMETRY_TYPE, len(TELEMETRY_CHANNELS), TELEMETRY_RATE_HZ, pylsl.cf_double64, source_id + TELEMETRY_SUFFIX
-    )
-    chans = info.desc().append_child("channels")
-    for label, unit in TELEMETRY_CHANNELS:
-        ch = chans.append_child("channel")
-        ch.append_child_value("label", label)
-        ch.append_child_value("unit", unit)
-    meta = info.desc().append_child("rtsource")
-    meta.append_child_value("output_name", output_name)
-    meta.append_child_value("bundle", bundle_path)
-    return info
+    return _labelled_info(output_name + TELEMETRY_SUFFIX, TELEMETRY_TYPE, TELEMETRY_CHANNELS, TELEMETRY_RATE_HZ, pylsl.cf_double64,
+                          source_id + TELEMETRY_SUFFIX, output_name, bundle_path)  # fmt: skip
 
 
 def make_events_info(output_name: str, source_id: str, bundle_path: str = ""):
@@ -349,19 +377,9 @@ def make_headpos_info(output_name: str, source_id: str, bundle_path: str = "", *
     transform, as in MNE-Python's head-position files."""
     import pylsl
 
-    info = pylsl.StreamInfo(
-        output_name + HEADPOS_SUFFIX, HEADPOS_TYPE, len(HEADPOS_CHANNELS), 1.0 / step_s, pylsl.cf_double64, source_id + HEADPOS_SUFFIX
-    )
-    chans = info.desc().append_child("channels")
-    for label, unit in HEADPOS_CHANNELS:
-        ch = chans.append_child("channel")
-        ch.append_child_value("label", label)
-        ch.append_child_value("unit", unit)
-    meta = info.desc().append_child("rtsource")
-    meta.append_child_value("output_name", output_name)
-    meta.append_child_value("bundle", bundle_path)
-    meta.append_child_value("format", "MNE-Python head position: t, q1, q2, q3 (device->head rotation), x, y, z (m), gof, err (m), v (m/s)")
-    return info
+    fmt = ("format", "MNE-Python head position: t, q1, q2, q3 (device->head rotation), x, y, z (m), gof, err (m), v (m/s)")
+    return _labelled_info(output_name + HEADPOS_SUFFIX, HEADPOS_TYPE, HEADPOS_CHANNELS, 1.0 / step_s, pylsl.cf_double64, source_id + HEADPOS_SUFFIX,
+                          output_name, bundle_path, (fmt,))  # fmt: skip
 
 
 # ---- the outlets --------------------------------------------------------------------------
@@ -381,7 +399,7 @@ def open_roi_outlet(roi_operator: RoiOperator, identity: OutputIdentity, bundle:
     """The ``NAME-roi`` outlet of ``roi_operator`` applied to ``bundle``'s operator."""
     info = make_roi_info(
         roi_operator, output_name=identity.output_name, sfreq=identity.sfreq or bundle.sfreq, source_id=identity.source_id + ROI_SUFFIX, bundle_path=identity.bundle_path,
-        method=bundle.method, bundle_created=bundle.created_utc, input_stream=identity.input_stream,
+        method=bundle.method, bundle_created=bundle.created_utc, input_stream=identity.input_stream, artifacts=identity.artifacts,
     )  # fmt: skip
     return _open(info, max_buffered_s=identity.max_buffered_s)
 
@@ -390,7 +408,7 @@ def open_bandpower_outlet(stage: BandPowerStage, identity: OutputIdentity, *, me
     """The ``NAME-bandpower`` outlet of a band-power stage."""
     info = make_bandpower_info(
         stage, output_name=identity.output_name, source_id=identity.source_id + BANDPOWER_SUFFIX, bundle_path=identity.bundle_path,
-        method=method, roi_mode=roi_mode, input_stream=identity.input_stream,
+        method=method, roi_mode=roi_mode, input_stream=identity.input_stream, artifacts=identity.artifacts,
     )  # fmt: skip
     return _open(info, max_buffered_s=identity.max_buffered_s)
 
@@ -439,7 +457,8 @@ def open_event_outlet(kind: str, layout, identity: OutputIdentity, **extra):
     from . import event_layout
 
     make = {"epochs": event_layout.make_epochs_info, "evoked": event_layout.make_evoked_info, "connectivity": event_layout.make_connectivity_info}[kind]
-    info = make(layout, output_name=identity.output_name, source_id=identity.source_id, bundle_path=identity.bundle_path, input_stream=identity.input_stream, **extra)
+    info = make(layout, output_name=identity.output_name, source_id=identity.source_id, bundle_path=identity.bundle_path, input_stream=identity.input_stream,
+                artifacts=identity.artifacts, **extra)  # fmt: skip
     if kind == "connectivity":
         return _open(info, data=True, max_buffered_s=identity.max_buffered_s)
     import pylsl

@@ -51,7 +51,7 @@ HEADPOS_CHANNELS = (
 )  # fmt: skip
 
 #: Commands the loop accepts on its control stream.
-COMMANDS = ("mark_bad", "mark_good", "recalibrate_artifacts")  # recalibrate: "channel" carries the seconds
+COMMANDS = ("mark_bad", "mark_good", "recalibrate_artifacts")  # recalibrate: "channel" carries "SECONDS[:METHOD,...]"
 
 #: Telemetry is published at this nominal rate (samples per second).
 TELEMETRY_RATE_HZ = 2.0
@@ -120,7 +120,7 @@ EVENT_KINDS = (
     "marker_dropped",  # keys: reason, count (since the last such event), example; at most one per reason and second
     "head_moved",  # keys: displacement_mm (from the operator's pose), pose (t, q1-q3, x, y, z) -> a forward update
     "artifact",  # keys: start, duration_s, artifact ('ocular', 'muscle', 'other'), method (a repair episode)
-    "artifact_calibration",  # keys: state ('recording', 'ready', 'live', 'failed'), windows_used, error
+    "artifact_calibration",  # keys: state ('recording', 'ready', 'live', 'failed', 'reverted'), methods, per method what changed, fit_ms, swap_ms, error
     "stopped",
 )
 
@@ -128,3 +128,16 @@ EVENT_KINDS = (
 def stream_name(output_name: str, suffix: str = "") -> str:
     """The name of one of the output's streams (``suffix`` one of the ``*_SUFFIX`` constants)."""
     return output_name + suffix
+
+
+def append_artifacts(meta, fields: tuple[tuple[str, str], ...]) -> None:
+    """Add the ``artifacts`` block under a header's ``desc/rtsource`` node (an LSL XML element).
+
+    ``fields`` are ``(key, text)`` pairs (:func:`rtsource.stream.outlets.artifact_fields`):
+    ``methods`` (JSON list, in the order applied), ``delay_s`` and one JSON object per method.
+    Every output carrying data derived from the sources has the same block.
+    """
+    if fields:
+        art = meta.append_child("artifacts")
+        for key, value in fields:
+            art.append_child_value(key, value)

@@ -41,7 +41,8 @@ class OperatorRebuilder(Protocol):
         """
 
     def without_channels(
-        self, bundle: OperatorBundle, channels: Sequence[str], *, data_cov: np.ndarray | None = None, max_iter: int | None = None
+        self, bundle: OperatorBundle, channels: Sequence[str], *, data_cov: np.ndarray | None = None, max_iter: int | None = None,
+        force: bool = False,
     ) -> OperatorBundle:
         """``bundle``'s operator recomputed without ``channels`` (names as in ``bundle.ch_names``).
 
@@ -55,6 +56,9 @@ class OperatorRebuilder(Protocol):
             LCMV: a newer data covariance on ``bundle.ch_names`` (V^2).
         max_iter : int, optional
             Iterative methods (eLORETA): cap the iterations for a quick first operator.
+        force : bool
+            Recompute even with no channel to drop (``bundle.artifacts``' folded projection
+            changed: a live recalibration, :mod:`.artifacts`).
         """
         ...
 

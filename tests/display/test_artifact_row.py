@@ -22,3 +22,23 @@ def test_the_health_panel_shows_the_repair_only_when_the_loop_runs_it():
     assert row.label == "artifact repair" and row.level == "ok"
     assert "12.3% of samples repaired (25% of channels in them), 7 episode(s)" in row.value and "look-ahead 250 ms" in row.value
     assert artifact_row({"artifact_delay_ms": 250.0, "artifact_repaired": 0.4}).level == "warn"  # repairing most of the time
+
+
+def test_the_health_panel_follows_a_live_recalibration_from_its_events():
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import json
+
+    from rtsource.display.buffers import EventLog
+    from rtsource.display.health import recalibration_row
+
+    log = EventLog()
+    assert recalibration_row(log.recalibration()) is None  # none yet: no line
+    rows = []
+    for ev in ({"state": "recording", "seconds": 60, "methods": ["projection"]}, {"state": "ready", "fit_ms": 120.0, "methods": ["projection"]},
+               {"state": "live", "swap_ms": 310.0, "methods": ["projection"]}, {"state": "failed", "error": "projection refit found no ocular component"}):  # fmt: skip
+        log.add(json.dumps({"event": "artifact_calibration", "time": 1.0, **ev}))
+        log.add(json.dumps({"event": "operator_swap", "time": 1.0}))  # other events do not hide it
+        rows.append(recalibration_row(log.recalibration()))
+    assert [r.level for r in rows] == ["info", "info", "ok", "warn"]
+    assert rows[0].value == "recording 60 s for projection" and rows[2].value == "projection live 310 ms after the recording"
+    assert rows[3].value.startswith("failed: projection refit found no ocular component")

@@ -1,6 +1,7 @@
 """ASR inside the running loop over real LSL on loopback: every sample out with its own
 (delayed) stamp, repair events and telemetry, the output's metadata, a bad channel swapped
-out of the operator and of ASR, and a live recalibration from the control stream."""
+out of the operator and of ASR, a live recalibration from the control stream, and epochs
+rejected where ASR repaired (markers from a real LSL marker stream)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ from rtsource.sensors.montage import CAP_64
 from rtsource.session import operator_rebuilder
 from rtsource.stream.control import send_commands
 from rtsource.stream.control_auth import default_key_path, ensure_key
+from rtsource.stream.epochs import EpochSpec, EpochWindow
+from rtsource.stream.eventstage import EpochOptions, EventOptions, MarkerOptions
+from rtsource.stream.features import FeatureOptions
 from rtsource.stream.inlet import StreamSelector
 from rtsource.stream.loop import LoopOptions, StreamLoop
+from rtsource.stream.markers import MarkerMap
 from rtsource.stream.operator import FilterSpec
-from rtsource.stream.outputs import EVENTS_SUFFIX, TELEMETRY_CHANNELS, TELEMETRY_SUFFIX
+from rtsource.stream.outputs import EPOCHS_SUFFIX, EVENTS_SUFFIX, TELEMETRY_CHANNELS, TELEMETRY_SUFFIX
 
 from ..conftest import make_bundle
 from .lsl_helpers import Collector, eeg_outlet, unique
@@ -38,6 +43,11 @@ LABELS = [label for label, _ in TELEMETRY_CHANNELS]
 DELAY = round(0.25 * FS) / FS  # the look-ahead in whole samples (62 at 250 Hz)
 
 
+def _blinks(n: int) -> range:
+    """First samples of the blinks (0.3 s long) in ``n`` samples: one every ~5 s."""
+    return range(int(2 * FS), n - int(0.3 * FS), int(5.1 * FS))
+
+
 def _eeg(seconds: float, seed: int) -> np.ndarray:
     """Correlated noise in uV with a frontal blink every ~5 s."""
     rng = np.random.default_rng(seed)
@@ -46,7 +56,7 @@ def _eeg(seconds: float, seed: int) -> np.ndarray:
     x = rng.normal(size=(n, len(NAMES))) @ mix.T * 5.0
     pattern = np.array([150.0 if c.startswith(("Fp", "AF")) else 10.0 for c in NAMES])
     w = int(0.3 * FS)
-    for at in range(int(2 * FS), n - w, int(5.1 * FS)):
+    for at in _blinks(n):
         x[at : at + w] += np.hanning(w)[:, None] * pattern
     return x
 
@@ -80,16 +90,28 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     in_name, out_name = unique("art-eeg"), unique("art-src")
     outlet = eeg_outlet(in_name, NAMES, sfreq=FS)
     opts = LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, filter=FilterSpec(0.5, 0.0, 2), wait_for_consumer_s=5.0)
-    loop = StreamLoop(bundle, opts, rebuilder=operator_rebuilder())
+    # epochs at each blink and 2.5 s after it: those overlapping a repair are rejected (MNE's reject_by_annotation)
+    markers = pylsl.StreamOutlet(pylsl.StreamInfo(unique("art-markers"), "Markers", 1, 0, pylsl.cf_string, unique("mk")))
+    window = (EpochWindow("blink", -0.2, 0.4), EpochWindow("calm", -0.2, 0.4))
+    events = EventOptions(MarkerOptions(StreamSelector(markers.get_info().name()), MarkerMap.from_mapping({"blink": "b", "calm": "c"}), retry_s=0.2),
+                          EpochOptions(EpochSpec(window, baseline=None), space="sources", publish_data=False))  # fmt: skip
+    loop = StreamLoop(bundle, opts, features=FeatureOptions(events=events), rebuilder=operator_rebuilder())
     loop.connect()
     src, ev, tel = Collector(out_name), Collector(out_name + EVENTS_SUFFIX), Collector(out_name + TELEMETRY_SUFFIX)
     meta = pylsl.StreamInlet(pylsl.resolve_byprop("name", out_name, timeout=10)[0]).info(timeout=10).desc().child("rtsource").child("artifacts")
     assert json.loads(meta.child_value("methods")) == ["asr"] and float(meta.child_value("delay_s")) == DELAY
+    # the epochs went through the same correction, and their header says so (one builder for every output)
+    epochs_meta = pylsl.StreamInlet(pylsl.resolve_byprop("name", out_name + EPOCHS_SUFFIX, timeout=10)[0]).info(timeout=10).desc().child("rtsource")
+    assert epochs_meta.child("artifacts").child_value("methods") == meta.child_value("methods")
+    assert json.loads(epochs_meta.child("artifacts").child_value("asr")) == json.loads(meta.child_value("asr"))
     thread = loop.run_in_thread()
     x = _eeg(60, 7).astype(np.float32)
     t0 = pylsl.local_clock()
     stamps = t0 + np.arange(len(x)) / FS
+    centres = [at + int(0.15 * FS) for at in _blinks(len(x))]
+    marks = sorted([(c, "b") for c in centres] + [(c + int(2.5 * FS), "c") for c in centres])
     pushed = 0
+    sent = {"b": 0, "c": 0}
     stop = threading.Event()
 
     def produce():  # the first second in real time, then 6x, with the samples' own stamps, until stopped
@@ -99,6 +121,10 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
                 return
             outlet.push_chunk(x[s : s + 25].tolist(), stamps[s : s + 25].tolist())
             pushed += len(x[s : s + 25])
+            while marks and marks[0][0] < pushed:  # each marker once its sample is out, at that sample's time
+                at, code = marks.pop(0)
+                markers.push_sample([code], float(stamps[at]))
+                sent[code] += 1
             time.sleep(25 / FS / (1 if s < FS else 6))
 
     def live() -> bool:
@@ -155,3 +181,10 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     assert 0 < last[LABELS.index("artifact_repaired")] < 0.5
     assert last[LABELS.index("artifact_ms_p50")] > 0 and last[LABELS.index("artifact_episodes")] == len(art)
     assert last[LABELS.index("lost")] == 0
+    # epochs overlapping a repair episode are rejected and counted; the calm ones are kept
+    engine = loop.features.event_stage.engine
+    accepted = {name: st.count for name, st in engine._events.items()}
+    assert sent["b"] >= 3 and accepted["blink"] == 0 and engine.counts["rejected_flag"] >= sent["b"] - 1, (sent, accepted, dict(engine.counts))
+    assert accepted["calm"] >= sent["c"] - 2 >= 1, (sent, accepted, dict(engine.counts))
+    dropped = [e for e in events if e["event"] == "marker_dropped" and e["reason"] == "rejected_flag"]
+    assert 0 < sum(e["count"] for e in dropped) <= engine.counts["rejected_flag"], dropped  # reported once a second

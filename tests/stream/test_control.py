@@ -151,13 +151,19 @@ def test_control_stream_survives_fuzzing_and_obeys_only_the_key(bundle_1k, tmp_p
         # grow the loop (without releasing liblsl's arenas it grew by ~60 MB every other round)
         rss = []
         for _ in range(4):
-            fuzz_round(out_name, events)
-            time.sleep(2.0)
+            fuzz_round(out_name, events)  # (which ends with 1 s for the rest of the flood)
+            time.sleep(0.5)  # and the allocators settle
             rss.append(rss_kib(run.pid))
         print(f"loop RSS after each fuzz round: {[round(r / 1024, 1) for r in rss]} MB")
         growth = max(rss[1:]) - rss[0]
         assert growth < 5 * 1024, f"the loop grew by {growth / 1024:.1f} MB after the first fuzz round ({rss} KiB)"
         assert all(len(json.dumps(e)) < 1000 for e in events_of(events)), "an event echoed a payload"
+
+        # the artifact stage's command, malformed or not, on a bundle without a calibration:
+        # refused with the reason and the fix, and the loop runs on (issue 16)
+        texts = ("60", "nan", "-1", "1e400", "15:asr", ":", "60:projection,regression")
+        answers = send_commands(out_name, [("recalibrate_artifacts", t) for t in texts], key=read_key(key_file), answer_timeout_s=30, confirm_swap=False)
+        assert all(not a.ok and a.reason == "refused" and "no artifact calibration" in a.message and "[artifacts] method" in a.message for a in answers), answers
 
         # after all that, the listener still obeys a signed command from another process
         done = mark(out_name, "Cz", key_file=key_file)
