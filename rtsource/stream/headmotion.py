@@ -173,22 +173,25 @@ class HeadMotion:
     # ---- follow thread ----
     def _build(self, payload):
         pose, moved_mm = payload
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         with _single_blas_thread():  # beside the loop's numba threads, one BLAS thread is faster
             bundle = self.options.rebuilder.for_pose(pose.matrix)
             if self._rebase is not None:  # bad channels stay dropped, ROIs are refolded
                 operator, stage = self._rebase(bundle)
             else:
                 operator, stage = self.services.prepare_operator(bundle), None
-        return operator, stage, pose, moved_mm, (time.perf_counter() - t0) * 1e3
+        # this thread's CPU time (the BLAS products; the lead field's numba kernel also runs on
+        # the numba pool) and the rebuilder's stages: telemetry for the benchmark
+        stages = {k: round(v, 1) for k, v in getattr(self.options.rebuilder, "last_stages", {}).items()}
+        return operator, stage, pose, moved_mm, (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3, stages
 
     def _built(self, swap) -> None:
-        operator, stage, pose, moved_mm, build_ms = swap.value
+        operator, stage, pose, moved_mm, build_ms, cpu_ms, stages = swap.value
         self.operator_pose = pose.matrix
         self.follows += 1
         self.services.request_swap(
             operator, "head_motion", swap.requested_at, roi_stage=stage, pose=[round(x, 6) for x in pose.row()], displacement_mm=round(moved_mm, 3),
-            build_ms=round(build_ms, 3),
+            build_ms=round(build_ms, 3), build_thread_cpu_ms=round(cpu_ms, 1), stages_ms=stages,
         )  # fmt: skip
 
     def _failed(self, payload, reason: str, error: str) -> None:
