@@ -9,8 +9,9 @@
   spherically symmetric conductor depends only on the sensors relative to the sphere origin
   and the sources (Sarvas 1987), both fixed to the head, so only the sensors are moved
   (a few hundred coils, not thousands of sources) and the Sarvas kernel recomputes the lead
-  field; the operator is rebuilt from it with the bundle's own parameters and noise
-  covariance (:func:`rtsource.inverse.rebuild.rebuild_operator`).
+  field (:mod:`rtsource.forward.moving_head`); the operator is rebuilt from it with the
+  bundle's own parameters and noise covariance, everything that does not depend on the
+  pose prepared once (:mod:`rtsource.inverse.pose`).
 - :func:`neuromag_array`: Neuromag/Elekta/MEGIN Vectorview-306 geometry from the table
   MNE-Python ships, placed around the template head (for simulations, tests and benchmarks).
 """
@@ -232,10 +233,13 @@ def headmotion_options(settings, bundle: OperatorBundle):
     if not freqs or coils is None:
         raise ConfigError("[headpos] enabled needs coil_freqs_hz and coil_positions_mm, or a recording (FIF) that has them")
     chpi = ChpiSettings(freqs, coils, dev_head, window_s=hp.window_s, step_s=hp.step_s, gof_limit=hp.gof_limit, dist_limit_m=hp.dist_limit_mm * 1e-3)
-    rebuilder = None
+    rebuilder, reason = None, ""
     if hp.update_mm > 0:
         if settings.forward.method != "sphere":
-            logger.warning("[headpos] update_mm: the forward follows the head for the sphere model only (forward method %r); tracking only", settings.forward.method)
+            from ..forward.moving_head import BEM_REASON
+
+            reason = f"[forward] method = {settings.forward.method!r}: {BEM_REASON}"
+            logger.warning("[headpos] update_mm = %g: %s; the head is tracked and published, the operator stays", hp.update_mm, reason)
         else:
             from ..anatomy.template import load_template
             from ..forward.meg_sphere import meg_sphere_origin
@@ -243,4 +247,4 @@ def headmotion_options(settings, bundle: OperatorBundle):
             origin, _ = meg_sphere_origin(load_template(settings.head.bem_order).surfaces.inner_skull)
             model = array.dev_head_t.matrix if array.dev_head_t is not None else np.eye(4)
             rebuilder = PoseRebuilder(bundle, array, origin, head_to_model=model @ np.linalg.inv(dev_head))
-    return HeadMotionOptions(chpi_geometry(array), chpi, update_mm=hp.update_mm, rebuilder=rebuilder)
+    return HeadMotionOptions(chpi_geometry(array), chpi, update_mm=hp.update_mm, rebuilder=rebuilder, no_follow_reason=reason)

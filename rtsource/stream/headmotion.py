@@ -85,6 +85,11 @@ class HeadMotionOptions:
     operator_pose : ndarray, shape (4, 4), optional
     publish : bool
         Open ``NAME-headpos``.
+    no_follow_reason : str
+        Without a ``rebuilder`` although ``update_mm`` > 0: why the forward cannot follow
+        (e.g. a BEM forward model). A head that moves beyond ``update_mm`` then gives a
+        ``head_moved`` event with ``follows = False`` and this reason (once per excursion),
+        so the operator is not kept for the old pose silently.
     """
 
     geometry: ChpiGeometry
@@ -93,6 +98,7 @@ class HeadMotionOptions:
     rebuilder: PoseRebuilder | None = None
     operator_pose: np.ndarray | None = None
     publish: bool = True
+    no_follow_reason: str = ""
 
 
 class HeadMotion:
@@ -117,6 +123,7 @@ class HeadMotion:
         self.skipped_poses = 0
         self.follows = 0
         self.superseded = 0  # pose operators dropped for a newer bad-channel rebuild of the same pose
+        self._reported_beyond = False  # no_follow_reason: this excursion was reported
         self._windows: queue.Queue = queue.Queue(maxsize=1)
         self._closed = threading.Event()
         self._follow = None
@@ -165,9 +172,16 @@ class HeadMotion:
         self.services.stats.head_displacement_mm = pose_displacement_m(m, self.reference, coils) * 1e3
         if self.outlet is not None:
             self.outlet.push_sample(pose.row(), pose.time)
-        if self._follow is None:
-            return
         moved_mm = pose_displacement_m(m, self.operator_pose, coils) * 1e3
+        if self._follow is None:
+            reason = self.options.no_follow_reason
+            beyond = self.options.update_mm > 0 and moved_mm > self.options.update_mm
+            if reason and beyond and not self._reported_beyond:  # once per excursion beyond the threshold
+                logger.warning("the head moved %.1f mm from the operator's pose; the operator stays: %s", moved_mm, reason)
+                self.services.events.publish("head_moved", pose.time, displacement_mm=round(moved_mm, 3), pose=[round(x, 6) for x in pose.row()],
+                                             follows=False, reason=reason)  # fmt: skip
+            self._reported_beyond = beyond
+            return
         if moved_mm > self.options.update_mm and not self._follow.busy:
             self.services.events.publish("head_moved", pose.time, displacement_mm=round(moved_mm, 3), pose=[round(x, 6) for x in pose.row()])
             self._follow.request((pose, moved_mm), reason="head_motion")

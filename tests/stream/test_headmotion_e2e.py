@@ -184,3 +184,38 @@ def test_newest_pose_and_newest_bad_set_end_live(setup):
         np.testing.assert_array_equal(live.gain, np.asarray(p2.gain)[[i for i, c in enumerate(bundle.ch_names) if c not in (x, y)]])
     finally:
         loop.close()
+
+
+def test_a_forward_that_cannot_follow_says_why(setup):
+    """No rebuilder (e.g. a BEM forward): a head that moves beyond update_mm gives one head_moved
+    event with follows = False and the reason, instead of keeping the old operator silently."""
+    from rtsource.bench.headmotion import _meg_outlet
+    from rtsource.forward.moving_head import BEM_REASON
+    from rtsource.pipeline.headmotion import chpi_geometry
+    from rtsource.stream.chpi import ChpiSettings
+    from rtsource.stream.headmotion import HeadMotionOptions
+    from rtsource.stream.inlet import StreamSelector
+    from rtsource.stream.loop import LoopOptions, StreamLoop
+
+    bundle, array, _, sim, data = setup
+    name = unique("headnofollow")
+    outlet = _meg_outlet(name + "-in", array, 1000.0)  # noqa: F841 (the loop's inlet needs it alive)
+    options = HeadMotionOptions(chpi_geometry(array), ChpiSettings(sim.coil_freqs_hz, sim.coil_head_m, sim.d0), update_mm=3.0, publish=False,
+                                no_follow_reason=BEM_REASON)  # fmt: skip
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, telemetry=False), headmotion=options)
+    loop.connect()
+    try:
+        stage = loop.headmotion
+        ts = np.arange(len(data)) / 1000.0
+        for i in range(800, 1800, 20):  # the head jumps 4 mm at 1.2 s; the stage fits a pose every 0.1 s
+            stage.process(data[i : i + 20].copy(), 20, ts[i : i + 20])
+            time.sleep(0.002)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [e for e in loop.events.recent if e["event"] == "head_moved"]:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        loop.close()
+    moved = [e for e in loop.events.recent if e["event"] == "head_moved"]
+    assert len(moved) == 1 and moved[0]["follows"] is False and moved[0]["reason"] == BEM_REASON and 3.0 < moved[0]["displacement_mm"] < 5.0
+    assert loop.stats.operator_swaps == 0
