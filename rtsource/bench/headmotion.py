@@ -337,6 +337,7 @@ def _idle_rebuilds(bundle, rebuilder, progress, n: int = 5) -> dict:
 
     wall, cpu, stages = [], [], []
     with threadpool_limits(1, user_api="blas"):
+        rebuilder.prepare()  # as the loop's follow thread does first
         m = rebuilder.array.dev_head_t.matrix.copy()
         for i in range(n + 1):
             m[:3, 3] += 0.001 * (-1) ** i
