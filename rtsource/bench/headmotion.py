@@ -207,16 +207,13 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
                      interval_s: float = 5.0, update_mm: float = 3.0, method: str = "dSPM", progress=print) -> dict:  # fmt: skip
     """``rtsource bench headmotion`` (see the module doc); returns a JSON-ready dict."""
     import pylsl
-    from threadpoolctl import threadpool_limits
 
     from ..pipeline.headmotion import PoseRebuilder, chpi_geometry, neuromag_array
     from ..pipeline.headmotion_sim import HeadMotionSimulation, StepMotion
-    from ..stream.channels import ChannelMap
     from ..stream.chpi import ChpiSettings
     from ..stream.headmotion import HeadMotionOptions
     from ..stream.inlet import StreamSelector
     from ..stream.loop import LoopOptions, StreamLoop
-    from ..stream.operator import StreamOperator
 
     bundle, array, origin = neuromag_bundle(n_sources=n_sources, sfreq=sfreq, method=method)
     rebuilder = PoseRebuilder(bundle, array, origin)

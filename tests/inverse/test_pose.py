@@ -117,3 +117,19 @@ def test_pose_rebuild_equals_a_fresh_build_at_the_new_pose(dspm):
     np.testing.assert_allclose(rebuilt.noise_norm, fresh.noise_norm, rtol=1e-4)
     # and the start pose's operator differs from it (a 5 mm, 2 degree move changes it)
     assert np.abs(np.abs(x @ bundle.kernel.T) - y_fresh).max() / y_fresh.max() > 1e-2
+
+
+def test_bench_idle_rebuilds_report_stages_error_and_bound(dspm):
+    """The code of `rtsource bench headmotion`'s idle part, on a small problem."""
+    from rtsource.bench.headmotion import _idle_rebuilds
+    from rtsource.pipeline.headmotion import PoseRebuilder
+
+    bundle, array, origin = dspm
+    lines = []
+    res = _idle_rebuilds(bundle, PoseRebuilder(bundle, array, origin), lines.append, n=1)
+    assert len(res["wall_ms"]) == len(res["cpu_ms"]) == 1 and res["cpu_ms"][0] > 0
+    assert {"lead_field", "gram", "leads", "kernel", "stream_operator"} <= set(res["stages_ms"])
+    assert 0 < res["float32_rel_error"] < 1e-4
+    n3 = 3 * bundle.n_sources
+    assert res["products_gflop"] == round((5 * 306 * 306 * n3) / 1e9, 2) and res["products_bound_ms"] > 0
+    assert len(lines) == 2 and "bound" in lines[1]

@@ -152,7 +152,7 @@ def test_newest_pose_and_newest_bad_set_end_live(setup):
             poses.append(rebuilder.for_pose(m))
     p1, p2 = poses
     name = unique("headrace")
-    outlet = _meg_outlet(name + "-in", array, 1000.0)  # noqa: F841 (the loop's inlet needs it alive)
+    _outlet = _meg_outlet(name + "-in", array, 1000.0)  # the loop's inlet needs it alive
     loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, telemetry=False),
                       rebuilder=operator_rebuilder())  # fmt: skip
     loop.connect()
@@ -199,7 +199,7 @@ def test_a_forward_that_cannot_follow_says_why(setup):
 
     bundle, array, _, sim, data = setup
     name = unique("headnofollow")
-    outlet = _meg_outlet(name + "-in", array, 1000.0)  # noqa: F841 (the loop's inlet needs it alive)
+    _outlet = _meg_outlet(name + "-in", array, 1000.0)  # the loop's inlet needs it alive
     options = HeadMotionOptions(chpi_geometry(array), ChpiSettings(sim.coil_freqs_hz, sim.coil_head_m, sim.d0), update_mm=3.0, publish=False,
                                 no_follow_reason=BEM_REASON)  # fmt: skip
     loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, telemetry=False), headmotion=options)
@@ -207,7 +207,7 @@ def test_a_forward_that_cannot_follow_says_why(setup):
     try:
         stage = loop.headmotion
         ts = np.arange(len(data)) / 1000.0
-        for i in range(800, 1800, 20):  # the head jumps 4 mm at 1.2 s; the stage fits a pose every 0.1 s
+        for i in range(1000, 1600, 20):  # the head jumps 4 mm at 1.2 s; the stage fits a pose every 0.1 s
             stage.process(data[i : i + 20].copy(), 20, ts[i : i + 20])
             time.sleep(0.002)
         deadline = time.monotonic() + 10
