@@ -25,7 +25,7 @@ def setup():
     bundle, array, origin = neuromag_bundle(n_sources=300)
     motion = StepMotion(jump_m=0.004, first_s=1.2, interval_s=100.0)
     sim = HeadMotionSimulation(neuromag_array("normal"), 1000.0, motion, bundle.sources.positions_m[:1], bundle.sources.normals[:1], origin, seed=2, block_s=0.05)
-    data, _ = sim.next(8000)
+    data, _ = sim.next(16000)  # up to 16 s: the test stops once both swaps are live (sooner unless the machine is very busy)
     return bundle, array, origin, sim, data.astype(np.float32)
 
 
@@ -163,7 +163,7 @@ def test_newest_pose_and_newest_bad_set_end_live(setup):
         features = loop.features
         stale = features._build_without(frozenset({x}))
         # the head moved meanwhile: the rebase (new pose, bad set {x}) is handed over first
-        op, _, hand_over = loop._rebase(p1)
+        op, _, hand_over = loop._rebase_checked(p1)
         assert hand_over("head_motion", 0.0)
         assert loop._pending.operator is op and x not in op.bundle.ch_names and _pose_of(op) == p1.provenance["head_pose"]["dev_head_t"]
         # ... then the bad-channel rebuild of the old pose finishes: outdated, dropped
@@ -174,7 +174,7 @@ def test_newest_pose_and_newest_bad_set_end_live(setup):
         assert x not in live.ch_names and live.provenance["head_pose"] == p1.provenance["head_pose"]
 
         # 2. the head moves again; while that rebase runs (it read the bad set {x}), y goes bad
-        op2, _, hand_over = loop._rebase(p2)
+        op2, _, hand_over = loop._rebase_checked(p2)
         loop.mark_bad(y)  # its rebuild starts from the new pose's bundle
         assert not hand_over("head_motion", 0.0)  # built for {x} only: outdated, dropped
         assert features.hot_swap.wait_idle(60)
