@@ -207,44 +207,20 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
                      interval_s: float = 5.0, update_mm: float = 3.0, method: str = "dSPM", progress=print) -> dict:  # fmt: skip
     """``rtsource bench headmotion`` (see the module doc); returns a JSON-ready dict."""
     import pylsl
-    from threadpoolctl import threadpool_limits
 
     from ..pipeline.headmotion import PoseRebuilder, chpi_geometry, neuromag_array
     from ..pipeline.headmotion_sim import HeadMotionSimulation, StepMotion
-    from ..stream.channels import ChannelMap
     from ..stream.chpi import ChpiSettings
     from ..stream.headmotion import HeadMotionOptions
     from ..stream.inlet import StreamSelector
     from ..stream.loop import LoopOptions, StreamLoop
-    from ..stream.operator import StreamOperator
 
     bundle, array, origin = neuromag_bundle(n_sources=n_sources, sfreq=sfreq, method=method)
     rebuilder = PoseRebuilder(bundle, array, origin)
     motion = StepMotion(jump_m=jump_mm * 1e-3, first_s=3.0, interval_s=interval_s)
     duration = motion.first_s + n_jumps * interval_s
-    # the idle baseline: the same rebuild and stream operator, one BLAS thread, nothing else running
-    idle = []
-    with threadpool_limits(1, user_api="blas"):
-        m = rebuilder.array.dev_head_t.matrix.copy()
-        for i in range(4):
-            m[:3, 3] += 0.001 * (-1) ** i
-            t = time.perf_counter()
-            nb = rebuilder.for_pose(m)
-            n = nb.n_channels
-            StreamOperator(nb, ChannelMap(np.arange(n), np.ones(n), ("T",) * n, (), False), max_chunk=64).warm_up()
-            idle.append(time.perf_counter() - t)
-        # the machine's pace: one matrix product of the operator's size (a rebuild does ~5)
-        a, g = np.random.default_rng(0).normal(size=(2, n, n))[0], np.random.default_rng(1).normal(size=(n, 3 * bundle.n_sources))
-        gemm = []
-        for _ in range(3):
-            t = time.perf_counter()
-            a @ g
-            gemm.append(time.perf_counter() - t)
-    idle_ms = np.array(idle[1:]) * 1e3
-    gemm_ms = float(np.median(gemm) * 1e3)
-    progress(f"idle pose rebuild + stream operator, {n} ch x {bundle.n_sources} sources {method}: median {np.median(idle_ms):.0f} ms, max {idle_ms.max():.0f} ms "
-             f"(= {np.median(idle_ms) / gemm_ms:.1f} x one {n} x {n} x {3 * bundle.n_sources} matrix product, {gemm_ms:.0f} ms here)")
-
+    idle = _idle_rebuilds(bundle, rebuilder, progress)
+    idle_ms = np.array(idle["wall_ms"])
     k = _visible_source(bundle, origin)
     sim = HeadMotionSimulation(neuromag_array("accurate"), sfreq, motion, bundle.sources.positions_m[k][None], bundle.sources.normals[k][None], origin)
     total = int(round(duration * sfreq))
@@ -308,6 +284,7 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
     for e in swaps:
         before = [j for j in jumps if j <= e["time"]]
         rows.append({"swap_ms": float(e["swap_ms"]), "build_ms": float(e["build_ms"]), "displacement_mm": float(e["displacement_mm"]),
+                     "build_thread_cpu_ms": e.get("build_thread_cpu_ms"), "stages_ms": e.get("stages_ms"),
                      "motion_to_live_ms": round((e["time"] - before[-1]) * 1e3, 1) if before else None})  # fmt: skip
     live = np.array([r["swap_ms"] for r in rows]) if rows else np.array([np.nan])
     m2l = np.array([r["motion_to_live_ms"] for r in rows if r["motion_to_live_ms"] is not None] or [np.nan])
@@ -316,7 +293,7 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
         "setup": {"channels": bundle.n_channels, "sources": bundle.n_sources, "method": method, "sfreq": sfreq, "chunk": chunk, "jumps": n_jumps,
                   "jump_mm": jump_mm, "update_mm": update_mm},  # fmt: skip
         "idle_rebuild_ms_median": round(float(np.median(idle_ms)), 1),
-        "gemm_ms": round(gemm_ms, 1),
+        "idle": idle,
         "swaps": rows,
         "swap_ms_median": round(float(np.median(live)), 1),
         "swap_ms_max": round(float(np.max(live)), 1),
@@ -337,6 +314,71 @@ def bench_headmotion(n_jumps: int = 6, n_sources: int = 8192, sfreq: float = 100
         f"(includes the {chpi.window_s:g} s tracking window and {chpi.step_s:g} s pose step); build vs idle {res['idle_rebuild_ms_median']} ms; "
         f"samples in {res['samples_in']} out {res['samples_out']} lost {res['lost']}, consumer got {res['consumer_samples']} "
         f"(missing {res['consumer_missing']}, repeated {res['consumer_repeated']})"
+    )
+    return res
+
+
+def _idle_rebuilds(bundle, rebuilder, progress, n: int = 5) -> dict:
+    """Pose rebuilds + stream operators with nothing else running in the process, one BLAS thread.
+
+    Per rebuild: wall and process CPU time (less sensitive to a shared machine's load),
+    the stages (:attr:`PoseRebuilder.last_stages` and the stream operator's preparation);
+    the float32 operator's output error against the float64 one; and the bound: the three
+    products over the lead field at the measured single-thread sgemm rate.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from ..inverse.operator import apply_inverse
+    from ..stream.channels import ChannelMap
+    from ..stream.operator import StreamOperator
+
+    wall, cpu, stages = [], [], []
+    with threadpool_limits(1, user_api="blas"):
+        rebuilder.prepare()  # as the loop's follow thread does first
+        m = rebuilder.array.dev_head_t.matrix.copy()
+        for i in range(n + 1):
+            m[:3, 3] += 0.001 * (-1) ** i
+            t, c = time.perf_counter(), time.process_time()
+            nb = rebuilder.for_pose(m)
+            t1 = time.perf_counter()
+            k = nb.n_channels
+            StreamOperator(nb, ChannelMap(np.arange(k), np.ones(k), ("T",) * k, (), False), max_chunk=64).warm_up()
+            if i:  # the first pays for allocations and caches
+                wall.append((time.perf_counter() - t) * 1e3)
+                cpu.append((time.process_time() - c) * 1e3)
+                stages.append({**rebuilder.last_stages, "stream_operator": (time.perf_counter() - t1) * 1e3})
+        stage_ms = {key: round(float(np.median([s.get(key, np.nan) for s in stages])), 1) for key in stages[0]}
+        # float32 against float64 (the same PoseInverse): relative output error on random data
+        err = float("nan")
+        moving, inverse = rebuilder._prepared()
+        if inverse is not None:
+            g = moving.gain(rebuilder.head_to_model @ m)
+            x = np.random.default_rng(0).normal(size=(32, k))
+            y64 = apply_inverse(inverse.operator(g, dtype=np.float64), x)
+            err = float(np.abs(apply_inverse(inverse.operator(g), x) - y64).max() / np.abs(y64).max())
+        # the machine's single-thread sgemm rate, on a product of the operator's shape
+        n3 = 3 * bundle.n_sources
+        a = np.random.default_rng(1).normal(size=(k, k)).astype(np.float32)
+        g32 = np.random.default_rng(2).normal(size=(k, n3)).astype(np.float32)
+        ts = []
+        for _ in range(4):
+            t = time.perf_counter()
+            a @ g32
+            ts.append(time.perf_counter() - t)
+    gflop = (2 * k * k * n3 * 2 + k * k * n3) / 1e9  # G^T C and (G^T C) Q as gemm, G R G^T as syrk
+    rate = 2 * k * k * n3 / 1e9 / min(ts)
+    res = {
+        "wall_ms": [round(x, 1) for x in wall], "cpu_ms": [round(x, 1) for x in cpu], "stages_ms": stage_ms,
+        "float32_rel_error": err, "products_gflop": round(gflop, 2), "sgemm_gflops_1thread": round(rate, 1),
+        "products_bound_ms": round(gflop / rate * 1e3, 1),
+    }  # fmt: skip
+    progress(
+        f"idle pose rebuild + stream operator, {k} ch x {bundle.n_sources} sources {bundle.method}: median {np.median(wall):.0f} ms "
+        f"(CPU {np.median(cpu):.0f} ms), max {max(wall):.0f} ms; stages (median ms): " + ", ".join(f"{key} {v:g}" for key, v in stage_ms.items())
+    )
+    progress(
+        f"bound: the three products over the lead field are {gflop:.1f} GFLOP, {gflop / rate * 1e3:.0f} ms at this machine's "
+        f"single-thread sgemm rate ({rate:.0f} GFLOP/s now); float32 operator vs float64: relative output error {err:.1e}"
     )
     return res
 

@@ -106,3 +106,54 @@ def eigh_sym3(a, w, v):
             for i in range(3):
                 v[k, i, c] = u[i, src]
 
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def local_gain_f32(gain, rot, depth_row, local, gram):
+    """The gain in the sources' local frames (float32) and the depth prior's Gram matrices.
+
+    Parameters
+    ----------
+    gain : ndarray, shape (n_chan, 3 n_src), float64
+        Dipole-major x, y, z columns.
+    rot : ndarray, shape (n_src, 3, 3)
+        Local frames (rows: tangential 1, tangential 2, normal).
+    depth_row : ndarray of bool, shape (n_chan,)
+        The channels the depth prior uses.
+    local : ndarray, shape (n_chan, n_src, 3), float32
+        Output: ``local[c, k] = rot[k] @ gain[c, 3k:3k+3]``.
+    gram : ndarray, shape (n_src, 3, 3), float64
+        Output: ``sum over depth rows of g_ck g_ck^T`` in x, y, z (its largest eigenvalue,
+        all the depth prior reads, is that of the local frames' Gram matrix).
+    """
+    n_chan = gain.shape[0]
+    n_src = rot.shape[0]
+    block = 128  # sources per tile: each row's segment is read contiguously (prefetch-friendly)
+    n_blocks = (n_src + block - 1) // block
+    for b in numba.prange(n_blocks):
+        k0 = b * block
+        k1 = min(n_src, k0 + block)
+        for k in range(k0, k1):
+            for i in range(3):
+                for j in range(3):
+                    gram[k, i, j] = 0.0
+        for c in range(n_chan):
+            d = depth_row[c]
+            for k in range(k0, k1):
+                x = gain[c, 3 * k]
+                y = gain[c, 3 * k + 1]
+                z = gain[c, 3 * k + 2]
+                local[c, k, 0] = rot[k, 0, 0] * x + rot[k, 0, 1] * y + rot[k, 0, 2] * z
+                local[c, k, 1] = rot[k, 1, 0] * x + rot[k, 1, 1] * y + rot[k, 1, 2] * z
+                local[c, k, 2] = rot[k, 2, 0] * x + rot[k, 2, 1] * y + rot[k, 2, 2] * z
+                if d:
+                    gram[k, 0, 0] += x * x
+                    gram[k, 0, 1] += x * y
+                    gram[k, 0, 2] += x * z
+                    gram[k, 1, 1] += y * y
+                    gram[k, 1, 2] += y * z
+                    gram[k, 2, 2] += z * z
+        for k in range(k0, k1):
+            gram[k, 1, 0] = gram[k, 0, 1]
+            gram[k, 2, 0] = gram[k, 0, 2]
+            gram[k, 2, 1] = gram[k, 1, 2]

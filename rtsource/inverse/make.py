@@ -85,18 +85,7 @@ def make_operator(
             "LcmvParams(...) or a method name"
         )
     names = noise_cov.ch_names if ch_names is None else tuple(str(c) for c in ch_names)
-    m = projector_reference_matrix(names, reference, ch_types, projectors)[0] if projectors else reference_matrix(names, reference, ch_types)
-    if projector is not None:
-        p = np.asarray(projector, dtype=np.float64)
-        if p.shape != m.shape or not np.all(np.isfinite(p)):
-            raise InverseError(f"projector has shape {p.shape}; pass a finite ({len(names)}, {len(names)}) matrix on the operator's channels")
-        # the patterns as the re-referenced data carry them (an average reference recomputed
-        # over fewer channels shifts them), orthonormalised: P' = I - Q Q^T, Q = orth(M U)
-        evals, evecs = np.linalg.eigh(np.eye(len(p)) - 0.5 * (p + p.T))
-        u = m @ evecs[:, evals > 0.5]
-        q, sv, _ = np.linalg.svd(u, full_matrices=False)
-        q = q[:, sv > 1e-6]
-        m = (np.eye(len(p)) - q @ q.T) @ m
+    m = operator_reference(names, reference, ch_types, projectors, projector)
     if isinstance(params, LcmvParams):
         if data_cov is None:
             raise InverseError(
@@ -117,6 +106,28 @@ def make_operator(
         ch_names=names, ch_types=ch_types, eloreta_options=params.eloreta if elo else None,
         eloreta_init=eloreta_init if elo else None,
     )
+
+
+def operator_reference(names: Sequence[str], reference: str, ch_types: Sequence[str] | None = None, projectors: Sequence = (),
+                       projector: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """The matrix every operator of :func:`make_operator` applies before whitening: the
+    re-referencing, the SSP ``projectors`` and an artifact ``projector`` (see there), shape
+    (n_chan, n_chan). It does not depend on the lead field, so a rebuild for another head
+    pose computes it once (:mod:`.pose`)."""
+    names = tuple(names)
+    m = projector_reference_matrix(names, reference, ch_types, projectors)[0] if projectors else reference_matrix(names, reference, ch_types)
+    if projector is not None:
+        p = np.asarray(projector, dtype=np.float64)
+        if p.shape != m.shape or not np.all(np.isfinite(p)):
+            raise InverseError(f"projector has shape {p.shape}; pass a finite ({len(names)}, {len(names)}) matrix on the operator's channels")
+        # the patterns as the re-referenced data carry them (an average reference recomputed
+        # over fewer channels shifts them), orthonormalised: P' = I - Q Q^T, Q = orth(M U)
+        evals, evecs = np.linalg.eigh(np.eye(len(p)) - 0.5 * (p + p.T))
+        u = m @ evecs[:, evals > 0.5]
+        q, sv, _ = np.linalg.svd(u, full_matrices=False)
+        q = q[:, sv > 1e-6]
+        m = (np.eye(len(p)) - q @ q.T) @ m
+    return m
 
 
 def _rank_arg(rank):

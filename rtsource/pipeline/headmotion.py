@@ -9,8 +9,9 @@
   spherically symmetric conductor depends only on the sensors relative to the sphere origin
   and the sources (Sarvas 1987), both fixed to the head, so only the sensors are moved
   (a few hundred coils, not thousands of sources) and the Sarvas kernel recomputes the lead
-  field; the operator is rebuilt from it with the bundle's own parameters and noise
-  covariance (:func:`rtsource.inverse.rebuild.rebuild_operator`).
+  field (:mod:`rtsource.forward.moving_head`); the operator is rebuilt from it with the
+  bundle's own parameters and noise covariance, everything that does not depend on the
+  pose prepared once (:mod:`rtsource.inverse.pose`).
 - :func:`neuromag_array`: Neuromag/Elekta/MEGIN Vectorview-306 geometry from the table
   MNE-Python ships, placed around the template head (for simulations, tests and benchmarks).
 """
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 
 import numpy as np
 
+from ..arrays import sealed
 from ..bundle import OperatorBundle
 from ..errors import ConfigError
 from ..geometry import Frame, Transform
@@ -91,9 +94,19 @@ class PoseRebuilder:
 
     Notes
     -----
-    Thread-safe: :meth:`for_pose` reads only immutable inputs. Channels dropped from the
-    bundle (a bad-channel rebuild) are not re-added: the array is picked to the bundle's
-    channels.
+    What does not depend on the pose is prepared once (:meth:`prepare`, or the first
+    rebuild): the coil integration points in DEVICE coordinates and the checks of the
+    sources (:func:`rtsource.forward.moving_head.prepare_moving_head`, the lead-field entry
+    point's fast path for a moving head), and the whitener, projectors and source frames
+    of the operator (:func:`rtsource.inverse.pose.prepare_pose_inverse`). A rebuild then
+    moves the coils, recomputes the lead field and runs the operator's three products over
+    it in float32 (MNE, dSPM, sLORETA; eLORETA and LCMV take the full
+    :func:`~rtsource.inverse.rebuild.rebuild_operator`). :attr:`last_stages` holds the
+    milliseconds of each stage of the last rebuild.
+
+    Thread-safe: :meth:`for_pose` reads only immutable inputs (the preparation is made
+    under a lock). Channels dropped from the bundle (a bad-channel rebuild) are not
+    re-added: the array is picked to the bundle's channels.
     """
 
     def __init__(self, bundle: OperatorBundle, array: MegArray, origin_m: np.ndarray, head_to_model: np.ndarray | None = None):
@@ -105,26 +118,41 @@ class PoseRebuilder:
         self.bundle = bundle
         dev = array if array.frame == Frame.DEVICE else array.in_frame(Frame.DEVICE)
         self.array = dev.pick(bundle.ch_names)
+        if self.array.compensation is not None:
+            raise ConfigError("PoseRebuilder: arrays with gradient compensation (CTF) are not supported yet; use the bundle as built")
         self.frame = bundle.sources.frame
         self.origin_m = np.asarray(origin_m, float)
         self.head_to_model = np.eye(4) if head_to_model is None else np.asarray(head_to_model, float)
         self.last_ms = float("nan")
+        self.last_stages: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._moving = None
+        self._inverse = None
+
+    def _prepared(self):
+        """(MovingHead, PoseInverse or None), made once."""
+        with self._lock:
+            if self._moving is None:
+                from ..forward.head_model import SphereHead
+                from ..forward.moving_head import prepare_moving_head
+                from ..inverse.pose import prepare_pose_inverse, supports_pose_inverse
+
+                self._moving = prepare_moving_head(self.bundle.sources, self.array, SphereHead(meg_origin_m=self.origin_m))
+                self._inverse = prepare_pose_inverse(self.bundle) if supports_pose_inverse(self.bundle) else None
+            return self._moving, self._inverse
 
     def prepare(self, bundle: OperatorBundle | None = None) -> None:
-        """Compile the kernels and warm the caches with a rebuild at the array's own pose."""
+        """Prepare the pose-independent parts, compile the kernels and warm the caches with a
+        rebuild at the array's own pose."""
+        _reuse_large_allocations()
+        self._prepared()
         m = np.eye(4) if self.array.dev_head_t is None else self.array.dev_head_t.matrix
         self.for_pose(np.linalg.solve(self.head_to_model, m))
 
     def leadfield(self, matrix: np.ndarray) -> np.ndarray:
         """(n_channels, 3 n_sources) Sarvas lead field with the head at DEVICE -> HEAD ``matrix``."""
-        from ..forward.head_model import SphereHead
-        from ..forward.leadfield import make_leadfield
-
-        moved = self.array.transformed(pose_transform(self.head_to_model @ np.asarray(matrix, float), self.frame))
-        if moved.compensation is not None:
-            raise ConfigError("PoseRebuilder: arrays with gradient compensation (CTF) are not supported yet; use the bundle as built")
-        # the one lead-field entry point (Sarvas for MEG); no disk cache: every pose is new
-        return make_leadfield(self.bundle.sources, moved, SphereHead(meg_origin_m=self.origin_m), use_cache=False).leadfield.gain
+        moving, _ = self._prepared()
+        return moving.gain(self.head_to_model @ np.asarray(matrix, float))
 
     def for_pose(self, matrix: np.ndarray) -> OperatorBundle:
         """``bundle`` with lead field and operator recomputed for the DEVICE -> head ``matrix``."""
@@ -132,16 +160,50 @@ class PoseRebuilder:
 
         t0 = time.perf_counter()
         b = self.bundle
-        gain = self.leadfield(matrix)
-        moved = dataclasses.replace(b, gain=gain)
-        op, _, fwd = rebuild_operator(moved, [])
+        _, inverse = self._prepared()
+        gain = sealed(self.leadfield(matrix))  # ours alone: the bundle shares it, no copy
+        stages = {"lead_field": (time.perf_counter() - t0) * 1e3}
+        if inverse is not None:
+            op = inverse.operator(gain)
+            stages.update(inverse.timings_ms)
+        else:  # eLORETA, LCMV: the full rebuild
+            t1 = time.perf_counter()
+            op, _, fwd = rebuild_operator(dataclasses.replace(b, gain=gain), [])
+            gain = fwd.gain
+            stages["operator"] = (time.perf_counter() - t1) * 1e3
+        t1 = time.perf_counter()
         provenance = dict(b.provenance)
         provenance["head_pose"] = {"dev_head_t": np.round(np.asarray(matrix, float), 9).tolist(), "seconds": round(time.perf_counter() - t0, 4)}
         new = dataclasses.replace(
-            b, kernel=op.kernel, noise_norm=op.noise_norm, gain=fwd.gain, source_rotation=op.source_rotation, provenance=provenance, created_utc=b.created_utc,
+            b, kernel=op.kernel, noise_norm=op.noise_norm, gain=gain, source_rotation=op.source_rotation, provenance=provenance, created_utc=b.created_utc,
         )  # fmt: skip
+        stages["bundle"] = (time.perf_counter() - t1) * 1e3
         self.last_ms = (time.perf_counter() - t0) * 1e3
+        self.last_stages = stages
         return new
+
+
+def _reuse_large_allocations() -> None:
+    """Let glibc serve large arrays from its heap and keep freed ones for reuse (process-wide).
+
+    A rebuild allocates a few arrays of 30-60 MB (lead field, kernel). Above glibc's mmap
+    threshold (at most 32 MB by default) each is a fresh mapping whose first touch costs
+    ~15k page faults: 0.1-0.5 s on a busy virtual machine, a large part of a rebuild. With
+    the threshold raised (and trimming off), freed arrays are reused by the next rebuild,
+    at the price of keeping the peak heap. No-op outside glibc.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, 1 << 31)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        logger.debug("mallopt not available; large arrays stay separate mappings")
 
 
 def chpi_from_info(info) -> tuple[tuple[float, ...], np.ndarray, np.ndarray]:
@@ -195,10 +257,13 @@ def headmotion_options(settings, bundle: OperatorBundle):
     if not freqs or coils is None:
         raise ConfigError("[headpos] enabled needs coil_freqs_hz and coil_positions_mm, or a recording (FIF) that has them")
     chpi = ChpiSettings(freqs, coils, dev_head, window_s=hp.window_s, step_s=hp.step_s, gof_limit=hp.gof_limit, dist_limit_m=hp.dist_limit_mm * 1e-3)
-    rebuilder = None
+    rebuilder, reason = None, ""
     if hp.update_mm > 0:
         if settings.forward.method != "sphere":
-            logger.warning("[headpos] update_mm: the forward follows the head for the sphere model only (forward method %r); tracking only", settings.forward.method)
+            from ..forward.moving_head import BEM_REASON
+
+            reason = f"[forward] method = {settings.forward.method!r}: {BEM_REASON}"
+            logger.warning("[headpos] update_mm = %g: %s; the head is tracked and published, the operator stays", hp.update_mm, reason)
         else:
             from ..anatomy.template import load_template
             from ..forward.meg_sphere import meg_sphere_origin
@@ -206,4 +271,4 @@ def headmotion_options(settings, bundle: OperatorBundle):
             origin, _ = meg_sphere_origin(load_template(settings.head.bem_order).surfaces.inner_skull)
             model = array.dev_head_t.matrix if array.dev_head_t is not None else np.eye(4)
             rebuilder = PoseRebuilder(bundle, array, origin, head_to_model=model @ np.linalg.inv(dev_head))
-    return HeadMotionOptions(chpi_geometry(array), chpi, update_mm=hp.update_mm, rebuilder=rebuilder)
+    return HeadMotionOptions(chpi_geometry(array), chpi, update_mm=hp.update_mm, rebuilder=rebuilder, no_follow_reason=reason)

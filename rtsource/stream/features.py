@@ -364,9 +364,31 @@ class Features:
     def rebase(self, bundle: OperatorBundle):
         """The head moved (MEG, :mod:`.headmotion`): ``bundle`` (same channels, the lead field
         of the new pose) is the base of every later rebuild. Returns (operator, ROI stage) of
-        it without the channels now marked bad or excluded, for the loop's swap."""
-        self.bundle = bundle
-        return self._with_roi_stage(self._rebuild(frozenset(self.bad_channels) | self.excluded))
+        it without the channels now marked bad or excluded, and the ``hand_over(reason,
+        requested_at, **details)`` that requests its swap through :meth:`offer`."""
+        with self._bad_lock:
+            self.bundle = bundle
+            bad = frozenset(self.bad_channels) | self.excluded
+        op, stage = self._with_roi_stage(self._rebuild(bad, base=bundle))
+        return op, stage, lambda reason, requested_at, **details: self.offer(op, stage, bundle, bad, reason, requested_at, **details)
+
+    def offer(self, op, stage, base: OperatorBundle, bad: frozenset, reason: str, requested_at: float, **details) -> bool:
+        """Request the swap to ``op`` (built from ``base`` without ``bad``) if both are still the
+        newest; else drop it and return False.
+
+        A head-motion rebase and a bad-channel rebuild run in different threads: one may
+        finish with the old pose or the old bad set after the other was requested. Each
+        build starts from the base and the bad set of its time, a change of either comes
+        with a build of its own (the rebase, ``mark_bad``'s request) that starts after it,
+        so dropping what is outdated at hand-over leaves the newest pose and the newest bad
+        set live (``tests/stream/test_headmotion_e2e.py``).
+        """
+        with self._bad_lock:
+            if base is self.bundle and frozenset(bad) == frozenset(self.bad_channels) | self.excluded:
+                self.services.request_swap(op, reason, requested_at, roi_stage=stage, **details)
+                return True
+        logger.info("dropping a %s operator built for an older head pose or bad-channel set; a newer build follows", reason)
+        return False
 
     def install(self, roi_stage) -> None:
         """Called by the loop when a swap it installs carries a new ROI stage."""
@@ -425,13 +447,14 @@ class Features:
             stage.warm_up()
         return op, stage
 
-    def _rebuild(self, bad, data_cov=None, max_iter: int | None = None) -> OperatorBundle:
+    def _rebuild(self, bad, data_cov=None, max_iter: int | None = None, base: OperatorBundle | None = None) -> OperatorBundle:
         # One BLAS thread: several would fight the loop for the cores and make the rebuild
         # 3-10x slower on a busy 2-core machine (tools/bench_rebuild.py).
+        base = self.bundle if base is None else base
         with _single_blas_thread():
             if data_cov is None and not bad:
-                return self.bundle
-            return self.services.rebuilder.without_channels(self.bundle, sorted(bad), data_cov=data_cov, max_iter=max_iter)
+                return base
+            return self.services.rebuilder.without_channels(base, sorted(bad), data_cov=data_cov, max_iter=max_iter)
 
     def _build_without(self, bad):
         started = time.perf_counter()
@@ -439,16 +462,17 @@ class Features:
         if self.adaptive is not None:  # keep adapting: the newest covariance, without the bad channels
             snap = self.adaptive._payload()
             cov = snap.data if snap is not None else None
-        bundle = self.bundle
+        bundle = self.bundle  # the base of this build (a head-motion rebase may replace it meanwhile)
         if bad and bundle.method == "eLORETA" and bundle.source_weights is not None:
             # eLORETA iterates: swap in one iteration from the current weights at once
             # (within ~1e-2 of converged), then the converged operator when it is ready.
-            op, stage = self._with_roi_stage(self._rebuild(bad, cov, max_iter=1))
-            self.services.request_swap(op, "bad_channel (eLORETA, first iteration)", started, roi_stage=stage, bad_channels=sorted(bad))
-        return self._with_roi_stage(self._rebuild(bad, cov))
+            op, stage = self._with_roi_stage(self._rebuild(bad, cov, max_iter=1, base=bundle))
+            self.offer(op, stage, bundle, bad, "bad_channel (eLORETA, first iteration)", started, bad_channels=sorted(bad))
+        return (*self._with_roi_stage(self._rebuild(bad, cov, base=bundle)), bundle, bad)
 
     def _build_adaptive(self, snapshot):
-        return self._with_roi_stage(self._rebuild(frozenset(self.bad_channels) | self.excluded, snapshot.data))
+        bundle, bad = self.bundle, frozenset(self.bad_channels) | self.excluded
+        return (*self._with_roi_stage(self._rebuild(bad, snapshot.data, base=bundle)), bundle, bad)
 
     def _rebuild_failed(self, payload, reason: str, error: str) -> None:
         """A background build failed (worker thread): say so on events and telemetry, and
@@ -470,8 +494,8 @@ class Features:
         self.services.events.publish("rebuild_failed", pylsl.local_clock(), **fields)
 
     def _hand_over(self, swap) -> None:
-        op, stage = swap.value
+        op, stage, base, bad = swap.value
         details = {"build_ms": round(swap.build_ms, 1)}
         if isinstance(swap.payload, frozenset):
             details["bad_channels"] = sorted(swap.payload)
-        self.services.request_swap(op, swap.reason or "rebuild", swap.requested_at, roi_stage=stage, **details)
+        self.offer(op, stage, base, bad, swap.reason or "rebuild", swap.requested_at, **details)

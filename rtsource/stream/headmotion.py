@@ -85,6 +85,11 @@ class HeadMotionOptions:
     operator_pose : ndarray, shape (4, 4), optional
     publish : bool
         Open ``NAME-headpos``.
+    no_follow_reason : str
+        Without a ``rebuilder`` although ``update_mm`` > 0: why the forward cannot follow
+        (e.g. a BEM forward model). A head that moves beyond ``update_mm`` then gives a
+        ``head_moved`` event with ``follows = False`` and this reason (once per excursion),
+        so the operator is not kept for the old pose silently.
     """
 
     geometry: ChpiGeometry
@@ -93,6 +98,7 @@ class HeadMotionOptions:
     rebuilder: PoseRebuilder | None = None
     operator_pose: np.ndarray | None = None
     publish: bool = True
+    no_follow_reason: str = ""
 
 
 class HeadMotion:
@@ -101,8 +107,9 @@ class HeadMotion:
     def __init__(self, options: HeadMotionOptions, bundle: OperatorBundle, stream: StreamDescription, services: LoopServices,
                  identity: OutputIdentity, *, aliases=None, assume_unit: str = "", rebase=None):  # fmt: skip
         self.options = options
-        # rebase(bundle) -> (operator, ROI stage): the loop makes the new pose's bundle the base
-        # of later rebuilds (bad channels, ROIs); without it only the operator is prepared
+        # rebase(bundle) -> (operator, ROI stage, hand_over): the loop makes the new pose's bundle
+        # the base of later rebuilds (bad channels, ROIs); hand_over requests the swap unless a
+        # bad-channel change arrived meanwhile; without it only the operator is prepared
         self._rebase = rebase
         self.bundle = bundle
         self.services = services
@@ -115,6 +122,8 @@ class HeadMotion:
         self.poses: list[HeadPose] = []  # the recent ones (bounded)
         self.skipped_poses = 0
         self.follows = 0
+        self.superseded = 0  # pose operators dropped for a newer bad-channel rebuild of the same pose
+        self._reported_beyond = False  # no_follow_reason: this excursion was reported
         self._windows: queue.Queue = queue.Queue(maxsize=1)
         self._closed = threading.Event()
         self._follow = None
@@ -163,9 +172,16 @@ class HeadMotion:
         self.services.stats.head_displacement_mm = pose_displacement_m(m, self.reference, coils) * 1e3
         if self.outlet is not None:
             self.outlet.push_sample(pose.row(), pose.time)
-        if self._follow is None:
-            return
         moved_mm = pose_displacement_m(m, self.operator_pose, coils) * 1e3
+        if self._follow is None:
+            reason = self.options.no_follow_reason
+            beyond = self.options.update_mm > 0 and moved_mm > self.options.update_mm
+            if reason and beyond and not self._reported_beyond:  # once per excursion beyond the threshold
+                logger.warning("the head moved %.1f mm from the operator's pose; the operator stays: %s", moved_mm, reason)
+                self.services.events.publish("head_moved", pose.time, displacement_mm=round(moved_mm, 3), pose=[round(x, 6) for x in pose.row()],
+                                             follows=False, reason=reason)  # fmt: skip
+            self._reported_beyond = beyond
+            return
         if moved_mm > self.options.update_mm and not self._follow.busy:
             self.services.events.publish("head_moved", pose.time, displacement_mm=round(moved_mm, 3), pose=[round(x, 6) for x in pose.row()])
             self._follow.request((pose, moved_mm), reason="head_motion")
@@ -173,23 +189,30 @@ class HeadMotion:
     # ---- follow thread ----
     def _build(self, payload):
         pose, moved_mm = payload
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         with _single_blas_thread():  # beside the loop's numba threads, one BLAS thread is faster
             bundle = self.options.rebuilder.for_pose(pose.matrix)
             if self._rebase is not None:  # bad channels stay dropped, ROIs are refolded
-                operator, stage = self._rebase(bundle)
+                operator, stage, hand_over = self._rebase(bundle)
             else:
-                operator, stage = self.services.prepare_operator(bundle), None
-        return operator, stage, pose, moved_mm, (time.perf_counter() - t0) * 1e3
+                operator, stage, hand_over = self.services.prepare_operator(bundle), None, None
+        # this thread's CPU time (the BLAS products; the lead field's numba kernel also runs on
+        # the numba pool) and the rebuilder's stages: telemetry for the benchmark
+        stages = {k: round(v, 1) for k, v in getattr(self.options.rebuilder, "last_stages", {}).items()}
+        return operator, stage, hand_over, pose, moved_mm, (time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3, stages
 
     def _built(self, swap) -> None:
-        operator, stage, pose, moved_mm, build_ms = swap.value
-        self.operator_pose = pose.matrix
+        operator, stage, hand_over, pose, moved_mm, build_ms, cpu_ms, stages = swap.value
+        self.operator_pose = pose.matrix  # the base of every later rebuild, swapped in now or by the newer one
         self.follows += 1
-        self.services.request_swap(
-            operator, "head_motion", swap.requested_at, roi_stage=stage, pose=[round(x, 6) for x in pose.row()], displacement_mm=round(moved_mm, 3),
-            build_ms=round(build_ms, 3),
-        )  # fmt: skip
+        details = dict(pose=[round(x, 6) for x in pose.row()], displacement_mm=round(moved_mm, 3), build_ms=round(build_ms, 3),
+                       build_thread_cpu_ms=round(cpu_ms, 1), stages_ms=stages)  # fmt: skip
+        if hand_over is None:
+            self.services.request_swap(operator, "head_motion", swap.requested_at, roi_stage=stage, **details)
+        elif not hand_over("head_motion", swap.requested_at, **details):
+            # a bad channel changed while this was built: the bad-channel rebuild (from this
+            # pose's bundle) is the newest and brings this pose live with it
+            self.superseded += 1
 
     def _failed(self, payload, reason: str, error: str) -> None:
         self.services.stats.rebuild_failures += 1

@@ -147,6 +147,7 @@ class StreamLoop:
         self._time_correction = 0.0
         self._pending: PendingSwap | None = None
         self._swap_lock = threading.Lock()
+        self._base_lock = threading.Lock()  # self.bundle (head motion rebases it) and self.features
         #: the error that stopped :meth:`run`, if any (a stream that came back incompatible)
         self.error: Exception | None = None
         self.control = None
@@ -196,7 +197,7 @@ class StreamLoop:
 
             services = LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder)
             self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases,
-                                         assume_unit=opts.assume_unit, rebase=self._rebase)  # fmt: skip
+                                         assume_unit=opts.assume_unit, rebase=self._rebase_checked)  # fmt: skip
         self.artifacts.bind(LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder),
                             self._rebase, lambda: self.bundle)  # fmt: skip
         if opts.control:
@@ -261,25 +262,48 @@ class StreamLoop:
             self._pending = PendingSwap(operator, reason, requested_at, roi_stage, details)
 
     def _rebase(self, bundle: OperatorBundle):
-        """The head moved (:mod:`.headmotion`, a background thread): later rebuilds start from
-        ``bundle``; returns its (operator, ROI stage) without the channels dropped so far."""
-        self.bundle = bundle
-        if self.features is None:
-            return self.prepare_operator(bundle), None
-        return self.features.rebase(bundle)
+        """Later rebuilds start from ``bundle`` (a background thread: head motion, artifact
+        recalibration); returns its (operator, ROI stage) without the channels dropped so far."""
+        return self._rebase_checked(bundle)[:2]
+
+    def _rebase_checked(self, bundle: OperatorBundle):
+        """:meth:`_rebase`, and ``hand_over(reason, requested_at, **details) -> bool``, which
+        requests the swap unless a bad-channel change arrived meanwhile (its own rebuild, from
+        ``bundle``, is then the newest: :meth:`.features.Features.offer`)."""
+        with self._base_lock:  # features made from here on start from this bundle
+            self.bundle = bundle
+            features = self.features
+        if features is not None:
+            return features.rebase(bundle)
+        op = self.prepare_operator(bundle)
+
+        def hand_over(reason: str, requested_at: float, **details) -> bool:
+            with self._base_lock:
+                features = self.features
+                if features is None:
+                    if self.bundle is not bundle:
+                        return False
+                    self.request_swap(op, reason, requested_at, **details)
+                    return True
+            return features.offer(op, None, bundle, frozenset(), reason, requested_at, **details)
+
+        return op, None, hand_over
+
+    def _features(self) -> Features:
+        """The features, made on first use (a channel marked bad by hand or dead)."""
+        with self._base_lock:
+            if self.features is None:
+                self.features = self._make_features(FeatureOptions())
+            return self.features
 
     def mark_bad(self, channel: str) -> None:
         """Mark an operator channel bad while running: the operator is rebuilt without it
         in the background and swapped in between two chunks."""
-        if self.features is None:
-            self.features = self._make_features(FeatureOptions())
-        self.features.mark_bad(channel)
+        self._features().mark_bad(channel)
 
     def mark_good(self, channel: str) -> None:
         """Take a channel back (the operator is rebuilt with it)."""
-        if self.features is None:
-            self.features = self._make_features(FeatureOptions())
-        self.features.mark_good(channel)
+        self._features().mark_good(channel)
 
     def _execute_commands(self, now_lsl: float) -> None:
         """Run what the control listener checked; answer each item (by its id) on the events."""
@@ -563,8 +587,7 @@ class StreamLoop:
 
     def _exclude_nonfinite(self, change) -> None:
         """Swap dead channels out of the operator (and back in) through the bad-channel hot swap."""
-        if self.features is None:
-            self.features = self._make_features(FeatureOptions())
+        self._features()
         try:
             self.features.exclude_nonfinite(frozenset(self.nonfinite.excluded))
         except Exception as exc:  # no rebuilder, or below the channel floor: NaN output stays

@@ -118,7 +118,7 @@ EVENT_KINDS = (
     "hot_swap_ready",  # keys: prepare_ms, trial_rebuilds_ms (the bad-channel rebuild has warmed up)
     "marker_stream",  # keys: state ('found', 'lost', 'back'), name, source_id ([events] marker input)
     "marker_dropped",  # keys: reason, count (since the last such event), example; at most one per reason and second
-    "head_moved",  # keys: displacement_mm (from the operator's pose), pose (t, q1-q3, x, y, z) -> a forward update
+    "head_moved",  # keys: displacement_mm (from the operator's pose), pose (t, q1-q3, x, y, z) -> a forward update; follows=False + reason: none (e.g. BEM)
     "artifact",  # keys: start, duration_s, artifact ('ocular', 'muscle', 'other'), method (a repair episode)
     "artifact_calibration",  # keys: state ('recording', 'ready', 'live', 'failed', 'reverted'), methods, per method what changed, fit_ms, swap_ms, error
     "stopped",

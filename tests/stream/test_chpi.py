@@ -265,3 +265,11 @@ def test_coil_fits_agree_with_mne_and_the_recording_configures_the_tracker(tmp_p
     assert opts.rebuilder is None and opts.settings.coil_freqs_hz == sim.coil_freqs_hz
     np.testing.assert_allclose(opts.settings.coil_head_m, sim.coil_head_m, atol=1e-6)
     assert headmotion_options(settings_from_dict({}), bundle=None) is None  # off by default
+    # a BEM forward cannot follow the head: tracking only, and the reason is carried (events, logs)
+    settings = settings_from_dict(
+        {"sensors": {"modality": "meg", "meg_array": "vectorview.json"}, "forward": {"method": "bem"},
+         "headpos": {"enabled": True, "recording": "chpi_raw.fif", "update_mm": 3.0}},
+        base_dir=str(tmp_path),
+    )  # fmt: skip
+    opts = headmotion_options(settings, bundle=None)
+    assert opts.rebuilder is None and "'bem'" in opts.no_follow_reason and "sphere model only" in opts.no_follow_reason

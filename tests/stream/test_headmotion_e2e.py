@@ -25,7 +25,7 @@ def setup():
     bundle, array, origin = neuromag_bundle(n_sources=300)
     motion = StepMotion(jump_m=0.004, first_s=1.2, interval_s=100.0)
     sim = HeadMotionSimulation(neuromag_array("normal"), 1000.0, motion, bundle.sources.positions_m[:1], bundle.sources.normals[:1], origin, seed=2, block_s=0.05)
-    data, _ = sim.next(8000)
+    data, _ = sim.next(16000)  # up to 16 s: the test stops once both swaps are live (sooner unless the machine is very busy)
     return bundle, array, origin, sim, data.astype(np.float32)
 
 
@@ -55,6 +55,12 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
         headpos = Collector(name + HEADPOS_SUFFIX)
         assert [headpos.info.desc().child("channels").child("channel").child_value("label")] == [HEADPOS_CHANNELS[0][0]]
         assert loop.headmotion.wait_warm(60)  # the warm-up rebuild
+        # a channel goes bad before the head moves: it must stay out. Its rebuild is waited
+        # for, so that it goes live first (one that finished after the head moved would be
+        # dropped as outdated: test_newest_pose_and_newest_bad_set_end_live)
+        bad = array.ch_names[5]
+        loop.mark_bad(bad)
+        assert loop.features.hot_swap.wait_idle(60)
         thread = loop.run_in_thread()
         while not loop.stats.started_at:  # the inlet is open: LSL gives it what is pushed from now on
             time.sleep(0.01)
@@ -62,17 +68,12 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
         stamps = t0 + np.arange(len(data)) / 1000.0
         start = time.perf_counter()
         sent = 0
-        bad = array.ch_names[5]
-        marked = False
         while sent < len(data):  # real time; stop early once both swaps happened and 2.5 s went out
             wait = start + sent / 1000.0 - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
             outlet.push_chunk(data[sent : sent + 20], stamps[sent : sent + 20].tolist())
             sent += 20
-            if sent >= 400 and not marked:  # a channel goes bad before the head moves: it must stay out
-                loop.mark_bad(bad)
-                marked = True
             if sent >= 2500 and loop.stats.operator_swaps >= 2 and loop.headmotion.follows:
                 break
         deadline = time.monotonic() + 10
@@ -116,3 +117,105 @@ def test_loop_tracks_the_head_and_swaps_the_operator_for_the_new_pose(setup):
     start_pose = np.asarray(bundle.gain)[[i for i, c in enumerate(bundle.ch_names) if c != bad]]
     assert np.abs(np.asarray(live.gain) - start_pose).max() > 1e-2 * scale  # a 4 mm move changes it
     assert 3.0 < loop.stats.head_displacement_mm < 5.0
+
+
+def _pose_of(operator) -> list:
+    return operator.bundle.provenance["head_pose"]["dev_head_t"]
+
+
+def test_newest_pose_and_newest_bad_set_end_live(setup):
+    """A bad-channel change during a head-pose rebuild is not lost, nor is the pose.
+
+    The head-motion rebase (follow thread) and the bad-channel rebuild (hot-swap thread) run
+    concurrently; whichever handed over last used to win, so a pose rebuilt with the old bad
+    set, or a bad-channel rebuild from the old pose, could end live. The interleavings are
+    forced on a real connected StreamLoop (real LSL inlet, real rebuilders and their
+    threads): the operator requested last must be the newest pose without the newest bad set.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from rtsource.bench.headmotion import _meg_outlet
+    from rtsource.pipeline.headmotion import PoseRebuilder
+    from rtsource.session import operator_rebuilder
+    from rtsource.stream.inlet import StreamSelector
+    from rtsource.stream.loop import LoopOptions, StreamLoop
+    from rtsource.stream.swap import Swap
+
+    bundle, array, origin, _, _ = setup
+    with threadpool_limits(1, user_api="blas"):
+        rebuilder = PoseRebuilder(bundle, array, origin)
+        start = rebuilder.array.dev_head_t.matrix
+        poses = []
+        for shift in ((0.004, 0.0, 0.0), (0.0, -0.004, 0.0)):
+            m = start.copy()
+            m[:3, 3] += shift
+            poses.append(rebuilder.for_pose(m))
+    p1, p2 = poses
+    name = unique("headrace")
+    _outlet = _meg_outlet(name + "-in", array, 1000.0)  # the loop's inlet needs it alive
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, telemetry=False),
+                      rebuilder=operator_rebuilder())  # fmt: skip
+    loop.connect()
+    try:
+        x, y = bundle.ch_names[3], bundle.ch_names[40]
+        # 1. a channel goes bad; its rebuild starts from the old pose (forced: built here, now)
+        loop.mark_bad(x)
+        features = loop.features
+        stale = features._build_without(frozenset({x}))
+        # the head moved meanwhile: the rebase (new pose, bad set {x}) is handed over first
+        op, _, hand_over = loop._rebase_checked(p1)
+        assert hand_over("head_motion", 0.0)
+        assert loop._pending.operator is op and x not in op.bundle.ch_names and _pose_of(op) == p1.provenance["head_pose"]["dev_head_t"]
+        # ... then the bad-channel rebuild of the old pose finishes: outdated, dropped
+        features._hand_over(Swap(stale, frozenset({x}), "manual", 1, 0.0, 0.0, float("nan")))
+        assert loop._pending.operator is op
+        assert features.hot_swap.wait_idle(60)
+        live = loop._pending.operator.bundle
+        assert x not in live.ch_names and live.provenance["head_pose"] == p1.provenance["head_pose"]
+
+        # 2. the head moves again; while that rebase runs (it read the bad set {x}), y goes bad
+        op2, _, hand_over = loop._rebase_checked(p2)
+        loop.mark_bad(y)  # its rebuild starts from the new pose's bundle
+        assert not hand_over("head_motion", 0.0)  # built for {x} only: outdated, dropped
+        assert features.hot_swap.wait_idle(60)
+        live = loop._pending.operator.bundle
+        assert x not in live.ch_names and y not in live.ch_names and live.n_channels == bundle.n_channels - 2
+        assert live.provenance["head_pose"] == p2.provenance["head_pose"]
+        np.testing.assert_array_equal(live.gain, np.asarray(p2.gain)[[i for i, c in enumerate(bundle.ch_names) if c not in (x, y)]])
+    finally:
+        loop.close()
+
+
+def test_a_forward_that_cannot_follow_says_why(setup):
+    """No rebuilder (e.g. a BEM forward): a head that moves beyond update_mm gives one head_moved
+    event with follows = False and the reason, instead of keeping the old operator silently."""
+    from rtsource.bench.headmotion import _meg_outlet
+    from rtsource.forward.moving_head import BEM_REASON
+    from rtsource.pipeline.headmotion import chpi_geometry
+    from rtsource.stream.chpi import ChpiSettings
+    from rtsource.stream.headmotion import HeadMotionOptions
+    from rtsource.stream.inlet import StreamSelector
+    from rtsource.stream.loop import LoopOptions, StreamLoop
+
+    bundle, array, _, sim, data = setup
+    name = unique("headnofollow")
+    _outlet = _meg_outlet(name + "-in", array, 1000.0)  # the loop's inlet needs it alive
+    options = HeadMotionOptions(chpi_geometry(array), ChpiSettings(sim.coil_freqs_hz, sim.coil_head_m, sim.d0), update_mm=3.0, publish=False,
+                                no_follow_reason=BEM_REASON)  # fmt: skip
+    loop = StreamLoop(bundle, LoopOptions(selector=StreamSelector(name=name + "-in"), output_name=name, control=False, telemetry=False), headmotion=options)
+    loop.connect()
+    try:
+        stage = loop.headmotion
+        ts = np.arange(len(data)) / 1000.0
+        for i in range(1000, 1600, 20):  # the head jumps 4 mm at 1.2 s; the stage fits a pose every 0.1 s
+            stage.process(data[i : i + 20].copy(), 20, ts[i : i + 20])
+            time.sleep(0.002)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [e for e in loop.events.recent if e["event"] == "head_moved"]:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        loop.close()
+    moved = [e for e in loop.events.recent if e["event"] == "head_moved"]
+    assert len(moved) == 1 and moved[0]["follows"] is False and moved[0]["reason"] == BEM_REASON and 3.0 < moved[0]["displacement_mm"] < 5.0
+    assert loop.stats.operator_swaps == 0
