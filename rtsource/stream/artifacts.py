@@ -137,8 +137,8 @@ class LoopArtifacts:
     def bind(self, services, rebase, base) -> None:
         """The loop's swap machinery for projection recalibrations (``StreamLoop.connect``).
 
-        ``services``: :class:`~.services.LoopServices`; ``rebase(bundle) -> (operator, roi_stage)``
-        makes ``bundle`` the base of later rebuilds; ``base()`` is the current base bundle.
+        ``services``: :class:`~.services.LoopServices`; ``rebase(bundle) -> (operator, roi_stage,
+        hand_over)`` makes ``bundle`` the base of later rebuilds (``StreamLoop._rebase_checked``); ``base()`` is the current base bundle.
         """
         self._services, self._rebase, self._base = services, rebase, base
 
@@ -202,8 +202,8 @@ class LoopArtifacts:
 
         def run():
             try:
-                operator, roi_stage = self._rebase(self._base())
-                self._services.request_swap(operator, "artifact_recalibration (stale projection)", time.perf_counter(), roi_stage=roi_stage)
+                operator, roi_stage, hand_over = self._rebase(self._base())
+                self._hand_over(operator, roi_stage, hand_over, "artifact_recalibration (stale projection)", time.perf_counter())
             except Exception as exc:  # reported; the operator in use stays
                 self.messages.append({"state": "failed", "error": f"refolding the recalibrated projection failed: {str(exc)[:240]}"})
             finally:
@@ -400,14 +400,23 @@ class LoopArtifacts:
         self.current = new  # before the operator is prepared: its stage is of the new calibration
         self._version += 1
         try:
-            operator, roi_stage = self._rebase(base)
+            operator, roi_stage, hand_over = self._rebase(base)
         except Exception:
             self.current = old  # operators prepared meanwhile are re-staged when installed
             self._version += 1
             raise
         news = {**news, "rebuild_ms": round((time.perf_counter() - t0) * 1e3, 1), "_done_at": done_at}
         self._awaiting = (operator, news)
-        self._services.request_swap(operator, "artifact_recalibration", done_at, roi_stage=roi_stage, methods=news["methods"])
+        self._hand_over(operator, roi_stage, hand_over, "artifact_recalibration", done_at, methods=news["methods"])
+
+    def _hand_over(self, operator, roi_stage, hand_over, reason: str, requested_at: float, **details) -> None:
+        """Request the swap; through the loop's ``hand_over`` when there is one, which drops it
+        if a bad-channel change came in meanwhile (that change's own rebuild starts from the
+        new base, so it carries the new projection and the new bad set: nothing is lost)."""
+        if hand_over is None:
+            self._services.request_swap(operator, reason, requested_at, roi_stage=roi_stage, **details)
+        elif not hand_over(reason, requested_at, **details):
+            logger.info("%s: a newer rebuild (bad channels) from the recalibrated base replaces this operator", reason)
 
     def _install_restage(self) -> None:
         news, self._restage = self._restage, None

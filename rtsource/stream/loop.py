@@ -199,7 +199,7 @@ class StreamLoop:
             self.headmotion = HeadMotion(self.headmotion_options, self.bundle, desc, services, self._identity(), aliases=opts.aliases,
                                          assume_unit=opts.assume_unit, rebase=self._rebase_checked)  # fmt: skip
         self.artifacts.bind(LoopServices(self.stats, self.events, self.request_swap, self.prepare_operator, lambda: self.operator, self.rebuilder),
-                            self._rebase, lambda: self.bundle)  # fmt: skip
+                            self._rebase_checked, lambda: self.bundle)  # fmt: skip
         if opts.control:
             from .control import ControlListener
             from .control_auth import default_key_path, ensure_key
@@ -261,15 +261,12 @@ class StreamLoop:
         with self._swap_lock:
             self._pending = PendingSwap(operator, reason, requested_at, roi_stage, details)
 
-    def _rebase(self, bundle: OperatorBundle):
-        """Later rebuilds start from ``bundle`` (a background thread: head motion, artifact
-        recalibration); returns its (operator, ROI stage) without the channels dropped so far."""
-        return self._rebase_checked(bundle)[:2]
-
     def _rebase_checked(self, bundle: OperatorBundle):
-        """:meth:`_rebase`, and ``hand_over(reason, requested_at, **details) -> bool``, which
-        requests the swap unless a bad-channel change arrived meanwhile (its own rebuild, from
-        ``bundle``, is then the newest: :meth:`.features.Features.offer`)."""
+        """Later rebuilds start from ``bundle`` (a background thread: head motion, artifact
+        recalibration); returns its (operator, ROI stage) without the channels dropped so far,
+        and ``hand_over(reason, requested_at, **details) -> bool``, which requests the swap
+        unless a bad-channel change arrived meanwhile (its own rebuild, from ``bundle``, is
+        then the newest: :meth:`.features.Features.offer`)."""
         with self._base_lock:  # features made from here on start from this bundle
             self.bundle = bundle
             features = self.features
