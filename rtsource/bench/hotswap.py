@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .processes import start_helper, start_run, stop
 
 
 def _template_bundle(n_sources: int = 8192, sfreq: float = 500.0, method: str = "dSPM"):
@@ -90,13 +90,10 @@ def bench_hotswap(n_swaps: int = 10, n_sources: int = 8192, sfreq: float = 500.0
     in_name, out_name = tag + "-in", tag + "-out"
     seconds = 8.0 + 2.2 * n_swaps
     procs = [
-        subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, "64", str(sfreq), str(seconds + 30), str(chunk), "cap64"]),
-        subprocess.Popen(
-            [sys.executable, "-m", "rtsource.cli", "run", str(path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--consume", out_name, str(seconds + 30)]),
-    ]  # fmt: skip
+        start_helper("--produce", in_name, 64, sfreq, seconds + 30, chunk, "cap64"),
+        start_run(path, in_name, out_name, "--idle-timeout", "3"),
+        start_helper("--consume", out_name, seconds + 30),
+    ]
     swaps: list[dict] = []
     try:
         found = pylsl.resolve_byprop("name", out_name + EVENTS_SUFFIX, minimum=1, timeout=120)
@@ -148,12 +145,7 @@ def bench_hotswap(n_swaps: int = 10, n_sources: int = 8192, sfreq: float = 500.0
                 swaps.append({"command": cmd, "channel": ch, "swap_ms": float(ev["swap_ms"]), "build_ms": float(ev.get("build_ms", float("nan")))})
                 time.sleep(1.0)
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(*procs)
     live = np.array([w["swap_ms"] for w in swaps])
     build = np.array([w["build_ms"] for w in swaps])
     res = {

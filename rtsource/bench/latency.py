@@ -7,8 +7,6 @@ computes nothing), and ``rtsource run``; the differences are what rtsource adds.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import random_bundle
-from .processes import consume
+from .processes import consume, start_helper, start_run, stop
 
 
 def bench_latency(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=30.0, progress=print) -> dict:
@@ -28,28 +26,17 @@ def bench_latency(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=30.0, pr
     results = {}
     for kind in ("relay", "wide_relay", "rtsource"):
         in_name, out_name = f"{tag}-{kind}-in", f"{tag}-{kind}-out"
-        prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(n_chan), str(sfreq), str(seconds), str(chunk)])
+        prod = start_helper("--produce", in_name, n_chan, sfreq, seconds, chunk)
         if kind == "relay":
-            mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--relay", in_name, out_name, str(seconds)])
-            n_out = n_chan
+            mid, n_out = start_helper("--relay", in_name, out_name, seconds), n_chan
         elif kind == "wide_relay":
-            mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--relay", in_name, out_name, str(seconds), str(n_src)])
-            n_out = n_src
+            mid, n_out = start_helper("--relay", in_name, out_name, seconds, n_src), n_src
         else:
-            mid = subprocess.Popen(
-                [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            n_out = n_src
+            mid, n_out = start_run(bundle_path, in_name, out_name, "--idle-timeout", "3"), n_src
         try:
             lat = consume(out_name, n_out, seconds)
         finally:
-            for p in (mid, prod):
-                p.terminate()
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(mid, prod)
         results[kind] = {"p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3), "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3), "chunks": int(len(lat))}
         progress(f"{kind:9s}: end-to-end latency p50 {results[kind]['p50_ms']:.3f} ms, p99 {results[kind]['p99_ms']:.3f} ms over {len(lat)} chunks")
     results["added_p50_ms"] = round(results["rtsource"]["p50_ms"] - results["relay"]["p50_ms"], 3)

@@ -23,13 +23,13 @@ values).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .processes import start_helper, start_run, stop
 
 KINDS = ("relay", "rtsource", "mne_lsl", "window")
 #: Added latency below this (ms) is not told apart from the relay's own (ratios use it as the floor).
@@ -43,9 +43,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, skip: float = 2.0) -> dict:
+def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, skip: float = 2.0, expected: int = 0) -> dict:
     """Every sample's latency (s) after ``skip`` s of data, the samples received, and the
-    CPU seconds process ``pid`` spent per second of data over the measured span."""
+    CPU seconds process ``pid`` spent per second of data over the measured span.
+
+    It ends when no sample came for 3 s or, once ``expected`` samples arrived, for 0.5 s
+    (long enough to count any surplus a loop sends; a loop that drops samples ends by the first).
+    """
     import pylsl
 
     found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=300)
@@ -60,7 +64,8 @@ def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, sk
     last_ts = cpu1 = None
     end = time.monotonic() + seconds + 300
     while time.monotonic() < end:
-        _, ts = inlet.pull_chunk(timeout=3.0, max_samples=4096, dest_obj=buf, min_samples=1, as_numpy=True)
+        wait = 0.5 if expected and n_total >= expected else 3.0
+        _, ts = inlet.pull_chunk(timeout=wait, max_samples=4096, dest_obj=buf, min_samples=1, as_numpy=True)
         if not len(ts):
             if first_ts is not None:
                 break
@@ -93,27 +98,17 @@ def bench_peers(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=20.0, kind
     results: dict = {"setup": {"channels": n_chan, "sources": n_src, "sfreq": sfreq, "chunk": chunk, "seconds": seconds}}
     for kind in kinds:
         in_name, out_name = f"{tag}-{kind}-in", f"{tag}-{kind}-out"
-        prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(n_chan), str(sfreq), str(seconds), str(chunk)])
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        prod = start_helper("--produce", in_name, n_chan, sfreq, seconds, chunk)
         if kind == "relay":
-            mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--relay", in_name, out_name, str(seconds)])
-            n_out = n_chan
+            mid, n_out = start_helper("--relay", in_name, out_name, seconds), n_chan
         elif kind == "rtsource":
-            cmd = [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name, "--idle-timeout", "3"]
-            mid = subprocess.Popen(cmd, **quiet)
-            n_out = n_src
+            mid, n_out = start_run(bundle_path, in_name, out_name, "--idle-timeout", "3"), n_src
         else:
-            mid = subprocess.Popen([sys.executable, "-m", "rtsource.bench", f"--{kind.replace('_', '-')}", in_name, out_name, str(seconds), str(n_src)])
-            n_out = n_src
+            mid, n_out = start_helper(f"--{kind.replace('_', '-')}", in_name, out_name, seconds, n_src), n_src
         try:
-            got = consume_samples(out_name, n_out, seconds, mid.pid)
+            got = consume_samples(out_name, n_out, seconds, mid.pid, expected=expected)
         finally:
-            for p in (mid, prod):
-                p.terminate()
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(mid, prod)
         lat = got["latencies"]
         row = {
             "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3) if len(lat) else float("nan"),

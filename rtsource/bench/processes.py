@@ -3,13 +3,45 @@
 Each runs in its own process (``python -m rtsource.bench --produce | --relay | --consume``,
 see :mod:`rtsource.bench.__main__`), so the process measured shares no interpreter with them;
 :func:`consume` also runs in the benchmark's own process to take the latencies.
+:func:`start_helper`, :func:`start_run` and :func:`stop` start and end those processes
+for every benchmark.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+#: Seconds a helper has to exit after SIGTERM before it is killed.
+STOP_TIMEOUT_S = 15.0
+
+
+def start_helper(*args: str) -> subprocess.Popen:
+    """``python -m rtsource.bench ARGS``: a hidden helper mode (``--produce``, ``--relay``, ...)."""
+    return subprocess.Popen([sys.executable, "-m", "rtsource.bench", *map(str, args)])
+
+
+def start_run(bundle_path: str | Path, in_name: str, out_name: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    """``rtsource run BUNDLE`` from stream ``in_name`` to outlet ``out_name`` (its output discarded)."""
+    cmd = [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name, *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    """Terminate each process still running, in order; kill one not gone ``STOP_TIMEOUT_S`` later."""
+    for p in procs:
+        if p.poll() is not None:
+            continue
+        p.terminate()
+        try:
+            p.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def produce(name: str, n_chan: int, sfreq: float, seconds: float, chunk: int, labels: str = "") -> None:

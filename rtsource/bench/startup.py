@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from .common import random_bundle
+from .processes import start_helper, start_run, stop
 
 
 def bench_startup(n_chan=64, n_src=8000, sfreq=500.0, progress=print) -> dict:
@@ -23,17 +22,14 @@ def bench_startup(n_chan=64, n_src=8000, sfreq=500.0, progress=print) -> dict:
     cache = tmp / "numba-cache"
     tag = f"startup-{os.getpid()}-{int(time.time())}"
     in_name = tag + "-in"
-    prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(n_chan), str(sfreq), "600", "10"])
+    prod = start_helper("--produce", in_name, n_chan, sfreq, 600, 10)
     results = {}
     try:
         for kind in ("cold", "warm"):
             out_name = f"{tag}-{kind}"
             env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
             t0 = pylsl.local_clock()
-            run = subprocess.Popen(
-                [sys.executable, "-m", "rtsource.cli", "run", str(bundle_path), "--stream-name", in_name, "--outlet-name", out_name],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-            )  # fmt: skip
+            run = start_run(bundle_path, in_name, out_name, env=env)
             try:
                 found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=120)
                 inlet = pylsl.StreamInlet(found[0])
@@ -41,15 +37,13 @@ def bench_startup(n_chan=64, n_src=8000, sfreq=500.0, progress=print) -> dict:
                 sample, _ = inlet.pull_sample(timeout=60)
                 t1 = pylsl.local_clock()
             finally:
-                run.terminate()
-                run.wait(timeout=15)
+                stop(run)
             if sample is None:
                 raise RuntimeError("no sample from rtsource run")
             results[f"{kind}_s"] = round(t1 - t0, 3)
             progress(f"{kind} start to first published sample: {t1 - t0:.2f} s")
     finally:
-        prod.terminate()
-        prod.wait(timeout=15)
+        stop(prod)
     return results
 
 

@@ -5,7 +5,8 @@ NAME-evoked, NAME-connectivity and NAME-events back and checks every epoch again
 output it was cut from: markers sent before and after their data, hostile marker values, a
 flood of unknown markers, markers far in the past and future, a duplicate, and the marker
 stream vanishing and coming back. Nothing may crash, no epoch may be lost or cut twice, no
-data sample may be lost.
+data sample may be lost. 68 ROIs and five measures in two bands make connectivity samples of
+22,780 channels (a full aparc set: every row must still arrive once).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .test_reliability import wait_for
 SFREQ = 500.0
 CH = [f"E{i:02d}" for i in range(8)]
 TMIN, TMAX = -0.1, 0.3
+N_ROI = 68  # A, B, C and 65 more: 2278 pairs, x 5 measures x 2 bands = 22,780 connectivity channels
 
 
 def marker_outlet(name):
@@ -59,12 +61,14 @@ def bundle():
 
 def test_epochs_evoked_and_connectivity_over_lsl(bundle):
     in_name, out_name, mk_name = unique("ev-eeg"), unique("ev-src"), unique("ev-markers")
+    pick = np.random.default_rng(2)
+    more = [{"name": f"r{i:02d}", "vertices": sorted(pick.choice(30, 3, replace=False).tolist())} for i in range(3, N_ROI)]
     settings = settings_from_dict(
         {
-            "roi": [{"name": "A", "vertices": list(range(0, 10))}, {"name": "B", "vertices": list(range(10, 20))}, {"name": "C", "vertices": list(range(20, 30))}],
+            "roi": [{"name": "A", "vertices": list(range(0, 10))}, {"name": "B", "vertices": list(range(10, 20))}, {"name": "C", "vertices": list(range(20, 30))}] + more,
             "events": {"stream": mk_name, "markers": {"target": ["T", 1], "std": "S"}, "retry_s": 0.3},
             "epochs": {"tmin": TMIN, "tmax": TMAX, "baseline": [-0.1, 0.0], "features": {"early": [0.0, 0.1]}, "buffer_s": 3.0},
-            "connectivity": {"measures": ["coh", "imcoh", "wpli"], "bands": {"alpha": [8, 12]}, "window_s": 1.0, "step_s": 0.1},
+            "connectivity": {"measures": ["coh", "imcoh", "plv", "wpli", "aec"], "bands": {"alpha": [8, 12], "beta": [13, 30]}, "window_s": 1.0, "step_s": 0.1},
         }
     )
     feats = feature_options(settings, bundle)
@@ -106,7 +110,7 @@ def test_epochs_evoked_and_connectivity_over_lsl(bundle):
             for value, k in late:
                 marks.push_sample([value], stamps[k] - 0.0004)
             marks.push_sample(["T"], stamps[1500] - 0.0004)  # the same marker twice
-        time.sleep(0.002)
+        time.sleep(chunk / SFREQ / 2)  # twice real time: the loop keeps up with 22,780-channel connectivity
     assert wait_for(lambda: roi.n_samples >= n and epochs.n_samples >= 6 and conn.n_samples >= n // 50, 30)
     # the marker stream vanishes: reported (between chunks), and the loop goes on
     del marks
@@ -138,16 +142,17 @@ def test_epochs_evoked_and_connectivity_over_lsl(bundle):
     for (name, k), (code, ts), row in zip(want, got, e[np.argsort(ets)]):
         assert names[code - 1] == name and abs(ts - stamps[k]) < 1e-3
         twin = cut(r, rts, ts)
-        assert np.allclose(row[2 : 2 + n_t * 3].reshape(n_t, 3), twin, atol=1e-4 * np.abs(twin).max())
-        assert np.allclose(row[2 + n_t * 3 :], twin[-int(round(TMIN * SFREQ)) : -int(round(TMIN * SFREQ)) + 50].mean(axis=0), atol=1e-4 * np.abs(twin).max())
+        assert np.allclose(row[2 : 2 + n_t * N_ROI].reshape(n_t, N_ROI), twin, atol=1e-4 * np.abs(twin).max())
+        assert np.allclose(row[2 + n_t * N_ROI :], twin[-int(round(TMIN * SFREQ)) : -int(round(TMIN * SFREQ)) + 50].mean(axis=0), atol=1e-4 * np.abs(twin).max())
     # per-event indices count up; the evoked average of the last "target" is the mean of its epochs
     for code, name in ((1, "target"), (2, "std")):
         assert sorted(e[e[:, 0] == code, 1].astype(int).tolist()) == list(range(sum(w[0] == name for w in want)))
     v, vts = evoked.data()
-    assert sorted(v[v[:, 0] == 1, 1].astype(int).tolist()) == [1, 2, 3, 4]
+    assert len(v) == len(got)  # one evoked update per epoch
+    assert sorted(v[v[:, 0] == 1, 1].astype(int).tolist()) == [1, 2, 3, 4] and sorted(v[v[:, 0] == 2, 1].astype(int).tolist()) == [1, 2]
     last_target = v[(v[:, 0] == 1) & (v[:, 1] == 4)][0]
     mean = np.mean([cut(r, rts, t) for c, t in got if c == 1], axis=0)
-    assert np.allclose(last_target[2:].reshape(n_t, 3), mean, atol=1e-4 * np.abs(mean).max())
+    assert np.allclose(last_target[2:].reshape(n_t, N_ROI), mean, atol=1e-4 * np.abs(mean).max())
     # hostile, flooded, far, duplicate: counted, reported, never an epoch
     dropped = stage.dropped()
     assert dropped["malformed"] >= 1 and dropped["unknown"] >= 502 and dropped["future"] == 1 and dropped["too_old"] == 1 and dropped["duplicate"] == 1
@@ -157,9 +162,12 @@ def test_epochs_evoked_and_connectivity_over_lsl(bundle):
     cv, cts = conn.data()
     assert len(cts) == (n + extra) // 50 and np.allclose(cts, rts[49::50])
     assert np.isnan(cv[:9]).all() and np.isfinite(cv[9:]).all()
-    labels = connectivity_labels_from_header(rtsource_meta(conn.inlet.info().as_xml()))
-    assert labels[0] == "coh:alpha:A~B" and len(labels) == cv.shape[1] == 9
-    assert [c.find("label").text for c in ET.fromstring(conn.inlet.info().as_xml()).find("desc/channels")] == labels
+    header = conn.inlet.info().as_xml()
+    labels = connectivity_labels_from_header(rtsource_meta(header))
+    assert labels[0] == "coh:alpha:A~B" and len(labels) == cv.shape[1] == conn.info.channel_count() == 22780 and labels[-1] == "aec:beta:r66~r67"
+    # beyond MAX_LABELLED_CHANNELS the header describes the channels in a few lines, without a
+    # <channel> entry each (tests/stream/test_eventstage.py: smaller layouts list each one, equal)
+    assert ET.fromstring(header).find("desc/channels") is None and len(header) < 20_000
 
 
 def _events(collector):

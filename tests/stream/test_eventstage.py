@@ -119,7 +119,11 @@ def test_large_layouts_describe_themselves_in_a_few_lines():
     spec = ConnectivitySpec(bands=(Band("alpha", 8, 12), Band("beta", 13, 30)), measures=("coh", "imcoh", "plv", "wpli", "aec"))
     assert connectivity_labels_from_header(meta) == list(pair_labels(rois, spec))
     small = ConnectivityLayout(rois[:5], ("coh",), (("alpha", 8.0, 12.0),), 10.0, 1.0)
-    assert make_connectivity_info(small, output_name="x", source_id="s").as_xml().count("<channel>") == 10
+    xml = make_connectivity_info(small, output_name="x", source_id="s").as_xml()
+    assert xml.count("<channel>") == 10
+    # each channel's entry and the few-line description name the same channels
+    meta = {c.tag: (c.text or "") for c in ET.fromstring(xml).find("desc/rtsource")}
+    assert [c.find("label").text for c in ET.fromstring(xml).find("desc/channels")] == connectivity_labels_from_header(meta) == list(pair_labels(rois[:5], ConnectivitySpec(bands=(Band("alpha", 8, 12),), measures=("coh",))))
 
 
 def test_per_source_epochs_beyond_the_size_limit_are_refused():

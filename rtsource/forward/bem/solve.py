@@ -363,60 +363,53 @@ def _solve_isolated_layered(model: BemModel, m: int, dtype, refine: int) -> tupl
     return matrix, tuple(inside), t1
 
 
-def _outer_block_times(a: np.ndarray, n_r: int, n_o: int, right: np.ndarray) -> np.ndarray:
-    """(A^{-1})[o, m] @ right by block elimination (A, ordered (r, o, m), is overwritten).
+def _schur_outer(a: np.ndarray, n_r: int, n_o: int) -> tuple[np.ndarray, np.ndarray]:
+    """T = S_oo^{-1} S_ox and Sigma = S_xx - S_xo T of A ordered (r, o, x) (A is overwritten).
 
-    Eliminating the other surfaces r leaves the Schur complement S on (o, m); the (o, m)
-    block of its inverse is -S_oo^{-1} S_om Sigma^{-1}, Sigma = S_mm - S_mo S_oo^{-1} S_om.
+    Eliminating the first ``n_r`` unknowns (r, possibly none) leaves the Schur complement S
+    on (o, x); the (o, x) block of its inverse, which is that of A^{-1}, is -T Sigma^{-1}.
+    Both block-elimination solves below end with that product.
     """
     lu_kw = {"check_finite": False}
     if n_r:
         lu = scipy.linalg.lu_factor(a[:n_r, :n_r], **lu_kw)
-        w = scipy.linalg.lu_solve(lu, a[:n_r, n_r:], **lu_kw)
+        w = scipy.linalg.lu_solve(lu, a[:n_r, n_r:], **lu_kw)  # A_rr^{-1} A_r,ox
         del lu
         s = a[n_r:, n_r:]
         s -= a[n_r:, :n_r] @ w
         del w
     else:
         s = a
-    s_oo, s_om = s[:n_o, :n_o], s[:n_o, n_o:]
-    s_mo, s_mm = s[n_o:, :n_o], s[n_o:, n_o:]
+    s_oo, s_ox = s[:n_o, :n_o], s[:n_o, n_o:]
+    s_xo, s_xx = s[n_o:, :n_o], s[n_o:, n_o:]
     lu = scipy.linalg.lu_factor(s_oo, **lu_kw)
-    t = scipy.linalg.lu_solve(lu, s_om, **lu_kw)  # S_oo^{-1} S_om
+    t = scipy.linalg.lu_solve(lu, s_ox, **lu_kw)  # S_oo^{-1} S_ox
     del lu
-    sigma = s_mm - s_mo @ t
-    return -t @ scipy.linalg.solve(sigma, right, overwrite_a=True, **lu_kw)
+    return t, s_xx - s_xo @ t
+
+
+def _outer_block_times(a: np.ndarray, n_r: int, n_o: int, right: np.ndarray) -> np.ndarray:
+    """(A^{-1})[o, m] @ right by block elimination (A, ordered (r, o, m), is overwritten).
+
+    The (o, m) block of A^{-1} is -T Sigma^{-1} (:func:`_schur_outer`, x = m).
+    """
+    t, sigma = _schur_outer(a, n_r, n_o)
+    return -t @ scipy.linalg.solve(sigma, right, overwrite_a=True, check_finite=False)
 
 
 def _outer_inner_block_times_p(a: np.ndarray, n_m: int, n_o: int, p_inv: np.ndarray) -> np.ndarray:
     """(A^{-1})[o, b] @ P with P = p_inv^{-1}, by block elimination (A is overwritten).
 
     A is ordered (m, o, b): the middle surfaces (possibly none), the outermost, the
-    innermost. Eliminating m leaves the Schur complement S on (o, b), whose inverse is the
-    (o, b) part of A^{-1}; its off-diagonal block is -S_oo^{-1} S_ob Sigma^{-1} with
-    Sigma = S_bb - S_bo S_oo^{-1} S_ob, and Sigma^{-1} P = (P^{-1} Sigma)^{-1}. About 22 n^3
-    flops for three n-vertex surfaces, three quarters of an LU of A and its solve.
+    innermost. The (o, b) block of A^{-1} is -T Sigma^{-1} (:func:`_schur_outer`, r = m,
+    x = b), and Sigma^{-1} P = (P^{-1} Sigma)^{-1}. About 22 n^3 flops for three n-vertex
+    surfaces, three quarters of an LU of A and its solve.
     """
-    lu_kw = {"check_finite": False}
-    if n_m:
-        lu = scipy.linalg.lu_factor(a[:n_m, :n_m], **lu_kw)
-        w = scipy.linalg.lu_solve(lu, a[:n_m, n_m:], **lu_kw)  # A_mm^{-1} A_m,ob
-        del lu
-        s = a[n_m:, n_m:]
-        s -= a[n_m:, :n_m] @ w
-        del w
-    else:
-        s = a
-    s_oo, s_ob = s[:n_o, :n_o], s[:n_o, n_o:]
-    s_bo, s_bb = s[n_o:, :n_o], s[n_o:, n_o:]
-    lu = scipy.linalg.lu_factor(s_oo, **lu_kw)
-    t = scipy.linalg.lu_solve(lu, s_ob, **lu_kw)  # S_oo^{-1} S_ob
-    del lu
-    sigma = s_bb - s_bo @ t
+    t, sigma = _schur_outer(a, n_m, n_o)
     q = p_inv @ sigma
     del sigma
     # X P = -T Q^{-1}  <=>  Q^T (X P)^T = -T^T
-    return -scipy.linalg.solve(q.T, t.T, overwrite_a=True, overwrite_b=True, **lu_kw).T
+    return -scipy.linalg.solve(q.T, t.T, overwrite_a=True, overwrite_b=True, check_finite=False).T
 
 
 def _read_cache(path: Path, model: BemModel, key: str, approach: str, refine: int) -> BemSolution | None:
