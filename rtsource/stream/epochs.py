@@ -217,7 +217,7 @@ class EpochEngine:
         self._events = {w.name: _EventState(w, self.sfreq, n_ch, spec) for w in spec.events}
         self._pending: collections.deque = collections.deque()
         self._seen: collections.deque = collections.deque()
-        self._seen_set: set = set()
+        self._seen_set: dict = {}  # (event, sample bucket) -> marker times taken
         self._no_flags = np.zeros(0, dtype=np.uint8)
         self.counts = collections.Counter(
             dict.fromkeys(("markers", "accepted", "rejected_flag", "rejected_nonfinite", "rejected_gap", "too_old", "unknown", "duplicate", "overflow"), 0)
@@ -231,19 +231,29 @@ class EpochEngine:
         if name not in self._events or not np.isfinite(time):
             self.counts["unknown"] += 1
             return []
-        key = (name, round(float(time), 6))
-        if key in self._seen_set:
+        # A duplicate is the same event within half a sample of a marker already taken: it
+        # would cut the same epoch. Not an exact time match: the clock offsets that bring a
+        # marker onto the data clock are re-measured per pull and move by tens of us, so a
+        # marker delivered twice arrives with two slightly different times.
+        time = float(time)
+        bucket = int(np.floor(time * self.sfreq))
+        if any(abs(time - t) <= 0.5 / self.sfreq for b in (bucket - 1, bucket, bucket + 1) for t in self._seen_set.get((name, b), ())):
             self.counts["duplicate"] += 1
             return []
-        self._seen.append(key)
-        self._seen_set.add(key)
+        key = (name, bucket)
+        self._seen.append((key, time))
+        self._seen_set.setdefault(key, []).append(time)
         if len(self._seen) > 4 * self.spec.max_pending + 1024:  # bounded memory of past markers
-            self._seen_set.discard(self._seen.popleft())
+            (old_key, old_t) = self._seen.popleft()
+            times = self._seen_set[old_key]
+            times.remove(old_t)
+            if not times:
+                del self._seen_set[old_key]
         if len(self._pending) >= self.spec.max_pending:
             self._pending.popleft()
             self.counts["overflow"] += 1
             logger.warning("epoch engine: more than %d markers pending; dropped the oldest", self.spec.max_pending)
-        self._pending.append((name, float(time)))
+        self._pending.append((name, time))
         return self._resolve()
 
     def push_data(self, x: np.ndarray, ts: np.ndarray, n: int | None = None, flags: np.ndarray | None = None) -> list[Epoch]:
