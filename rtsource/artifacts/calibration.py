@@ -9,6 +9,16 @@ stage (:meth:`ArtifactCalibration.stage`).
 Order of use, whatever the order in ``[artifacts] method``: EOG regression, then ASR (both
 per chunk, in place, on the operator's filtered channels), then the projection (folded
 into the operator when the bundle is built, so the operator is consistent with it).
+
+With both ASR and the projection (``asr_space = "projected"``, what setup calibrates now)
+ASR works in the subspace the projection leaves: per chunk the data go through
+``Q = (I - U U^T) M`` (the projection times the operator's reference) before ASR, and ASR
+is calibrated on ``Q``-projected calibration data. The operator ``K P M`` gives the same
+output for ``Q x`` as for ``x`` (``P M Q = P M``: ``Q`` is idempotent), so ASR adds only its
+own repair; and its repair, rebuilt through a covariance that has no blink in it, cannot
+smear a blink's residue into directions the projection does not remove (which made ASR
+before the projection worse than the projection alone on frontal theta). Bundles made
+before (``asr_space = "channels"``) keep ASR on the raw channels.
 """
 
 from __future__ import annotations
@@ -25,6 +35,8 @@ from .regression import EogRegression
 #: Methods in their order of use.
 METHOD_ORDER = ("regression", "asr", "projection")
 SCHEMA = 1
+#: Where ASR runs: on the channels, or after the projection (see the module docstring).
+ASR_SPACES = ("channels", "projected")
 #: Bundle array name -> (part, array name in the part's to_arrays()).
 BUNDLE_ARRAYS = {
     "artifact_asr_mixing": ("asr", "mixing"),
@@ -60,6 +72,11 @@ class ArtifactCalibration:
         Seconds recorded for a live recalibration.
     provenance : str
         JSON text: where the calibration data came from.
+    asr_space : {"channels", "projected"}
+        Whether ASR runs on the channels or after the projection (:meth:`asr_projector`).
+    reference : str
+        The operator's EEG reference ("average", a channel name, "none"), for
+        :meth:`asr_projector`.
     """
 
     methods: tuple[str, ...]
@@ -70,6 +87,8 @@ class ArtifactCalibration:
     update_every: int = 32
     recalibrate_s: float = 60.0
     provenance: str = "{}"
+    asr_space: str = "channels"
+    reference: str = "none"
 
     def __post_init__(self):
         methods = tuple(m for m in METHOD_ORDER if m in self.methods)
@@ -80,6 +99,8 @@ class ArtifactCalibration:
         for m in methods:
             if getattr(self, m) is None:
                 raise ValueError(f"ArtifactCalibration: method {m!r} is on but has no calibration; calibrate it (rtsource setup)")
+        if self.asr_space not in ASR_SPACES or (self.asr_space == "projected" and self.projection is None):
+            raise ValueError(f"ArtifactCalibration asr_space = {self.asr_space!r}; use one of {list(ASR_SPACES)} ('projected' needs a projection)")
         if not 0.0 <= self.lookahead_s <= 1.0 or int(self.update_every) < 1 or not 1.0 <= self.recalibrate_s <= 600.0:
             raise ValueError(
                 f"ArtifactCalibration lookahead_s = {self.lookahead_s!r} (0-1 s), update_every = {self.update_every!r} (>= 1), "
@@ -99,11 +120,31 @@ class ArtifactCalibration:
         """The projection on ``ch_names`` (``I - U U^T``), or None without projection."""
         return self.projection.projector(ch_names) if "projection" in self.methods else None
 
+    def asr_projector(self, ch_names, scale=None) -> np.ndarray | None:
+        """``Q = (I - U U^T) M`` on ``ch_names``, the spatial filter before ASR, or None.
+
+        None unless ASR runs after the projection (``asr_space = "projected"``). Built as
+        the operator is built on these channels (:meth:`projector`, and the reference on
+        the projection's channels, which are the EEG ones), so a rebuild without a bad
+        channel gets its own.
+
+        Parameters
+        ----------
+        ch_names : sequence of str
+        scale : array_like, shape (n_ch,), optional
+            Per-channel factor from the data's unit to SI: ``Q`` in that unit is
+            ``D^-1 Q D``, D = diag(scale).
+        """
+        if self.asr_space != "projected" or "asr" not in self.methods:
+            return None
+        return subspace_projector(self.projection, self.reference, ch_names, scale)
+
     def describe(self) -> dict:
         """What is applied, for the output streams' metadata and the CLI."""
         out: dict = {"methods": list(self.methods), "delay_s": round(self.delay_samples / self.asr.sfreq, 6) if self.delay_samples else 0.0}
         if self.asr is not None and "asr" in self.methods:
-            out["asr"] = {"cutoff": self.asr.cutoff, "window_s": self.asr.window_s, "lookahead_s": self.lookahead_s, "n_channels": len(self.asr.ch_names)}
+            out["asr"] = {"cutoff": self.asr.cutoff, "window_s": self.asr.window_s, "lookahead_s": self.lookahead_s, "n_channels": len(self.asr.ch_names),
+                          "space": self.asr_space}  # fmt: skip
         if self.regression is not None and "regression" in self.methods:
             out["regression"] = {"eog": list(self.regression.eog_names)}
         if self.projection is not None and "projection" in self.methods:
@@ -140,12 +181,26 @@ class ArtifactCalibration:
         return refit_calibration(self, data, sfreq, ch_names, **kwargs)
 
 
+def subspace_projector(projection: ArtifactProjection, reference: str, ch_names, scale=None) -> np.ndarray:
+    """``(I - U U^T) M`` on ``ch_names`` (see :meth:`ArtifactCalibration.asr_projector`)."""
+    from ..inverse.reference import reference_matrix
+
+    names = tuple(ch_names)
+    eeg = set(projection.ch_names)  # the projection lives on the EEG channels (all, without EEG)
+    kinds = tuple("eeg" if c in eeg else "mag" for c in names)
+    q = projection.projector(names) @ reference_matrix(names, reference, kinds)
+    if scale is not None:
+        d = np.asarray(scale, dtype=float)
+        q = q * d[None, :] / d[:, None]
+    return q
+
+
 def to_bundle(cal: ArtifactCalibration) -> tuple[dict[str, np.ndarray], dict]:
     """``(arrays, header_entry)``: the bundle's ``artifact_*`` arrays and its ``artifacts`` header."""
     arrays: dict[str, np.ndarray] = {}
     header = {
         "schema": SCHEMA, "methods": list(cal.methods), "lookahead_s": cal.lookahead_s, "update_every": int(cal.update_every),
-        "recalibrate_s": cal.recalibrate_s, "provenance": cal.provenance,
+        "recalibrate_s": cal.recalibrate_s, "provenance": cal.provenance, "asr_space": cal.asr_space, "reference": cal.reference,
     }  # fmt: skip
     for part in _PARTS:
         obj = getattr(cal, part)
@@ -181,6 +236,7 @@ def from_bundle(header: dict, arrays: dict) -> ArtifactCalibration:
     return ArtifactCalibration(
         tuple(methods), parts.get("asr"), parts.get("regression"), parts.get("projection"), float(header["lookahead_s"]),
         int(header["update_every"]), float(header["recalibrate_s"]), str(header.get("provenance", "{}")),
+        str(header.get("asr_space", "channels")), str(header.get("reference", "none")),  # absent before: ASR on the channels
     )  # fmt: skip
 
 

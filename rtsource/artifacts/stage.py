@@ -1,7 +1,9 @@
 """The per-chunk artifact stage the stream operator runs between its filter and its kernel.
 
 :class:`ArtifactStage` works in place on the operator's gathered, filtered channels (float32,
-stream units, operator order): EOG regression (no delay), then ASR (delay = its look-ahead).
+stream units, operator order): EOG regression (no delay), then, when ASR runs after the
+projection, the spatial filter ``Q = (I - U U^T) M`` (which the operator's own ``K P M``
+does not notice), then ASR (delay = its look-ahead).
 It keeps everything the loop reports: the delay, the per-chunk cost, the repair counters and
 the repair episodes with a kind, and it carries a live recalibration (record the next
 seconds, calibrate in a thread, swap in at a chunk boundary).
@@ -59,7 +61,16 @@ class ArtifactStage:
         self._x = np.zeros((self.max_chunk, n))
         self._y = np.zeros((self.max_chunk, n))
         self.asr: AsrProcessor | None = None
+        self._q = None  # the projection before ASR, stream units
+        self._xq = None
         if "asr" in calibration.methods:
+            q = calibration.asr_projector(self.ch_names, self.scale)
+            if q is not None:
+                from ._kernels import apply_matrix
+
+                self._q = np.ascontiguousarray(q)
+                self._xq = np.zeros((self.max_chunk, n))
+                self._apply = apply_matrix
             self.asr = self._processor(calibration.asr)
         self.delay_samples = self.asr.delay_samples if self.asr is not None else 0
         self.sfreq = calibration.asr.sfreq if calibration.asr is not None else calibration.regression.sfreq
@@ -130,6 +141,8 @@ class ArtifactStage:
             x[bad_rows[:n] != 0] = 0.0
         if self._reg is not None:
             self._regress(chunk, n, x)
+        if self._q is not None:
+            self._project(x, n)
         if self._collect is not None:
             self._record(x)
         if self.asr is not None:
@@ -159,6 +172,10 @@ class ArtifactStage:
                 self._eog_zi = sosfilt_zi(self._sos)[:, :, None] * e[0][None, None, :]
             e[:], self._eog_zi = sosfilt(self._sos, e, axis=0, zi=self._eog_zi)
         self._reg(x, e, n, self._reg_coef, x)
+
+    def _project(self, x, n) -> None:
+        self._apply(x, n, self._q, self._xq)
+        x[:] = self._xq[:n]
 
     def _delay_flags(self, bad_rows, n, n_bad) -> int:
         d = self.delay_samples
@@ -252,7 +269,9 @@ class ArtifactStage:
             old = self.calibration.asr
             si = data * self.scale[None, :]
             prov = f"live recalibration on {len(data) / self.sfreq:g} s of the stream"
-            new = calibrate_asr(si, self.sfreq, self.ch_names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction, source=prov)
+            q = self.calibration.asr_projector(self.ch_names)  # the recording is projected already: ASR's subspace
+            new = calibrate_asr(si, self.sfreq, self.ch_names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction, source=prov,
+                                projector=q)  # fmt: skip
             proc = self._processor(new)
         except Exception as exc:  # a bad recording must not stop the loop: report it
             self.messages.append({"state": "failed", "error": str(exc)[:300]})
