@@ -264,7 +264,7 @@ def _geometric_median(points: np.ndarray, iters: int = 500, tol: float = 1e-10) 
 
 def calibrate_asr(
     data, sfreq: float, ch_names, cutoff: float = 20.0, window_s: float = 0.5, max_bad_channels: float = 0.075,
-    max_remove_fraction: float = 0.66, source: str = "", projector=None,
+    max_remove_fraction: float = 0.66, source: str = "", projector=None, band_hz: float | None = None,
 ) -> AsrCalibration:  # fmt: skip
     """Calibrate ASR on rest data.
 
@@ -292,6 +292,14 @@ def calibrate_asr(
         times the reference, ``(I - U U^T) M``) that the processor's input has been through:
         ASR then runs in the subspace the projection leaves (see :func:`_in_subspace`).
         The data are projected here too (a no-op if they already are).
+    band_hz : float, optional
+        The muscle variant: ASR decides on the data high-passed at ``band_hz`` (4th-order
+        Butterworth instead of the spectral weighting filter), where EMG (20-300 Hz,
+        Goncharova et al. 2003, Clin Neurophysiol 114:1580) stands far above the EEG, and
+        the thresholds are set there; the reconstruction uses the covariance of the
+        unfiltered (high-passed) data, so a dropped muscle component is rebuilt with the
+        brain signal the other components predict in every band (the conditional mean
+        under the calibration covariance, as ASR's reconstruction is).
 
     Returns
     -------
@@ -319,7 +327,14 @@ def calibrate_asr(
         if q.shape != (x.shape[1],) * 2 or not np.all(np.isfinite(q)) or np.abs(q @ q - q).max() > 1e-6 * max(1.0, np.abs(q).max()):
             raise ValueError(f"calibrate_asr projector has shape {q.shape}; pass a finite idempotent ({x.shape[1]}, {x.shape[1]}) projector, or None")
         x = x @ q.T
-    b, a = spectral_filter(sfreq)
+    if band_hz is None:
+        b, a = spectral_filter(sfreq)
+    else:
+        if not 0.0 < band_hz < 0.45 * sfreq:
+            raise ConfigError(f"calibrate_asr band_hz = {band_hz!r}; pass a frequency below {0.45 * sfreq:g} Hz (0.45 x sfreq)")
+        from scipy.signal import butter
+
+        b, a = butter(4, band_hz, "highpass", fs=sfreq)
     one_s = int(round(sfreq))
     starts = clean_windows(x, sfreq, 1.0, max_bad_channels)
     n_total = len(_windows(len(x), one_s, max(1, one_s // 2)))
@@ -331,21 +346,25 @@ def calibrate_asr(
     # filter the whole recording once (no start transient inside the windows after 1 s)
     xf = lfilter(b, a, x, axis=0)
     starts = starts[starts >= one_s] if np.count_nonzero(starts >= one_s) >= 15 else starts
-    covs = np.array([xf[s : s + one_s].T @ xf[s : s + one_s] / one_s for s in starts])
     n_ch = x.shape[1]
-    sigma = _geometric_median(covs.reshape(len(starts), -1)).reshape(n_ch, n_ch)
-    sigma = 0.5 * (sigma + sigma.T)
-    n_null = 0
-    if q is not None:
-        evals, evecs, n_null = _in_subspace(sigma, q)
-    else:
-        evals, evecs = np.linalg.eigh(sigma)
+
+    def robust_cov(y):
+        covs = np.array([y[s : s + one_s].T @ y[s : s + one_s] / one_s for s in starts])
+        sigma = _geometric_median(covs.reshape(len(starts), -1)).reshape(n_ch, n_ch)
+        sigma = 0.5 * (sigma + sigma.T)
+        return _in_subspace(sigma, q) if q is not None else (*np.linalg.eigh(sigma), 0)
+
+    evals, evecs, n_null = robust_cov(xf)
     if evals[n_null] <= evals[-1] * 1e-12:
         raise ValueError(
             f"calibrate_asr: the covariance is rank deficient (smallest/largest eigenvalue {evals[n_null] / evals[-1]:.1e}); "
             "drop flat or duplicate channels (an average reference costs one rank: drop one channel)"
         )
-    mixing = (evecs * np.sqrt(evals)) @ evecs.T
+    if band_hz is None:
+        mixing = (evecs * np.sqrt(evals)) @ evecs.T
+    else:  # thresholds along the high band's components, reconstruction through the full band
+        w_full, v_full, _ = robust_cov(x)
+        mixing = (v_full * np.sqrt(np.maximum(w_full, 0.0))) @ v_full.T
     # thresholds: component RMS in non-overlapping windows of the clean seconds
     wlen = int(round(window_s * sfreq))
     comp = [xf[s : s + one_s] @ evecs for s in starts]
@@ -360,7 +379,8 @@ def calibrate_asr(
         thr[:n_null] = 1e3 * thr[n_null:].max()
     thresholds = thr[:, None] * evecs.T
     prov = json.dumps({"source": source, "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "software": f"rtsource {__version__}", "seconds": round(len(x) / sfreq, 3)})  # fmt: skip
+                       "software": f"rtsource {__version__}", "seconds": round(len(x) / sfreq, 3),
+                       "band_hz": band_hz, "projected": q is not None})  # fmt: skip
     logger.info("ASR calibrated on %d of %d clean 1 s windows, cutoff %g", len(starts), n_total, cutoff)
     return AsrCalibration(ch_names, float(sfreq), mixing, thresholds, b, a, float(cutoff), float(window_s), float(max_remove_fraction), len(starts), n_total, prov)
 

@@ -148,17 +148,24 @@ def calibrate_artifacts(
         say(f"artifact projection: {sub.n_vectors} component(s) ({', '.join(sub.kinds) or 'none found'})" + (f"; {'; '.join(whys)}" if whys else ""))
     # ASR after the projection runs in the subspace it leaves (calibration.py's docstring):
     # fitted on the projected data, so its repair never brings a blink's residue back
-    space = "projected" if "asr" in methods and projection is not None and projection.n_vectors else "channels"
+    space = "projected" if {"asr", "muscle"} & set(methods) and projection is not None and projection.n_vectors else "channels"
     reference = settings.sensors.reference if "eeg" in kinds else "none"
+    xa = x - eog @ regression.coefficients if regression is not None else x  # ASR sees the regressed data
+    q = subspace_projector(projection, reference, names) if space == "projected" else None
+    muscle = None
     if "asr" in methods:
-        xa = x - eog @ regression.coefficients if regression is not None else x  # ASR sees the regressed data
         asr = calibrate_asr(
             xa, sfreq, names, cutoff=a.asr_cutoff, window_s=a.asr_window_s, max_bad_channels=a.asr_max_bad_channels,
-            max_remove_fraction=a.asr_max_remove, source=where,
-            projector=subspace_projector(projection, reference, names) if space == "projected" else None,
+            max_remove_fraction=a.asr_max_remove, source=where, projector=q,
         )  # fmt: skip
         say(f"ASR calibrated on {asr.n_windows_used} of {asr.n_windows_total} clean 1 s windows (cutoff {a.asr_cutoff:g}, {space})")
-    return ArtifactCalibration(methods, asr, regression, projection, a.asr_lookahead_s, a.asr_update_every, a.seconds, prov, space, reference)
+    if "muscle" in methods:
+        muscle = calibrate_asr(
+            xa, sfreq, names, cutoff=a.muscle_cutoff, window_s=a.asr_window_s, max_bad_channels=a.asr_max_bad_channels,
+            max_remove_fraction=a.asr_max_remove, source=where, projector=q, band_hz=a.muscle_band_hz,
+        )  # fmt: skip
+        say(f"muscle ASR (above {a.muscle_band_hz:g} Hz, cutoff {a.muscle_cutoff:g}) calibrated on {muscle.n_windows_used} clean 1 s windows")
+    return ArtifactCalibration(methods, asr, regression, projection, a.asr_lookahead_s, a.asr_update_every, a.seconds, prov, space, reference, muscle)
 
 
 __all__ = ["calibrate_artifacts"]

@@ -234,6 +234,11 @@ def test_acceptance_bench_code_aligns_the_delay_and_measures_band_power(data, ca
     valid = len(clean) - asr_only.delay_samples - 10
     first = int(FS)  # after the first second (the ASR window filled)
     assert np.allclose(fixed[first:valid], plain[first:valid], rtol=1e-3, atol=1e-3 * np.abs(plain).max())
+    # the acceptance's fast path: the loop's filter and stage, then the (linear) kernel at once
+    from rtsource.bench.artifact_acceptance import _stage_stream
+
+    lin = _stage_stream(asr_only, NAMES, clean, s, FS) @ (b.kernel / b.noise_norm[:, None] * 1e-6).T
+    assert np.allclose(lin[:valid], fixed[:valid], rtol=1e-3, atol=1e-4 * np.abs(fixed).max())
     t = np.arange(int(4 * FS)) / FS
     src = np.sin(2 * np.pi * 10 * t)[:, None] * np.ones((1, 3))
     starts = _windows(len(t), FS)
