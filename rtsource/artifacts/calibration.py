@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .asr import AsrCalibration
-from .projection import ArtifactProjection
+from .projection import ArtifactProjection, subspace_projector
 from .regression import EogRegression
 
 #: Methods in their order of use.
@@ -200,20 +200,6 @@ class ArtifactCalibration:
         from .refit import refit_calibration
 
         return refit_calibration(self, data, sfreq, ch_names, **kwargs)
-
-
-def subspace_projector(projection: ArtifactProjection, reference: str, ch_names, scale=None) -> np.ndarray:
-    """``(I - U U^T) M`` on ``ch_names`` (see :meth:`ArtifactCalibration.asr_projector`)."""
-    from ..inverse.reference import reference_matrix
-
-    names = tuple(ch_names)
-    eeg = set(projection.ch_names)  # the projection lives on the EEG channels (all, without EEG)
-    kinds = tuple("eeg" if c in eeg else "mag" for c in names)
-    q = projection.projector(names) @ reference_matrix(names, reference, kinds)
-    if scale is not None:
-        d = np.asarray(scale, dtype=float)
-        q = q * d[None, :] / d[:, None]
-    return q
 
 
 def to_bundle(cal: ArtifactCalibration) -> tuple[dict[str, np.ndarray], dict]:

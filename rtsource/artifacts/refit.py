@@ -28,8 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from .asr import calibrate_asr
-from .calibration import subspace_projector
-from .projection import ArtifactProjection, fit_projection
+from .projection import ArtifactProjection, fit_projection, subspace_projector
 from .regression import EogRegression, fit_eog_regression
 
 #: Accepted length of a live recording, s (ASR wants its 1 s windows, the projection >= 10 s of blinks).
