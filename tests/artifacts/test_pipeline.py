@@ -379,3 +379,18 @@ def test_asr_after_the_projection_never_undoes_it(data, calibration):
     assert back.asr_space == "projected" and back.reference == "average" and back.describe()["asr"]["space"] == "projected"
     del header["asr_space"], header["reference"]
     assert from_bundle(header, arrays).asr_space == "channels"
+
+
+def test_refitting_the_projection_refits_asr_in_its_subspace(data, calibration):
+    """A live refit of the projection also refits ASR when ASR runs in its subspace."""
+    from rtsource.artifacts.calibration import subspace_projector
+
+    raw = data[0] * 1e-6
+    proj = calibration.projection
+    q = subspace_projector(proj, "average", NAMES)
+    cal = ArtifactCalibration(("projection", "asr"), calibrate_asr(raw, FS, NAMES, projector=q), None, proj, asr_space="projected", reference="average")
+    new, changes = cal.refit(raw[: int(40 * FS)], FS, NAMES, methods=("projection",), reference="average")
+    assert {"projection", "asr"} <= set(changes) and new.asr_space == "projected" and new.asr is not cal.asr
+    u = new.projection.vectors[:, 0]
+    w = subspace_projector(new.projection, "average", NAMES) @ np.random.default_rng(1).normal(size=len(NAMES))
+    assert np.linalg.norm(new.asr.thresholds @ u) > 100 * np.linalg.norm(new.asr.thresholds @ w) / np.linalg.norm(w)
