@@ -344,7 +344,7 @@ class AdaptiveSettings:
     interval_s: float = _opt(_between(0.01, 86400.0, "s"), "seconds between weight updates", 10.0)
 
 
-ARTIFACT_METHODS = ("none", "regression", "asr", "projection")
+ARTIFACT_METHODS = ("none", "regression", "asr", "muscle", "projection")
 
 
 def _check_artifact_methods(v: tuple) -> str | None:
@@ -362,15 +362,16 @@ def _check_artifact_methods(v: tuple) -> str | None:
 class ArtifactSettings:
     """[artifacts]: artifact correction, calibrated at setup and applied in the stream.
 
-    ``method`` is a list; whatever its order, the methods run as regression -> ASR (per
-    chunk, in place, before the operator) -> projection (folded into the operator at setup).
+    ``method`` is a list; whatever its order, the methods run as regression -> ASR -> muscle
+    (high-band ASR; both per chunk, in place, before the operator, after the projection's
+    filter when there is one) -> projection (folded into the operator at setup).
     """
 
     method: tuple[str, ...] = _opt(
         _check_artifact_methods,
         "any of 'regression' (EOG channels regressed out), 'asr' (artifact subspace reconstruction), 'projection' "
-        "(ocular/cardiac components projected out of the operator, as SSP); 'none' or [] for off. Order of use: "
-        "regression, asr, projection",
+        "(ocular/cardiac components projected out of the operator, as SSP), 'muscle' (ASR deciding in a high band where "
+        "muscle dominates, reconstructing the full band); 'none' or [] for off. Order of use: regression, asr, muscle, projection",
         factory=lambda: ("none",),
     )
     calibration: str = _opt(_one_of("rest", "stream", "file"), "data to calibrate on: 'rest' (the noise calibration setup captures), 'stream' (capture seconds), 'file' (path)", "rest")
@@ -389,6 +390,8 @@ class ArtifactSettings:
     )
     n_ocular: int = _opt(_between(0, 10, "components"), "ocular components projected out (MNE's compute_proj_eog uses 1-2 for EEG)", 2)
     n_cardiac: int = _opt(_between(0, 10, "components"), "cardiac components projected out (needs ECG channels)", 1)
+    muscle_band_hz: float = _opt(_between(20.0, 200.0, "Hz"), "method 'muscle': ASR decides on the data high-passed here (4th-order Butterworth), where EMG dominates EEG", 60.0)
+    muscle_cutoff: float = _opt(_between(1.0, 100.0), "method 'muscle': threshold in standard deviations of the high band's component RMS", 5.0)
     n_muscle: int = _opt(_between(0, 20, "components"), "muscle components projected out (from high-frequency bursts in the calibration; 0: off, leave muscle to ASR)", 0)
 
 
@@ -765,9 +768,9 @@ def _check_artifacts(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [artifacts]: calibration = 'file' needs path = '...' (a rest recording)")
     if "regression" in methods and not a.eog_channels:
         raise ConfigError(f"{where} [artifacts] method has 'regression', which needs eog_channels = ['EOG1', ...] (the stream's EOG channels)")
-    if "asr" in methods and s.preprocess.highpass_hz < 0.1:
+    if ("asr" in methods or "muscle" in methods) and s.preprocess.highpass_hz < 0.1:
         raise ConfigError(
-            f"{where} [artifacts] method has 'asr', which needs high-passed data: set [preprocess] highpass_hz = 0.5 "
+            f"{where} [artifacts] method has 'asr' or 'muscle', which need high-passed data: set [preprocess] highpass_hz = 0.5 "
             f"(it is {s.preprocess.highpass_hz:g})"
         )
     clash = set(a.eog_channels + a.ecg_channels) & set(s.sensors.channels)

@@ -264,7 +264,7 @@ def _geometric_median(points: np.ndarray, iters: int = 500, tol: float = 1e-10) 
 
 def calibrate_asr(
     data, sfreq: float, ch_names, cutoff: float = 20.0, window_s: float = 0.5, max_bad_channels: float = 0.075,
-    max_remove_fraction: float = 0.66, source: str = "",
+    max_remove_fraction: float = 0.66, source: str = "", projector=None, band_hz: float | None = None,
 ) -> AsrCalibration:  # fmt: skip
     """Calibrate ASR on rest data.
 
@@ -287,6 +287,19 @@ def calibrate_asr(
         Most components dropped at once, as a fraction of the channels.
     source : str
         Provenance: where the data came from (a file, "setup rest recording", ...).
+    projector : ndarray, shape (n_ch, n_ch), optional
+        A spatial projector ``Q`` (idempotent, possibly oblique: the artifact projection
+        times the reference, ``(I - U U^T) M``) that the processor's input has been through:
+        ASR then runs in the subspace the projection leaves (see :func:`_in_subspace`).
+        The data are projected here too (a no-op if they already are).
+    band_hz : float, optional
+        The muscle variant: ASR decides on the data high-passed at ``band_hz`` (4th-order
+        Butterworth instead of the spectral weighting filter), where EMG (20-300 Hz,
+        Goncharova et al. 2003, Clin Neurophysiol 114:1580) stands far above the EEG, and
+        the thresholds are set there; the reconstruction uses the covariance of the
+        unfiltered (high-passed) data, so a dropped muscle component is rebuilt with the
+        brain signal the other components predict in every band (the conditional mean
+        under the calibration covariance, as ASR's reconstruction is).
 
     Returns
     -------
@@ -308,7 +321,20 @@ def calibrate_asr(
         raise ValueError(f"calibrate_asr sfreq = {sfreq!r}; pass the sampling rate in Hz")
     if not 1.0 <= cutoff <= 100.0:
         raise ConfigError(f"calibrate_asr cutoff = {cutoff!r}; use 20-30 standard deviations (Chang et al. 2020)")
-    b, a = spectral_filter(sfreq)
+    q = None
+    if projector is not None:
+        q = np.asarray(projector, dtype=float)
+        if q.shape != (x.shape[1],) * 2 or not np.all(np.isfinite(q)) or np.abs(q @ q - q).max() > 1e-6 * max(1.0, np.abs(q).max()):
+            raise ValueError(f"calibrate_asr projector has shape {q.shape}; pass a finite idempotent ({x.shape[1]}, {x.shape[1]}) projector, or None")
+        x = x @ q.T
+    if band_hz is None:
+        b, a = spectral_filter(sfreq)
+    else:
+        if not 0.0 < band_hz < 0.45 * sfreq:
+            raise ConfigError(f"calibrate_asr band_hz = {band_hz!r}; pass a frequency below {0.45 * sfreq:g} Hz (0.45 x sfreq)")
+        from scipy.signal import butter
+
+        b, a = butter(4, band_hz, "highpass", fs=sfreq)
     one_s = int(round(sfreq))
     starts = clean_windows(x, sfreq, 1.0, max_bad_channels)
     n_total = len(_windows(len(x), one_s, max(1, one_s // 2)))
@@ -320,17 +346,25 @@ def calibrate_asr(
     # filter the whole recording once (no start transient inside the windows after 1 s)
     xf = lfilter(b, a, x, axis=0)
     starts = starts[starts >= one_s] if np.count_nonzero(starts >= one_s) >= 15 else starts
-    covs = np.array([xf[s : s + one_s].T @ xf[s : s + one_s] / one_s for s in starts])
     n_ch = x.shape[1]
-    sigma = _geometric_median(covs.reshape(len(starts), -1)).reshape(n_ch, n_ch)
-    sigma = 0.5 * (sigma + sigma.T)
-    evals, evecs = np.linalg.eigh(sigma)
-    if evals[0] <= evals[-1] * 1e-12:
+
+    def robust_cov(y):
+        covs = np.array([y[s : s + one_s].T @ y[s : s + one_s] / one_s for s in starts])
+        sigma = _geometric_median(covs.reshape(len(starts), -1)).reshape(n_ch, n_ch)
+        sigma = 0.5 * (sigma + sigma.T)
+        return _in_subspace(sigma, q) if q is not None else (*np.linalg.eigh(sigma), 0)
+
+    evals, evecs, n_null = robust_cov(xf)
+    if evals[n_null] <= evals[-1] * 1e-12:
         raise ValueError(
-            f"calibrate_asr: the covariance is rank deficient (smallest/largest eigenvalue {evals[0] / evals[-1]:.1e}); "
+            f"calibrate_asr: the covariance is rank deficient (smallest/largest eigenvalue {evals[n_null] / evals[-1]:.1e}); "
             "drop flat or duplicate channels (an average reference costs one rank: drop one channel)"
         )
-    mixing = (evecs * np.sqrt(evals)) @ evecs.T
+    if band_hz is None:
+        mixing = (evecs * np.sqrt(evals)) @ evecs.T
+    else:  # thresholds along the high band's components, reconstruction through the full band
+        w_full, v_full, _ = robust_cov(x)
+        mixing = (v_full * np.sqrt(np.maximum(w_full, 0.0))) @ v_full.T
     # thresholds: component RMS in non-overlapping windows of the clean seconds
     wlen = int(round(window_s * sfreq))
     comp = [xf[s : s + one_s] @ evecs for s in starts]
@@ -341,11 +375,43 @@ def calibrate_asr(
     # inflate them (clean_rawdata fits a distribution to the lower part for the same reason)
     med = np.median(rms, axis=0)
     thr = med + cutoff * (med - np.percentile(rms, 15.87, axis=0))
+    if n_null:  # no data ever lie there: a threshold nothing reaches keeps those directions
+        thr[:n_null] = 1e3 * thr[n_null:].max()
     thresholds = thr[:, None] * evecs.T
     prov = json.dumps({"source": source, "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "software": f"rtsource {__version__}", "seconds": round(len(x) / sfreq, 3)})  # fmt: skip
+                       "software": f"rtsource {__version__}", "seconds": round(len(x) / sfreq, 3),
+                       "band_hz": band_hz, "projected": q is not None})  # fmt: skip
     logger.info("ASR calibrated on %d of %d clean 1 s windows, cutoff %g", len(starts), n_total, cutoff)
     return AsrCalibration(ch_names, float(sfreq), mixing, thresholds, b, a, float(cutoff), float(window_s), float(max_remove_fraction), len(starts), n_total, prov)
+
+
+def _in_subspace(sigma: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Eigen-pairs of a covariance of data projected by ``q``, made full rank.
+
+    The data span ``range(q)`` (an orthonormal basis B); the covariance is rank deficient.
+    Its complement ``B_perp`` gets a variance ``s`` (the median in-range eigenvalue), so
+    ``Sigma' = B B^T Sigma B B^T + s B_perp B_perp^T`` is block-diagonal: ASR's
+    reconstruction ``Sigma' V_k (V_k^T Sigma' V_k)^-1 V_k^T`` (Mullen et al. 2015) then maps
+    data in ``range(q)`` into ``range(q)`` and never back into the projected-out artifact
+    directions, and with the complement's thresholds out of reach it is never dropped.
+
+    Returns
+    -------
+    evals : ndarray, shape (n_ch,)
+        The complement's first (``n_null`` of them), then the in-range ones ascending.
+    evecs : ndarray, shape (n_ch, n_ch)
+        Orthonormal columns in the same order.
+    n_null : int
+        Dimension of the complement.
+    """
+    u, s, _ = np.linalg.svd(q)
+    rank = int(np.count_nonzero(s > 1e-6 * s[0]))
+    basis, perp = u[:, :rank], u[:, rank:]
+    w, v = np.linalg.eigh(basis.T @ sigma @ basis)
+    fill = float(np.median(w))
+    evecs = np.hstack([perp, basis @ v])
+    evals = np.r_[np.full(perp.shape[1], fill), w]
+    return evals, evecs, perp.shape[1]
 
 
 @dataclass(frozen=True)

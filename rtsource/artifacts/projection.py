@@ -272,3 +272,32 @@ def fit_projection(
         vectors = q * np.sign(np.sum(q * vectors, axis=0))  # keep each vector's sign
     logger.info("artifact projection: %d vector(s) (%s)", vectors.shape[1], ", ".join(kinds) or "none")
     return ArtifactProjection(names, vectors, tuple(kinds), np.array(explained), json.dumps(report))
+
+
+def subspace_projector(projection: ArtifactProjection, reference: str, ch_names, scale=None) -> np.ndarray:
+    """``Q = (I - U U^T) M`` on ``ch_names``: the spatial filter before ASR when it runs in
+    the projection's subspace (:meth:`~.calibration.ArtifactCalibration.asr_projector`).
+
+    Parameters
+    ----------
+    projection : ArtifactProjection
+    reference : str
+        The operator's EEG reference ("average", a channel name, "none").
+    ch_names : sequence of str
+    scale : array_like, shape (n_ch,), optional
+        Per-channel factor from the data's unit to SI (``Q`` becomes ``D^-1 Q D``).
+
+    Returns
+    -------
+    ndarray, shape (n_ch, n_ch)
+    """
+    from ..inverse.reference import reference_matrix
+
+    names = tuple(ch_names)
+    eeg = set(projection.ch_names)  # the projection lives on the EEG channels (all, without EEG)
+    kinds = tuple("eeg" if c in eeg else "mag" for c in names)
+    q = projection.projector(names) @ reference_matrix(names, reference, kinds)
+    if scale is not None:
+        d = np.asarray(scale, dtype=float)
+        q = q * d[None, :] / d[:, None]
+    return q

@@ -4,8 +4,10 @@ The loop (:mod:`rtsource.stream.artifacts`) records the raw stream columns of th
 channels and of the EOG channels (SI units) and asks the bundle's calibration for
 :meth:`~.calibration.ArtifactCalibration.refit`. The data are prepared as setup prepares its
 rest data (:mod:`rtsource.pipeline.artifacts`): through the stream's causal filter started
-at its steady state, the regression fitted on them, ASR calibrated on the regressed data,
-the projection fitted in the operator's re-referenced EEG space. Each method keeps its
+at its steady state, the regression fitted on them, the projection fitted in the operator's
+re-referenced EEG space, ASR (and the muscle ASR) calibrated on the regressed data, in the
+projection's subspace when they run after it (``asr_space = "projected"``; a refitted
+projection refits them too, since they live in its subspace). Each method keeps its
 setup parameters (ASR cutoff and window, the number of components of each kind).
 
 What a live recording cannot refit is carried over, never dropped silently:
@@ -26,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from .asr import calibrate_asr
-from .projection import ArtifactProjection, fit_projection
+from .projection import ArtifactProjection, fit_projection, subspace_projector
 from .regression import EogRegression, fit_eog_regression
 
 #: Accepted length of a live recording, s (ASR wants its 1 s windows, the projection >= 10 s of blinks).
@@ -133,15 +135,6 @@ def refit_calibration(cal, data, sfreq: float, ch_names, *, methods, ch_types=No
         new = fit_eog_regression(x, e, sfreq, names, reg.eog_names, source=source)
         reg = out["regression"] = _merge_regression(cal.regression, new)
         changes["regression"] = {"variance_explained": json.loads(new.provenance)["variance_explained"], "channels": len(names)}
-    if "asr" in methods:
-        xa = x
-        if reg is not None and "regression" in cal.methods and e is not None:
-            pos = {c: j for j, c in enumerate(reg.eeg_names)}
-            coef = np.array([reg.coefficients[:, pos[c]] if c in pos else np.zeros(len(reg.eog_names)) for c in names]).T
-            xa = x - e @ coef  # ASR sees the regressed data, as in the loop
-        old = cal.asr
-        asr = out["asr"] = calibrate_asr(xa, sfreq, names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction, source=source)
-        changes["asr"] = {"windows_used": asr.n_windows_used, "windows_total": asr.n_windows_total, "channels": len(names)}
     if "projection" in methods:
         old = cal.projection
         kinds = tuple(ch_types) if ch_types is not None else ("eeg",) * len(names)
@@ -160,6 +153,22 @@ def refit_calibration(cal, data, sfreq: float, ch_names, *, methods, ch_types=No
             )
         proj = out["projection"] = _carry_cardiac(old, new)
         changes["projection"] = {"kinds": list(proj.kinds), "n_vectors": proj.n_vectors}
+    if "projection" in methods and cal.asr_space == "projected":
+        methods += tuple(m for m in ("asr", "muscle") if m in cal.methods and m not in methods)  # they live in its subspace
+    q = subspace_projector(out.get("projection", cal.projection), cal.reference, names) if cal.asr_space == "projected" else None
+    xa = x
+    if {"asr", "muscle"} & set(methods) and reg is not None and "regression" in cal.methods and e is not None:
+        pos = {c: j for j, c in enumerate(reg.eeg_names)}
+        coef = np.array([reg.coefficients[:, pos[c]] if c in pos else np.zeros(len(reg.eog_names)) for c in names]).T
+        xa = x - e @ coef  # ASR sees the regressed data, as in the loop
+    for part in ("asr", "muscle"):
+        if part in methods:
+            old = getattr(cal, part)
+            band = json.loads(old.provenance).get("band_hz") if part == "muscle" else None
+            new_part = out[part] = calibrate_asr(
+                xa, sfreq, names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction, source=source, projector=q, band_hz=band,
+            )  # fmt: skip
+            changes[part] = {"windows_used": new_part.n_windows_used, "windows_total": new_part.n_windows_total, "channels": len(names)}
     for m in changes:
         changes[m]["seconds"] = round(len(x) / sfreq, 3)
     changes["fit_ms"] = round((time.perf_counter() - t0) * 1e3, 1)

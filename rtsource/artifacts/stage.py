@@ -1,7 +1,11 @@
 """The per-chunk artifact stage the stream operator runs between its filter and its kernel.
 
 :class:`ArtifactStage` works in place on the operator's gathered, filtered channels (float32,
-stream units, operator order): EOG regression (no delay), then ASR (delay = its look-ahead).
+stream units, operator order): EOG regression (no delay), then, when ASR runs after the
+projection, the spatial filter ``Q = (I - U U^T) M`` (which the operator's own ``K P M``
+does not notice), then ASR, then the muscle ASR (ASR deciding in a high band; each adds its
+look-ahead to the delay). :attr:`ArtifactStage.asr` is the first ASR processor on (the
+loop reads its output counter); episodes are reported in final output samples.
 It keeps everything the loop reports: the delay, the per-chunk cost, the repair counters and
 the repair episodes with a kind, and it carries a live recalibration (record the next
 seconds, calibrate in a thread, swap in at a chunk boundary).
@@ -19,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,11 +62,21 @@ class ArtifactStage:
         n = len(self.ch_names)
         self._x = np.zeros((self.max_chunk, n))
         self._y = np.zeros((self.max_chunk, n))
-        self.asr: AsrProcessor | None = None
-        if "asr" in calibration.methods:
-            self.asr = self._processor(calibration.asr)
-        self.delay_samples = self.asr.delay_samples if self.asr is not None else 0
-        self.sfreq = calibration.asr.sfreq if calibration.asr is not None else calibration.regression.sfreq
+        self._y2 = np.zeros((self.max_chunk, n))
+        self._q = None  # the projection before ASR, stream units
+        self._xq = None
+        q = calibration.asr_projector(self.ch_names, self.scale)
+        if q is not None:
+            from ._kernels import apply_matrix
+
+            self._q = np.ascontiguousarray(q)
+            self._xq = np.zeros((self.max_chunk, n))
+            self._apply = apply_matrix
+        self.broadband = self._processor(calibration.asr) if "asr" in calibration.methods else None
+        self.muscle = self._processor(calibration.muscle) if "muscle" in calibration.methods else None
+        self.asr: AsrProcessor | None = self.broadband if self.broadband is not None else self.muscle
+        self.delay_samples = sum(p.delay_samples for p in (self.broadband, self.muscle) if p is not None)
+        self.sfreq = calibration.sfreq
         self._flags = np.zeros(self.delay_samples + self.max_chunk, dtype=np.uint8)
         self._flags_pending = 0  # flagged rows inside the delay line
         self._reg = None
@@ -78,7 +92,7 @@ class ArtifactStage:
         # live recalibration
         self._collect: np.ndarray | None = None
         self._collected = 0
-        self._pending: AsrProcessor | None = None
+        self._pending: dict | None = None  # part -> AsrProcessor, from a recalibration
         self._lock = threading.Lock()
         self.messages: deque[dict] = deque(maxlen=16)  # recalibration outcomes for the loop's events
 
@@ -130,14 +144,27 @@ class ArtifactStage:
             x[bad_rows[:n] != 0] = 0.0
         if self._reg is not None:
             self._regress(chunk, n, x)
+        if self._q is not None:
+            self._project(x, n)
         if self._collect is not None:
             self._record(x)
         if self.asr is not None:
-            before = self.asr._episode_start
-            self.asr.process(x, self._y)
-            y = self._y[:n]
-            if self.asr.samples_repaired and (before >= 0 or self.asr._episode_start >= 0):
-                self._observe(self.asr._xd[:n] - y, before)
+            y = x
+            bb = self.broadband
+            if bb is not None:
+                before = bb._episode_start
+                bb.process(x, self._y)
+                y = self._y[:n]
+                if bb.samples_repaired and (before >= 0 or bb._episode_start >= 0):
+                    self._observe(bb._xd[:n] - y, before)
+            mu = self.muscle
+            if mu is not None:
+                before = mu._episode_start
+                mu.process(y, self._y2)
+                y = self._y2[:n]
+                if before >= 0 and mu._episode_start < 0:
+                    last = mu._episodes[-1]
+                    self.episodes.append(Episode(last.start, last.duration, "muscle"))
             np.copyto(picked[:n], y, casting="same_kind")
             n_bad = self._delay_flags(bad_rows, n, n_bad)
         else:
@@ -160,6 +187,10 @@ class ArtifactStage:
             e[:], self._eog_zi = sosfilt(self._sos, e, axis=0, zi=self._eog_zi)
         self._reg(x, e, n, self._reg_coef, x)
 
+    def _project(self, x, n) -> None:
+        self._apply(x, n, self._q, self._xq)
+        x[:] = self._xq[:n]
+
     def _delay_flags(self, bad_rows, n, n_bad) -> int:
         d = self.delay_samples
         if not d or (n_bad == 0 and self._flags_pending == 0):
@@ -172,7 +203,7 @@ class ArtifactStage:
         return int(np.count_nonzero(bad_rows[:n]))
 
     def _observe(self, removed: np.ndarray, before: int) -> None:
-        asr = self.asr
+        asr = self.broadband
         if before < 0:  # an episode opened in this chunk
             self._acc[:] = 0.0
         e = removed * removed
@@ -181,9 +212,10 @@ class ArtifactStage:
             d = np.diff(removed, axis=0)
             self._acc[1] += (d * d).sum() * len(removed) / (len(removed) - 1)
         self._acc[2] += e[:, self._frontal].sum()
-        if before >= 0 and asr._episode_start < 0:  # it closed
+        if before >= 0 and asr._episode_start < 0:  # it closed; in final output samples (after the muscle ASR's delay)
             last = asr._episodes[-1]
-            self.episodes.append(Episode(last.start, last.duration, self._kind()))
+            after = self.muscle.delay_samples if self.muscle is not None else 0
+            self.episodes.append(Episode(last.start + after, last.duration, self._kind()))
 
     def _kind(self) -> str:
         total, diff, front = self._acc
@@ -203,16 +235,18 @@ class ArtifactStage:
 
     def fractions(self) -> tuple[float, float]:
         """(fraction of output samples repaired, mean fraction of channels changed in them)."""
-        if self.asr is None:
+        stats = [p.stats() for p in (self.broadband, self.muscle) if p is not None]
+        if not stats:
             return 0.0, 0.0
-        s = self.asr.stats()
+        s = max(stats, key=lambda st: st.fraction_samples_repaired)  # the one repairing most
         return s.fraction_samples_repaired, s.fraction_channels_repaired
 
     # ---- hot swap and recalibration -----------------------------------------------------------
     def adopt(self, other: "ArtifactStage") -> None:
         """Continue ``other``'s state (a new operator without a bad channel replaces its)."""
-        if self.asr is not None and other.asr is not None:
-            self.asr.adopt(other.asr)
+        for mine, theirs in ((self.broadband, other.broadband), (self.muscle, other.muscle)):
+            if mine is not None and theirs is not None:
+                mine.adopt(theirs)
         if self.delay_samples == other.delay_samples:
             self._flags[: self.delay_samples] = other._flags[: other.delay_samples]
             self._flags_pending = other._flags_pending
@@ -249,25 +283,38 @@ class ArtifactStage:
 
     def _recalibrate(self, data: np.ndarray) -> None:
         try:
-            old = self.calibration.asr
             si = data * self.scale[None, :]
             prov = f"live recalibration on {len(data) / self.sfreq:g} s of the stream"
-            new = calibrate_asr(si, self.sfreq, self.ch_names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction, source=prov)
-            proc = self._processor(new)
+            q = self.calibration.asr_projector(self.ch_names)  # the recording is projected already: ASR's subspace
+            cal = self.calibration
+            new = {}
+            for part in ("asr", "muscle"):
+                old = getattr(cal, part)
+                if part in cal.methods and old is not None:
+                    band = json.loads(old.provenance).get("band_hz")
+                    new[part] = calibrate_asr(si, self.sfreq, self.ch_names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction,
+                                              source=prov, projector=q, band_hz=band)  # fmt: skip
+            procs = {part: self._processor(c) for part, c in new.items()}
         except Exception as exc:  # a bad recording must not stop the loop: report it
             self.messages.append({"state": "failed", "error": str(exc)[:300]})
             logger.warning("ASR recalibration failed: %s", exc)
             return
         with self._lock:
-            self._pending = proc
+            self._pending = procs
             self._pending_cal = new
-        info = json.loads(new.provenance)
-        self.messages.append({"state": "ready", "windows_used": new.n_windows_used, "windows_total": new.n_windows_total, "seconds": info.get("seconds")})
+        first = next(iter(new.values()))
+        info = json.loads(first.provenance)
+        self.messages.append({"state": "ready", "windows_used": first.n_windows_used, "windows_total": first.n_windows_total, "seconds": info.get("seconds")})
 
     def _install(self) -> None:
         with self._lock:
-            proc, cal, self._pending = self._pending, self._pending_cal, None
-        proc.adopt(self.asr)
-        self.asr = proc
-        self.calibration = self.calibration.with_asr(cal)
-        self.messages.append({"state": "live", "windows_used": cal.n_windows_used})
+            procs, cals, self._pending = self._pending, self._pending_cal, None
+        if "asr" in procs:
+            procs["asr"].adopt(self.broadband)
+            self.broadband = procs["asr"]
+        if "muscle" in procs:
+            procs["muscle"].adopt(self.muscle)
+            self.muscle = procs["muscle"]
+        self.asr = self.broadband if self.broadband is not None else self.muscle
+        self.calibration = replace(self.calibration, **cals)
+        self.messages.append({"state": "live", "windows_used": next(iter(cals.values())).n_windows_used})

@@ -3,10 +3,13 @@
 The simulator makes EEG with blinks, saccades, heartbeat and muscle bursts and keeps the
 artifact-free EEG as ground truth. Setup's path calibrates the artifact correction on the
 first part (which has artifacts too, as a real rest recording) and builds the operator
-(fixed orientation, so a source's output keeps its oscillation); the rest is streamed
-through the loop's own :class:`~rtsource.stream.operator.StreamOperator` (filter, artifact
-stage, kernel) in 10-sample chunks. For each variant (none, ASR at a cutoff, projection,
-projection + ASR) it measures:
+(fixed orientation, so a source's output keeps its oscillation); the rest goes through the
+loop's own filter and artifact stage (:meth:`ArtifactCalibration.stage`) in 10-sample
+float32 chunks, and the operator's kernel, which is linear, is applied to the whole record
+at once (the same numbers as the loop's :class:`~rtsource.stream.operator.StreamOperator`
+to float32 rounding, tests/artifacts/test_pipeline.py checks it; a projection's kernel is
+built once per distinct projection). For each variant (none, ASR at a cutoff, the muscle
+ASR, projection, their combinations, and the oracle) it measures:
 
 - ROI band power (Hann windows of 0.5 s every 50 ms; mean over the ROI's sources) of the
   corrected output against the truth (the plain operator on the artifact-free EEG), in the
@@ -15,6 +18,9 @@ projection + ASR) it measures:
   the blink windows, its distance to the true position, against the same on clean data;
 - clean-data change: the variant on artifact-free EEG against the plain operator on it,
   ``var(difference) / var(plain)`` of the source output.
+
+The "oracle" row is no method: the linear MMSE spatial filter that knows the true
+covariances (:func:`_oracle_band_power`), the bound on what any spatial correction can reach.
 """
 
 from __future__ import annotations
@@ -99,15 +105,106 @@ def band_power(src: np.ndarray, fs: float, idx, band, starts, win_s=0.5) -> np.n
     return out
 
 
-def _peak_error_mm(src, fs, starts, band, positions_m, true_m, win_s=0.5) -> float:
+def _stage_stream(artifacts, names, x_uv: np.ndarray, settings, sfreq: float) -> np.ndarray:
+    """What the loop's operator hands its kernel: the ``[preprocess]`` filter (started at its
+    steady state on the first sample, as the operator does) and the artifact stage, in
+    10-sample float32 chunks; re-aligned for the stage's delay (the last ``delay`` rows are
+    zeros). The kernel is linear, so ``_stage_stream(...) @ K.T`` equals :func:`_stream`
+    (to float32 rounding; tests/artifacts/test_pipeline.py checks it)."""
+    from scipy.signal import sosfilt, sosfilt_zi
+
+    from ..stream.operator import FilterSpec
+
+    p = settings.preprocess
+    spec = FilterSpec(p.highpass_hz, p.lowpass_hz, p.order)
+    x = x_uv.astype(np.float32).astype(np.float64)
+    if spec.active:
+        sos = spec.design(sfreq)
+        x = sosfilt(sos, x, axis=0, zi=sosfilt_zi(sos)[:, :, None] * x[0][None, None, :])[0]
+    if artifacts is None or not artifacts.per_chunk:
+        return x
+    stage = artifacts.stage(names, np.full(len(names), 1e-6), 10)
+    out = np.zeros_like(x)
+    bad = np.zeros(10, np.uint8)
+    for s in range(0, len(x) - 9, 10):
+        picked = x[s : s + 10].astype(np.float32)
+        stage.process(picked, picked, 10, bad, 0)
+        out[s : s + 10] = picked
+    d = stage.delay_samples
+    return np.vstack([out[d:], np.zeros((d, out.shape[1]))])
+
+
+def _peak_error_mm(y, k, fs, starts, band, positions_m, true_m, win_s=0.5) -> float:
+    """Distance of the source with the most band power in the windows to ``true_m``.
+
+    Band power of source i summed over the windows is ``k_i C k_i^T`` with ``C`` the
+    channels' cross-spectral matrix summed over the windows and the band's bins."""
     n = int(win_s * fs)
     f = np.fft.rfftfreq(n, 1 / fs)
     sel = (f >= band[0]) & (f <= band[1])
     w = np.hanning(n)[:, None]
-    acc = np.zeros(src.shape[1])
+    c = np.zeros((y.shape[1], y.shape[1]))
     for s in starts:
-        acc += np.sum(np.abs(np.fft.rfft(src[s : s + n] * w, axis=0)[sel]) ** 2, axis=0)
+        spec = np.fft.rfft(y[s : s + n] * w, axis=0)[sel]
+        c += np.real(spec.conj().T @ spec)
+    acc = np.einsum("ij,ij->i", k @ c, k)
     return float(np.linalg.norm(positions_m[int(np.argmax(acc))] - true_m) * 1e3)
+
+
+def _oracle_band_power(raw, clean, k_roi, fs, band, starts, win_s=0.5) -> np.ndarray:
+    """ROI band power after the MMSE spatial filter that knows the truth (the oracle row).
+
+    Per window and band, with ``C_s`` the artifact-free EEG's cross-spectral matrix in the
+    band over the whole record (the brain's stationary second-order statistics) and
+    ``C_a`` the window's true artifact cross-spectral matrix: ``W = C_s (C_s + C_a)^-1``
+    (Wiener; the linear minimum-mean-square-error spatial estimate of the clean signal from
+    the raw one when brain and artifact are uncorrelated). No spatial filter that knows
+    less can expect to do better, so its r bounds what any spatial correction can reach."""
+    n = int(win_s * fs)
+    f = np.fft.rfftfreq(n, 1 / fs)
+    sel = (f >= band[0]) & (f <= band[1])
+    w = np.hanning(n)[:, None]
+    spec = lambda x, s: np.fft.rfft(x[s : s + n] * w, axis=0)[sel]  # noqa: E731
+    every = _windows(len(clean), fs)
+    cs = sum(np.real(spec(clean, s).conj().T @ spec(clean, s)) for s in every) / len(every)
+    ridge = 1e-9 * np.trace(cs) / len(cs) * np.eye(len(cs))
+    out = np.empty(len(starts))
+    for i, s in enumerate(starts):
+        x = spec(raw, s)
+        a = x - spec(clean, s)
+        wf = cs @ np.linalg.inv(cs + np.real(a.conj().T @ a) + ridge)
+        out[i] = np.mean(np.sum(np.abs(x @ wf.T @ k_roi.T) ** 2, axis=0))
+    return out
+
+
+def _parse_variant(label: str, artifacts):
+    """``"projection with 6 muscle + asr cutoff 10 + muscle cutoff 5"`` -> ([artifacts] settings or None)."""
+    meth, changes = [], {}
+    for part in (p.strip() for p in label.split("+")):
+        words = part.split()
+        if part == "none":
+            continue
+        if words[0] == "asr":
+            meth.append("asr")
+            changes["asr_cutoff"] = float(words[-1]) if len(words) > 1 else artifacts.asr_cutoff
+        elif words[0] == "muscle":
+            meth.append("muscle")
+            if "cutoff" in words:
+                changes["muscle_cutoff"] = float(words[words.index("cutoff") + 1])
+            if "above" in words:
+                changes["muscle_band_hz"] = float(words[words.index("above") + 1])
+        elif words[0] == "projection":  # "projection" or "projection with 6 muscle"
+            meth.append("projection")
+            changes["n_muscle"] = int(words[2]) if "muscle" in part else 0
+        else:
+            raise ValueError(f"variant {label!r}: unknown part {part!r}; use none, asr [cutoff N], muscle [cutoff N] [above HZ], projection [with N muscle]")
+    return dataclasses.replace(artifacts, method=tuple(meth), **changes) if meth else None
+
+
+DEFAULT_VARIANTS = (
+    "none", "asr cutoff 20", "asr cutoff 10", "projection", "projection + asr cutoff 20", "projection + asr cutoff 10",
+    "muscle", "projection + muscle", "projection + asr cutoff 20 + muscle", "projection with 6 muscle", "oracle",
+)  # fmt: skip
 
 
 def run(*, quick: bool = False, method: str = "dSPM", progress=print, variants=None) -> dict:
@@ -142,73 +239,90 @@ def run(*, quick: bool = False, method: str = "dSPM", progress=print, variants=N
     rest = Calibration(sim.calib_v, np.arange(len(sim.calib_v)) / fs, names, desc, 0)
     plain = build_bundle(s, sfreq=fs, noise_cov=noise, leadfield=slf)
     positions = plain.sources.positions_m
-    truth = _stream(plain, sim.clean_uv, s, None)
-    raw = _stream(plain, sim.raw_uv, s, None)
-    starts = _windows(len(truth) - int(0.25 * fs) - 1, fs)  # the last samples of delayed variants are unknown
+
+    def kernel(bundle) -> np.ndarray:  # sources x channels, on filtered uV (fixed orientation: one row a source)
+        assert bundle.n_orient == 1 and bundle.kernel.shape[0] == bundle.n_sources
+        return bundle.kernel / bundle.noise_norm[:, None] * 1e-6
+
+    k_plain = kernel(plain)
+    raw_f = _stage_stream(None, names, sim.raw_uv, s, fs)
+    clean_f = _stage_stream(None, names, sim.clean_uv, s, fs)
+    valid = len(clean_f) - int(0.25 * fs) - 1  # the last samples of delayed variants are unknown
+    starts = _windows(valid, fs)
     n_win = int(0.5 * fs)
     in_ep = {k: np.array([sim.active[st : st + n_win, KINDS.index(k)].any() for st in starts]) for k in ("blinks", "emg")}
     rois = []
     for name, centres, radius, band in ROIS:
         d = np.min([np.linalg.norm(positions * 1e3 - np.array(c), axis=1) for c in centres], axis=0)
         rois.append((name, np.flatnonzero(d <= radius), band))
-    bp_truth = {name: band_power(truth, fs, idx, band, starts) for name, idx, band in rois}
+    bp_truth = {name: band_power(clean_f @ k_plain[idx].T, fs, range(len(idx)), band, starts) for name, idx, band in rois}
+    bp_raw = {name: band_power(raw_f @ k_plain[idx].T, fs, range(len(idx)), band, starts) for name, idx, band in rois}
+    truth_energy = np.einsum("ij,ij->", k_plain @ (clean_f[:valid].T @ clean_f[:valid]), k_plain)
     # localisation of the simulated oscillators (10 Hz occipital, 20 Hz motor) in blink windows
     blink_starts = starts[in_ep["blinks"]][::5]  # every 250 ms
     dip = [(dp.position_m, (dp.frequency_hz - 2.0, dp.frequency_hz + 2.0)) for dp in sim.dipoles]
-    loc_clean = [_peak_error_mm(truth, fs, blink_starts, band, positions, pos) for pos, band in dip]
+    loc_clean = [_peak_error_mm(clean_f, k_plain, fs, blink_starts, band, positions, pos) for pos, band in dip]
+    loc_raw = [_peak_error_mm(raw_f, k_plain, fs, blink_starts, band, positions, pos) for pos, band in dip]
+    progress(f"built the plain operator and the truth ({time.perf_counter() - t_start:.0f} s)")
 
-    def measure(bundle, artifacts, label):
-        t0 = time.perf_counter()
-        y = _stream(bundle, sim.raw_uv, s, artifacts)
-        yc = _stream(bundle, sim.clean_uv, s, artifacts)
-        cost = time.perf_counter() - t0
+    def r(a, b) -> float:
+        return round(float(np.corrcoef(a, b)[0, 1]), 3)
+
+    def measure(k, y, yc, label, cost):
         res: dict = {}
         for name, idx, band in rois:
-            cor = band_power(y, fs, idx, band, starts)
-            unc = band_power(raw, fs, idx, band, starts)
-            own = band_power(yc, fs, idx, band, starts)
-            for k in ("blinks", "emg"):
-                e = in_ep[k]
-                res[f"{name} during {k}: r"] = round(float(np.corrcoef(cor[e], bp_truth[name][e])[0, 1]), 3)
-                res[f"{name} during {k}: r uncorrected"] = round(float(np.corrcoef(unc[e], bp_truth[name][e])[0, 1]), 3)
-                # the ceiling: the variant on the artifact-free EEG in the same windows (what
-                # the correction itself changes, e.g. brain signal along a projected pattern)
-                res[f"{name} during {k}: r of the variant on clean data"] = round(float(np.corrcoef(own[e], bp_truth[name][e])[0, 1]), 3)
-        valid = slice(0, len(truth) - int(0.25 * fs) - 1)
-        res["clean-data change (fraction of variance)"] = float(np.var(yc[valid] - truth[valid]) / np.var(truth[valid]))
-        for (pos, band), clean_err in zip(dip, loc_clean):
-            hz = f"{np.mean(band):g} Hz source"
-            res[f"{hz}: localisation error in blinks, mm"] = round(_peak_error_mm(y, fs, blink_starts, band, positions, pos), 1)
-            res[f"{hz}: localisation error on clean data, mm"] = round(clean_err, 1)
-            res[f"{hz}: localisation error in blinks uncorrected, mm"] = round(_peak_error_mm(raw, fs, blink_starts, band, positions, pos), 1)
+            cor = band_power(y @ k[idx].T, fs, range(len(idx)), band, starts)
+            own = band_power(yc @ k[idx].T, fs, range(len(idx)), band, starts) if yc is not None else None
+            for kind in ("blinks", "emg"):
+                e = in_ep[kind]
+                res[f"{name} during {kind}: r"] = r(cor[e], bp_truth[name][e])
+                res[f"{name} during {kind}: r uncorrected"] = r(bp_raw[name][e], bp_truth[name][e])
+                if own is not None:  # the ceiling: the variant on the artifact-free EEG in the same windows
+                    res[f"{name} during {kind}: r of the variant on clean data"] = r(own[e], bp_truth[name][e])
+        if yc is not None:  # var(K yc - K_plain clean) / var(K_plain clean), over all sources and samples
+            dlt = yc[:valid] @ k.T - clean_f[:valid] @ k_plain.T
+            res["clean-data change (fraction of variance)"] = float(np.sum(dlt**2) / truth_energy)
+            for (pos, band), clean_err, raw_err in zip(dip, loc_clean, loc_raw):
+                hz = f"{np.mean(band):g} Hz source"
+                res[f"{hz}: localisation error in blinks, mm"] = round(_peak_error_mm(y, k, fs, blink_starts, band, positions, pos), 1)
+                res[f"{hz}: localisation error on clean data, mm"] = round(clean_err, 1)
+                res[f"{hz}: localisation error in blinks uncorrected, mm"] = round(raw_err, 1)
         res["offline processing of both streams, s"] = round(cost, 1)
         progress(json.dumps({label: res}))
         return res
 
-    wanted = variants or (
-        "none", "asr cutoff 20", "asr cutoff 10", "projection", "projection + asr cutoff 20", "projection + asr cutoff 10",
-        "projection with 6 muscle", "projection with 6 muscle + asr cutoff 20",
-    )  # fmt: skip
     results: dict = {"seconds": {"calibration": calib_s, "test": test_s}, "sfreq": fs, "method": method}
-    for label in wanted:
-        methods = tuple(p.strip() for p in label.split("+"))
-        cutoff, n_muscle = 20.0, 0
-        meth = []
-        for part in methods:
-            if part.startswith("asr"):
-                meth.append("asr")
-                cutoff = float(part.split()[-1])
-            elif part.startswith("projection"):  # "projection" or "projection with 6 muscle"
-                meth.append("projection")
-                n_muscle = int(part.split()[2]) if "muscle" in part else 0
-            elif part != "none":
-                meth.append(part)
-        if not meth:
-            results[label] = measure(plain, None, label)
+    kernels: dict = {}  # projection -> kernel (a bundle build per distinct projection)
+    for label in variants or DEFAULT_VARIANTS:
+        t0 = time.perf_counter()
+        if label == "oracle":
+            res: dict = {}
+            for name, idx, band in rois:
+                ora = _oracle_band_power(raw_f, clean_f, k_plain[idx], fs, band, starts[in_ep["blinks"] | in_ep["emg"]])
+                full = np.full(len(starts), np.nan)
+                full[in_ep["blinks"] | in_ep["emg"]] = ora
+                for kind in ("blinks", "emg"):
+                    e = in_ep[kind]
+                    res[f"{name} during {kind}: r"] = r(full[e], bp_truth[name][e])
+                    res[f"{name} during {kind}: r uncorrected"] = r(bp_raw[name][e], bp_truth[name][e])
+            res["offline processing of both streams, s"] = round(time.perf_counter() - t0, 1)
+            progress(json.dumps({label: res}))
+            results[label] = res
             continue
-        a = dataclasses.replace(s.artifacts, method=tuple(meth), asr_cutoff=cutoff, n_muscle=n_muscle)
-        cal = calibrate_artifacts(dataclasses.replace(s, artifacts=a), rest=rest, progress=lambda msg: None)
-        bundle = build_bundle(s, sfreq=fs, noise_cov=noise, leadfield=slf, artifacts=cal) if "projection" in meth else dataclasses.replace(plain, artifacts=cal)
-        results[label] = measure(bundle, cal, label)
+        a = _parse_variant(label, s.artifacts)
+        if a is None:
+            results[label] = measure(k_plain, raw_f, clean_f, label, time.perf_counter() - t0)
+            continue
+        s_var = dataclasses.replace(s, artifacts=a)
+        cal = calibrate_artifacts(s_var, rest=rest, progress=lambda msg: None)
+        k = k_plain
+        if "projection" in a.method:
+            key = cal.projection.vectors.tobytes()
+            if key not in kernels:
+                kernels[key] = kernel(build_bundle(s_var, sfreq=fs, noise_cov=noise, leadfield=slf, artifacts=cal))
+            k = kernels[key]
+        y = _stage_stream(cal, names, sim.raw_uv, s, fs)
+        yc = _stage_stream(cal, names, sim.clean_uv, s, fs)
+        results[label] = measure(k, y, yc, label, time.perf_counter() - t0)
     results["total_s"] = round(time.perf_counter() - t_start, 1)
     return results

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..artifacts import ArtifactCalibration, calibrate_asr, fit_eog_regression, fit_projection
+from ..artifacts.calibration import subspace_projector
 from ..config import Settings
 from ..errors import ConfigError
 
@@ -131,13 +132,6 @@ def calibrate_artifacts(
     if "regression" in methods:
         regression = fit_eog_regression(x, eog, sfreq, names, a.eog_channels, source=where)
         say(f"EOG regression on {', '.join(a.eog_channels)}: {json.loads(regression.provenance)['variance_explained']:.1%} of the EEG variance explained")
-    if "asr" in methods:
-        xa = x - eog @ regression.coefficients if regression is not None else x  # ASR sees the regressed data
-        asr = calibrate_asr(
-            xa, sfreq, names, cutoff=a.asr_cutoff, window_s=a.asr_window_s, max_bad_channels=a.asr_max_bad_channels,
-            max_remove_fraction=a.asr_max_remove, source=where,
-        )  # fmt: skip
-        say(f"ASR calibrated on {asr.n_windows_used} of {asr.n_windows_total} clean 1 s windows (cutoff {a.asr_cutoff:g})")
     if "projection" in methods:
         # patterns live in the operator's re-referenced space, on one sensor type (EEG if any):
         # a projector must not mix EEG and MEG, which are whitened apart
@@ -152,7 +146,26 @@ def calibrate_artifacts(
         projection = sub
         whys = [v["why"] for v in json.loads(sub.provenance).values() if isinstance(v, dict) and "why" in v]
         say(f"artifact projection: {sub.n_vectors} component(s) ({', '.join(sub.kinds) or 'none found'})" + (f"; {'; '.join(whys)}" if whys else ""))
-    return ArtifactCalibration(methods, asr, regression, projection, a.asr_lookahead_s, a.asr_update_every, a.seconds, prov)
+    # ASR after the projection runs in the subspace it leaves (calibration.py's docstring):
+    # fitted on the projected data, so its repair never brings a blink's residue back
+    space = "projected" if {"asr", "muscle"} & set(methods) and projection is not None and projection.n_vectors else "channels"
+    reference = settings.sensors.reference if "eeg" in kinds else "none"
+    xa = x - eog @ regression.coefficients if regression is not None else x  # ASR sees the regressed data
+    q = subspace_projector(projection, reference, names) if space == "projected" else None
+    muscle = None
+    if "asr" in methods:
+        asr = calibrate_asr(
+            xa, sfreq, names, cutoff=a.asr_cutoff, window_s=a.asr_window_s, max_bad_channels=a.asr_max_bad_channels,
+            max_remove_fraction=a.asr_max_remove, source=where, projector=q,
+        )  # fmt: skip
+        say(f"ASR calibrated on {asr.n_windows_used} of {asr.n_windows_total} clean 1 s windows (cutoff {a.asr_cutoff:g}, {space})")
+    if "muscle" in methods:
+        muscle = calibrate_asr(
+            xa, sfreq, names, cutoff=a.muscle_cutoff, window_s=a.asr_window_s, max_bad_channels=a.asr_max_bad_channels,
+            max_remove_fraction=a.asr_max_remove, source=where, projector=q, band_hz=a.muscle_band_hz,
+        )  # fmt: skip
+        say(f"muscle ASR (above {a.muscle_band_hz:g} Hz, cutoff {a.muscle_cutoff:g}) calibrated on {muscle.n_windows_used} clean 1 s windows")
+    return ArtifactCalibration(methods, asr, regression, projection, a.asr_lookahead_s, a.asr_update_every, a.seconds, prov, space, reference, muscle)
 
 
 __all__ = ["calibrate_artifacts"]

@@ -238,8 +238,8 @@ def test_bench_artifacts_runs_and_reports_both_sides():
 
     lines = []
     res = bench_artifacts(n_ch=16, seconds=4.0, rounds=1, progress=lines.append)
-    for key in ("baseline", "asr", "asr_update_chunks", "numpy_eigh_64"):
+    for key in ("baseline", "asr", "asr_update_chunks", "stage_projection_asr_muscle", "numpy_eigh_64"):
         assert res[key]["median_ms"] > 0 and res[key]["p99_ms"] >= res[key]["median_ms"]
     assert 0.2 < res["updates_per_chunk"] < 0.4  # every 32 samples with 10-sample chunks
     assert res["fraction_repaired"] > 0
-    assert "median" in lines[0] and "eigen-update" in lines[1]
+    assert "median" in lines[0] and "eigen-update" in lines[1] and "muscle" in lines[2]

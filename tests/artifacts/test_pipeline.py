@@ -234,6 +234,11 @@ def test_acceptance_bench_code_aligns_the_delay_and_measures_band_power(data, ca
     valid = len(clean) - asr_only.delay_samples - 10
     first = int(FS)  # after the first second (the ASR window filled)
     assert np.allclose(fixed[first:valid], plain[first:valid], rtol=1e-3, atol=1e-3 * np.abs(plain).max())
+    # the acceptance's fast path: the loop's filter and stage, then the (linear) kernel at once
+    from rtsource.bench.artifact_acceptance import _stage_stream
+
+    lin = _stage_stream(asr_only, NAMES, clean, s, FS) @ (b.kernel / b.noise_norm[:, None] * 1e-6).T
+    assert np.allclose(lin[:valid], fixed[:valid], rtol=1e-3, atol=1e-4 * np.abs(fixed).max())
     t = np.arange(int(4 * FS)) / FS
     src = np.sin(2 * np.pi * 10 * t)[:, None] * np.ones((1, 3))
     starts = _windows(len(t), FS)
@@ -320,3 +325,72 @@ def test_the_estimator_runs_the_bundles_artifact_stage(data, calibration):
         est.process(raw[s : s + 25])
     assert est.operator.cleaner.asr.samples_repaired > 0
     assert Estimator(make_bundle(n_chan=len(NAMES), ch_names=NAMES, sfreq=FS), NAMES, "uV").delay_s == 0.0
+
+
+def _run_stage(stage, x):
+    out = np.zeros_like(x)
+    bad = np.zeros(10, np.uint8)
+    for s in range(0, len(x) - 9, 10):
+        picked = x[s : s + 10].astype(np.float32)
+        stage.process(picked, picked, 10, bad, 0)
+        out[s : s + 10] = picked
+    d = stage.delay_samples
+    return out[d:], x[: len(x) - d]
+
+
+def test_asr_after_the_projection_never_undoes_it(data, calibration):
+    """ASR calibrated and run in the subspace the projection leaves (Q = P M before it) is never
+    worse than the projection alone in blinks, and changes nothing on clean data; ASR on the raw
+    channels before the projection (asr_space "channels") smears the blink past the projector."""
+    from rtsource.artifacts.calibration import subspace_projector
+
+    raw, clean, eog = data
+    proj = calibration.projection
+    q = subspace_projector(proj, "average", NAMES)
+    asr_q = calibrate_asr(raw * 1e-6, FS, NAMES, cutoff=20.0, projector=q, source="test")
+    w = q @ np.random.default_rng(0).normal(size=len(NAMES))
+    along = lambda v: np.linalg.norm(asr_q.thresholds @ v) / np.linalg.norm(v)  # noqa: E731
+    assert along(proj.vectors[:, 0]) > 100 * along(w)  # out of reach along the projected-out blink
+    both = ArtifactCalibration(("projection", "asr"), asr_q, None, proj, lookahead_s=0.2, asr_space="projected", reference="average")
+    old = ArtifactCalibration(("projection", "asr"), calibration.asr, None, proj, lookahead_s=0.2)
+    scale = np.full(len(NAMES), 1e-6)
+    assert np.allclose(both.asr_projector(NAMES, scale), q) and old.asr_projector(NAMES) is None
+    blink = np.abs(eog[:, 0]) > 20
+    raw, clean = raw[: int(30 * FS)], clean[: int(30 * FS)]  # calibrated on 60 s, streamed 30 s (test time)
+    errs = {}
+    for name, cal in (("projected", both), ("channels", old)):
+        y, x = _run_stage(cal.stage(NAMES, scale, 10), raw)
+        ref = clean[: len(y)]
+        b = blink[: len(y)]
+        errs[name] = np.sum(((y[b] - ref[b]) @ q.T) ** 2)
+        errs["projection alone"] = np.sum(((x[b] - ref[b]) @ q.T) ** 2)
+        if name == "projected":  # the stage's output is already in the projection's range (Q y = y)
+            assert np.abs(y - y @ q.T).max() < 1e-5 * np.abs(y).max()
+    assert errs["projected"] <= 1.01 * errs["projection alone"], errs
+    assert errs["channels"] > 1.5 * errs["projection alone"], errs  # the failure this order fixes
+    y, x = _run_stage(both.stage(NAMES, scale, 10), clean)
+    first = int(FS)
+    assert np.var((y[first:] - x[first:]) @ q.T) < 1e-10 * np.var(x[first:] @ q.T)
+    # the header says where ASR runs; bundles from before read as "channels"
+    from rtsource.artifacts.calibration import from_bundle, to_bundle
+
+    arrays, header = to_bundle(both)
+    back = from_bundle(json.loads(json.dumps(header)), arrays)
+    assert back.asr_space == "projected" and back.reference == "average" and back.describe()["asr"]["space"] == "projected"
+    del header["asr_space"], header["reference"]
+    assert from_bundle(header, arrays).asr_space == "channels"
+
+
+def test_refitting_the_projection_refits_asr_in_its_subspace(data, calibration):
+    """A live refit of the projection also refits ASR when ASR runs in its subspace."""
+    from rtsource.artifacts.calibration import subspace_projector
+
+    raw = data[0] * 1e-6
+    proj = calibration.projection
+    q = subspace_projector(proj, "average", NAMES)
+    cal = ArtifactCalibration(("projection", "asr"), calibrate_asr(raw, FS, NAMES, projector=q), None, proj, asr_space="projected", reference="average")
+    new, changes = cal.refit(raw[: int(40 * FS)], FS, NAMES, methods=("projection",), reference="average")
+    assert {"projection", "asr"} <= set(changes) and new.asr_space == "projected" and new.asr is not cal.asr
+    u = new.projection.vectors[:, 0]
+    w = subspace_projector(new.projection, "average", NAMES) @ np.random.default_rng(1).normal(size=len(NAMES))
+    assert np.linalg.norm(new.asr.thresholds @ u) > 100 * np.linalg.norm(new.asr.thresholds @ w) / np.linalg.norm(w)
