@@ -7,8 +7,8 @@ does not notice), then ASR, then the muscle ASR (ASR deciding in a high band; ea
 look-ahead to the delay). :attr:`ArtifactStage.asr` is the first ASR processor on (the
 loop reads its output counter); episodes are reported in final output samples.
 It keeps everything the loop reports: the delay, the per-chunk cost, the repair counters and
-the repair episodes with a kind, and it carries a live recalibration (record the next
-seconds, calibrate in a thread, swap in at a chunk boundary).
+the repair episodes with a kind. A live recalibration (:mod:`rtsource.stream.artifacts`,
+:mod:`.refit`) builds a new stage that :meth:`ArtifactStage.adopt` s this one's state.
 
 Rows flagged non-finite by the operator's gather are zeros for ASR, and their flags are
 delayed with the data, so the NaN output row is the sample that was bad. The first
@@ -18,16 +18,14 @@ output sample with the timestamp of the input sample it is, ``delay`` earlier.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from .asr import AsrProcessor, calibrate_asr, restrict_calibration
+from .asr import AsrProcessor, restrict_calibration
 from .projection import default_frontal
 
 logger = logging.getLogger(__name__)
@@ -89,12 +87,6 @@ class ArtifactStage:
         self._acc = np.zeros(3)  # removed energy, its difference energy, frontal energy
         front = set(default_frontal(self.ch_names))
         self._frontal = np.array([c in front for c in self.ch_names])
-        # live recalibration
-        self._collect: np.ndarray | None = None
-        self._collected = 0
-        self._pending: dict | None = None  # part -> AsrProcessor, from a recalibration
-        self._lock = threading.Lock()
-        self.messages: deque[dict] = deque(maxlen=16)  # recalibration outcomes for the loop's events
 
     # ---- construction -------------------------------------------------------------------
     def _processor(self, asr_cal) -> AsrProcessor:
@@ -136,8 +128,6 @@ class ArtifactStage:
             Flags set among the first ``n``.
         """
         t0 = time.perf_counter()
-        if self._pending is not None:
-            self._install()
         x = self._x[:n]
         np.copyto(x, picked[:n], casting="same_kind")
         if n_bad:
@@ -146,8 +136,6 @@ class ArtifactStage:
             self._regress(chunk, n, x)
         if self._q is not None:
             self._project(x, n)
-        if self._collect is not None:
-            self._record(x)
         if self.asr is not None:
             y = x
             bb = self.broadband
@@ -241,7 +229,7 @@ class ArtifactStage:
         s = max(stats, key=lambda st: st.fraction_samples_repaired)  # the one repairing most
         return s.fraction_samples_repaired, s.fraction_channels_repaired
 
-    # ---- hot swap and recalibration -----------------------------------------------------------
+    # ---- hot swap and recalibration: continue another stage's state ---------------------------------------------------------
     def adopt(self, other: "ArtifactStage") -> None:
         """Continue ``other``'s state (a new operator without a bad channel replaces its)."""
         for mine, theirs in ((self.broadband, other.broadband), (self.muscle, other.muscle)):
@@ -253,68 +241,5 @@ class ArtifactStage:
         if self._reg is not None and other._reg is not None:
             self._eog_zi = other._eog_zi
         self._costs, self._n_costs, self.chunks = other._costs, other._n_costs, other.chunks
-        self.episodes, self._acc, self.messages = other.episodes, other._acc, other.messages
-        if other._collect is not None:
-            self.messages.append({"state": "failed", "error": "the channels changed while recording the recalibration; send it again"})
+        self.episodes, self._acc = other.episodes, other._acc
 
-    def start_recalibration(self, seconds: float) -> None:
-        """Record the next ``seconds`` (in this thread, chunk by chunk), then recalibrate ASR."""
-        if self.asr is None:
-            raise ValueError("this bundle's artifact correction has no ASR to recalibrate ([artifacts] method)")
-        if not 15.0 <= seconds <= 600.0:
-            raise ValueError(f"recalibration seconds = {seconds!r}; pass 15-600 s of rest")
-        if self._collect is not None:
-            raise ValueError("a recalibration is already being recorded; wait for its artifact_calibration event")
-        self._collect = np.zeros((int(round(seconds * self.sfreq)), len(self.ch_names)))
-        self._collected = 0
-
-    @property
-    def recording(self) -> bool:
-        return self._collect is not None
-
-    def _record(self, x: np.ndarray) -> None:
-        buf = self._collect
-        k = min(len(x), len(buf) - self._collected)
-        buf[self._collected : self._collected + k] = x[:k]
-        self._collected += k
-        if self._collected == len(buf):
-            self._collect = None
-            threading.Thread(target=self._recalibrate, args=(buf,), daemon=True, name="rtsource-asr-recalibration").start()
-
-    def _recalibrate(self, data: np.ndarray) -> None:
-        try:
-            si = data * self.scale[None, :]
-            prov = f"live recalibration on {len(data) / self.sfreq:g} s of the stream"
-            q = self.calibration.asr_projector(self.ch_names)  # the recording is projected already: ASR's subspace
-            cal = self.calibration
-            new = {}
-            for part in ("asr", "muscle"):
-                old = getattr(cal, part)
-                if part in cal.methods and old is not None:
-                    band = json.loads(old.provenance).get("band_hz")
-                    new[part] = calibrate_asr(si, self.sfreq, self.ch_names, cutoff=old.cutoff, window_s=old.window_s, max_remove_fraction=old.max_remove_fraction,
-                                              source=prov, projector=q, band_hz=band)  # fmt: skip
-            procs = {part: self._processor(c) for part, c in new.items()}
-        except Exception as exc:  # a bad recording must not stop the loop: report it
-            self.messages.append({"state": "failed", "error": str(exc)[:300]})
-            logger.warning("ASR recalibration failed: %s", exc)
-            return
-        with self._lock:
-            self._pending = procs
-            self._pending_cal = new
-        first = next(iter(new.values()))
-        info = json.loads(first.provenance)
-        self.messages.append({"state": "ready", "windows_used": first.n_windows_used, "windows_total": first.n_windows_total, "seconds": info.get("seconds")})
-
-    def _install(self) -> None:
-        with self._lock:
-            procs, cals, self._pending = self._pending, self._pending_cal, None
-        if "asr" in procs:
-            procs["asr"].adopt(self.broadband)
-            self.broadband = procs["asr"]
-        if "muscle" in procs:
-            procs["muscle"].adopt(self.muscle)
-            self.muscle = procs["muscle"]
-        self.asr = self.broadband if self.broadband is not None else self.muscle
-        self.calibration = replace(self.calibration, **cals)
-        self.messages.append({"state": "live", "windows_used": next(iter(cals.values())).n_windows_used})

@@ -272,9 +272,8 @@ class LoopArtifacts:
             start = float(stamps[-1]) - (stage.asr.samples_out - 1 - ep.start) / self.sfreq
             st.artifact_episodes += 1
             self.events.publish("artifact", now_lsl, start=round(start, 6), duration_s=round(ep.n_samples / self.sfreq, 4), artifact=ep.kind, method="asr")
-        for queue in (stage.messages if stage is not None else (), self.messages):
-            while queue:
-                self.events.publish("artifact_calibration", now_lsl, **queue.popleft())
+        while self.messages:
+            self.events.publish("artifact_calibration", now_lsl, **self.messages.popleft())
 
     def refresh_stats(self) -> None:
         """Copy the stage's fractions and cost into the loop's stats (at the telemetry rate)."""
