@@ -7,6 +7,15 @@ pass over the operator (the memory floor), and MNE-Python's prepared ``apply_inv
 (when installed). Everything runs with the loop's thread counts (numba and OpenBLAS alike:
 all cores but one). ``vs_best`` = best of (kernel, blas_pool, numpy) / rtsource: >= 1.0
 means the dispatch picked the fastest path.
+
+On a shared machine the time of one path moves by tens of percent from one moment to the
+next, so the paths are timed interleaved: rounds of one block per path, in rotated order
+(:func:`~rtsource.bench.common.time_interleaved`), and every ratio is the median of the
+round-by-round ratios. ``rtsource_twin`` is the dispatched operator timed again under
+another name: the 10-90 % range of its ratio to ``rtsource`` (``noise_p10``/``noise_p90``)
+is what the same code measures against itself in that cell, the noise floor a ratio must
+leave to mean anything. ``same_path`` marks cells where the fastest path is the one the
+dispatch took (the ratio then differs from 1 only by noise and memory placement).
 """
 
 from __future__ import annotations

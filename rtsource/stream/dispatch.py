@@ -108,15 +108,17 @@ class BlasPath:
     """
 
     def __init__(self, kernel: np.ndarray, scale, inv_norm: np.ndarray, n_orient: int, max_chunk: int):
+        from ..arrays import aligned_empty, aligned_zeros
         from ._dispatch_kernels import pool3
 
         rows = np.repeat(np.asarray(inv_norm, dtype=np.float64), n_orient)
         k = kernel * rows[:, None]
         if scale is not None:
             k = k * np.asarray(scale, dtype=np.float64)[None, :]
-        self.kt = np.ascontiguousarray(k.T, dtype=np.float32)  # (n_channels, n_rows): x @ kt is one sgemm
+        self.kt = aligned_empty(k.shape[::-1], np.float32)  # (n_channels, n_rows): x @ kt is one sgemm
+        self.kt[...] = k.T
         self.n_orient = n_orient
-        self._y = np.zeros((max_chunk, k.shape[0]), dtype=np.float32) if n_orient == 3 else None
+        self._y = aligned_zeros((max_chunk, k.shape[0]), np.float32) if n_orient == 3 else None
         self._pool3 = pool3
 
     def apply(self, x: np.ndarray, n: int, out: np.ndarray) -> None:
