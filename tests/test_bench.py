@@ -8,7 +8,7 @@ from rtsource.bench import bench_connectivity, bench_hotswap, bench_kernels, ben
 
 
 def test_bench_kernels_and_lowrank_run():
-    rows = bench_kernels(channels=(16,), sources=(100,), chunks=(1, 5), orients=(3, 1), rounds=3, mne_peer=False, progress=lambda s: None)
+    rows = bench_kernels(channels=(16,), sources=(100,), chunks=(1, 5), orients=(3, 1), rounds=3, mne_peer=False, progress=lambda s: None, block_s=0.001)
     assert len(rows) == 4
     assert {"rtsource_ms", "kernel_ms", "blas_pool_ms", "numpy_ms", "gemv_ms", "speedup_vs_numpy", "vs_best", "vs_gemv", "path"} <= set(rows[0])
     low = bench_lowrank(n_chan=60, n_src=100, rank=10, chunks=(4,), reps=5, progress=lambda s: None)

@@ -71,7 +71,7 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
     return apply
 
 
-def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 2, 4, 10, 16, 32, 64), orients=(3, 1), rounds=15, mne_peer=True, progress=print):
+def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 2, 4, 10, 16, 32, 64), orients=(3, 1), rounds=15, mne_peer=True, progress=print, block_s=0.02):
     import numba
 
     from ..stream.channels import ChannelMap
@@ -107,7 +107,7 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 2, 4, 10
                     rng = np.random.default_rng(1)
                     x = rng.normal(size=(max(chunks), n_chan)).astype(np.float32)
                     for n in chunks:
-                        rows.append(_cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src))
+                        rows.append(_cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src, block_s))
                         progress(_fmt_kernel_row(rows[-1]))
                     del ops
     finally:
@@ -116,7 +116,7 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 2, 4, 10
     return rows
 
 
-def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src) -> dict:
+def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src, block_s=0.02) -> dict:
     """One cell: every path on chunks of n samples, interleaved round by round.
 
     ``rtsource_twin`` calls the very same dispatched operator as ``rtsource`` under a second
@@ -142,7 +142,7 @@ def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src) 
     }
     if mne_apply is not None:
         fns["mne"] = mne_apply(n)
-    t = time_interleaved(fns, rounds=rounds)
+    t = time_interleaved(fns, rounds=rounds, block_s=block_s)
     every = t.pop("_all")
     med = {k: float(np.median(v)) for k, v in t.items()}
     best = min(("kernel", "blas_pool", "numpy"), key=med.get)
