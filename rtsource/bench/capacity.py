@@ -140,8 +140,9 @@ def bench_capacity(quick: bool = False, seconds: float | None = None, configs: l
     return rows + summary
 
 
-def run_configuration(cfg: CapacityConfig, seconds: float) -> dict:
-    """Producer, loop and this process's consumer for one configuration."""
+def run_configuration(cfg: CapacityConfig, seconds: float, stop_early: bool = True) -> dict:
+    """Producer, loop and this process's consumer for one configuration (``stop_early``:
+    end the run once more than 1 % of the samples were over the p99 limit)."""
     from .peers import consume_samples
 
     tag = f"cap-{os.getpid()}-{time.time_ns()}"
@@ -155,7 +156,7 @@ def run_configuration(cfg: CapacityConfig, seconds: float) -> dict:
     load = os.getloadavg()[0]
     rate_out = cfg.output_hz or cfg.input_hz
     # more than 1 % of the samples over the limit: the p99 verdict is known, stop early
-    give_up = (P99_LIMIT_MS * 1e-3, int(0.01 * rate_out * (seconds - 2.0)))
+    give_up = (P99_LIMIT_MS * 1e-3, int(0.01 * rate_out * (seconds - 2.0))) if stop_early else None
     try:
         cpu0, w0 = os.times(), time.monotonic()
         got = consume_samples(out_name, cfg.sources, seconds, loop.pid, give_up=give_up)
