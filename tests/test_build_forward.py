@@ -63,12 +63,16 @@ def test_bem_conductivities_validated():
 
 
 def test_volume_and_discrete_source_spaces_build_free_orientation(tmp_path):
-    vol = build_bundle(settings_from_dict({"source_space": {"kind": "volume", "volume_spacing_mm": 12.0}, "noise_cov": {"source": "ad_hoc"}}), sfreq=500.0)
+    vol = build_bundle(settings_from_dict({"source_space": {"kind": "volume", "volume_spacing_mm": 12.0}, "noise_cov": {"source": "ad_hoc"},
+                                           "performance": {"operator_dtype": "int16"}}), sfreq=500.0)  # fmt: skip
     assert vol.n_sources > 500 and vol.params["loose"] == 1.0 and set(vol.sources.hemisphere.tolist()) == {-1}
+    # int16 storage: its output error measured at setup (on data drawn from the noise covariance) is in the bundle
+    rec = vol.provenance["operator_storage"]
+    assert rec["dtype"] == "int16" and 1e-7 < rec["relative_error"] < 1e-4 and "noise covariance" in rec["measured_on"]
     pts = tmp_path / "points.csv"
     pts.write_text("name,x,y,z\nocc,20,-90,5\nmotor,-38,-22,55\ndeep,0,-10,10\n")
     dis = build_bundle(settings_from_dict({"source_space": {"kind": "discrete", "points": str(pts)}, "noise_cov": {"source": "ad_hoc"}}), sfreq=500.0)
-    assert dis.n_sources == 3 and dis.params["loose"] == 1.0
+    assert dis.n_sources == 3 and dis.params["loose"] == 1.0 and "operator_storage" not in dis.provenance  # float32: no record
     assert np.allclose(dis.sources.positions_m[0], [0.020, -0.090, 0.005])
 
 

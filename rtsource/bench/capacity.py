@@ -9,15 +9,18 @@ sample's end-to-end latency). A configuration passes when it runs the whole time
 lost samples (the loop's own counters: in - out - skipped - decimated) and end-to-end p99
 under :data:`P99_LIMIT_MS`.
 
-Which part limits it, from the loop process's own measurements: the operator per second of
-data (``kernel``: the decimation filter and the operator product), pushing the source
-stream (``output``: LSL serialising n_sources floats per sample), and everything else in
-the loop per chunk (``python``: ROIs, band power, counters, the loop's overhead); each as
-seconds per second of data, so whichever nears 1 / (cores it may use) is the bottleneck.
+Which part limits it, from the loop's own timing of every chunk over the run (wall
+seconds per second of data, :class:`~rtsource.stream.telemetry.LoopStats`): the operator
+(filters, the decimation filter and the operator product), pushing the source stream
+(``output``: LSL copying n_sources floats per sample), the features (68 ROIs, band
+power), the rest of the chunk (Python overhead), and the loop process's CPU outside its
+chunks (LSL's threads); see :func:`bottleneck`.
 
-A full run (``rtsource bench capacity``, 60 s per configuration, walking up the input rates
-until one fails) takes hours and wants a quiet machine; ``--quick`` runs a few small
-configurations for 8 s each.
+A full run (``rtsource bench capacity``, 60 s per configuration) does not run the whole
+grid (104 configurations, hours): :func:`search` runs only the configurations that decide
+others, since the work grows along every axis (channels, sources, orientation, input and
+output rate), and reports the highest passing input rate per (channels, sources,
+orientation, decimation); ``--quick`` runs two small configurations for 8 s each.
 """
 
 from __future__ import annotations
@@ -48,41 +51,98 @@ class CapacityConfig:
     orient: str
     input_hz: float
     output_hz: float = 0.0
+    dtype: str = "float32"  # operator storage ([performance] operator_dtype)
 
     def label(self) -> str:
         dec = f" -> {self.output_hz:g} Hz" if self.output_hz else ""
-        return f"{self.channels:3d} ch {self.modality} {self.sources:5d} src {self.orient:5s} {self.input_hz:5g} Hz{dec}"
+        i16 = " int16" if self.dtype != "float32" else ""
+        return f"{self.channels:3d} ch {self.modality} {self.sources:5d} src {self.orient:5s}{i16} {self.input_hz:5g} Hz{dec}"
 
 
-def configurations(quick: bool) -> list[list[CapacityConfig]]:
-    """Ladders of configurations that differ only in the input rate (walked up until one fails)."""
+def configurations(quick: bool) -> list[CapacityConfig]:
+    """Every configuration of the issue's grid (``quick``: two small ones)."""
     if quick:
-        return [[CapacityConfig("eeg", 64, 5000, "free", 1000.0, 500.0)], [CapacityConfig("eeg", 64, 5000, "fixed", 500.0)]]
-    ladders = []
-    for modality, n_chan, out in (("eeg", 64, 500.0), ("eeg", 128, 500.0), ("eeg", 256, 500.0), ("meg", 306, 1000.0)):
+        return [CapacityConfig("eeg", 64, 5000, "free", 1000.0, 500.0), CapacityConfig("eeg", 64, 5000, "fixed", 500.0)]
+    out = []
+    for modality, n_chan, rate_out in (("eeg", 64, 500.0), ("eeg", 128, 500.0), ("eeg", 256, 500.0), ("meg", 306, 1000.0)):
         for n_src in (5000, 20000):
             for orient in ("free", "fixed"):
-                for dec in (False, True):
-                    ladders.append([CapacityConfig(modality, n_chan, n_src, orient, r, out if dec and r > out else 0.0) for r in RATES if not dec or r > out])
-    return ladders
+                for r in RATES:
+                    out.append(CapacityConfig(modality, n_chan, n_src, orient, r))
+                    if r > rate_out:
+                        out.append(CapacityConfig(modality, n_chan, n_src, orient, r, rate_out))
+    return out
 
 
-def bench_capacity(quick: bool = False, seconds: float | None = None, progress=print) -> list[dict]:
-    """Run the ladders; one row per configuration run (see the module docstring)."""
-    seconds = seconds or (8.0 if quick else 60.0)
+def _cost(c: CapacityConfig) -> tuple:
+    """What grows the work, per axis: a configuration at most as large on every axis as one
+    that passes passes too, and one at least as large as one that fails fails too."""
+    return (c.channels, c.sources, 3 if c.orient == "free" else 1, c.input_hz, c.output_hz or c.input_hz)
+
+
+def _le(a: CapacityConfig, b: CapacityConfig) -> bool:
+    return a.dtype == b.dtype and all(x <= y for x, y in zip(_cost(a), _cost(b)))
+
+
+def search(configs: list[CapacityConfig], run) -> tuple[list[dict], dict]:
+    """Find which configurations pass with as few runs as the order between them allows.
+
+    Each run decides every configuration it bounds (see :func:`_cost`): a pass decides all
+    smaller ones, a failure all larger ones. The next run is the undecided configuration
+    that splits the undecided rest most evenly (the larger of the two sides it would
+    decide is smallest), the analogue of bisection on a partial order; along one axis it
+    is bisection. Returns the rows of the runs and {configuration: (passed, measured)}.
+    """
+    status: dict = {}
     rows = []
-    for ladder in configurations(quick):
-        for cfg in ladder:
-            row = run_configuration(cfg, seconds)
-            rows.append(row)
-            progress(_fmt(row))
-            if not row["passed"]:
-                break  # higher rates of this ladder fail too
-    return rows
+    while True:
+        open_ = [c for c in configs if c not in status]
+        if not open_:
+            return rows, status
+
+        def split(c):
+            below = sum(_le(o, c) for o in open_)
+            above = sum(_le(c, o) for o in open_)
+            return max(below, above), -min(below, above)
+
+        pick = min(open_, key=split)
+        row = run(pick)
+        rows.append(row)
+        ok = row["passed"]
+        for c in open_:
+            if (ok and _le(c, pick)) or (not ok and _le(pick, c)):
+                status[c] = (ok, c == pick)
 
 
-def run_configuration(cfg: CapacityConfig, seconds: float) -> dict:
-    """Producer, loop and this process's consumer for one configuration."""
+def bench_capacity(quick: bool = False, seconds: float | None = None, configs: list[CapacityConfig] | None = None, progress=print) -> list[dict]:
+    """Search the grid (see :func:`search`); the rows of the runs, then one summary row per
+    (channels, sources, orientation, decimation): the highest input rate that passes."""
+    seconds = seconds or (8.0 if quick else 60.0)
+    configs = configs or configurations(quick)
+    def run(c):
+        row = run_configuration(c, seconds)
+        progress(_fmt(row))
+        return row
+
+    rows, status = search(configs, run)
+    best: dict = {}
+    for c, (ok, _) in status.items():
+        key = (c.modality, c.channels, c.sources, c.orient, bool(c.output_hz))
+        if ok and c.input_hz > best.get(key, 0.0):
+            best[key] = c.input_hz
+    summary = []
+    for key in sorted({(c.modality, c.channels, c.sources, c.orient, bool(c.output_hz)) for c in configs}):
+        mod, ch, src, orient, dec = key
+        line = {"summary": True, "modality": mod, "channels": ch, "sources": src, "orient": orient, "decimated": dec, "max_input_hz": best.get(key, 0.0)}
+        summary.append(line)
+        progress(f"{ch:3d} ch {mod} {src:5d} src {orient:5s} {'decimated' if dec else 'full rate':9s}: highest input rate passing "
+                 f"{line['max_input_hz']:g} Hz" if line["max_input_hz"] else f"{ch:3d} ch {mod} {src:5d} src {orient:5s} {'decimated' if dec else 'full rate':9s}: none passes")
+    return rows + summary
+
+
+def run_configuration(cfg: CapacityConfig, seconds: float, stop_early: bool = True) -> dict:
+    """Producer, loop and this process's consumer for one configuration (``stop_early``:
+    end the run once more than 1 % of the samples were over the p99 limit)."""
     from .peers import consume_samples
 
     tag = f"cap-{os.getpid()}-{time.time_ns()}"
@@ -93,8 +153,16 @@ def run_configuration(cfg: CapacityConfig, seconds: float) -> dict:
     spec = {**asdict(cfg), "in_name": in_name, "out_name": out_name, "seconds": seconds, "report": str(report), "chunk": chunk}
     prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(cfg.channels), str(cfg.input_hz), str(seconds), str(chunk)])
     loop = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--capacity-loop", json.dumps(spec)])
+    load = os.getloadavg()[0]
+    rate_out = cfg.output_hz or cfg.input_hz
+    # more than 1 % of the samples over the limit: the p99 verdict is known, stop early
+    give_up = (P99_LIMIT_MS * 1e-3, int(0.01 * rate_out * (seconds - 2.0))) if stop_early else None
     try:
-        got = consume_samples(out_name, cfg.sources, seconds, loop.pid)
+        cpu0, w0 = os.times(), time.monotonic()
+        got = consume_samples(out_name, cfg.sources, seconds, loop.pid, give_up=give_up)
+        cpu1, wall = os.times(), time.monotonic() - w0
+        if got["gave_up"]:  # the producer stops, the loop sees no data for its idle timeout and reports
+            prod.terminate()
         loop.wait(timeout=120)
     finally:
         for p in (loop, prod):
@@ -109,22 +177,55 @@ def run_configuration(cfg: CapacityConfig, seconds: float) -> dict:
     p99 = float(np.percentile(lat, 99)) * 1e3 if len(lat) else float("nan")
     row = {
         **asdict(cfg), "seconds": seconds, "chunk": chunk, "e2e_p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 2) if len(lat) else float("nan"),
-        "e2e_p99_ms": round(p99, 2), "received": got["samples"], "cpu_s_per_s": round(float(got["cpu_per_s"]), 3), **inner,
+        "e2e_p99_ms": round(p99, 2), "received": got["samples"], "cpu_s_per_s": round(float(got["cpu_per_s"]), 3),
+        "consumer_cpu_s_per_s": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 3), "load_avg": round(load, 2),
+        "stopped_early": got["gave_up"], **inner,
     }  # fmt: skip
-    row["passed"] = bool(inner.get("lost", 1) == 0 and p99 < P99_LIMIT_MS and "error" not in inner)
-    costs = {k: row.get(f"{k}_s_per_s", 0.0) for k in ("kernel", "output", "python")}
-    row["bottleneck"] = max(costs, key=costs.get) if any(costs.values()) else "unknown"
+    row["passed"] = bool(inner.get("lost", 1) == 0 and p99 < P99_LIMIT_MS and "error" not in inner and not got["gave_up"])
+    row["bottleneck"] = bottleneck(row)
     return row
+
+
+#: the loop's chunk work per second of data above which it cannot absorb a burst (one core)
+BUSY_LIMIT = 0.8
+
+
+def bottleneck(row: dict) -> str:
+    """Which part limits a configuration, from the loop's own per-part times.
+
+    ``rest`` is the loop's work per chunk outside the three parts (stamps, counters,
+    checks: Python overhead); ``lsl`` the loop process's CPU outside its chunk work
+    (LSL's threads receiving the input and serialising the outputs). When the loop's
+    chunk work stays under :data:`BUSY_LIMIT` of a core and the run still fails, the loop
+    had time to spare and the latency came from the machine (the producer, the consumer,
+    other processes).
+    """
+    if "process_s_per_s" not in row:
+        return "unknown"
+    parts = {
+        "operator": row["operator_s_per_s"], "output": row["output_s_per_s"], "features": row["features_s_per_s"],
+        "rest": max(0.0, row["process_s_per_s"] - row["operator_s_per_s"] - row["output_s_per_s"] - row["features_s_per_s"]),
+        "lsl": max(0.0, row["cpu_s_per_s"] - row["process_s_per_s"]) if row["cpu_s_per_s"] == row["cpu_s_per_s"] else 0.0,
+    }  # fmt: skip
+    largest = max(parts, key=parts.get)
+    if row["passed"]:
+        return f"passes ({largest} largest)"
+    if row["process_s_per_s"] < BUSY_LIMIT and row.get("lost", 1) == 0:
+        return f"machine (loop busy {row['process_s_per_s']:.2f} s/s, {largest} largest)"
+    return largest
 
 
 def _fmt(r: dict) -> str:
     dec = f" -> {r['output_hz']:g} Hz" if r["output_hz"] else ""
+    i16 = " int16" if r.get("dtype", "float32") != "float32" else ""
     verdict = "ok  " if r["passed"] else "FAIL"
+    nan = float("nan")
     return (
-        f"{verdict} {r['channels']:3d} ch {r['modality']} {r['sources']:5d} src {r['orient']:5s} {r['input_hz']:5g} Hz{dec}: "
-        f"lost {r.get('lost', '?')}, e2e p50 {r['e2e_p50_ms']} ms p99 {r['e2e_p99_ms']} ms, loop CPU {r['cpu_s_per_s']} s/s "
-        f"(kernel {r.get('kernel_s_per_s', float('nan')):.3f}, output {r.get('output_s_per_s', float('nan')):.3f}, "
-        f"python {r.get('python_s_per_s', float('nan')):.3f} s/s) -> {r['bottleneck']}"
+        f"{verdict} {r['channels']:3d} ch {r['modality']} {r['sources']:5d} src {r['orient']:5s}{i16} {r['input_hz']:5g} Hz{dec}: "
+        f"lost {r.get('lost', '?')}, e2e p50 {r['e2e_p50_ms']} ms p99 {r['e2e_p99_ms']} ms, loop CPU {r['cpu_s_per_s']} s/s, chunk work "
+        f"{r.get('process_s_per_s', nan):.3f} s/s (operator {r.get('operator_s_per_s', nan):.3f}, output {r.get('output_s_per_s', nan):.3f}, "
+        f"features {r.get('features_s_per_s', nan):.3f}), consumer {r['consumer_cpu_s_per_s']} s/s, load {r['load_avg']} -> {r['bottleneck']}"
+        + (f" [{r['error']}]" if "error" in r else "")
     )
 
 
@@ -138,7 +239,7 @@ def capacity_loop(spec_json: str) -> None:
     from ..stream.features import FeatureOptions
     from ..stream.inlet import StreamSelector
     from ..stream.loop import LoopOptions, StreamLoop
-    from .common import random_bundle, time_blocks
+    from .common import random_bundle
 
     spec = json.loads(spec_json)
     n_orient = 3 if spec["orient"] == "free" else 1
@@ -148,7 +249,7 @@ def capacity_loop(spec_json: str) -> None:
     features = FeatureOptions(rois=rois, roi_mode="mean", bandpower=BandPowerSpec.from_mapping({"alpha": [8, 12], "beta": [13, 30]}, rate_hz=50.0))
     opts = LoopOptions(
         selector=StreamSelector(spec["in_name"]), output_name=spec["out_name"], resolve_timeout=60, idle_timeout=3.0, control=False,
-        telemetry=False, output_rate_hz=spec["output_hz"], wait_for_consumer_s=30.0,
+        telemetry=False, output_rate_hz=spec["output_hz"], wait_for_consumer_s=30.0, operator_dtype=spec["dtype"],
     )  # fmt: skip
     loop = StreamLoop(bundle, opts, features=features)
     out: dict = {}
@@ -157,38 +258,18 @@ def capacity_loop(spec_json: str) -> None:
         stats = loop.run(duration=spec["seconds"] + 30)
         s = stats.summary()
         out.update({k: s[k] for k in ("samples_in", "samples_out", "lost", "decimated", "chunks", "chunk_process_ms_p50", "chunk_process_ms_p99")})
-        # the parts of a chunk, timed alone in this process after the run (the loop's threads
-        # are still set); the output on a probe outlet of the same width with a consumer, so
-        # LSL serialises as it did for the real one and the consumer sees nothing extra
-        n = spec["chunk"]
-        op = loop.operator
-        x = np.random.default_rng(0).normal(size=(n, loop.inlet.buffer.shape[1])).astype(np.float32)
-        ts = np.arange(n) / spec["input_hz"]
-        m = max(1, len(range(0, n, op._factor)))
-        y = np.zeros((m, bundle.n_sources), np.float32)
-        probe = _probe_outlet(spec["out_name"] + "-probe", bundle.n_sources, op.output_rate_hz)
-        t = time_blocks({"kernel": lambda: op.process(x, n), "output": lambda: probe[0].push_chunk(y, ts[:m].tolist())}, reps=30, rounds=1)
-        per_s = spec["input_hz"] / n  # chunks per second of data
-        out["kernel_s_per_s"] = round(t["kernel"][0] * 1e-3 * per_s, 4)
-        out["output_s_per_s"] = round(t["output"][0] * 1e-3 * per_s, 4)
-        out["python_s_per_s"] = round(max(0.0, s["chunk_process_ms_p50"] * 1e-3 * per_s - out["kernel_s_per_s"] - out["output_s_per_s"]), 4)
-        out["operator_path"] = dict(op.describe()).get("operator_path", "")
+        # the parts of each chunk, timed by the loop itself over the whole run (wall seconds
+        # per second of data): the operator (filters, decimation, product), pushing the
+        # source outlet, the features (68 ROIs, band power), and the rest of the chunk
+        data_s = s["samples_in"] / spec["input_hz"]
+        for part in ("operator", "output", "features", "process"):
+            out[f"{part}_s_per_s"] = round(s[f"{part}_seconds"] / data_s, 4) if data_s else float("nan")
+        out["operator_path"] = dict(loop.operator.describe()).get("operator_path", "")
     except Exception as exc:  # reported in the table, not raised: the ladder moves on
         out["error"] = f"{type(exc).__name__}: {exc}"[:300]
     finally:
         loop.close()
         Path(spec["report"]).write_text(json.dumps(out))
-
-
-def _probe_outlet(name: str, n_channels: int, sfreq: float):
-    """(outlet, inlet) of a throw-away stream with a connected consumer."""
-    import pylsl
-
-    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "Probe", n_channels, sfreq, pylsl.cf_float32, name), chunk_size=0, max_buffered=60)
-    inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", name, minimum=1, timeout=30)[0], max_buflen=60)
-    inlet.open_stream(timeout=10)
-    outlet.wait_for_consumers(10)
-    return outlet, inlet
 
 
 def run(*, quick: bool, method: str, progress) -> list[dict]:

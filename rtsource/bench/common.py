@@ -54,3 +54,53 @@ def numba_threads() -> int:
     import numba
 
     return int(numba.get_num_threads())
+
+
+def time_interleaved(fns: dict, rounds: int = 15, block_s: float = 0.02, min_calls: int = 3, warmup: int = 2) -> dict:
+    """Per-round block medians of every method, blocks interleaved round by round.
+
+    Each round runs every method once as a block (``warmup`` untimed calls, then at least
+    ``min_calls`` timed calls and about ``block_s`` seconds of them), in an order rotated
+    from round to round; blocks, not single calls, for the reason :func:`time_blocks` gives.
+    A ratio of two methods is then taken round by round (:func:`paired_ratio`), so a burst
+    of load on the shared machine, which lasts longer than a round's few blocks, scales both
+    alike and cancels out of it.
+
+    Returns
+    -------
+    dict
+        {name: ndarray (rounds,) of block medians in ms}, and under ``"_all"``
+        {name: ndarray of every single call's time in ms} (for the p99).
+    """
+    names = list(fns)
+    first = {}
+    for k in names:  # calls per block from one probe call each
+        fns[k]()
+        t = time.perf_counter()
+        fns[k]()
+        first[k] = time.perf_counter() - t
+    calls = {k: max(min_calls, int(block_s / max(first[k], 1e-7))) for k in names}
+    med = {k: np.empty(rounds) for k in names}
+    every = {k: [] for k in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for k in order:
+            f = fns[k]
+            for _ in range(warmup):
+                f()
+            ts = np.empty(calls[k])
+            for i in range(calls[k]):
+                t = time.perf_counter()
+                f()
+                ts[i] = time.perf_counter() - t
+            med[k][r] = np.median(ts) * 1e3
+            every[k].append(ts * 1e3)
+    out: dict = dict(med)
+    out["_all"] = {k: np.concatenate(v) for k, v in every.items()}
+    return out
+
+
+def paired_ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float, float]:
+    """(median, 10th, 90th percentile) of the round-by-round ratio ``num / den``."""
+    r = np.asarray(num) / np.asarray(den)
+    return float(np.median(r)), float(np.percentile(r, 10)), float(np.percentile(r, 90))

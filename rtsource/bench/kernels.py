@@ -7,13 +7,22 @@ pass over the operator (the memory floor), and MNE-Python's prepared ``apply_inv
 (when installed). Everything runs with the loop's thread counts (numba and OpenBLAS alike:
 all cores but one). ``vs_best`` = best of (kernel, blas_pool, numpy) / rtsource: >= 1.0
 means the dispatch picked the fastest path.
+
+On a shared machine the time of one path moves by tens of percent from one moment to the
+next, so the paths are timed interleaved: rounds of one block per path, in rotated order
+(:func:`~rtsource.bench.common.time_interleaved`), and every ratio is the median of the
+round-by-round ratios. ``rtsource_twin`` is the dispatched operator timed again under
+another name: the 10-90 % range of its ratio to ``rtsource`` (``noise_p10``/``noise_p90``)
+is what the same code measures against itself in that cell, the noise floor a ratio must
+leave to mean anything. ``same_path`` marks cells where the fastest path is the one the
+dispatch took (the ratio then differs from 1 only by noise and memory placement).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .common import random_bundle, time_blocks
+from .common import paired_ratio, random_bundle, time_blocks, time_interleaved
 
 
 def mne_inverse(n_chan: int, n_src: int, loose: float, fixed: bool, names=None):
@@ -62,7 +71,7 @@ def _mne_prepared(n_chan: int, n_src: int, loose: float, fixed: bool):
     return apply
 
 
-def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 32, 64), orients=(3, 1), reps=200, mne_peer=True, progress=print):
+def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 2, 4, 10, 16, 32, 64), orients=(3, 1), rounds=15, mne_peer=True, progress=print, block_s=0.02):
     import numba
 
     from ..stream.channels import ChannelMap
@@ -98,7 +107,7 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
                     rng = np.random.default_rng(1)
                     x = rng.normal(size=(max(chunks), n_chan)).astype(np.float32)
                     for n in chunks:
-                        rows.append(_cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, reps, n_chan, n_src))
+                        rows.append(_cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src, block_s))
                         progress(_fmt_kernel_row(rows[-1]))
                     del ops
     finally:
@@ -107,8 +116,14 @@ def bench_kernels(channels=(64, 306), sources=(8000, 20000), chunks=(1, 4, 10, 3
     return rows
 
 
-def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, reps, n_chan, n_src) -> dict:
-    """One cell: every path on chunks of n samples."""
+def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, rounds, n_chan, n_src, block_s=0.02) -> dict:
+    """One cell: every path on chunks of n samples, interleaved round by round.
+
+    ``rtsource_twin`` calls the very same dispatched operator as ``rtsource`` under a second
+    name: the spread of their round-by-round ratio is the noise floor of the cell, the size
+    a ratio must exceed to mean anything. ``vs_best`` is the median over the rounds of
+    (the fastest of kernel / blas_pool / numpy) / rtsource, each ratio taken within a round.
+    """
 
     def numpy_way():
         y = x[:n] @ k32.T
@@ -116,8 +131,10 @@ def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, reps, n_chan, n_src) ->
             y = np.sqrt((y.reshape(n, -1, 3) ** 2).sum(axis=2))
         return y * inv_norm
 
+    auto = ops["auto"]
     fns = {
-        "rtsource": lambda: ops["auto"].process(x, n),
+        "rtsource": lambda: auto.process(x, n),
+        "rtsource_twin": lambda: auto.process(x, n),
         "kernel": lambda: ops["kernel"].process(x, n),
         "blas_pool": lambda: ops["blas"].process(x, n),
         "numpy": numpy_way,
@@ -125,20 +142,26 @@ def _cell(ops, k32, inv_norm, x, n, n_orient, mne_apply, reps, n_chan, n_src) ->
     }
     if mne_apply is not None:
         fns["mne"] = mne_apply(n)
-    big = n_chan * n_src * n_orient * n > 5e7
-    t = time_blocks(fns, reps=max(20, reps // (5 if big else 1)))
-    best = min(t["kernel"][0], t["blas_pool"][0], t["numpy"][0])
+    t = time_interleaved(fns, rounds=rounds, block_s=block_s)
+    every = t.pop("_all")
+    med = {k: float(np.median(v)) for k, v in t.items()}
+    best = min(("kernel", "blas_pool", "numpy"), key=med.get)
+    path = "blas" if auto.dispatch.blas[_chunk_class(n)] else "kernel"
+    vs_best, lo, hi = paired_ratio(t[best], t["rtsource"])
+    _, noise_lo, noise_hi = paired_ratio(t["rtsource_twin"], t["rtsource"])
     row = {
         "channels": n_chan, "sources": n_src, "orient": "free" if n_orient == 3 else "fixed", "chunk": n,
-        "path": "blas" if ops["auto"].dispatch.blas[_chunk_class(n)] else "kernel",
-        **{f"{k}_ms": round(v[0], 4) for k, v in t.items()},
-        **{f"{k}_p99_ms": round(v[1], 4) for k, v in t.items()},
-        "speedup_vs_numpy": round(t["numpy"][0] / t["rtsource"][0], 2),
-        "vs_best": round(best / t["rtsource"][0], 2),
-        "vs_gemv": round(t["rtsource"][0] / t["gemv"][0], 2),
+        "path": path, "best": best, "same_path": best == {"kernel": "kernel", "blas": "blas_pool"}[path],
+        **{f"{k}_ms": round(v, 4) for k, v in med.items()},
+        **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 4) for k, v in every.items()},
+        "speedup_vs_numpy": round(paired_ratio(t["numpy"], t["rtsource"])[0], 2),
+        "vs_best": round(vs_best, 3), "vs_best_p10": round(lo, 3), "vs_best_p90": round(hi, 3),
+        "noise_p10": round(noise_lo, 3), "noise_p90": round(noise_hi, 3),
+        "vs_gemv": round(paired_ratio(t["rtsource"], t["gemv"])[0], 2), "rounds": rounds,
     }  # fmt: skip
+    row["verdict"] = verdict(row)
     if "mne" in t:
-        row["speedup_vs_mne"] = round(t["mne"][0] / t["rtsource"][0], 1)
+        row["speedup_vs_mne"] = round(paired_ratio(t["mne"], t["rtsource"])[0], 1)
     return row
 
 
@@ -150,11 +173,42 @@ def _chunk_class(n: int) -> int:
 
 def _fmt_kernel_row(r) -> str:
     mne_part = f"  mne {r['mne_ms']:8.3f} ms (x{r['speedup_vs_mne']:.0f})" if "mne_ms" in r else ""
+    same = "=" if r["same_path"] else " "
     return (
         f"{r['channels']:4d} ch {r['sources']:6d} src {r['orient']:5s} chunk {r['chunk']:3d}: "
         f"rtsource[{r['path']:6s}] {r['rtsource_ms']:7.3f} ms (p99 {r['rtsource_p99_ms']:7.3f})  kernel {r['kernel_ms']:7.3f}  "
-        f"blas+pool {r['blas_pool_ms']:7.3f}  numpy {r['numpy_ms']:7.3f}  best/rtsource {r['vs_best']:.2f}  "
+        f"blas+pool {r['blas_pool_ms']:7.3f}  numpy {r['numpy_ms']:7.3f}  best/rtsource {r['vs_best']:.3f}{same} "
+        f"[{r['vs_best_p10']:.2f}-{r['vs_best_p90']:.2f}; noise {r['noise_p10']:.2f}-{r['noise_p90']:.2f}]  "
         f"gemv {r['gemv_ms']:6.3f} ms (rtsource/gemv {r['vs_gemv']:.2f}){mne_part}"
+    )
+
+
+def verdict(r: dict) -> str:
+    """``"same"``: the dispatch took the fastest path (the ratio is that path against itself);
+    ``"faster"``: best/rtsource >= 1.0; ``"noise"``: another path looked faster, but not in
+    9 of 10 rounds; ``"miss"``: another path was faster beyond the noise (a wrong choice)."""
+    if r["same_path"]:
+        return "same"
+    if r["vs_best"] >= 1.0:
+        return "faster"
+    return "noise" if r["vs_best_p90"] >= 1.0 else "miss"
+
+
+def summarize(rows: list[dict]) -> str:
+    """Lines over the cells: verdict counts, the cells missed, the ratios to GEMV at 1-4 samples."""
+    counts = {v: sum(verdict(r) == v for r in rows) for v in ("same", "faster", "noise", "miss")}
+    ratios = np.array([r["vs_best"] for r in rows])
+    noise = np.array([r["noise_p90"] - r["noise_p10"] for r in rows])
+    small = [r for r in rows if r["chunk"] <= 4]
+    over = [r for r in small if r["vs_gemv"] > 1.5]
+    return (
+        f"{len(rows)} cells: dispatch took the fastest path in {counts['same']}, its path was faster in {counts['faster']}, "
+        f"another path looked faster within the noise in {counts['noise']}, beyond it in {counts['miss']}; "
+        f"best/rtsource median {np.median(ratios):.3f}, >= 1.0 in {int((ratios >= 1.0).sum())}; noise floor (10-90 % of the "
+        f"same code against itself) median width {np.median(noise):.3f}"
+        + "".join(f"\n  miss: {_fmt_kernel_row(r)}" for r in rows if verdict(r) == "miss")
+        + f"\nrtsource/gemv at chunks 1-4: max {max((r['vs_gemv'] for r in small), default=float('nan')):.2f}"
+        + "".join(f"\n  over 1.5: {_fmt_kernel_row(r)}" for r in over)
     )
 
 
@@ -201,6 +255,9 @@ def bench_int16(n_chan=306, n_src=20000, n_orient=3, chunks=(1, 4, 10), reps=200
 def run(*, quick: bool, method: str, progress) -> list[dict]:
     """``rtsource bench kernels`` (``--quick``: one size, two chunk lengths)."""
     if quick:
-        rows = bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), reps=50, progress=progress)
+        rows = bench_kernels(channels=(64,), sources=(8000,), chunks=(1, 10), orients=(3,), rounds=5, progress=progress)
+        progress(summarize(rows))
         return rows + bench_int16(n_chan=64, n_src=8000, chunks=(1,), reps=50, progress=progress)
-    return bench_kernels(progress=progress) + bench_int16(progress=progress)
+    rows = bench_kernels(progress=progress)
+    progress(summarize(rows))
+    return rows + bench_int16(progress=progress)

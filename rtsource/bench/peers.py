@@ -43,12 +43,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, skip: float = 2.0, expected: int = 0) -> dict:
+def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, skip: float = 2.0, expected: int = 0,
+                    give_up: tuple[float, int] | None = None) -> dict:
     """Every sample's latency (s) after ``skip`` s of data, the samples received, and the
     CPU seconds process ``pid`` spent per second of data over the measured span.
 
     It ends when no sample came for 3 s or, once ``expected`` samples arrived, for 0.5 s
     (long enough to count any surplus a loop sends; a loop that drops samples ends by the first).
+    ``give_up = (limit_s, n)``: stop once more than n samples were later than limit_s (the
+    verdict of a p99 criterion is then known); ``"gave_up"`` in the result says so.
     """
     import pylsl
 
@@ -59,7 +62,7 @@ def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, sk
     inlet.open_stream(timeout=30)
     offset = inlet.time_correction(timeout=5)
     buf = np.zeros((4096, n_channels), np.float32)
-    lat, n_total = [], 0
+    lat, n_total, n_slow, gave_up = [], 0, 0, False
     first_ts = cpu0 = t_cpu0 = None
     last_ts = cpu1 = None
     end = time.monotonic() + seconds + 300
@@ -81,9 +84,14 @@ def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, sk
                 cpu1, last_ts = _cpu_seconds(pid), ts[-1]
             except OSError:  # X exited
                 pass
+            if give_up is not None:
+                n_slow += int(np.count_nonzero(lat[-1] > give_up[0]))
+                if n_slow > give_up[1]:
+                    gave_up = True
+                    break
     lat = np.concatenate(lat) if lat else np.zeros(0)
     span = (last_ts - t_cpu0) if last_ts is not None and t_cpu0 is not None else float("nan")
-    return {"latencies": lat, "samples": n_total, "cpu_per_s": (cpu1 - cpu0) / span if span and span > 0 else float("nan")}
+    return {"latencies": lat, "samples": n_total, "cpu_per_s": (cpu1 - cpu0) / span if span and span > 0 else float("nan"), "gave_up": gave_up}
 
 
 def bench_peers(n_chan=64, n_src=8000, sfreq=500.0, chunk=10, seconds=20.0, kinds=KINDS, progress=print) -> dict:

@@ -11,11 +11,14 @@ single-threaded pooling pass (:func:`._dispatch_kernels.pool3`).
 
 Which path serves which chunk size is measured once per operator shape class when the
 operator is warmed up (:func:`choose`): chunk sizes are grouped in classes ``1, 2, 3-4,
-5-8, ..., 33-64, > 64``; classes up to 4 always use the own kernel (memory-bound: it is
-within ~1.2x of one GEMV there and BLAS cannot be faster than the memory), the others are
-timed on both paths (best of a few runs each, in three alternating rounds; > 64 follows
-the 64 class). The choice is
-cached by shape class (orientation, channels and sources rounded), so a hot swap that
+5-8, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64, > 64``, each timed on both paths at its
+largest size (best of a few runs each, in three alternating rounds; > 64 follows the 64
+class). Every class is timed, one sample too: an operator that fits in the last-level
+cache is not memory-bound there, and for fixed orientation NumPy's GEMV then beat the
+kernel by 10-20 % (64 ch x 8k-20k sources, ``rtsource bench kernels``). The measurement
+stops after :data:`_MEASURE_BUDGET_S`; larger classes then follow the last one measured
+(both paths' cost grows about linearly with the chunk beyond a few samples). The choice
+is cached by shape class (orientation, channels and sources rounded), so a hot swap that
 drops a channel reuses it, and is published in the source stream's metadata and logged.
 When the own kernel wins every class the BLAS copy of the operator is not kept.
 """
@@ -31,10 +34,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Upper bounds of the chunk-size classes; sizes above the last form one more class.
-CLASS_BOUNDS = (1, 2, 4, 8, 16, 32, 64)
-#: Classes whose bound is at most this always use the own kernel (memory-bound).
-KERNEL_UP_TO = 4
-_MEASURE_BUDGET_S = 1.5  # stop timing (keep the kernel for the rest) beyond this much
+CLASS_BOUNDS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+_MEASURE_BUDGET_S = 2.0  # stop timing beyond this much (larger classes follow the last measured)
 
 _CHOICES: dict[tuple, "Dispatch"] = {}
 
@@ -107,15 +108,17 @@ class BlasPath:
     """
 
     def __init__(self, kernel: np.ndarray, scale, inv_norm: np.ndarray, n_orient: int, max_chunk: int):
+        from ..arrays import aligned_empty, aligned_zeros
         from ._dispatch_kernels import pool3
 
         rows = np.repeat(np.asarray(inv_norm, dtype=np.float64), n_orient)
         k = kernel * rows[:, None]
         if scale is not None:
             k = k * np.asarray(scale, dtype=np.float64)[None, :]
-        self.kt = np.ascontiguousarray(k.T, dtype=np.float32)  # (n_channels, n_rows): x @ kt is one sgemm
+        self.kt = aligned_empty(k.shape[::-1], np.float32)  # (n_channels, n_rows): x @ kt is one sgemm
+        self.kt[...] = k.T
         self.n_orient = n_orient
-        self._y = np.zeros((max_chunk, k.shape[0]), dtype=np.float32) if n_orient == 3 else None
+        self._y = aligned_zeros((max_chunk, k.shape[0]), np.float32) if n_orient == 3 else None
         self._pool3 = pool3
 
     def apply(self, x: np.ndarray, n: int, out: np.ndarray) -> None:
@@ -191,9 +194,10 @@ def choose(key: tuple, run_kernel, run_blas, max_chunk: int) -> Dispatch:
     n_cls = len(CLASS_BOUNDS) + 1
     blas, k_ms, b_ms = [False] * n_cls, [float("nan")] * n_cls, [float("nan")] * n_cls
     start = time.perf_counter()
+    last = None  # index of the last class measured
     for i, bound in enumerate(CLASS_BOUNDS):
-        if bound <= KERNEL_UP_TO or bound > max_chunk and i and CLASS_BOUNDS[i - 1] >= max_chunk:
-            continue
+        if bound > max_chunk and i and CLASS_BOUNDS[i - 1] >= max_chunk:
+            break  # no chunk of this size can arrive
         n = min(bound, max_chunk)
         first = _best_ms(lambda: run_kernel(n), 1)
         # best of several runs, in alternating rounds, so that a burst of load on a shared
@@ -204,9 +208,11 @@ def choose(key: tuple, run_kernel, run_blas, max_chunk: int) -> Dispatch:
             k_ms[i] = min(k_ms[i], _best_ms(lambda: run_kernel(n), reps))
             b_ms[i] = min(b_ms[i], _best_ms(lambda: run_blas(n), reps))
         blas[i] = b_ms[i] < k_ms[i]
+        last = i
         if time.perf_counter() - start > _MEASURE_BUDGET_S:
             break
-    blas[-1] = blas[-2]  # above 64 the product stays compute-bound: as at 64
+    if last is not None:  # above the last class measured the product stays compute-bound: as there
+        blas[last + 1 :] = [blas[last]] * (n_cls - last - 1)
     choice = Dispatch(tuple(blas), tuple(k_ms), tuple(b_ms))
     _CHOICES[key] = choice
     logger.info("operator dispatch %s (%s)", choice.describe(), ", ".join(f"{c}: {k:.3g}/{b:.3g} ms" for c, k, b in zip(CLASS_BOUNDS, k_ms, b_ms) if k == k))

@@ -449,15 +449,21 @@ class StreamLoop:
             if self.headmotion is not None:  # cHPI lines out before the operator's filters
                 self.headmotion.process(inlet.buffer, n, ts)
             out = self.operator.process(inlet.buffer, n)
+            t_op = time.perf_counter()
             # the output's own stamps: the input's, earlier by the artifact stage's look-ahead
             stamps = self.artifacts.stamps(ts)
             m, ts_out = self.operator.output_stamps(stamps, n)  # m < n when decimating
             stats.decimated += n - m  # counted where the decimation dropped them
             pushed = self._push(out, ts_out, m) if self.outlet is not None and m else True
+            t_push = time.perf_counter()
             flags = self.artifacts.flags(m)  # output rows ASR repaired (epochs overlapping them are rejected)
             if self.features is not None:
                 self.features.after_chunk(inlet.buffer, n, stamps, out, self.operator.prepared(m), flags, n_out=m, ts_out=ts_out)
             t1 = time.perf_counter()
+            stats.operator_seconds += t_op - t0
+            stats.output_seconds += t_push - t_op
+            stats.features_seconds += t1 - t_push
+            stats.process_seconds += t1 - t0
             if pushed:
                 stats.samples_out += m  # counted once the outlet took them
             stats.chunks += 1

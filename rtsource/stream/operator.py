@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..arrays import aligned_zeros
 from ..bundle import OperatorBundle
 from ..errors import ConfigError
 from ._checks import check_chunk, check_max_chunk
@@ -169,19 +170,21 @@ class StreamOperator:
             self._kernel = _kernels.pack_fixed(k, scale)
             self._apply = _kernels.apply_fixed
         self._inv_norm = (1.0 / bundle.noise_norm).astype(np.float32)
+        self._row_scale = None  # (n_tiles, 48) factors of int16 tiles (see _to_int16)
         #: relative output error of the operator's storage against float32 (0 for float32)
         self.storage_error = 0.0
         self.operator_dtype = operator_dtype
         if operator_dtype != "float32":
             self._to_int16(k, scale, operator_dtype)
         self._index = np.ascontiguousarray(index, dtype=np.int64)
+        self._n_columns = int(self._index.max()) + 1 if len(self._index) else 0  # stream columns read
         self._n_chan = n_chan
         if compensation is not None:  # D in stream units, transposed: compensated = x + r @ D_s^T
             d_stream = compensation.matrix * compensation.ref_scale[None, :] / channel_map.scale[:, None]
             self._comp_stream_t = np.ascontiguousarray(d_stream.T, dtype=np.float32)
             self._compensated = np.zeros((self.max_chunk, n_chan), dtype=np.float32)
-        self._picked = np.zeros((self.max_chunk, n_in), dtype=np.float32)
-        self._out = np.zeros((self.max_chunk, n_src), dtype=np.float32)
+        self._picked = aligned_zeros((self.max_chunk, n_in), np.float32)
+        self._out = aligned_zeros((self.max_chunk, n_src), np.float32)
         self._bad_rows = np.zeros(self.max_chunk, dtype=np.uint8)
         self.filter_spec = filter_spec or FilterSpec()
         #: the decimation stage (None: every input sample gives an output sample)
@@ -250,13 +253,10 @@ class StreamOperator:
 
     def _to_int16(self, rows: np.ndarray, scale, dtype: str) -> None:
         """Replace the float32 tiles by int16 ones and their row factors (see :mod:`.quantize`)."""
-        from . import _int16_kernels, quantize
+        from . import quantize
 
         quantize.check_dtype(dtype)
-        q, factors = quantize.quantize_tiles(self._kernel)
-        fn = _int16_kernels.apply_pooled3_i16 if self.bundle.n_orient == 3 else _int16_kernels.apply_fixed_i16
-        self._kernel = q
-        self._apply = lambda x, n, _tiles, inv_norm, out: fn(x, n, q, factors, inv_norm, out)
+        self._kernel, self._row_scale = quantize.quantize_tiles(self._kernel)
         record = dict(self.bundle.provenance).get("operator_storage") if self._project is None else None
         if isinstance(record, dict) and record.get("dtype") == dtype and "relative_error" in record:
             self.storage_error = float(record["relative_error"])  # measured at build time, on noise-like data
@@ -314,7 +314,7 @@ class StreamOperator:
         """
         if not len(self._sos):
             return
-        check_chunk("operator", chunk, n, self.max_chunk, int(self._index.max()) + 1 if len(self._index) else 0)
+        check_chunk("operator", chunk, n, self.max_chunk, self._n_columns)
         k = self._kernels
         k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
         good = np.flatnonzero(self._bad_rows[:n] == 0)
@@ -340,7 +340,7 @@ class StreamOperator:
             Rows of samples with non-finite input are NaN; their count is in :attr:`last_bad`.
         """
         k = self._kernels
-        check_chunk("operator", chunk, n, self.max_chunk, int(self._index.max()) + 1 if len(self._index) else 0)
+        check_chunk("operator", chunk, n, self.max_chunk, self._n_columns)
         if len(self._sos) and not self._filter_primed:
             self.restart_filter_at(chunk, n)
         n_bad = k.gather_channels(chunk, self._index, n, self._picked, self._bad_rows)
@@ -359,10 +359,10 @@ class StreamOperator:
             if self._use_blas is not None and self._use_blas[n]:
                 self._blas.apply(self._picked, n, self._out)
             else:
-                self._apply(self._picked, n, self._kernel, self._inv_norm, self._out)
+                self._apply(self._picked, n, self._kernel, self._inv_norm, self._out, self._row_scale)
         else:  # low rank: z = B x (r values per sample), then the source rows A z
             k.apply_fixed(self._picked, n, self._project, self._ones, self._projected)
-            self._apply(self._projected, n, self._kernel, self._inv_norm, self._out)
+            self._apply(self._projected, n, self._kernel, self._inv_norm, self._out, self._row_scale)
         if n_bad:
             k.fill_bad_rows(self._out, n, self._bad_rows, np.float32(np.nan))
         self.last_bad = n_bad
@@ -410,7 +410,7 @@ class StreamOperator:
                 limiter = dp.limit_blas_threads(threads)
                 try:
                     self.dispatch = dp.choose(
-                        key, lambda n: self._apply(x, n, self._kernel, self._inv_norm, self._out), lambda n: blas.apply(x, n, self._out), self.max_chunk
+                        key, lambda n: self._apply(x, n, self._kernel, self._inv_norm, self._out, self._row_scale), lambda n: blas.apply(x, n, self._out), self.max_chunk
                     )
                 finally:
                     numba.set_num_threads(before)

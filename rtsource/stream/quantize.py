@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arrays import aligned_empty
 from ..errors import ConfigError
 
 DTYPES = ("float32", "int16")
@@ -32,7 +33,8 @@ def quantize_tiles(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     peak = np.abs(packed).max(axis=1)  # (n_tiles, 48): the largest value of each row
     scale = (peak / _QMAX).astype(np.float32)
     safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    q = np.rint(packed / safe[:, None, :]).astype(np.int16)
+    q = aligned_empty(packed.shape, np.int16)  # as the float32 tiles (see arrays.aligned_empty)
+    np.rint(packed / safe[:, None, :], out=q, casting="unsafe")
     return q, scale
 
 

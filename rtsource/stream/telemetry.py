@@ -117,6 +117,11 @@ class LoopStats:
     artifact_episodes: int = 0
     started_at: float = 0.0
     first_output_at: float = 0.0
+    # wall seconds spent per part of the chunks (totals): what `rtsource bench capacity` splits the cost by
+    operator_seconds: float = 0.0  # filters, decimation, artifact stage and the operator product
+    output_seconds: float = 0.0  # pushing the source outlet
+    features_seconds: float = 0.0  # ROIs, band power, epochs and the other feature outlets
+    process_seconds: float = 0.0  # the whole chunk (the three above and the loop's own work)
     process_time: RecentValues = field(default_factory=RecentValues)
     latency: RecentValues = field(default_factory=RecentValues)
 
@@ -152,6 +157,10 @@ class LoopStats:
             "max_backlog": self.max_backlog,
             "operator_swaps": self.operator_swaps,
             "rebuild_failures": self.rebuild_failures,
+            "operator_seconds": round(self.operator_seconds, 4),
+            "output_seconds": round(self.output_seconds, 4),
+            "features_seconds": round(self.features_seconds, 4),
+            "process_seconds": round(self.process_seconds, 4),
             "chunk_process_ms_p50": round(p50 * 1e3, 4),
             "chunk_process_ms_p99": round(p99 * 1e3, 4),
             "latency_ms_p50": round(l50 * 1e3, 3),

@@ -45,11 +45,11 @@ def test_blas_path_equals_the_kernel(n_orient):
 
 
 def test_table_maps_chunk_sizes_to_classes():
-    d = dp.Dispatch((False, False, False, False, True, True, True, True))
+    d = dp.Dispatch((True, False, False, False, True, True, True, True, True, True, True))
     table = d.table(100)
-    assert not table[1:9].any() and table[9:].all()
-    assert d.describe() == "kernel: 1, 2, 3-4, 5-8; blas: 9-16, 17-32, 33-64, >64"
-    assert [dp.chunk_class(n) for n in (1, 2, 3, 4, 5, 64, 65, 1000)] == [0, 1, 2, 2, 3, 6, 7, 7]
+    assert table[1] and not table[2:9].any() and table[9:].all()
+    assert d.describe() == "kernel: 2, 3-4, 5-8; blas: 1, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64, >64"
+    assert [dp.chunk_class(n) for n in (1, 2, 3, 4, 5, 9, 12, 13, 64, 65, 1000)] == [0, 1, 2, 2, 3, 4, 4, 5, 9, 10, 10]
 
 
 def test_choose_picks_the_faster_path_per_class_and_keeps_it():
@@ -61,14 +61,15 @@ def test_choose_picks_the_faster_path_per_class_and_keeps_it():
         time.sleep(n * 5e-4)
 
     def blas(n):
-        time.sleep(6e-3)
+        time.sleep(7e-3)
 
     key = ("test", time.time_ns())
-    d = dp.choose(key, kernel, blas, max_chunk=64)
-    assert d.blas == (False, False, False, False, True, True, True, True)  # 8: 4 ms, 16: 8 ms, 32: 16 ms against 6 ms
-    assert min(calls) == 8  # memory-bound classes are never timed
+    d = dp.choose(key, kernel, blas, max_chunk=16)
+    # 8: 4 ms, 12: 6 ms, 16: 8 ms against 7 ms; the classes above 16 follow the last measured
+    assert d.blas == (False,) * 5 + (True,) * 6
+    assert sorted(set(calls)) == [1, 2, 4, 8, 12, 16]  # every class that can occur is timed, one sample too
     calls.clear()
-    assert dp.choose(key, kernel, blas, max_chunk=64) is d and not calls  # cached for the shape class
+    assert dp.choose(key, kernel, blas, max_chunk=16) is d and not calls  # cached for the shape class
     assert dp.cached(key) is d and dp.cached(("test", "other")) is None
 
 
@@ -77,7 +78,7 @@ def test_auto_dispatch_serves_each_class_from_its_table():
     auto = StreamOperator(b, ops["kernel"].channel_map, 40, FilterSpec(highpass_hz=1.0), low_rank="off")
     auto.warm_up()
     assert auto.dispatch is not None and dict(auto.describe())["operator_path"] == auto.dispatch.describe()
-    assert auto.dispatch.blas[: dp.chunk_class(dp.KERNEL_UP_TO) + 1] == (False,) * (dp.chunk_class(dp.KERNEL_UP_TO) + 1)
+    assert len(auto.dispatch.blas) == len(dp.CLASS_BOUNDS) + 1 and all(k == k for k in auto.dispatch.kernel_ms[:4])  # measured
     x = np.random.default_rng(3).normal(size=(40, b.n_channels)).astype(np.float32)
     for n in (1, 10, 40):
         assert np.allclose(auto.process(x, n), ops["kernel"].process(x, n), rtol=1e-5, atol=1e-6)

@@ -45,6 +45,22 @@ def test_apply_fixed_matches_numpy(n, n_src):
     assert np.all(out[n:] == -1.0)
 
 
+@pytest.mark.parametrize("n_chan", [5, 6, 7])
+@pytest.mark.parametrize("n", [1, 2, 6])
+def test_kernels_with_channels_not_a_multiple_of_four(n_chan, n):
+    """any channel count (no assumption of a multiple of 4 or 2 in the tile loops)"""
+    rng = np.random.default_rng(n_chan * 10 + n)
+    x = rng.normal(size=(6, n_chan)).astype(np.float32)
+    k3 = rng.normal(size=(20, 3, n_chan)).astype(np.float32)
+    inv = rng.uniform(0.5, 2, 20).astype(np.float32)
+    out = np.zeros((6, 20), np.float32)
+    k.apply_pooled3(x, n, k.pack_pooled3(k3.reshape(-1, n_chan)), inv, out)
+    assert np.allclose(out[:n], numpy_pooled(x[:n], k3, inv), rtol=2e-5, atol=1e-5)
+    k1 = k3[:, 0]
+    k.apply_fixed(x, n, k.pack_fixed(k1), inv, out)
+    assert np.allclose(out[:n], (x[:n].astype(float) @ k1.T.astype(float)) * inv, rtol=2e-5, atol=1e-5)
+
+
 def test_packing_layout():
     kernel = np.arange(20 * 3 * 2, dtype=np.float32).reshape(60, 2)  # 20 sources, 2 channels
     packed = k.pack_pooled3(kernel)

@@ -79,3 +79,37 @@ def test_error_record_survives_the_bundle_file(tmp_path):
     assert back.provenance["operator_storage"] == rec
     cmap = ChannelMap(np.arange(16), np.ones(16), ("V",) * 16, (), False)
     assert StreamOperator(back, cmap, 4, low_rank="off", operator_dtype="int16").storage_error == rec["relative_error"]
+
+
+def test_int16_error_of_the_bundle_is_published_in_the_stream_header():
+    """The loop publishes the bundle's build-time number (not one of its own) in the source
+    stream's header over LSL (setup storing it: tests/test_build_forward.py)."""
+    import dataclasses
+    import xml.etree.ElementTree as ET
+
+    from rtsource.stream.inlet import StreamSelector
+    from rtsource.stream.loop import LoopOptions, StreamLoop
+
+    from .lsl_helpers import Collector, eeg_outlet, unique
+    from .test_reliability import push, wait_for
+
+    b = random_bundle(6, 40, 3, sfreq=250.0, seed=7)
+    rec = {**quantize.storage_record(b.kernel, b.noise_norm, 3, None), "relative_error": 1.234e-5}  # a number the loop cannot make up
+    b = dataclasses.replace(b, provenance={"operator_storage": rec})
+    in_name, out_name = unique("i16-eeg"), unique("i16-src")
+    outlet = eeg_outlet(in_name, list(b.ch_names), sfreq=250.0, unit="V", source_id=in_name)
+    loop = StreamLoop(b, LoopOptions(selector=StreamSelector(in_name), output_name=out_name, resolve_timeout=20, control=False, operator_dtype="int16"))
+    loop.connect()
+    thread = loop.run_in_thread()
+    got = Collector(out_name)
+    try:
+        assert outlet.wait_for_consumers(20)
+        push(outlet, np.random.default_rng(0).normal(size=(20, 6)).astype(np.float32), 10.0 + np.arange(20) / 250.0)
+        assert wait_for(lambda: got.n_samples >= 20)
+        meta = ET.fromstring(got.info.as_xml()).find("desc/rtsource")
+        assert meta.find("operator_dtype").text == "int16" and meta.find("operator_relative_error").text == "1.23e-05"
+    finally:
+        loop.stop()
+        thread.join(10)
+        got.stop()
+        loop.close()
