@@ -29,9 +29,9 @@ connectivity row per step, stamped with the step's last sample. Its memory growt
 from the first report after 2 minutes: LSL's sample pools for the large samples (an epoch of
 68 ROIs x 1 s at 1 kHz is 272 kB) fill up to the outlets' buffer bounds before that.
 
-With ``--artifacts`` the bundle carries an ASR calibration (on the producer's block) and the
-loop high-passes at 0.5 Hz and repairs with ASR: every sample must still come out, with
-its own timestamp moved by the look-ahead; the values are then not checked (ASR updates
+With ``--artifacts`` the bundle carries ASR and muscle-ASR calibrations (on the producer's
+block) and the loop high-passes at 0.5 Hz and repairs with both: every sample must still
+come out, with its own timestamp moved by the two look-aheads; the values are then not checked (ASR updates
 at chunk ends, so its output depends on how LSL happened to chunk the stream), but the
 loop must report the stage running (telemetry).
 
@@ -347,7 +347,9 @@ def rss_mb(pid: int) -> float:
 
 
 def with_asr(bundle, block: np.ndarray, sfreq: float):
-    """``bundle`` with an ASR calibration on the producer's block (uV), high-passed as the loop will."""
+    """``bundle`` with ASR and muscle-ASR calibrations on the producer's block (uV), high-passed
+    as the loop will: both per-chunk stages of the artifact correction (the projection is
+    folded into the operator and costs nothing per chunk)."""
     import dataclasses
 
     from scipy.signal import butter, sosfilt
@@ -356,7 +358,8 @@ def with_asr(bundle, block: np.ndarray, sfreq: float):
 
     rest = sosfilt(butter(2, 0.5, "hp", fs=sfreq, output="sos"), np.tile(block, (6, 1)), axis=0) * 1e-6  # 60 s
     asr = calibrate_asr(rest, sfreq, bundle.ch_names, cutoff=20.0, source="soak producer block")
-    return dataclasses.replace(bundle, artifacts=ArtifactCalibration(("asr",), asr=asr))
+    muscle = calibrate_asr(rest, sfreq, bundle.ch_names, cutoff=5.0, source="soak producer block", band_hz=min(60.0, 0.4 * sfreq))
+    return dataclasses.replace(bundle, artifacts=ArtifactCalibration(("asr", "muscle"), asr=asr, muscle=muscle))
 
 
 def soak(minutes: float, n_chan: int, n_src: int, sfreq: float, interval: float = 60.0, chunk: int = 10, progress=print, max_growth_mb: float = 5.0,
@@ -550,7 +553,7 @@ def main(argv=None):
     ap.add_argument("--events", action="store_true", help="markers, 68 ROIs, epochs and connectivity on (NAME-epochs/-evoked/-connectivity checked)")
     ap.add_argument("--markers", action="store_true", help=argparse.SUPPRESS)  # internal: the producer sends markers
     ap.add_argument("--go", default="", help=argparse.SUPPRESS)  # internal: the producer starts when this file exists
-    ap.add_argument("--artifacts", action="store_true", help="the loop repairs with ASR (0.5 Hz high-pass; values then not checked)")
+    ap.add_argument("--artifacts", action="store_true", help="the loop repairs with ASR and the muscle ASR (0.5 Hz high-pass; values then not checked)")
     ap.add_argument("--produce", metavar="NAME", help=argparse.SUPPRESS)  # internal: run the producer
     ap.add_argument("--chunk", type=int, default=10, help=argparse.SUPPRESS)
     ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the producer's data

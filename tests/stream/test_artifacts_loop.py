@@ -86,6 +86,25 @@ def _events(col: Collector) -> list[dict]:
     return [json.loads(s[0]) for c in col.chunks for s in c.reshape(len(c), -1)] if col.chunks else []
 
 
+def _rtsource_header(name: str):
+    """The ``desc/rtsource`` node of stream ``name``'s full header, read over LSL.
+
+    Once in a full-suite CI run the epochs header came back without its ``rtsource`` block
+    (every field empty) although the loop writes it before opening the outlet; so a header
+    without the block is read again on a fresh inlet (up to 3 times), and the assertion
+    shows the XML received if it still lacks it.
+    """
+    xml = ""
+    for _ in range(3):
+        info = pylsl.StreamInlet(pylsl.resolve_byprop("name", name, timeout=10)[0]).info(timeout=10)
+        node = info.desc().child("rtsource")
+        if not node.empty():
+            return node
+        xml = info.as_xml()
+        time.sleep(0.2)
+    raise AssertionError(f"stream {name!r}: no rtsource block in its header:\n{xml[:2000]}")
+
+
 def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     in_name, out_name = unique("art-eeg"), unique("art-src")
     outlet = eeg_outlet(in_name, NAMES, sfreq=FS)
@@ -98,10 +117,10 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     loop = StreamLoop(bundle, opts, features=FeatureOptions(events=events), rebuilder=operator_rebuilder())
     loop.connect()
     src, ev, tel = Collector(out_name), Collector(out_name + EVENTS_SUFFIX), Collector(out_name + TELEMETRY_SUFFIX)
-    meta = pylsl.StreamInlet(pylsl.resolve_byprop("name", out_name, timeout=10)[0]).info(timeout=10).desc().child("rtsource").child("artifacts")
+    meta = _rtsource_header(out_name).child("artifacts")
     assert json.loads(meta.child_value("methods")) == ["asr"] and float(meta.child_value("delay_s")) == DELAY
     # the epochs went through the same correction, and their header says so (one builder for every output)
-    epochs_meta = pylsl.StreamInlet(pylsl.resolve_byprop("name", out_name + EPOCHS_SUFFIX, timeout=10)[0]).info(timeout=10).desc().child("rtsource")
+    epochs_meta = _rtsource_header(out_name + EPOCHS_SUFFIX)
     assert epochs_meta.child("artifacts").child_value("methods") == meta.child_value("methods")
     assert json.loads(epochs_meta.child("artifacts").child_value("asr")) == json.loads(meta.child_value("asr"))
     thread = loop.run_in_thread()
