@@ -86,23 +86,17 @@ def _events(col: Collector) -> list[dict]:
     return [json.loads(s[0]) for c in col.chunks for s in c.reshape(len(c), -1)] if col.chunks else []
 
 
-def _rtsource_header(name: str):
-    """The ``desc/rtsource`` node of stream ``name``'s full header, read over LSL.
-
-    Once in a full-suite CI run the epochs header came back without its ``rtsource`` block
-    (every field empty) although the loop writes it before opening the outlet; so a header
-    without the block is read again on a fresh inlet (up to 3 times), and the assertion
-    shows the XML received if it still lacks it.
-    """
-    xml = ""
-    for _ in range(3):
-        info = pylsl.StreamInlet(pylsl.resolve_byprop("name", name, timeout=10)[0]).info(timeout=10)
-        node = info.desc().child("rtsource")
-        if not node.empty():
-            return node
-        xml = info.as_xml()
-        time.sleep(0.2)
-    raise AssertionError(f"stream {name!r}: no rtsource block in its header:\n{xml[:2000]}")
+def _artifact_block(name: str) -> dict[str, str]:
+    """The fields of ``desc/rtsource/artifacts`` in stream ``name``'s full header, read over
+    LSL, as Python strings. An ``XMLElement`` is only valid while its ``StreamInfo`` lives:
+    kept past it (the inlet's info was a temporary), it read '' in the full CI run."""
+    info = pylsl.StreamInlet(pylsl.resolve_byprop("name", name, timeout=10)[0]).info(timeout=10)
+    block, out = info.desc().child("rtsource").child("artifacts"), {}
+    child = block.first_child()
+    while not child.empty():
+        out[child.name()] = child.child_value()
+        child = child.next_sibling()
+    return out
 
 
 def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
@@ -117,12 +111,12 @@ def test_asr_in_the_loop_counts_delays_swaps_and_recalibrates(bundle):
     loop = StreamLoop(bundle, opts, features=FeatureOptions(events=events), rebuilder=operator_rebuilder())
     loop.connect()
     src, ev, tel = Collector(out_name), Collector(out_name + EVENTS_SUFFIX), Collector(out_name + TELEMETRY_SUFFIX)
-    meta = _rtsource_header(out_name).child("artifacts")
-    assert json.loads(meta.child_value("methods")) == ["asr"] and float(meta.child_value("delay_s")) == DELAY
+    meta = _artifact_block(out_name)
+    assert json.loads(meta["methods"]) == ["asr"] and float(meta["delay_s"]) == DELAY
     # the epochs went through the same correction, and their header says so (one builder for every output)
-    epochs_meta = _rtsource_header(out_name + EPOCHS_SUFFIX)
-    assert epochs_meta.child("artifacts").child_value("methods") == meta.child_value("methods")
-    assert json.loads(epochs_meta.child("artifacts").child_value("asr")) == json.loads(meta.child_value("asr"))
+    epochs_meta = _artifact_block(out_name + EPOCHS_SUFFIX)
+    assert epochs_meta["methods"] == meta["methods"]
+    assert json.loads(epochs_meta["asr"]) == json.loads(meta["asr"])
     thread = loop.run_in_thread()
     x = _eeg(60, 7).astype(np.float32)
     t0 = pylsl.local_clock()
