@@ -113,6 +113,22 @@ class ArtifactStage:
         self._reg = _kernels.regress_out
 
     # ---- per chunk ------------------------------------------------------------------------
+    def run_offline(self, x: np.ndarray) -> np.ndarray:
+        """Run a recording through the stage as the loop does (float32 chunks of ``max_chunk``
+        samples, no EOG columns, no bad rows): the acceptance tool's and the tests' path.
+
+        Returns the output, shape of ``x`` (rows after the last whole chunk are zeros); it is
+        :attr:`delay_samples` behind the input.
+        """
+        c = self.max_chunk
+        out = np.zeros_like(x)
+        bad = np.zeros(c, np.uint8)
+        for s in range(0, len(x) - c + 1, c):
+            picked = x[s : s + c].astype(np.float32)
+            self.process(picked, picked, c, bad, 0)
+            out[s : s + c] = picked
+        return out
+
     def process(self, chunk: np.ndarray, picked: np.ndarray, n: int, bad_rows: np.ndarray, n_bad: int) -> int:
         """Correct ``picked[:n]`` in place; returns the number of flagged (NaN) output rows.
 

@@ -124,12 +124,7 @@ def _stage_stream(artifacts, names, x_uv: np.ndarray, settings, sfreq: float) ->
     if artifacts is None or not artifacts.per_chunk:
         return x
     stage = artifacts.stage(names, np.full(len(names), 1e-6), 10)
-    out = np.zeros_like(x)
-    bad = np.zeros(10, np.uint8)
-    for s in range(0, len(x) - 9, 10):
-        picked = x[s : s + 10].astype(np.float32)
-        stage.process(picked, picked, 10, bad, 0)
-        out[s : s + 10] = picked
+    out = stage.run_offline(x)
     d = stage.delay_samples
     return np.vstack([out[d:], np.zeros((d, out.shape[1]))])
 
