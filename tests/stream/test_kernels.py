@@ -18,29 +18,32 @@ def numpy_pooled(x, kernel3, inv_norm):
     return np.sqrt((y**2).sum(axis=2)) * inv_norm
 
 
+@pytest.mark.parametrize("blocks", [1, 3])
 @pytest.mark.parametrize("n", [1, 3, 4, 10, 33])
 @pytest.mark.parametrize("n_src", [50, 16, 7])
-def test_apply_pooled3_matches_numpy(n, n_src):
-    """Any source count (tiles of 16 are zero-padded) and any chunk length (blocks of 4 + rest)."""
+def test_apply_pooled3_matches_numpy(n, n_src, blocks):
+    """Any source count (tiles of 16 are zero-padded), any chunk length (blocks of 4 + rest),
+    on the calling thread or in parallel blocks of tiles (3 blocks of 4 tiles: uneven)."""
     rng = np.random.default_rng(n)
     kernel = rng.normal(size=(n_src, 3, 16)).astype(np.float32)
     inv = rng.uniform(0.5, 2, n_src).astype(np.float32)
     x = rng.normal(size=(40, 16)).astype(np.float32)
     out = np.full((40, n_src), -1.0, dtype=np.float32)
-    k.apply_pooled3(x, n, k.pack_pooled3(kernel.reshape(-1, 16)), inv, out)
+    k.apply_pooled3(x, n, k.pack_pooled3(kernel.reshape(-1, 16)), inv, out, None, blocks)
     assert np.allclose(out[:n], numpy_pooled(x[:n], kernel, inv), rtol=2e-5, atol=1e-5)
     assert np.all(out[n:] == -1.0)  # rows past n untouched
 
 
+@pytest.mark.parametrize("blocks", [1, 2])
 @pytest.mark.parametrize("n", [1, 4, 7])
 @pytest.mark.parametrize("n_src", [30, 48, 100])
-def test_apply_fixed_matches_numpy(n, n_src):
+def test_apply_fixed_matches_numpy(n, n_src, blocks):
     rng = np.random.default_rng(1)
     kernel = rng.normal(size=(n_src, 12)).astype(np.float32)
     inv = rng.uniform(0.5, 2, n_src).astype(np.float32)
     x = rng.normal(size=(7, 12)).astype(np.float32)
     out = np.full((7, n_src), -1.0, np.float32)
-    k.apply_fixed(x, n, k.pack_fixed(kernel), inv, out)
+    k.apply_fixed(x, n, k.pack_fixed(kernel), inv, out, None, blocks)
     assert np.allclose(out[:n], (x[:n].astype(float) @ kernel.T.astype(float)) * inv, rtol=2e-5, atol=1e-5)
     assert np.all(out[n:] == -1.0)
 
