@@ -2,9 +2,11 @@
 
 For a few samples per chunk the operator product is memory-bound and the own kernels
 (:mod:`._kernels`) read the operator at memory speed, at or near one GEMV pass. For tens of
-samples it becomes compute-bound, and OpenBLAS's sgemm reaches about twice the kernels' FLOP
-rate on some shapes (fixed orientation at 32-64 samples, 306 channels x 20k free sources at
-32). The BLAS path is ``x @ K'^T`` into a preallocated buffer by NumPy's matmul (sgemm),
+samples it becomes compute-bound, where a vendor BLAS may run the fused multiply-adds
+faster than the kernels on some CPU (on the 2-vCPU VMs this was measured on, the kernels now
+win every shape of ``rtsource bench kernels``: 1.3-4.4x ahead of sgemm + pooling from 10
+samples on; an apparent 2x lead of OpenBLAS at 32-64 samples was the cost of running one
+kernel thread inside a parallel region, see :mod:`._kernels`). The BLAS path is ``x @ K'^T`` into a preallocated buffer by NumPy's matmul (sgemm),
 with the unit factors and the noise normalisation folded into ``K'`` (for free orientation
 per source, as ``c ||v|| = ||c v||`` for ``c > 0``), followed for free orientation by one
 single-threaded pooling pass (:func:`._dispatch_kernels.pool3`).
@@ -14,7 +16,7 @@ operator is warmed up (:func:`choose`): chunk sizes are grouped in classes ``1, 
 5-8, 9-12, 13-16, 17-24, 25-32, 33-48, 49-64, > 64``, each timed on both paths at its
 largest size (best of a few runs each, in three alternating rounds; > 64 follows the 64
 class). Every class is timed, one sample too: an operator that fits in the last-level
-cache is not memory-bound there, and for fixed orientation NumPy's GEMV then beat the
+cache is not memory-bound there, and for fixed orientation NumPy's GEMV once beat the
 kernel by 10-20 % (64 ch x 8k-20k sources, ``rtsource bench kernels``). The measurement
 stops after :data:`_MEASURE_BUDGET_S`; larger classes then follow the last one measured
 (both paths' cost grows about linearly with the chunk beyond a few samples). The choice
