@@ -75,6 +75,7 @@ def test_bench_decimation_and_int16_run():
 
     res = bench_decimation(n_chan=8, n_src=100, input_hz=2000.0, output_hz=500.0, reps=5, progress=lambda s: None)
     assert res["factor"] == 4 and res["attenuation_db"] >= 60 and res["cost_ratio"] > 0
+    assert res["read_ms"] > 0 and res["filter_ms"] > 0 and res["bound"] > 0
     rows = bench_int16(n_chan=8, n_src=100, chunks=(1,), reps=5, progress=lambda s: None)
     assert rows[0]["relative_error"] < 1e-4 and rows[0]["speedup"] > 0
 
