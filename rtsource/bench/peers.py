@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .processes import start_helper, start_run, stop
+from .processes import open_consumer, start_helper, start_run, stop
 
 KINDS = ("relay", "rtsource", "mne_lsl", "window")
 #: Added latency below this (ms) is not told apart from the relay's own (ratios use it as the floor).
@@ -55,12 +55,7 @@ def consume_samples(out_name: str, n_channels: int, seconds: float, pid: int, sk
     """
     import pylsl
 
-    found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=300)
-    if not found:
-        raise RuntimeError(f"{out_name!r} never appeared")
-    inlet = pylsl.StreamInlet(found[0], max_buflen=360)
-    inlet.open_stream(timeout=30)
-    offset = inlet.time_correction(timeout=5)
+    inlet, offset = open_consumer(out_name, 300)
     buf = np.zeros((4096, n_channels), np.float32)
     lat, n_total, n_slow, gave_up = [], 0, 0, False
     first_ts = cpu0 = t_cpu0 = None

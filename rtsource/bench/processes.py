@@ -112,16 +112,24 @@ def relay(in_name: str, out_name: str, seconds: float, out_channels: int = 0) ->
             out.push_chunk(wide[:n], ts.tolist())
 
 
-def consume(out_name: str, n_channels: int, seconds: float, skip: float = 2.0) -> np.ndarray:
-    """End-to-end latencies (s) of every received chunk, after the first `skip` seconds."""
+def open_consumer(out_name: str, timeout: float):
+    """An open inlet on the outlet ``out_name`` (waiting up to ``timeout`` s for it to
+    appear) and its clock offset: ``(inlet, offset)``, the start of every consumer here."""
     import pylsl
 
-    found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=120)
+    found = pylsl.resolve_byprop("name", out_name, minimum=1, timeout=timeout)
     if not found:
         raise RuntimeError(f"{out_name!r} never appeared")
     inlet = pylsl.StreamInlet(found[0], max_buflen=360)
     inlet.open_stream(timeout=30)
-    offset = inlet.time_correction(timeout=5)
+    return inlet, inlet.time_correction(timeout=5)
+
+
+def consume(out_name: str, n_channels: int, seconds: float, skip: float = 2.0) -> np.ndarray:
+    """End-to-end latencies (s) of every received chunk, after the first `skip` seconds."""
+    import pylsl
+
+    inlet, offset = open_consumer(out_name, 120)
     buf = np.zeros((1024, n_channels), np.float32)
     lat = []
     t_first = None
