@@ -8,8 +8,8 @@ which runs on every input sample).
 
 Beside it, the bound: the decimated path still reads the whole operator once per chunk
 (its output samples are due when the chunk arrives) and filters every input sample, so it
-cannot cost less than one GEMV pass over the operator plus the anti-aliasing filter per
-chunk (both timed in the same run); ``bound`` = full cost / that floor is the largest
+cannot cost less than one read of the operator (the faster of a plain GEMV pass and the
+operator on one sample) plus the anti-aliasing filter per chunk (timed in the same run); ``bound`` = full cost / that floor is the largest
 ratio any decimating implementation of the same chunking could show.
 """
 
@@ -49,7 +49,7 @@ def bench_decimation(n_chan=306, n_src=8000, n_orient=3, input_hz=5000.0, output
             sos_filter(scratch, chunk, dec._sos, state, flags)
 
         t = time_blocks(
-            {"full": lambda: full.process(x, chunk), "decimated": lambda: dec.process(x, chunk), "read": lambda: rows @ x[0], "filter": filter_only}, reps=reps
+            {"full": lambda: full.process(x, chunk), "decimated": lambda: dec.process(x, chunk), "gemv": lambda: rows @ x[0], "one": lambda: full.process(x, 1), "filter": filter_only}, reps=reps
         )
     finally:
         limiter.restore_original_limits()
@@ -64,13 +64,14 @@ def bench_decimation(n_chan=306, n_src=8000, n_orient=3, input_hz=5000.0, output
         "group_delay_ms": round(d.group_delay_s * 1e3, 3),
     }  # fmt: skip
     res["cost_ratio"] = round(res["full_s_per_s"] / res["decimated_s_per_s"], 2)
-    res["read_ms"], res["filter_ms"] = round(t["read"][0], 4), round(t["filter"][0], 4)
-    res["bound"] = round(t["full"][0] / (t["read"][0] + t["filter"][0]), 2)
+    read = min(t["gemv"][0], t["one"][0])
+    res["read_ms"], res["filter_ms"] = round(read, 4), round(t["filter"][0], 4)
+    res["bound"] = round(t["full"][0] / (read + t["filter"][0]), 2)
     progress(
         f"{n_chan} ch x {n_src} src {res['orient']}, {input_hz:g} Hz in 10 ms chunks: operator {res['full_s_per_s']:.3f} s per s of data, "
         f"decimated to {output_hz:g} Hz {res['decimated_s_per_s']:.3f} s/s (x{res['cost_ratio']:.1f} lower); anti-aliasing: order {d.order}, "
         f"-3 dB at {d.passband_hz:g} Hz, {d.attenuation_db:.1f} dB at {d.stopband_hz:g} Hz and above, group delay {d.group_delay_s * 1e3:.2f} ms; "
-        f"bound x{res['bound']:.1f} (per chunk: full {t['full'][0]:.3f} ms / (one GEMV pass over the operator {res['read_ms']:.3f} ms "
+        f"bound x{res['bound']:.1f} (per chunk: full {t['full'][0]:.3f} ms / (one read of the operator {res['read_ms']:.3f} ms "
         f"+ the filter {res['filter_ms']:.3f} ms))"
     )
     return res
