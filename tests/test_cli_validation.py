@@ -270,13 +270,24 @@ def test_max_chunk_zero_on_a_live_stream_is_a_message_not_a_segfault(bundle_file
 def test_signal_while_resolving_is_one_line(bundle_file, sig, code):
     from .stream.lsl_helpers import unique
 
-    proc = subprocess.Popen(_run_cmd(bundle_file, "--stream-name", unique("nobody"), "--resolve-timeout", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import os
+
+    # faulthandler: if the signal is ever lost again (once in a full CI run, 2026-12-03, not
+    # reproduced alone), SIGABRT below prints where every thread of the child was
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    inherited = (signal.getsignal(sig), signal.pthread_sigmask(signal.SIG_BLOCK, []))  # what the child inherits
+    proc = subprocess.Popen(_run_cmd(bundle_file, "--stream-name", unique("nobody"), "--resolve-timeout", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout.readline().startswith("bundle: ")  # loaded; now resolving
         time.sleep(1.0)
         t0 = time.monotonic()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=10)
+            pytest.fail(f"{sig!r} did not end the run in 30 s (parent's handler and blocked signals: {inherited}); child's stdout {out!r}, stderr:\n{err}")
     finally:
         if proc.poll() is None:
             proc.kill()
