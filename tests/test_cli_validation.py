@@ -272,11 +272,18 @@ def test_signal_while_resolving_is_one_line(bundle_file, sig, code):
 
     import os
 
-    # faulthandler: if the signal is ever lost again (once in a full CI run, 2026-12-03, not
-    # reproduced alone), SIGABRT below prints where every thread of the child was
+    # A suite started as a background job of a non-interactive shell (`pytest &`) runs with
+    # SIGINT ignored, and an ignored signal stays ignored in every child: the child would
+    # then never see the Ctrl-C (seen 2026-12-03). A Python handler is reset to the
+    # default on exec, so installing one here gives the child Ctrl-C as a terminal would.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # faulthandler: if the signal is ever lost, SIGABRT below prints the child's stacks
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     inherited = (signal.getsignal(sig), signal.pthread_sigmask(signal.SIG_BLOCK, []))  # what the child inherits
-    proc = subprocess.Popen(_run_cmd(bundle_file, "--stream-name", unique("nobody"), "--resolve-timeout", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        proc = subprocess.Popen(_run_cmd(bundle_file, "--stream-name", unique("nobody"), "--resolve-timeout", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert proc.stdout.readline().startswith("bundle: ")  # loaded; now resolving
         time.sleep(1.0)
