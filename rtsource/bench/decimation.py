@@ -9,8 +9,9 @@ which runs on every input sample).
 Beside it, the bound: the decimated path still reads the whole operator once per chunk
 (its output samples are due when the chunk arrives) and filters every input sample, so it
 cannot cost less than one read of the operator (the faster of a plain GEMV pass and the
-operator on one sample) plus the anti-aliasing filter per chunk (timed in the same run); ``bound`` = full cost / that floor is the largest
-ratio any decimating implementation of the same chunking could show.
+operator on one sample) plus the anti-aliasing filter per chunk, all timed in the same run;
+``bound`` = full cost / that floor is the largest saving any decimating loop with the same
+chunks could show.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from .common import random_bundle, time_blocks
 def bench_decimation(n_chan=306, n_src=8000, n_orient=3, input_hz=5000.0, output_hz=500.0, reps=100, progress=print) -> dict:
     import numba
 
+    from ..stream._kernels import sos_filter
     from ..stream.channels import ChannelMap
     from ..stream.dispatch import kernel_threads, limit_blas_threads
-    from ..stream._kernels import sos_filter
     from ..stream.operator import StreamOperator
 
     threads = kernel_threads()
@@ -48,9 +49,14 @@ def bench_decimation(n_chan=306, n_src=8000, n_orient=3, input_hz=5000.0, output
             scratch[:] = x
             sos_filter(scratch, chunk, dec._sos, state, flags)
 
-        t = time_blocks(
-            {"full": lambda: full.process(x, chunk), "decimated": lambda: dec.process(x, chunk), "gemv": lambda: rows @ x[0], "one": lambda: full.process(x, 1), "filter": filter_only}, reps=reps
-        )
+        paths = {
+            "full": lambda: full.process(x, chunk),
+            "decimated": lambda: dec.process(x, chunk),
+            "gemv": lambda: rows @ x[0],  # one read of the operator, two ways
+            "one": lambda: full.process(x, 1),
+            "filter": filter_only,
+        }
+        t = time_blocks(paths, reps=reps)
     finally:
         limiter.restore_original_limits()
         numba.set_num_threads(before)
