@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .processes import start_helper, stop
 
 P99_LIMIT_MS = 50.0
 RATES = (500.0, 1000.0, 2000.0, 5000.0)
@@ -151,8 +151,8 @@ def run_configuration(cfg: CapacityConfig, seconds: float, stop_early: bool = Tr
     report = tmp / "loop.json"
     chunk = max(1, int(round(cfg.input_hz * CHUNK_S)))
     spec = {**asdict(cfg), "in_name": in_name, "out_name": out_name, "seconds": seconds, "report": str(report), "chunk": chunk}
-    prod = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--produce", in_name, str(cfg.channels), str(cfg.input_hz), str(seconds), str(chunk)])
-    loop = subprocess.Popen([sys.executable, "-m", "rtsource.bench", "--capacity-loop", json.dumps(spec)])
+    prod = start_helper("--produce", in_name, cfg.channels, cfg.input_hz, seconds, chunk)
+    loop = start_helper("--capacity-loop", json.dumps(spec))
     load = os.getloadavg()[0]
     rate_out = cfg.output_hz or cfg.input_hz
     # more than 1 % of the samples over the limit: the p99 verdict is known, stop early
@@ -165,13 +165,7 @@ def run_configuration(cfg: CapacityConfig, seconds: float, stop_early: bool = Tr
             prod.terminate()
         loop.wait(timeout=120)
     finally:
-        for p in (loop, prod):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(loop, prod)
     lat = got["latencies"]
     inner = json.loads(report.read_text()) if report.exists() else {"error": "the loop process wrote no report"}
     p99 = float(np.percentile(lat, 99)) * 1e3 if len(lat) else float("nan")

@@ -158,10 +158,10 @@ class StreamOperator:
                 k = a
         if dispatch not in ("auto", "kernel", "blas"):
             raise ValueError(f"dispatch must be 'auto', 'kernel' or 'blas', got {dispatch!r}")
-        self.dispatch_mode, self._threads = dispatch, threads
         from .dispatch import kernel_threads
 
-        self._blocks = kernel_threads(threads)  # tile blocks run in parallel: one per kernel thread
+        self.dispatch_mode = dispatch
+        self._threads = kernel_threads(threads)  # as the loop runs them; the tiles go in as many parallel blocks
         self._rows, self._rows_scale = k, scale  # for the BLAS path (dispatch.BlasPath)
         self._blas = None
         self._use_blas = None  # (max_chunk + 1,) bool per chunk size, set by warm_up
@@ -362,10 +362,10 @@ class StreamOperator:
             if self._use_blas is not None and self._use_blas[n]:
                 self._blas.apply(self._picked, n, self._out)
             else:
-                self._apply(self._picked, n, self._kernel, self._inv_norm, self._out, self._row_scale, self._blocks)
+                self._apply(self._picked, n, self._kernel, self._inv_norm, self._out, self._row_scale, self._threads)
         else:  # low rank: z = B x (r values per sample), then the source rows A z
-            k.apply_fixed(self._picked, n, self._project, self._ones, self._projected, None, self._blocks)
-            self._apply(self._projected, n, self._kernel, self._inv_norm, self._out, self._row_scale, self._blocks)
+            k.apply_fixed(self._picked, n, self._project, self._ones, self._projected, None, self._threads)
+            self._apply(self._projected, n, self._kernel, self._inv_norm, self._out, self._row_scale, self._threads)
         if n_bad:
             k.fill_bad_rows(self._out, n, self._bad_rows, np.float32(np.nan))
         self.last_bad = n_bad
@@ -393,7 +393,7 @@ class StreamOperator:
         from . import dispatch as dp
 
         rows, scale = self._rows, self._rows_scale
-        threads = dp.kernel_threads(self._threads)
+        threads = self._threads
         key = dp.shape_key(self.bundle.n_orient, self.bundle.n_channels, self.bundle.n_sources, False, threads)
         known = dp.cached(key) if self.dispatch_mode == "auto" else None
         if self.dispatch_mode == "kernel" or self._project is not None or self.operator_dtype != "float32":
@@ -413,7 +413,7 @@ class StreamOperator:
                 limiter = dp.limit_blas_threads(threads)
                 try:
                     self.dispatch = dp.choose(
-                        key, lambda n: self._apply(x, n, self._kernel, self._inv_norm, self._out, self._row_scale, self._blocks), lambda n: blas.apply(x, n, self._out), self.max_chunk
+                        key, lambda n: self._apply(x, n, self._kernel, self._inv_norm, self._out, self._row_scale, self._threads), lambda n: blas.apply(x, n, self._out), self.max_chunk
                     )
                 finally:
                     numba.set_num_threads(before)
