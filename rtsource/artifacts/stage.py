@@ -65,7 +65,7 @@ class ArtifactStage:
         self._xq = None
         q = calibration.asr_projector(self.ch_names, self.scale)
         if q is not None:
-            from ..stream._roi_kernels import apply_matrix  # the ROI stage's small-matrix kernel
+            from ._kernels import apply_matrix
 
             self._q = np.ascontiguousarray(q)
             self._xq = np.zeros((self.max_chunk, n))

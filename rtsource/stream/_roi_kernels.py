@@ -12,15 +12,11 @@ import numba
 
 
 @numba.njit(cache=True, nogil=True)
-def apply_matrix(x, n, matrix, out):
-    """out[t, r] = sum_j matrix[r, j] * x[t, j] for t < n: a small dense matrix per sample.
+def roi_apply(x, n, matrix, out):
+    """out[t, r] = sum_j matrix[r, j] * x[t, j] for t < n (folded linear ROI operator).
 
-    The folded linear ROI operator (x (>= n, n_chan) float32, matrix (n_roi, n_chan)
-    float64, out (>= n, n_roi) float32), and the artifact stage's spatial projector before
-    ASR (:mod:`rtsource.artifacts.stage`, float64 throughout). Accumulates in float64 (the
-    cost is negligible, the precision free); plain loops, because a BLAS call on a
-    10-sample chunk wakes OpenBLAS's threads, which costs more than the product. ``out``
-    must not be ``x``.
+    x (>= n, n_chan) float32; matrix (n_roi, n_chan) float64; out (>= n, n_roi) float32.
+    Accumulates in float64 (a few ROIs: the cost is negligible, the precision free).
     """
     n_roi = matrix.shape[0]
     n_chan = matrix.shape[1]

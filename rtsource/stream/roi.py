@@ -95,7 +95,7 @@ class RoiStage:
         """
         check_chunk("ROI stage", x, n, self.max_chunk, self.n_inputs)
         if self.linear:
-            self._k.apply_matrix(x, n, self._matrix, self._out)
+            self._k.roi_apply(x, n, self._matrix, self._out)
         elif self._max:
             self._k.roi_max_abs(x, n, self._indptr, self._indices, self._out)
         else:

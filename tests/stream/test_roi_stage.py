@@ -22,12 +22,12 @@ from .lsl_helpers import Collector, unique
 
 # ---- kernels vs NumPy twins ----
 
-def test_apply_matrix_matches_numpy():
+def test_roi_apply_matches_numpy():
     rng = np.random.default_rng(0)
     m = rng.normal(size=(4, 16))
     x = rng.normal(size=(30, 16)).astype(np.float32)
     out = np.full((30, 4), -1.0, np.float32)
-    k.apply_matrix(x, 25, m, out)
+    k.roi_apply(x, 25, m, out)
     assert np.allclose(out[:25], x[:25].astype(np.float64) @ m.T, rtol=1e-6, atol=1e-6)
     assert np.all(out[25:] == -1.0)
 
